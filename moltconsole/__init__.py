@@ -1,0 +1,3 @@
+"""moltconsole: run OpenClaw in a hardened sandbox, with a keyboard-driven console."""
+
+__version__ = "0.1.0"

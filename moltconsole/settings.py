@@ -1,0 +1,216 @@
+"""One typed settings object, read from a TOML file and ``MOLTCONSOLE_*`` environment variables.
+
+Precedence, lowest first: built-in defaults, the TOML file
+(``$XDG_CONFIG_HOME/moltconsole/config.toml`` or ``$MOLTCONSOLE_CONFIG``), environment variables
+(``MOLTCONSOLE_SANDBOX__GATEWAY_PORT=18800`` sets ``sandbox.gateway_port``).
+
+Every validation error names the key and where its value came from, so a user can fix it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "MOLTCONSOLE_"
+ENV_NESTING = "__"
+DEFAULT_OPENCLAW_VERSION = "2026.9.6"
+
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+_DURATION_RE = re.compile(r"^[0-9]+(ms|s|m|h|d)$")
+_MEMORY_RE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key, where, and what to do."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SandboxSettings(_Section):
+    """How the OpenClaw gateway container is built and run."""
+
+    name: str = "default"
+    openclaw_version: str = DEFAULT_OPENCLAW_VERSION
+    image_repository: str = "moltconsole/openclaw"
+    # "registry": build FROM base_image and install OpenClaw with npm inside the build.
+    # "offline": bootstrap the base from Debian packages and prepare Node and OpenClaw on the
+    # host, for machines whose containers cannot reach a registry. "auto" tries the registry
+    # route when base_image is present locally and falls back to offline otherwise.
+    build_route: Literal["auto", "registry", "offline"] = "auto"
+    base_image: str = "node:24-bookworm-slim"
+    bind_address: str = "127.0.0.1"
+    gateway_port: int = Field(default=18789, ge=1, le=65535)
+    memory_limit: str = "2g"
+    cpus: float = Field(default=1.5, gt=0, le=256)
+    pids_limit: int = Field(default=512, ge=16)
+    node_max_old_space_mb: int = Field(default=0, ge=0)
+    heartbeat: str = "0m"
+    ready_timeout: float = Field(default=180.0, gt=0)
+    readyz_interval: float = Field(default=0.05, gt=0)
+    health_interval: float = Field(default=2.0, gt=0)
+    unhealthy_after: int = Field(default=3, ge=1)
+    restart_backoff_initial: float = Field(default=1.0, ge=0)
+    restart_backoff_max: float = Field(default=60.0, ge=0)
+    crash_loop_threshold: int = Field(default=5, ge=1)
+    crash_loop_window: float = Field(default=300.0, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError("use 1-31 lowercase letters, digits or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("openclaw_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if not _VERSION_RE.match(value):
+            raise ValueError("expected an OpenClaw version such as 2026.9.6")
+        return value
+
+    @field_validator("heartbeat")
+    @classmethod
+    def _heartbeat(cls, value: str) -> str:
+        if not _DURATION_RE.match(value):
+            raise ValueError("expected a duration such as 0m (off), 30m or 1h")
+        return value
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory(cls, value: str) -> str:
+        if not _MEMORY_RE.match(value):
+            raise ValueError("expected a size such as 2g or 1536m")
+        return value
+
+    @field_validator("bind_address")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("expected an IP address such as 127.0.0.1") from None
+        return value
+
+
+class PathSettings(_Section):
+    """Where moltconsole keeps its data, caches and runtime files."""
+
+    data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
+    cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
+    runtime_dir: Path = Field(default_factory=lambda: _runtime_dir())
+
+
+class Settings(_Section):
+    """All of moltconsole's settings."""
+
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    paths: PathSettings = Field(default_factory=PathSettings)
+    source: Path | None = Field(default=None, exclude=True)
+
+    @property
+    def socket_path(self) -> Path:
+        """The backend API's unix socket."""
+        return self.paths.runtime_dir / "backend.sock"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        """The host directory holding this sandbox's state and logs."""
+        return self.paths.data_dir / "sandboxes" / self.sandbox.name
+
+
+def _xdg(var: str, fallback: str) -> Path:
+    base = os.environ.get(var) or str(Path.home() / fallback)
+    return Path(base) / "moltconsole"
+
+
+def _runtime_dir() -> Path:
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and Path(base).is_dir():
+        return Path(base) / "moltconsole"
+    return Path(f"/tmp/moltconsole-{os.getuid()}")
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """The TOML file read when none is named."""
+    env = os.environ if env is None else env
+    if env.get("MOLTCONSOLE_CONFIG"):
+        return Path(env["MOLTCONSOLE_CONFIG"])
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "moltconsole" / "config.toml"
+
+
+def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """Nested overrides from MOLTCONSOLE_SECTION__KEY variables, and which variable set what."""
+    values: dict[str, Any] = {}
+    origin: dict[tuple[str, ...], str] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "MOLTCONSOLE_CONFIG":
+            continue
+        parts = tuple(p.lower() for p in name[len(ENV_PREFIX) :].split(ENV_NESTING))
+        if len(parts) != 2 or not all(parts):
+            continue
+        values.setdefault(parts[0], {})[parts[1]] = value
+        origin[parts] = name
+    return values, origin
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(
+    path: Path | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Read, merge and validate the settings; raise ConfigError naming the key and its source."""
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get("MOLTCONSOLE_CONFIG"))
+    path = path or default_config_path(env)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc}). Fix the file or move it away.") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot be read ({exc.strerror}).") from None
+    elif explicit:
+        raise ConfigError(f"{path}: config file not found. Create it or unset MOLTCONSOLE_CONFIG.")
+    overrides, origin = _env_overrides(env)
+    merged = _merge(data, overrides)
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, path, origin)) from None
+    return settings.model_copy(update={"source": path if path.exists() else None})
+
+
+def _describe(exc: ValidationError, path: Path, origin: Mapping[tuple[str, ...], str]) -> str:
+    lines = ["invalid configuration:"]
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
+        where = f"environment variable {origin[loc]}" if loc in origin else str(path)
+        if err["type"] == "extra_forbidden":
+            lines.append(f"  {key} (in {where}): unknown setting. Check the spelling or remove it.")
+            continue
+        message = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {key} = {err.get('input')!r} (in {where}): {message}")
+    return "\n".join(lines)
