@@ -1,0 +1,198 @@
+"""The backend's HTTP and WebSocket API (Starlette). Version 1, JSON in and out.
+
+Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes, /v1/devices
+            POST /v1/sandbox/{start,stop,restart,destroy,rebuild}
+            POST /v1/devices/{request_id}/{approve,reject}
+Streams:    WS   /v1/events (status changes, build progress), /v1/stats, /v1/exec
+Errors are ``{"error": {"kind": ..., "message": ...}}`` with a 4xx/5xx status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+import moltconsole
+from moltconsole_backend.sandbox import devices
+from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
+
+EXEC_STDOUT = b"\x01"
+EXEC_STDERR = b"\x02"
+
+
+def error(kind: str, message: str, status: int) -> JSONResponse:
+    """A JSON error body that says what happened and what to do."""
+    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
+
+
+def create_app(manager: SandboxManager) -> Starlette:
+    """The API application bound to one sandbox manager."""
+    started = time.time()
+
+    async def guarded(call: Callable[[], Awaitable[Response]]) -> Response:
+        try:
+            return await call()
+        except OperationError as exc:
+            return error("operation", str(exc), 409)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({
+            "backend": "moltconsole", "version": moltconsole.__version__, "pid": os.getpid(),
+            "uptime": time.time() - started,
+        })
+
+    async def status(_: Request) -> Response:
+        return JSONResponse(manager.status.to_json())
+
+    def action(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            body = await _json_body(request)
+            if isinstance(body, Response):
+                return body
+
+            async def run() -> Response:
+                if name == "rebuild":
+                    version = body.get("version")
+                    if version is not None and not isinstance(version, str):
+                        return error("request", "'version' must be a string such as 2026.9.6", 400)
+                    if version:
+                        from moltconsole.settings import SandboxSettings
+
+                        try:
+                            SandboxSettings(openclaw_version=version)
+                        except ValueError:
+                            return error("request", f"{version!r} is not an OpenClaw version", 400)
+                    result = await manager.rebuild(version or None)
+                else:
+                    result = await getattr(manager, name)()
+                return JSONResponse(result.to_json())
+
+            if body.get("wait", True):
+                return await guarded(run)
+            # Fire and forget: the caller follows /v1/events.
+            task = asyncio.get_running_loop().create_task(guarded(run))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
+            return JSONResponse(manager.status.to_json(), status_code=202)
+
+        return handler
+
+    async def processes(_: Request) -> Response:
+        return await guarded(lambda: _json(manager.processes()))
+
+    async def device_list(_: Request) -> Response:
+        return await guarded(lambda: _json(devices.list_devices(manager)))
+
+    async def device_decide(request: Request) -> Response:
+        request_id = request.path_params["request_id"]
+        decision = request.path_params["decision"]
+        if decision not in ("approve", "reject"):
+            return error("request", "use approve or reject", 404)
+        return await guarded(lambda: _json(devices.decide(manager, request_id, decision)))
+
+    async def events(ws: WebSocket) -> None:
+        await ws.accept()
+        queue = manager.subscribe()
+        try:
+            await ws.send_json({"type": "status", "status": manager.status.to_json()})
+            receiver = asyncio.ensure_future(_drain(ws))
+            while not receiver.done():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await ws.send_json(getter.result())
+                else:
+                    getter.cancel()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            manager.unsubscribe(queue)
+
+    async def stats(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            async for sample in manager.stats():
+                await ws.send_json(sample.to_json())
+        except OperationError as exc:
+            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+    async def exec_(ws: WebSocket) -> None:
+        await ws.accept()
+        try:
+            request = await ws.receive_json()
+            cmd = request.get("cmd") if isinstance(request, dict) else None
+            if not isinstance(cmd, list) or not cmd or not all(isinstance(c, str) for c in cmd):
+                hint = 'send {"cmd": ["prog", "arg", ...]}'
+                await ws.send_json({"error": {"kind": "request", "message": hint}})
+                await ws.close()
+                return
+            async for item in manager.exec_stream(cmd):
+                if isinstance(item, int):
+                    await ws.send_json({"exit_code": item})
+                else:
+                    await ws.send_bytes((EXEC_STDOUT if item[0] == "stdout" else EXEC_STDERR) + item[1])
+        except OperationError as exc:
+            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
+        except (WebSocketDisconnect, RuntimeError):
+            return
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+    routes = [
+        Route("/v1/health", health),
+        Route("/v1/status", status),
+        Route("/v1/sandbox/processes", processes),
+        Route("/v1/devices", device_list),
+        Route("/v1/devices/{request_id}/{decision}", device_decide, methods=["POST"]),
+        WebSocketRoute("/v1/events", events),
+        WebSocketRoute("/v1/stats", stats),
+        WebSocketRoute("/v1/exec", exec_),
+    ]
+    for name in ("start", "stop", "restart", "destroy", "rebuild"):
+        routes.append(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]))
+    return Starlette(routes=routes)
+
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+async def _json(result: Awaitable[Any]) -> Response:
+    return JSONResponse(await result)
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return error("request", "the request body is not valid JSON", 400)
+    if not isinstance(body, dict):
+        return error("request", "the request body must be a JSON object", 400)
+    return body
+
+
+async def _drain(ws: WebSocket) -> None:
+    """Read until the client goes away, so a disconnect is noticed while idle."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            await ws.receive()
+            if ws.client_state.name == "DISCONNECTED":
+                return
+

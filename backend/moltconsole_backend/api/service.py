@@ -1,0 +1,165 @@
+"""The backend service: the API served on a unix socket only its owner can open.
+
+One process per user (a lock file enforces it). ``moltconsole serve`` runs it in the
+foreground; tests use ``BackendService`` in-process, on the same socket and the same API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import stat
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import uvicorn
+
+from moltconsole.settings import Settings
+from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.sandbox.manager import SandboxManager
+
+log = logging.getLogger(__name__)
+SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
+
+
+class BackendAlreadyRunning(Exception):
+    """Another backend holds the lock for this runtime directory."""
+
+
+class BackendStartError(Exception):
+    """The service could not start; the message says why and what to do."""
+
+
+def prepare_runtime_dir(path: Path) -> None:
+    """Create the runtime directory owner-only, and refuse one that others could tamper with."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise BackendStartError(
+            f"{path} belongs to uid {info.st_uid}, not to you. Remove it or set "
+            "paths.runtime_dir (MOLTCONSOLE_PATHS__RUNTIME_DIR) to a directory of your own."
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def bind_owner_only(path: Path) -> socket.socket:
+    """A listening unix socket at ``path`` with mode 0600 from the moment it exists."""
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise BackendStartError(
+            f"socket path {path} is longer than {SOCKET_PATH_MAX} bytes; set paths.runtime_dir "
+            "to a shorter directory."
+        )
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class BackendService:
+    """The running backend: sandbox manager plus API server."""
+
+    def __init__(self, settings: Settings, manager: SandboxManager | None = None) -> None:
+        self.settings = settings
+        self.manager = manager or SandboxManager(settings)
+        self.socket_path = settings.socket_path
+        self._lock_file: IO[str] | None = None
+        self._server: uvicorn.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _acquire_lock(self) -> None:
+        lock_path = self.settings.paths.runtime_dir / "backend.lock"
+        fh = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            pid = fh.read().strip() or "?"
+            fh.close()
+            raise BackendAlreadyRunning(
+                f"a moltconsole backend is already running (pid {pid}) on {self.socket_path}"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._lock_file = fh
+
+    async def start(self) -> None:
+        """Take the lock, bind the socket, open the manager and start serving."""
+        prepare_runtime_dir(self.settings.paths.runtime_dir)
+        self._acquire_lock()
+        try:
+            sock = bind_owner_only(self.socket_path)
+            await self.manager.open()
+            config = uvicorn.Config(
+                create_app(self.manager), log_level="warning", access_log=False,
+                lifespan="off", ws="websockets-sansio", ws_ping_interval=None,
+                timeout_graceful_shutdown=2,
+            )
+            self._server = uvicorn.Server(config)
+            self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
+            while not self._server.started:
+                if self._task.done():
+                    self._task.result()
+                    raise BackendStartError("the API server stopped during startup")
+                await asyncio.sleep(0.01)
+        except BaseException:
+            await self._release()
+            raise
+
+    async def wait(self) -> None:
+        """Serve until the server is told to exit (SIGINT/SIGTERM in the foreground)."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self) -> None:
+        """Stop serving; the sandbox container keeps running."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        await self._release()
+
+    async def _release(self) -> None:
+        await self.manager.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    async def __aenter__(self) -> BackendService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_forever(settings: Settings) -> None:
+    """The foreground backend, as run by ``moltconsole serve``."""
+    service = BackendService(settings)
+    await service.start()
+    log.info("moltconsole backend listening on %s", settings.socket_path)
+    try:
+        await service.wait()
+    finally:
+        await service.stop()

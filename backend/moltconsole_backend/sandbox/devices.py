@@ -1,0 +1,71 @@
+"""OpenClaw device pairing, through the OpenClaw CLI inside the container.
+
+The CLI reaches the gateway over the container's loopback, so it needs no pairing itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from moltconsole.untrusted import sanitize
+from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+CLI = "openclaw"
+
+
+def _json_document(text: str) -> Any:
+    """The JSON document in the CLI's stdout (it may print a banner line before it)."""
+    start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
+    if start < 0:
+        raise ValueError("no JSON in output")
+    return json.loads(text[start:])
+
+
+async def list_devices(manager: SandboxManager) -> dict[str, Any]:
+    """Pending pairing requests and paired devices, as OpenClaw reports them."""
+    code, out, err = await manager.exec([CLI, "devices", "list", "--json"])
+    if code != 0:
+        raise OperationError(f"openclaw devices list failed (exit {code}): {_brief(err or out)}")
+    try:
+        data = _json_document(out)
+    except ValueError:
+        raise OperationError(f"openclaw devices list printed no JSON: {_brief(out)}") from None
+    return {"pending": list(data.get("pending") or []), "paired": list(data.get("paired") or [])}
+
+
+async def decide(
+    manager: SandboxManager, request_id: str, decision: Literal["approve", "reject"]
+) -> dict[str, Any]:
+    """Approve or reject the pending request ``request_id``."""
+    if not _REQUEST_ID.match(request_id):
+        raise OperationError(
+            f"{request_id!r} is not a pairing request id. List them with: moltconsole devices"
+        )
+    pending = (await list_devices(manager))["pending"]
+    if not any(_request_id(entry) == request_id for entry in pending):
+        raise OperationError(
+            f"no pending pairing request {request_id!r}. It may have been decided already or "
+            "superseded by a newer request; list them with: moltconsole devices"
+        )
+    code, out, err = await manager.exec([CLI, "devices", decision, request_id, "--json"])
+    if code != 0:
+        raise OperationError(
+            f"openclaw devices {decision} {request_id} failed (exit {code}): {_brief(err or out)}"
+        )
+    try:
+        result = _json_document(out)
+    except ValueError:
+        result = {"output": sanitize(out.strip())}
+    return {"request_id": request_id, "decision": decision, "result": result}
+
+
+def _request_id(entry: dict[str, Any]) -> str:
+    return str(entry.get("requestId") or entry.get("id") or "")
+
+
+def _brief(text: str) -> str:
+    lines = [ln for ln in sanitize(text).splitlines() if ln.strip()]
+    return " | ".join(lines[-3:])[:500] if lines else "(no output)"

@@ -1,0 +1,664 @@
+"""The sandbox manager: runs the OpenClaw gateway container and keeps its state model current.
+
+Docker calls are blocking (docker-py) and run in threads. Docker events arrive on a watcher
+thread and are handed to the event loop; readiness comes from polling the gateway's /readyz.
+Everything the manager learns goes through ``SandboxLifecycle`` and is broadcast to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+import httpx
+from docker.models.containers import Container
+
+from moltconsole.settings import Settings
+from moltconsole.untrusted import sanitize
+from moltconsole_backend.sandbox import spec
+from moltconsole_backend.sandbox.engine import (
+    EngineUnavailable,
+    api_error_text,
+    connect,
+    describe_engine_error,
+    engine_address,
+    parse_docker_time,
+)
+from moltconsole_backend.sandbox.image import (
+    BuildProgress,
+    ImageBuilder,
+    ImageBuildError,
+    image_tag,
+)
+from moltconsole_backend.sandbox.state import (
+    Desired,
+    RestartPolicy,
+    SandboxLifecycle,
+    SandboxState,
+    SandboxStatus,
+    ScheduleRestart,
+)
+from moltconsole_backend.sandbox.stats import StatsSample, compute_sample
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RUNNING_STATES = (SandboxState.STARTING, SandboxState.READY, SandboxState.UNHEALTHY)
+SETTLED_STATES = frozenset(
+    {
+        SandboxState.READY, SandboxState.STOPPED, SandboxState.ABSENT, SandboxState.CRASH_LOOP,
+        SandboxState.CONFIG_INVALID, SandboxState.FAILED, SandboxState.ENGINE_DOWN,
+        SandboxState.UNHEALTHY,
+    }
+)
+STOP_TIMEOUT = 20  # seconds OpenClaw gets to drain before SIGKILL
+
+
+class OperationError(Exception):
+    """A user-requested operation could not be done; the message says why and what to do."""
+
+
+class SandboxManager:
+    """Owns one sandbox container: lifecycle, supervision, exec, stats and process list."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_factory: Callable[[], docker.DockerClient] = connect,
+    ) -> None:
+        self.settings = settings
+        sb = settings.sandbox
+        self.lifecycle = SandboxLifecycle(
+            RestartPolicy(
+                backoff_initial=sb.restart_backoff_initial,
+                backoff_max=sb.restart_backoff_max,
+                crash_loop_threshold=sb.crash_loop_threshold,
+                crash_loop_window=sb.crash_loop_window,
+                unhealthy_after=sb.unhealthy_after,
+            )
+        )
+        self.paths = spec.SandboxPaths(settings.sandbox_dir)
+        self.name = spec.container_name(settings)
+        self._client_factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._waiters: list[tuple[Callable[[SandboxStatus], bool], asyncio.Future[SandboxStatus]]] = []
+        self._op_lock = asyncio.Lock()
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._probe_task: asyncio.Task[None] | None = None
+        self._restart_task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._events_stream: Any = None
+        self._closing = False
+        self._removing = False
+        self._publish(self.lifecycle.status)
+
+    # --- status and subscriptions ----------------------------------------------------------
+    @property
+    def status(self) -> SandboxStatus:
+        """The current snapshot."""
+        return self.lifecycle.status
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        """A queue receiving every status change and build progress message."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
+        self._subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        """Stop delivering to ``queue``."""
+        self._subscribers.discard(queue)
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
+        for queue in list(self._subscribers):
+            try:
+                queue.put_nowait(message)
+            except asyncio.QueueFull:
+                # A stuck subscriber loses its oldest message rather than stalling the backend.
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                queue.put_nowait(message)
+
+    def _publish(self, status: SandboxStatus) -> None:
+        status = self._decorate(status)
+        self.lifecycle.status = status
+        self._broadcast({"type": "status", "status": status.to_json()})
+        self._notify_changed()
+
+    def _decorate(self, status: SandboxStatus) -> SandboxStatus:
+        sb = self.settings.sandbox
+        return dataclasses.replace(
+            status,
+            gateway_url=f"http://{sb.bind_address}:{sb.gateway_port}",
+            state_dir=str(self.paths.state),
+            openclaw_version=status.openclaw_version or self.wanted_version(),
+        )
+
+    def _notify_changed(self) -> None:
+        status = self.status
+        for predicate, future in list(self._waiters):
+            if not future.done() and predicate(status):
+                future.set_result(status)
+
+    async def wait_for(
+        self, predicate: Callable[[SandboxStatus], bool], timeout: float | None = None
+    ) -> SandboxStatus:
+        """Wait until the status satisfies ``predicate``; raise TimeoutError after ``timeout``."""
+        if predicate(self.status):
+            return self.status
+        future: asyncio.Future[SandboxStatus] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            self._waiters.remove(entry)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- startup and shutdown --------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect to the engine, adopt an existing container, and start watching events."""
+        self._loop = asyncio.get_running_loop()
+        self._watch_task = self._spawn(self._watch_engine())
+        # Let the first look at the engine finish so the first status is not a guess.
+        await self.wait_for(lambda s: s.state != SandboxState.UNKNOWN, timeout=60)
+
+    async def close(self) -> None:
+        """Stop watching; the container keeps running (the agent outlives the backend)."""
+        self._closing = True
+        stream = self._events_stream
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                stream.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._http.aclose()
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    async def _thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    async def _engine(self) -> docker.DockerClient:
+        if self._client is None:
+            try:
+                self._client = await self._thread(self._client_factory)
+            except EngineUnavailable as exc:
+                self._publish(self.lifecycle.on_engine_down(str(exc)))
+                raise OperationError(str(exc)) from None
+        return self._client
+
+    async def _watch_engine(self) -> None:
+        """Follow Docker events for our container; reconnect when the engine comes back."""
+        delay = 1.0
+        while not self._closing:
+            try:
+                client = await self._engine()
+                since = int(time.time())
+                await self._resync()
+                delay = 1.0
+                await self._thread(self._pump_events, client, since)
+            except OperationError:
+                pass
+            except docker.errors.DockerException as exc:
+                self._client = None
+                self._publish(self.lifecycle.on_engine_down(describe_engine_error(engine_address(), exc)))
+            except Exception as exc:  # the watcher must survive anything the engine throws
+                log.warning("event watcher: %s", exc)
+                self._client = None
+            if self._closing:
+                return
+            if self.status.state != SandboxState.ENGINE_DOWN:
+                self._client = None
+                self._publish(self.lifecycle.on_engine_down(
+                    f"lost the event stream from the Docker engine at {engine_address()}; reconnecting"
+                ))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    def _pump_events(self, client: docker.DockerClient, since: int) -> None:
+        """Blocking: forward our container's events to the loop until the stream ends."""
+        stream = client.events(
+            decode=True, since=since,
+            filters={"type": "container", "label": f"{spec.LABEL_SANDBOX}={self.settings.sandbox.name}"},
+        )
+        self._events_stream = stream
+        loop = self._loop
+        assert loop is not None
+        try:
+            for event in stream:
+                loop.call_soon_threadsafe(self._on_event, event)
+        finally:
+            self._events_stream = None
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        action = str(event.get("Action") or event.get("status") or "")
+        actor = event.get("Actor") or {}
+        attrs = actor.get("Attributes") or {}
+        if attrs.get("name") and attrs.get("name") != self.name:
+            return
+        container_id = str(actor.get("ID") or event.get("id") or "")
+        log.debug("docker event %s %s", action, container_id[:12])
+        if action == "start":
+            self._publish(self.lifecycle.on_started(container_id, time.time()))
+            self._start_probe(container_id)
+        elif action == "die":
+            code = attrs.get("exitCode")
+            self._spawn(self._handle_exit(int(code) if code is not None else None, container_id))
+        elif action == "destroy":
+            by_us = self._removing
+            self._publish(self.lifecycle.on_removed(by_us, str(self.paths.state)))
+        elif action == "oom":
+            self._broadcast({"type": "notice", "message": "the sandbox ran out of memory (OOM kill); "
+                             "raise sandbox.memory_limit if this repeats"})
+
+    async def _resync(self) -> None:
+        """Derive the status from what the engine says now (startup, reconnect)."""
+        container = await self._find()
+        if container is None:
+            keep = self.status.reason if self.status.state == SandboxState.ABSENT else ""
+            self._publish(self.lifecycle.on_absent(keep))
+            return
+        self._adopt_attrs(container)
+        state = container.attrs.get("State") or {}
+        if state.get("Running"):
+            if self.status.state not in RUNNING_STATES or self.status.container_id != container.id:
+                self.lifecycle.want_running()
+                started = parse_docker_time(state.get("StartedAt")) or time.time()
+                self._publish(self.lifecycle.on_started(str(container.id), started))
+            self._start_probe(str(container.id))
+        elif self.status.state not in (SandboxState.CRASHED, SandboxState.CRASH_LOOP,
+                                       SandboxState.CONFIG_INVALID, SandboxState.FAILED):
+            code = state.get("ExitCode")
+            self._publish(self.lifecycle.update(
+                state=SandboxState.STOPPED, container_id=container.id, reason="",
+                last_exit_code=code if state.get("FinishedAt", "").startswith("0001") is False else None,
+            ))
+
+    def _adopt_attrs(self, container: Container) -> None:
+        labels = (container.attrs.get("Config") or {}).get("Labels") or {}
+        image = (container.attrs.get("Config") or {}).get("Image")
+        self.lifecycle.update(
+            container_id=container.id, image=image,
+            openclaw_version=labels.get(spec.LABEL_VERSION),
+        )
+
+    async def _find(self) -> Container | None:
+        client = await self._engine()
+        try:
+            return await self._thread(client.containers.get, self.name)
+        except docker.errors.NotFound:
+            return None
+
+    # --- readiness -------------------------------------------------------------------------
+    def _start_probe(self, container_id: str) -> None:
+        if self._probe_task is not None and not self._probe_task.done():
+            return
+        self._probe_task = self._spawn(self._probe(container_id))
+
+    async def _readyz(self) -> tuple[bool, str]:
+        sb = self.settings.sandbox
+        url = f"http://{sb.bind_address}:{sb.gateway_port}/readyz"
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError as exc:
+            return False, type(exc).__name__
+        if response.status_code == 200:
+            return True, ""
+        return False, f"HTTP {response.status_code}"
+
+    async def _probe(self, container_id: str) -> None:
+        """Poll /readyz: quickly until ready, then at the health interval."""
+        sb = self.settings.sandbox
+        while self.status.container_id == container_id and self.status.state in RUNNING_STATES:
+            ok, detail = await self._readyz()
+            if self.status.container_id != container_id or self.status.state not in RUNNING_STATES:
+                return
+            self._publish(self.lifecycle.on_readyz(ok, time.time(), detail))
+            status = self.status
+            if status.state == SandboxState.STARTING and status.started_at is not None \
+                    and time.time() - status.started_at > sb.ready_timeout:
+                self._publish(self.lifecycle.update(
+                    state=SandboxState.UNHEALTHY,
+                    reason=f"the gateway is not ready {sb.ready_timeout:.0f}s after start; "
+                    "look at the logs (moltconsole logs) or raise sandbox.ready_timeout",
+                ))
+            fast = self.status.state == SandboxState.STARTING
+            await asyncio.sleep(sb.readyz_interval if fast else sb.health_interval)
+
+    # --- crashes and automatic restarts ----------------------------------------------------
+    async def _handle_exit(self, code: int | None, container_id: str) -> None:
+        last = ""
+        if self.status.desired == Desired.RUNNING:
+            last = await self._last_log_line(container_id)
+        status, effect = self.lifecycle.on_exit(code, time.time(), last)
+        self._publish(status)
+        if isinstance(effect, ScheduleRestart):
+            self._restart_task = self._spawn(self._restart_later(effect.delay))
+
+    async def _last_log_line(self, container_id: str) -> str:
+        try:
+            client = await self._engine()
+            raw = await self._thread(client.api.logs, container_id, tail=5, stdout=True, stderr=True)
+        except Exception:
+            return ""
+        lines = [ln for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
+        return sanitize(lines[-1])[:300] if lines else ""
+
+    async def _restart_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if self.status.state != SandboxState.CRASHED or self.status.desired != Desired.RUNNING:
+            return
+        self._publish(self.lifecycle.on_restarting())
+        try:
+            async with self._op_lock:
+                await self._start_container()
+        except OperationError as exc:
+            self._publish(self.lifecycle.on_failed(str(exc)))
+
+    # --- operations ------------------------------------------------------------------------
+    def wanted_version(self) -> str:
+        """The OpenClaw version for new containers: an explicit rebuild's pin, else the config's."""
+        try:
+            pinned = self.paths.pin.read_text(encoding="utf-8").strip()
+        except OSError:
+            pinned = ""
+        return pinned or self.settings.sandbox.openclaw_version
+
+    async def start(self) -> SandboxStatus:
+        """Build the image if needed, create the container if needed, start it."""
+        async with self._op_lock:
+            self.lifecycle.want_running()
+            self._cancel_restart()
+            await self._start_container()
+        return self.status
+
+    async def _start_container(self) -> None:
+        client = await self._engine()
+        container = await self._find()
+        if container is not None and (container.attrs.get("State") or {}).get("Running"):
+            self._resync_soon()
+            return
+        if container is None:
+            container = await self._create(client, self.wanted_version())
+        else:
+            self._check_port_free()
+        try:
+            await self._thread(container.start)
+        except docker.errors.APIError as exc:
+            raise self._fail(self._describe_start_error(exc)) from None
+
+    def _resync_soon(self) -> None:
+        self._spawn(self._resync())
+
+    def _cancel_restart(self) -> None:
+        if self._restart_task is not None and not self._restart_task.done():
+            self._restart_task.cancel()
+        self._restart_task = None
+
+    def _fail(self, reason: str) -> OperationError:
+        self._publish(self.lifecycle.on_failed(reason))
+        return OperationError(reason)
+
+    def _check_port_free(self) -> None:
+        sb = self.settings.sandbox
+        with socket.socket(socket.AF_INET6 if ":" in sb.bind_address else socket.AF_INET) as probe:
+            try:
+                probe.bind((sb.bind_address, sb.gateway_port))
+            except OSError as exc:
+                raise self._fail(
+                    f"port {sb.gateway_port} on {sb.bind_address} is already in use "
+                    f"({exc.strerror}). Stop the program using it, or choose another port with "
+                    "sandbox.gateway_port in config.toml (or MOLTCONSOLE_SANDBOX__GATEWAY_PORT)."
+                ) from None
+
+    def _describe_start_error(self, exc: docker.errors.APIError) -> str:
+        text = api_error_text(exc)
+        sb = self.settings.sandbox
+        if "port is already allocated" in text or "address already in use" in text:
+            return (
+                f"port {sb.gateway_port} on {sb.bind_address} is already in use. Choose another "
+                "with sandbox.gateway_port in config.toml (or MOLTCONSOLE_SANDBOX__GATEWAY_PORT), "
+                "then destroy and start the sandbox (the state directory is kept)."
+            )
+        return f"Docker could not start the sandbox: {text}"
+
+    async def ensure_image(self, version: str, *, force: bool = False) -> str:
+        """The image tag for ``version``, built first if missing (or if ``force``)."""
+        client = await self._engine()
+        sb = self.settings.sandbox
+        builder = ImageBuilder(
+            client, repository=sb.image_repository, version=version, route=sb.build_route,
+            base_image=sb.base_image, cache_dir=self.settings.paths.cache_dir,
+        )
+        tag = image_tag(sb.image_repository, version)
+        if not force and await self._thread(builder.exists):
+            return tag
+        previous = self.status
+        self._publish(self.lifecycle.on_building(f"building {tag}"))
+        loop = asyncio.get_running_loop()
+
+        def progress(item: BuildProgress) -> None:
+            loop.call_soon_threadsafe(
+                self._broadcast, {"type": "progress", "step": item.step, "message": item.message}
+            )
+
+        try:
+            await self._thread(builder.build, progress)
+        except ImageBuildError as exc:
+            raise self._fail(f"building {tag} failed: {exc}") from None
+        self._publish(dataclasses.replace(previous, reason=f"built {tag}"))
+        return tag
+
+    async def _create(self, client: docker.DockerClient, version: str) -> Container:
+        tag = await self.ensure_image(version)
+        self._check_port_free()
+        await self._thread(spec.prepare_host_dirs, self.paths)
+        gateway_token = spec.read_or_create_token(self.paths.secrets / "gateway-token")
+        model_token = spec.read_or_create_token(self.paths.secrets / "model-token")
+        env = spec.container_env(self.settings, gateway_token, model_token)
+        kwargs = spec.create_kwargs(self.settings, tag, version, self.paths, env)
+        try:
+            container: Container = await self._thread(client.containers.create, **kwargs)
+        except docker.errors.APIError as exc:
+            raise self._fail(f"Docker could not create the sandbox: {api_error_text(exc)}") from None
+        self._adopt_attrs(container)
+        self._publish(self.status)
+        return container
+
+    async def stop(self) -> SandboxStatus:
+        """Stop the container (OpenClaw drains first); nothing is removed."""
+        async with self._op_lock:
+            await self._stop()
+        return self.status
+
+    async def _stop(self) -> None:
+        self.lifecycle.want_stopped()
+        self._cancel_restart()
+        container = await self._find()
+        if container is None:
+            self._publish(self.lifecycle.on_absent())
+            return
+        if not (container.attrs.get("State") or {}).get("Running"):
+            self._publish(self.lifecycle.update(state=SandboxState.STOPPED, reason=""))
+            return
+        self._publish(self.lifecycle.on_stopping())
+        try:
+            await self._thread(container.stop, timeout=STOP_TIMEOUT)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise self._fail(f"Docker could not stop the sandbox: {api_error_text(exc)}") from None
+        # The die event moves the state to STOPPED; wait for it so callers see a settled state.
+        with contextlib.suppress(TimeoutError):
+            await self.wait_for(lambda s: s.state != SandboxState.STOPPING, timeout=10)
+        if self.status.state == SandboxState.STOPPING:
+            self._publish(self.lifecycle.update(state=SandboxState.STOPPED))
+
+    async def restart(self) -> SandboxStatus:
+        """Stop, then start."""
+        async with self._op_lock:
+            await self._stop()
+            self.lifecycle.want_running()
+            await self._start_container()
+        return self.status
+
+    async def destroy(self) -> SandboxStatus:
+        """Remove the container. The state and logs directories on the host are kept."""
+        async with self._op_lock:
+            await self._destroy()
+        return self.status
+
+    async def _destroy(self) -> None:
+        await self._stop()
+        container = await self._find()
+        if container is None:
+            return
+        self._removing = True
+        try:
+            await self._thread(container.remove, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            raise self._fail(f"Docker could not remove the sandbox: {api_error_text(exc)}") from None
+        finally:
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for(lambda s: s.state == SandboxState.ABSENT, timeout=10)
+            self._removing = False
+        if self.status.state != SandboxState.ABSENT:
+            self._publish(self.lifecycle.on_absent())
+
+    async def rebuild(self, version: str | None = None) -> SandboxStatus:
+        """Build the image (for ``version`` or the configured one) and recreate the container.
+
+        An explicit version is pinned for this sandbox; no version returns to the config's.
+        The state directory is kept, so an upgrade keeps the agent's memory.
+        """
+        async with self._op_lock:
+            target = version or self.settings.sandbox.openclaw_version
+            was_running = self.status.desired == Desired.RUNNING
+            await self.ensure_image(target, force=True)
+            if version:
+                self.paths.root.mkdir(parents=True, exist_ok=True)
+                self.paths.pin.write_text(version + "\n", encoding="utf-8")
+            else:
+                self.paths.pin.unlink(missing_ok=True)
+            await self._destroy()
+            if was_running:
+                self.lifecycle.want_running()
+                await self._start_container()
+        return self.status
+
+    # --- inside the container --------------------------------------------------------------
+    async def _running_container(self) -> Container:
+        container = await self._find()
+        if container is None or not (container.attrs.get("State") or {}).get("Running"):
+            raise OperationError("the sandbox is not running. Start it first (moltconsole start).")
+        return container
+
+    async def exec_stream(
+        self, cmd: list[str], *, user: str | None = None
+    ) -> AsyncIterator[tuple[str, bytes] | int]:
+        """Run ``cmd`` inside the container; yield (stream, chunk) pairs, then the exit code."""
+        container = await self._running_container()
+        client = await self._engine()
+        try:
+            exec_id = await self._thread(
+                client.api.exec_create, container.id, cmd, stdout=True, stderr=True,
+                user=user or "",
+            )
+        except docker.errors.APIError as exc:
+            raise OperationError(f"exec failed: {api_error_text(exc)}") from None
+        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def pump() -> None:
+            try:
+                output = client.api.exec_start(exec_id["Id"], stream=True, demux=True)
+                for out, err in output:
+                    if out:
+                        loop.call_soon_threadsafe(queue.put_nowait, ("stdout", out))
+                    if err:
+                        loop.call_soon_threadsafe(queue.put_nowait, ("stderr", err))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        pump_task = asyncio.ensure_future(asyncio.to_thread(pump))
+        while (item := await queue.get()) is not None:
+            yield item
+        await pump_task
+        info = await self._thread(client.api.exec_inspect, exec_id["Id"])
+        yield int(info.get("ExitCode") or 0)
+
+    async def exec(self, cmd: list[str], *, user: str | None = None) -> tuple[int, str, str]:
+        """Run ``cmd`` to completion; return exit code, stdout and stderr."""
+        out: list[bytes] = []
+        err: list[bytes] = []
+        code = -1
+        async for item in self.exec_stream(cmd, user=user):
+            if isinstance(item, int):
+                code = item
+            else:
+                (out if item[0] == "stdout" else err).append(item[1])
+        return code, b"".join(out).decode(errors="replace"), b"".join(err).decode(errors="replace")
+
+    async def processes(self) -> dict[str, Any]:
+        """The container's processes as ``docker top`` reports them."""
+        container = await self._running_container()
+        try:
+            top: dict[str, Any] = await self._thread(
+                container.top, ps_args="-o pid,ppid,user,pcpu,rss,etime,args"
+            )
+        except docker.errors.APIError:
+            top = await self._thread(container.top)
+        return {"titles": top.get("Titles") or [], "processes": top.get("Processes") or []}
+
+    async def stats(self) -> AsyncIterator[StatsSample]:
+        """A live stream of resource samples, about one per second."""
+        container = await self._running_container()
+        client = await self._engine()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=10)
+        loop = asyncio.get_running_loop()
+        stop = threading.Event()
+
+        def pump() -> None:
+            stream: Iterator[dict[str, Any]] = client.api.stats(container.id, stream=True, decode=True)
+            try:
+                for raw in stream:
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, raw)
+            except Exception as exc:
+                log.debug("stats stream ended: %s", exc)
+            finally:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        pump_task = asyncio.ensure_future(asyncio.to_thread(pump))
+        try:
+            while (raw := await queue.get()) is not None:
+                if raw.get("read", "").startswith("0001-"):
+                    continue
+                yield compute_sample(raw)
+        finally:
+            stop.set()
+            pump_task.cancel()

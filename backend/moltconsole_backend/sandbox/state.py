@@ -1,0 +1,230 @@
+"""The sandbox state model: a pure state machine fed by Docker events, /readyz and user intent.
+
+No I/O happens here. The manager feeds observations in (``on_*`` methods) and carries out the
+effects that come back (restart after a delay), which keeps the rules unit-testable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+EXIT_CONFIG_INVALID = 78  # OpenClaw's exit code (EX_CONFIG) when openclaw.json is invalid.
+
+
+class SandboxState(enum.StrEnum):
+    """Where the sandbox is in its life."""
+
+    UNKNOWN = "unknown"  # not looked at yet
+    ENGINE_DOWN = "engine-down"  # the Docker engine cannot be reached
+    ABSENT = "absent"  # no container
+    BUILDING = "building"  # the image is being built
+    STARTING = "starting"  # container running, gateway not ready yet
+    READY = "ready"  # /readyz answers 200
+    UNHEALTHY = "unhealthy"  # was ready, /readyz keeps failing
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # stopped on purpose
+    CRASHED = "crashed"  # exited on its own; a restart is scheduled
+    CRASH_LOOP = "crash-loop"  # crashed too often; not restarted until the user says so
+    CONFIG_INVALID = "config-invalid"  # OpenClaw rejected its configuration (exit 78)
+    FAILED = "failed"  # an operation failed (build, create, start); reason says why
+
+
+class Desired(enum.StrEnum):
+    """What the user asked for."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    """An immutable snapshot of the sandbox, as served by the API."""
+
+    state: SandboxState = SandboxState.UNKNOWN
+    reason: str = ""
+    desired: Desired = Desired.STOPPED
+    container_id: str | None = None
+    image: str | None = None
+    openclaw_version: str | None = None
+    started_at: float | None = None
+    ready_at: float | None = None
+    restarts: int = 0
+    last_exit_code: int | None = None
+    restart_at: float | None = None
+    gateway_url: str | None = None
+    state_dir: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["desired"] = self.desired.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SandboxStatus:
+        """The inverse of to_json; unknown keys are ignored so old clients keep working."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["state"] = SandboxState(values.get("state", "unknown"))
+        values["desired"] = Desired(values.get("desired", "stopped"))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """Backoff and crash-loop limits."""
+
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    crash_loop_threshold: int = 5
+    crash_loop_window: float = 300.0
+    unhealthy_after: int = 3
+
+
+@dataclass(frozen=True)
+class ScheduleRestart:
+    """Effect: start the container again after ``delay`` seconds."""
+
+    delay: float
+
+
+class SandboxLifecycle:
+    """Rules that turn observations into the next status and the effects to carry out."""
+
+    def __init__(self, policy: RestartPolicy | None = None) -> None:
+        self.policy = policy or RestartPolicy()
+        self.status = SandboxStatus()
+        self._crashes: deque[float] = deque()
+        self._readyz_failures = 0
+        self._expect_exit = False
+
+    def update(self, **changes: Any) -> SandboxStatus:
+        """Replace fields of the current status (for facts read straight from the engine)."""
+        self.status = dataclasses.replace(self.status, **changes)
+        return self.status
+
+    # --- user intent -------------------------------------------------------------------
+    def want_running(self) -> SandboxStatus:
+        """The user asked to start: forget earlier crashes, clear a crash loop."""
+        self._crashes.clear()
+        self._expect_exit = False
+        return self.update(desired=Desired.RUNNING, restart_at=None)
+
+    def want_stopped(self) -> SandboxStatus:
+        """The user asked to stop: an exit that follows is not a crash."""
+        self._expect_exit = True
+        return self.update(desired=Desired.STOPPED, restart_at=None)
+
+    # --- observations ------------------------------------------------------------------
+    def on_engine_down(self, reason: str) -> SandboxStatus:
+        """The Docker engine is unreachable."""
+        return self.update(state=SandboxState.ENGINE_DOWN, reason=reason)
+
+    def on_absent(self, reason: str = "") -> SandboxStatus:
+        """There is no container."""
+        return self.update(
+            state=SandboxState.ABSENT, reason=reason, container_id=None,
+            started_at=None, ready_at=None, restart_at=None,
+        )
+
+    def on_building(self, message: str) -> SandboxStatus:
+        """An image build is in progress."""
+        return self.update(state=SandboxState.BUILDING, reason=message)
+
+    def on_failed(self, reason: str) -> SandboxStatus:
+        """An operation failed; the reason names the cause and the fix."""
+        return self.update(state=SandboxState.FAILED, reason=reason, restart_at=None)
+
+    def on_stopping(self) -> SandboxStatus:
+        """A stop is under way."""
+        self._expect_exit = True
+        return self.update(state=SandboxState.STOPPING, reason="")
+
+    def on_started(self, container_id: str, started_at: float) -> SandboxStatus:
+        """The container process started (Docker ``start`` event or inspect)."""
+        self._readyz_failures = 0
+        self._expect_exit = False
+        return self.update(
+            state=SandboxState.STARTING, reason="waiting for the gateway's /readyz",
+            container_id=container_id, started_at=started_at, ready_at=None, restart_at=None,
+        )
+
+    def on_readyz(self, ok: bool, now: float, detail: str = "") -> SandboxStatus:
+        """A /readyz probe answered (ok) or failed."""
+        state = self.status.state
+        if state not in (SandboxState.STARTING, SandboxState.READY, SandboxState.UNHEALTHY):
+            return self.status
+        if ok:
+            self._readyz_failures = 0
+            if state != SandboxState.READY:
+                return self.update(state=SandboxState.READY, reason="", ready_at=now)
+            return self.status
+        self._readyz_failures += 1
+        if state != SandboxState.STARTING and self._readyz_failures >= self.policy.unhealthy_after:
+            return self.update(
+                state=SandboxState.UNHEALTHY,
+                reason=f"/readyz failed {self._readyz_failures} times in a row: {detail}".rstrip(": "),
+            )
+        return self.status
+
+    def on_exit(
+        self, exit_code: int | None, now: float, last_log: str = ""
+    ) -> tuple[SandboxStatus, ScheduleRestart | None]:
+        """The container's main process exited (Docker ``die`` event)."""
+        tail = f" Last log line: {last_log}" if last_log else ""
+        base: dict[str, Any] = {"last_exit_code": exit_code, "ready_at": None, "started_at": None}
+        if self._expect_exit or self.status.desired == Desired.STOPPED:
+            self._expect_exit = False
+            return self.update(state=SandboxState.STOPPED, reason="", **base), None
+        if exit_code == EXIT_CONFIG_INVALID:
+            return self.update(
+                state=SandboxState.CONFIG_INVALID,
+                reason=(
+                    "OpenClaw rejected its configuration (exit code 78)."
+                    f"{tail} Fix openclaw.json in the state directory "
+                    "(or remove the offending key), then start the sandbox again."
+                ),
+                restart_at=None, **base,
+            ), None
+        window = self.policy.crash_loop_window
+        self._crashes.append(now)
+        while self._crashes and now - self._crashes[0] > window:
+            self._crashes.popleft()
+        crashes = len(self._crashes)
+        if crashes >= self.policy.crash_loop_threshold:
+            return self.update(
+                state=SandboxState.CRASH_LOOP,
+                reason=(
+                    f"the gateway exited {crashes} times within {window:.0f}s "
+                    f"(last exit code {exit_code}); automatic restarts stopped.{tail} "
+                    "Look at the logs, fix the cause, then start the sandbox again."
+                ),
+                restart_at=None, **base,
+            ), None
+        delay = min(
+            self.policy.backoff_max, self.policy.backoff_initial * (2 ** (crashes - 1))
+        )
+        return self.update(
+            state=SandboxState.CRASHED,
+            reason=f"the gateway exited with code {exit_code}; restarting in {delay:.1f}s.{tail}",
+            restart_at=now + delay, **base,
+        ), ScheduleRestart(delay)
+
+    def on_restarting(self) -> SandboxStatus:
+        """An automatic restart is being carried out."""
+        return self.update(restarts=self.status.restarts + 1, restart_at=None)
+
+    def on_removed(self, by_us: bool, state_dir: str) -> SandboxStatus:
+        """The container was removed, by moltconsole or behind its back."""
+        reason = (
+            "" if by_us else
+            f"the container was removed outside moltconsole; the state directory {state_dir} "
+            "is kept. Start the sandbox to create it again."
+        )
+        self.update(desired=Desired.STOPPED if not by_us else self.status.desired)
+        return self.on_absent(reason)

@@ -1,0 +1,175 @@
+"""The one way the console and the CLI talk to the backend: HTTP and WebSocket on a unix socket."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, unix_connect
+from websockets.exceptions import ConnectionClosed
+
+EXEC_STDOUT = 1
+EXEC_STDERR = 2
+
+
+class BackendError(Exception):
+    """The backend refused a request; ``kind`` is its error kind, the message is for the user."""
+
+    def __init__(self, message: str, kind: str = "backend", status: int = 0) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+
+
+class BackendUnreachable(BackendError):
+    """No backend answers on the socket."""
+
+
+class BackendClient:
+    """An async client for the backend API."""
+
+    def __init__(self, socket_path: Path, *, timeout: float | None = 30.0) -> None:
+        self.socket_path = socket_path
+        self._http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
+            base_url="http://moltconsole",
+            timeout=httpx.Timeout(timeout),
+        )
+
+    async def __aenter__(self) -> BackendClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    def _unreachable(self, exc: BaseException) -> BackendUnreachable:
+        return BackendUnreachable(
+            f"no moltconsole backend answers on {self.socket_path} ({exc}). "
+            "Start one with 'moltconsole serve' (or just run 'moltconsole')."
+        )
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        try:
+            kwargs: dict[str, Any] = {}
+            if body is not None:
+                kwargs["json"] = body
+            if timeout is not None:
+                kwargs["timeout"] = timeout
+            response = await self._http.request(method, path, **kwargs)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError,
+                ConnectionRefusedError, PermissionError) as exc:
+            raise self._unreachable(exc) from None
+        data = response.json() if response.content else {}
+        if response.status_code >= 400:
+            err = data.get("error") or {}
+            raise BackendError(
+                str(err.get("message") or response.text), str(err.get("kind") or "backend"),
+                response.status_code,
+            )
+        return data
+
+    # --- requests --------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        """The backend's own identity and uptime."""
+        result: dict[str, Any] = await self._request("GET", "/v1/health")
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        """The sandbox status snapshot."""
+        result: dict[str, Any] = await self._request("GET", "/v1/status")
+        return result
+
+    async def action(self, name: str, *, wait: bool = True, **body: Any) -> dict[str, Any]:
+        """start, stop, restart, destroy or rebuild; returns the resulting status."""
+        result: dict[str, Any] = await self._request(
+            "POST", f"/v1/sandbox/{name}", {"wait": wait, **body}, timeout=None if wait else 30.0
+        )
+        return result
+
+    async def processes(self) -> dict[str, Any]:
+        """The container's process table."""
+        result: dict[str, Any] = await self._request("GET", "/v1/sandbox/processes")
+        return result
+
+    async def devices(self) -> dict[str, Any]:
+        """Pending pairing requests and paired devices."""
+        result: dict[str, Any] = await self._request("GET", "/v1/devices", timeout=60.0)
+        return result
+
+    async def decide_device(self, request_id: str, decision: str) -> dict[str, Any]:
+        """Approve or reject a pending pairing request."""
+        from urllib.parse import quote
+
+        result: dict[str, Any] = await self._request(
+            "POST", f"/v1/devices/{quote(request_id, safe='')}/{decision}", timeout=60.0
+        )
+        return result
+
+    # --- streams ---------------------------------------------------------------------------
+    async def _ws(self, path: str) -> ClientConnection:
+        try:
+            return await unix_connect(
+                str(self.socket_path), f"ws://moltconsole{path}", max_size=None,
+                ping_interval=None,
+            )
+        except (OSError, ConnectionClosed) as exc:
+            raise self._unreachable(exc) from None
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Status changes and build progress; the first message is the current status."""
+        ws = await self._ws("/v1/events")
+        try:
+            async for raw in ws:
+                yield json.loads(raw)
+        except ConnectionClosed:
+            return
+        finally:
+            await ws.close()
+
+    async def stats(self) -> AsyncIterator[dict[str, Any]]:
+        """Resource samples, about one a second."""
+        ws = await self._ws("/v1/stats")
+        try:
+            async for raw in ws:
+                message = json.loads(raw)
+                if "error" in message:
+                    raise BackendError(message["error"]["message"], message["error"]["kind"])
+                yield message
+        except ConnectionClosed:
+            return
+        finally:
+            await ws.close()
+
+    async def exec(self, cmd: list[str]) -> AsyncIterator[tuple[int, bytes] | int]:
+        """Run ``cmd`` in the sandbox: yields (EXEC_STDOUT|EXEC_STDERR, chunk), then the exit code."""
+        ws = await self._ws("/v1/exec")
+        try:
+            await ws.send(json.dumps({"cmd": cmd}))
+            async for raw in ws:
+                if isinstance(raw, bytes):
+                    yield raw[0], raw[1:]
+                    continue
+                message = json.loads(raw)
+                if "error" in message:
+                    raise BackendError(message["error"]["message"], message["error"]["kind"])
+                if "exit_code" in message:
+                    yield int(message["exit_code"])
+                    return
+        except ConnectionClosed:
+            raise BackendError("the backend closed the exec stream before the command ended") from None
+        finally:
+            await ws.close()

@@ -1,0 +1,92 @@
+"""Settings: defaults, TOML, environment overrides, and errors that name the key and its source."""
+
+from pathlib import Path
+
+import pytest
+
+from moltconsole.settings import DEFAULT_OPENCLAW_VERSION, ConfigError, load_settings
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(tmp_path: Path) -> None:
+    settings = load_settings(None, env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert settings.sandbox.openclaw_version == DEFAULT_OPENCLAW_VERSION
+    assert settings.sandbox.bind_address == "127.0.0.1"  # loopback only by default
+    assert settings.sandbox.gateway_port == 18789
+    assert settings.source is None
+
+
+def test_file_values_and_env_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sandbox]\ngateway_port = 18800\nmemory_limit = "1g"\n')
+    settings = load_settings(path, env={"MOLTCONSOLE_SANDBOX__GATEWAY_PORT": "18900"})
+    assert settings.sandbox.gateway_port == 18900
+    assert settings.sandbox.memory_limit == "1g"
+    assert settings.source == path
+
+
+def test_bad_value_in_file_names_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[sandbox]\ngateway_port = "lots"\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(path, env={})
+    message = str(info.value)
+    assert "sandbox.gateway_port" in message
+    assert str(path) in message
+    assert "'lots'" in message
+
+
+def test_bad_value_in_env_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"XDG_CONFIG_HOME": str(tmp_path),
+                            "MOLTCONSOLE_SANDBOX__HEARTBEAT": "often"})
+    message = str(info.value)
+    assert "sandbox.heartbeat" in message
+    assert "MOLTCONSOLE_SANDBOX__HEARTBEAT" in message
+    assert "30m" in message  # says what a good value looks like
+
+
+def test_unknown_key_is_an_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sandbox]\ngateway_prot = 1\n")
+    with pytest.raises(ConfigError, match=r"sandbox.gateway_prot .*unknown setting"):
+        load_settings(path, env={})
+
+
+def test_broken_toml_says_so(tmp_path: Path) -> None:
+    path = write(tmp_path, "[sandbox\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(path, env={})
+
+
+def test_named_config_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(None, env={"MOLTCONSOLE_CONFIG": str(tmp_path / "missing.toml")})
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("openclaw_version", '"1.0; rm -rf /"'),
+        ("name", '"Bad Name"'),
+        ("bind_address", '"localhost:80"'),
+        ("memory_limit", '"lots"'),
+        ("gateway_port", "70000"),
+        ("cpus", "0"),
+    ],
+)
+def test_hostile_or_wrong_values_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    path = write(tmp_path, f"[sandbox]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=f"sandbox.{key}"):
+        load_settings(path, env={})
+
+
+def test_paths_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    settings = load_settings(None, env={"XDG_CONFIG_HOME": str(tmp_path)})
+    assert settings.paths.data_dir == tmp_path / "data" / "moltconsole"
+    assert settings.sandbox_dir == tmp_path / "data" / "moltconsole" / "sandboxes" / "default"
