@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(settings, args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (moltconsole status | head): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except BackendUnreachable as exc:
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_NO_BACKEND

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -129,7 +129,7 @@ class BackendClient:
         except (OSError, ConnectionClosed) as exc:
             raise self._unreachable(exc) from None
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncGenerator[dict[str, Any]]:
         """Status changes and build progress; the first message is the current status."""
         ws = await self._ws("/v1/events")
         try:

@@ -259,8 +259,7 @@ class SandboxManager:
         container_id = str(actor.get("ID") or event.get("id") or "")
         log.debug("docker event %s %s", action, container_id[:12])
         if action == "start":
-            self._publish(self.lifecycle.on_started(container_id, time.time()))
-            self._start_probe(container_id)
+            self._mark_started(container_id, time.time())
         elif action == "die":
             code = attrs.get("exitCode")
             self._spawn(self._handle_exit(int(code) if code is not None else None, container_id))
@@ -358,7 +357,9 @@ class SandboxManager:
     async def _last_log_line(self, container_id: str) -> str:
         try:
             client = await self._engine()
-            raw = await self._thread(client.api.logs, container_id, tail=5, stdout=True, stderr=True)
+            raw = await self._thread(
+                lambda: bytes(client.api.logs(container_id, tail=5, stdout=True, stderr=True))
+            )
         except Exception:
             return ""
         lines = [ln for ln in raw.decode(errors="replace").splitlines() if ln.strip()]
@@ -406,6 +407,15 @@ class SandboxManager:
             await self._thread(container.start)
         except docker.errors.APIError as exc:
             raise self._fail(self._describe_start_error(exc)) from None
+        # Don't wait for the start event to say what we already know.
+        self._mark_started(str(container.id), time.time())
+
+    def _mark_started(self, container_id: str, started_at: float) -> None:
+        status = self.status
+        if status.container_id == container_id and status.state in RUNNING_STATES:
+            return  # already known (the event and our own start both report it)
+        self._publish(self.lifecycle.on_started(container_id, started_at))
+        self._start_probe(container_id)
 
     def _resync_soon(self) -> None:
         self._spawn(self._resync())
@@ -422,6 +432,8 @@ class SandboxManager:
     def _check_port_free(self) -> None:
         sb = self.settings.sandbox
         with socket.socket(socket.AF_INET6 if ":" in sb.bind_address else socket.AF_INET) as probe:
+            # SO_REUSEADDR: connections lingering in TIME_WAIT are no conflict, a listener is.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((sb.bind_address, sb.gateway_port))
             except OSError as exc:
@@ -626,10 +638,10 @@ class SandboxManager:
         container = await self._running_container()
         try:
             top: dict[str, Any] = await self._thread(
-                container.top, ps_args="-o pid,ppid,user,pcpu,rss,etime,args"
+                lambda: dict(container.top(ps_args="-o pid,ppid,user,pcpu,rss,etime,args"))
             )
         except docker.errors.APIError:
-            top = await self._thread(container.top)
+            top = await self._thread(lambda: dict(container.top()))
         return {"titles": top.get("Titles") or [], "processes": top.get("Processes") or []}
 
     async def stats(self) -> AsyncIterator[StatsSample]:
@@ -641,7 +653,9 @@ class SandboxManager:
         stop = threading.Event()
 
         def pump() -> None:
-            stream: Iterator[dict[str, Any]] = client.api.stats(container.id, stream=True, decode=True)
+            stream: Iterator[dict[str, Any]] = client.api.stats(
+                str(container.id), stream=True, decode=True
+            )
             try:
                 for raw in stream:
                     if stop.is_set():

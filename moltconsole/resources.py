@@ -1,0 +1,13 @@
+"""Files shipped beside the code: the console's stylesheets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def styles_dir() -> Path:
+    """The .tcss directory: ``styles/`` in a checkout, ``moltconsole/styles`` in a wheel."""
+    packaged = Path(__file__).parent / "styles"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "styles"

@@ -1,0 +1,45 @@
+"""The bar at the top of every screen: sandbox state, OpenClaw version, backend connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+STATE_STYLES = {
+    "ready": "bold green",
+    "starting": "bold yellow",
+    "building": "bold yellow",
+    "stopping": "yellow",
+    "stopped": "dim",
+    "absent": "dim",
+    "crashed": "bold red",
+    "crash-loop": "bold red",
+    "config-invalid": "bold red",
+    "failed": "bold red",
+    "unhealthy": "bold red",
+    "engine-down": "bold red",
+}
+
+
+class StatusBar(Static):
+    """Always-visible summary line."""
+
+    status: reactive[dict[str, Any] | None] = reactive(None)
+    connected: reactive[bool] = reactive(False)
+
+    def render(self) -> Text:
+        text = Text.assemble(("moltconsole", "bold"), "  ")
+        if not self.connected:
+            text.append("backend: disconnected, reconnecting…", style="bold red")
+            return text
+        status = self.status or {}
+        state = str(status.get("state", "unknown"))
+        text.append("sandbox ")
+        text.append(state, style=STATE_STYLES.get(state, "bold"))
+        text.append(f"   OpenClaw {status.get('openclaw_version') or '?'}")
+        text.append("   backend: ")
+        text.append("connected", style="green")
+        return text
