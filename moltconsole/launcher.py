@@ -23,9 +23,10 @@ def spawn_detached(settings: Settings) -> subprocess.Popen[bytes]:
     log_path = backend_log_path(settings)
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        args = [sys.executable, "-m", "moltconsole", "serve"]
+        args = [sys.executable, "-m", "moltconsole"]
         if settings.source is not None:
             args += ["--config", str(settings.source)]
+        args.append("serve")
         return subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
             close_fds=True,

@@ -202,7 +202,7 @@ async def test_container_removed_behind_our_back(
 ) -> None:
     _, client = backend
     await client.action("start")
-    await wait_state(client, "starting", "ready")
+    await wait_state(client, "ready")
     await asyncio.to_thread(docker_client.containers.get(sandbox_env.container_name).remove, force=True)
     absent = await wait_state(client, "absent")
     assert "removed outside moltconsole" in absent["reason"]
