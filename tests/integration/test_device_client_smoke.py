@@ -24,6 +24,8 @@ import pytest
 from tests.support.device_client import connect_device, request_pairing
 
 IMAGE = os.environ.get("MOLTCONSOLE_TEST_IMAGE", "moltconsole/openclaw:2026.9.6")
+# Empty means "let Docker pick a free host port"; set it where host ports are rationed.
+HOST_PORT = os.environ.get("MOLTCONSOLE_TEST_GATEWAY_PORT", "")
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(240)]
 
@@ -73,7 +75,7 @@ def gateway() -> Iterator[Gateway]:
                 os.chmod(path, 0o777)
         _docker(
             "run", "-d", "--name", name,
-            "-p", "127.0.0.1::18789",
+            "-p", f"127.0.0.1:{HOST_PORT}:18789",
             "-e", f"OPENCLAW_GATEWAY_TOKEN={token}",
             "-v", f"{state}:/data/state", "-v", f"{logs}:/data/logs",
             "--user", "1000:1000",
