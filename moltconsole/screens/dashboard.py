@@ -71,10 +71,17 @@ class DashboardScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._status: dict[str, Any] | None = None
         self.query_one(SandboxPanel).show(None, time.time())
+        self.set_interval(1.0, self._tick)  # keeps the uptime current between events
+
+    def _tick(self) -> None:
+        if self._status is not None:
+            self.query_one(SandboxPanel).show(self._status, self.app.clock())  # type: ignore[attr-defined]
 
     def apply_status(self, status: dict[str, Any] | None, connected: bool) -> None:
         """Show a new status snapshot."""
+        self._status = status
         bar = self.query_one(StatusBar)
         bar.connected = connected
         bar.status = status

@@ -167,13 +167,13 @@ async def test_killing_the_gateway_leads_back_to_ready(
     await client.action("start")
     await wait_state(client, "ready")
     container = docker_client.containers.get(sandbox_env.container_name)
-    top = container.top()
-    pid_col = top["Titles"].index("PID")
-    cmd_col = len(top["Titles"]) - 1
-    gateway = [row for row in top["Processes"] if "openclaw" in row[cmd_col]
-               and "tini" not in row[cmd_col] and "sh " not in row[cmd_col]]
-    assert gateway, top
-    os.kill(int(gateway[0][pid_col]), 9)  # host pid: as root we can kill it like the OOM killer would
+    top = container.top(ps_args="-o pid,ppid,args")
+    tini = [row for row in top["Processes"] if "tini" in row[2]]
+    assert len(tini) == 1, top
+    # The gateway is tini's only child (the entrypoint exec's it).
+    gateway = [row for row in top["Processes"] if row[1] == tini[0][0]]
+    assert len(gateway) == 1 and "openclaw" in gateway[0][2], top
+    os.kill(int(gateway[0][0]), 9)  # host pid: as root we can kill it like the OOM killer would
     crashed = await wait_state(client, "crashed", "starting")
     assert crashed["state"] in ("crashed", "starting")
     back = await wait_state(client, "ready", after=lambda s: s["restarts"] >= 1)

@@ -638,7 +638,7 @@ class SandboxManager:
         container = await self._running_container()
         try:
             top: dict[str, Any] = await self._thread(
-                lambda: dict(container.top(ps_args="-o pid,ppid,user,pcpu,rss,etime,args"))
+                lambda: dict(container.top(ps_args="-o pid,ppid,uid,pcpu,rss,etime,args"))
             )
         except docker.errors.APIError:
             top = await self._thread(lambda: dict(container.top()))
