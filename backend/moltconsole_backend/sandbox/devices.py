@@ -44,26 +44,23 @@ async def decide(
         raise OperationError(
             f"{request_id!r} is not a pairing request id. List them with: moltconsole devices"
         )
-    pending = (await list_devices(manager))["pending"]
-    if not any(_request_id(entry) == request_id for entry in pending):
-        raise OperationError(
-            f"no pending pairing request {request_id!r}. It may have been decided already or "
-            "superseded by a newer request; list them with: moltconsole devices"
-        )
     code, out, err = await manager.exec([CLI, "devices", decision, request_id, "--json"])
     if code != 0:
+        text = err or out
+        if "No pending device request" in text or "unknown requestId" in text:
+            raise OperationError(
+                f"no pending pairing request {request_id!r}. It may have been decided already, "
+                "expired (requests last about 5 minutes) or been superseded by a newer one; "
+                "list them with: moltconsole devices"
+            )
         raise OperationError(
-            f"openclaw devices {decision} {request_id} failed (exit {code}): {_brief(err or out)}"
+            f"openclaw devices {decision} {request_id} failed (exit {code}): {_brief(text)}"
         )
     try:
         result = _json_document(out)
     except ValueError:
         result = {"output": sanitize(out.strip())}
     return {"request_id": request_id, "decision": decision, "result": result}
-
-
-def _request_id(entry: dict[str, Any]) -> str:
-    return str(entry.get("requestId") or entry.get("id") or "")
 
 
 def _brief(text: str) -> str:
