@@ -231,3 +231,23 @@ async def test_port_in_use_fails_with_a_clear_message(
     assert (await client.status())["state"] == "failed"
     with pytest.raises(docker.errors.NotFound):
         docker_client.containers.get(sandbox_env.container_name)
+
+
+async def test_sandbox_comes_back_after_the_backend_and_container_went_down(
+    sandbox_env: SandboxEnv, docker_client: docker.DockerClient,
+) -> None:
+    """As after a host reboot: the sandbox was running, everything stopped, the backend returns."""
+    async with BackendService(sandbox_env.settings) as service:
+        async with BackendClient(service.socket_path) as client:
+            await client.action("start")
+            await wait_state(client, "ready")
+    await asyncio.to_thread(docker_client.containers.get(sandbox_env.container_name).stop, timeout=20)
+    async with BackendService(sandbox_env.settings) as service:
+        async with BackendClient(service.socket_path) as client:
+            back = await wait_state(client, "ready")
+            assert back["desired"] == "running"
+            await client.action("stop")
+    # Stopped on purpose: the next backend leaves it stopped.
+    async with BackendService(sandbox_env.settings) as service:
+        async with BackendClient(service.socket_path) as client:
+            assert (await client.status())["state"] == "stopped"

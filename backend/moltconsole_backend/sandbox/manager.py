@@ -103,7 +103,26 @@ class SandboxManager:
         self._events_stream: Any = None
         self._closing = False
         self._removing = False
-        self._publish(self.lifecycle.status)
+        # What the user last asked for survives backend restarts (and host reboots).
+        self._persisted_desired = self._read_desired()
+        self._restore_pending = self._persisted_desired == Desired.RUNNING
+        self._publish(self.lifecycle.update(desired=self._persisted_desired))
+
+    def _read_desired(self) -> Desired:
+        try:
+            return Desired(self.paths.desired.read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return Desired.STOPPED
+
+    def _persist_desired(self, desired: Desired) -> None:
+        self._persisted_desired = desired
+        try:
+            self.paths.root.mkdir(parents=True, exist_ok=True)
+            tmp = self.paths.desired.with_suffix(".tmp")
+            tmp.write_text(desired.value + "\n", encoding="utf-8")
+            tmp.replace(self.paths.desired)
+        except OSError as exc:
+            log.warning("cannot record the wanted state in %s: %s", self.paths.desired, exc)
 
     # --- status and subscriptions ----------------------------------------------------------
     @property
@@ -134,6 +153,8 @@ class SandboxManager:
     def _publish(self, status: SandboxStatus) -> None:
         status = self._decorate(status)
         self.lifecycle.status = status
+        if status.desired != self._persisted_desired:
+            self._persist_desired(status.desired)
         self._broadcast({"type": "status", "status": status.to_json()})
         self._notify_changed()
 
@@ -276,6 +297,7 @@ class SandboxManager:
         if container is None:
             keep = self.status.reason if self.status.state == SandboxState.ABSENT else ""
             self._publish(self.lifecycle.on_absent(keep))
+            await self._restore_if_wanted()
             return
         self._adopt_attrs(container)
         state = container.attrs.get("State") or {}
@@ -285,13 +307,32 @@ class SandboxManager:
                 started = parse_docker_time(state.get("StartedAt")) or time.time()
                 self._publish(self.lifecycle.on_started(str(container.id), started))
             self._start_probe(str(container.id))
+        elif self.status.state in RUNNING_STATES and self.status.desired == Desired.RUNNING:
+            # It died while we were not listening (engine restart): a crash like any other.
+            await self._handle_exit(state.get("ExitCode"), str(container.id))
         elif self.status.state not in (SandboxState.CRASHED, SandboxState.CRASH_LOOP,
                                        SandboxState.CONFIG_INVALID, SandboxState.FAILED):
-            code = state.get("ExitCode")
+            finished = parse_docker_time(state.get("FinishedAt"))
             self._publish(self.lifecycle.update(
                 state=SandboxState.STOPPED, container_id=container.id, reason="",
-                last_exit_code=code if state.get("FinishedAt", "").startswith("0001") is False else None,
+                last_exit_code=state.get("ExitCode") if finished else None,
             ))
+        await self._restore_if_wanted()
+
+    async def _restore_if_wanted(self) -> None:
+        """Bring the sandbox back after a backend or host restart if it was meant to run."""
+        if not self._restore_pending:
+            return
+        self._restore_pending = False
+        if self.status.state in (SandboxState.STOPPED, SandboxState.ABSENT):
+            log.info("restoring the sandbox: it was running when the backend last stopped")
+            self._spawn(self._restore())
+
+    async def _restore(self) -> None:
+        try:
+            await self.start()
+        except OperationError as exc:
+            log.warning("could not restore the sandbox: %s", exc)
 
     def _adopt_attrs(self, container: Container) -> None:
         labels = (container.attrs.get("Config") or {}).get("Labels") or {}

@@ -43,6 +43,11 @@ class SandboxPaths:
         return self.root / "secrets"
 
     @property
+    def desired(self) -> Path:
+        """Whether the user wants the sandbox running, kept across backend restarts."""
+        return self.root / "desired"
+
+    @property
     def pin(self) -> Path:
         """The OpenClaw version chosen by an explicit rebuild, overriding the config's."""
         return self.root / "openclaw-version"
