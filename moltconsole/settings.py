@@ -56,6 +56,8 @@ class SandboxSettings(_Section):
     node_max_old_space_mb: int = Field(default=0, ge=0)
     heartbeat: str = "0m"
     ready_timeout: float = Field(default=180.0, gt=0)
+    # Seconds OpenClaw gets to finish in-flight agent work on stop before it is killed.
+    stop_timeout: int = Field(default=30, ge=1, le=600)
     readyz_interval: float = Field(default=0.05, gt=0)
     health_interval: float = Field(default=2.0, gt=0)
     unhealthy_after: int = Field(default=3, ge=1)

@@ -208,8 +208,13 @@ async def test_container_removed_behind_our_back(
     assert "removed outside moltconsole" in absent["reason"]
     assert str(sandbox_env.settings.sandbox_dir / "state") in absent["reason"]
     assert (sandbox_env.settings.sandbox_dir / "state" / "openclaw.json").exists()
-    # No automatic re-creation: the user said nothing. Start brings it back.
+    # No automatic re-creation: the user said nothing. Start brings it back, although the
+    # killed gateway left its owner lease in the state database (the fixed hostname lets the
+    # new container take it over).
     assert absent["desired"] == "stopped"
+    await client.action("start")
+    ready = await wait_state(client, "ready")
+    assert ready["container_id"] != absent["container_id"]
 
 
 async def test_port_in_use_fails_with_a_clear_message(

@@ -156,10 +156,20 @@ class ImageBuilder:
         return labels.get(VERSION_LABEL) == self.version
 
     def resolved_route(self) -> Literal["registry", "offline"]:
-        """The route :meth:`build` takes: ``auto`` picks registry when base_image is local."""
+        """The route :meth:`build` takes.
+
+        ``auto`` picks the registry route when base_image is local or can be pulled now, and
+        the offline route otherwise (a pull with no registry in reach fails in milliseconds).
+        """
         if self.route != "auto":
             return self.route
-        return "registry" if self._has_image(self.base_image) else "offline"
+        if self._has_image(self.base_image):
+            return "registry"
+        try:
+            self._client.images.pull(self.base_image)
+        except docker.errors.DockerException:
+            return "offline"
+        return "registry"
 
     @property
     def prepared_root(self) -> Path:

@@ -60,7 +60,6 @@ SETTLED_STATES = frozenset(
         SandboxState.UNHEALTHY,
     }
 )
-STOP_TIMEOUT = 20  # seconds OpenClaw gets to drain before SIGKILL
 
 
 class OperationError(Exception):
@@ -556,14 +555,14 @@ class SandboxManager:
             return
         self._publish(self.lifecycle.on_stopping())
         try:
-            await self._thread(container.stop, timeout=STOP_TIMEOUT)
+            await self._thread(container.stop, timeout=self.settings.sandbox.stop_timeout)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise self._fail(f"Docker could not stop the sandbox: {api_error_text(exc)}") from None
         # The die event moves the state to STOPPED; wait for it so callers see a settled state.
         with contextlib.suppress(TimeoutError):
-            await self.wait_for(lambda s: s.state != SandboxState.STOPPING, timeout=10)
+            await self.wait_for(lambda s: s.state != SandboxState.STOPPING, timeout=5)
         if self.status.state == SandboxState.STOPPING:
             self._publish(self.lifecycle.update(state=SandboxState.STOPPED))
 

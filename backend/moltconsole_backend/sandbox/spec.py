@@ -107,6 +107,10 @@ def create_kwargs(
     return {
         "image": image,
         "name": container_name(settings),
+        # A fixed hostname: OpenClaw clears a dead gateway's owner lease in its state database
+        # only when the hostname matches; with Docker's random one, a re-created container
+        # refuses to start for up to 5 minutes ("Another Gateway owner lease is still active").
+        "hostname": f"molt-{sb.name}",
         "labels": {LABEL_SANDBOX: sb.name, LABEL_VERSION: version},
         "environment": env,
         "user": f"{uid}:{gid}",
