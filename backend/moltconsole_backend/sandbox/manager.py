@@ -97,6 +97,7 @@ class SandboxManager:
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_task: asyncio.Task[None] | None = None
+        self._probe_for = ""
         self._restart_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._events_stream: Any = None
@@ -351,7 +352,10 @@ class SandboxManager:
     # --- readiness -------------------------------------------------------------------------
     def _start_probe(self, container_id: str) -> None:
         if self._probe_task is not None and not self._probe_task.done():
-            return
+            if self._probe_for == container_id:
+                return
+            self._probe_task.cancel()  # still probing a container that is gone
+        self._probe_for = container_id
         self._probe_task = self._spawn(self._probe(container_id))
 
     async def _readyz(self) -> tuple[bool, str]:
