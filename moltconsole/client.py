@@ -61,18 +61,21 @@ class BackendClient:
 
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: float | object | None = httpx.USE_CLIENT_DEFAULT,
     ) -> Any:
+        """One request; ``timeout=None`` waits as long as the operation takes (builds)."""
         try:
-            kwargs: dict[str, Any] = {}
-            if body is not None:
-                kwargs["json"] = body
-            if timeout is not None:
-                kwargs["timeout"] = timeout
-            response = await self._http.request(method, path, **kwargs)
+            response = await self._http.request(
+                method, path, json=body, timeout=timeout,  # type: ignore[arg-type]
+            )
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError,
                 ConnectionRefusedError, PermissionError) as exc:
             raise self._unreachable(exc) from None
+        except httpx.TimeoutException:
+            raise BackendError(
+                f"the backend did not answer {method} {path} in time; it may be busy. "
+                "Try again, or look at its log."
+            ) from None
         data = response.json() if response.content else {}
         if response.status_code >= 400:
             err = data.get("error") or {}

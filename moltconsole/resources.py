@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def styles_dir() -> Path:
-    """The .tcss directory: ``styles/`` in a checkout, ``moltconsole/styles`` in a wheel."""
+    """The .tcss directory: ``moltconsole/styles`` (a symlink to ``styles/`` in a checkout)."""
     packaged = Path(__file__).parent / "styles"
     if packaged.is_dir():
         return packaged

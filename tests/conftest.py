@@ -18,10 +18,10 @@ from typing import Any
 import docker
 import pytest
 import pytest_asyncio
-from moltconsole_backend.api.service import BackendService
 
 from moltconsole.client import BackendClient
 from moltconsole.settings import PathSettings, SandboxSettings, Settings, load_settings
+from moltconsole_backend.api.service import BackendService
 
 
 @pytest.hookimpl(hookwrapper=True)

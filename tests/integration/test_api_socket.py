@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from moltconsole_backend.api.service import BackendAlreadyRunning, BackendService
 
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
+from moltconsole_backend.api.service import BackendAlreadyRunning, BackendService
 from tests.conftest import SandboxEnv
 
 NOBODY = 65534

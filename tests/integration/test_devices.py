@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from moltconsole_backend.api.service import BackendService
 
 from moltconsole.client import BackendClient, BackendError
+from moltconsole_backend.api.service import BackendService
 from tests.conftest import SandboxEnv, wait_state
 from tests.support.device_client import connect_device, request_pairing
 

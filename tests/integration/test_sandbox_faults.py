@@ -6,11 +6,11 @@ import json
 from typing import Any
 
 import pytest
+
+from moltconsole.client import BackendClient
 from moltconsole_backend.api.service import BackendService
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.sandbox.state import SandboxState
-
-from moltconsole.client import BackendClient
 from tests.conftest import wait_state
 
 pytestmark = pytest.mark.docker

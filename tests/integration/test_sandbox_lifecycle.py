@@ -8,9 +8,9 @@ import os
 import docker
 import httpx
 import pytest
-from moltconsole_backend.api.service import BackendService
 
 from moltconsole.client import EXEC_STDERR, EXEC_STDOUT, BackendClient, BackendError
+from moltconsole_backend.api.service import BackendService
 from tests.conftest import SandboxEnv, wait_state
 
 pytestmark = pytest.mark.docker

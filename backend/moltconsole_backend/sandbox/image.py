@@ -92,11 +92,11 @@ ProgressCallback = Callable[[BuildProgress], None]
 def container_dir() -> Path:
     """The folder holding the Dockerfile and the files it copies.
 
-    ``<repo>/container`` in a source checkout; ``moltconsole_backend/container`` in an installed
-    wheel (pyproject force-includes it there).
+    ``moltconsole_backend/container``: in a checkout a symlink to ``<repo>/container``, in an
+    installed wheel a copy of it.
     """
     here = Path(__file__).resolve()
-    candidates = (here.parents[3] / "container", here.parents[1] / "container")
+    candidates = (here.parents[1] / "container", here.parents[3] / "container")
     for candidate in candidates:
         if (candidate / "Dockerfile").is_file():
             return candidate
