@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from moltconsole.client import EXEC_STDERR, BackendClient, BackendError, BackendUnreachable
+from moltconsole.formatting import duration
 from moltconsole.settings import ConfigError, Settings, load_settings
 from moltconsole.untrusted import sanitize
 
@@ -254,17 +255,6 @@ async def _devices(client: BackendClient, args: argparse.Namespace) -> int:
 
 
 # --- formatting --------------------------------------------------------------------------
-def _ago(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
 def format_status(status: dict[str, Any]) -> str:
     """Human-readable status lines."""
     lines = [f"state      {status['state']}" + (f"  ({status['desired']} wanted)"
@@ -275,7 +265,7 @@ def format_status(status: dict[str, Any]) -> str:
     if status.get("container_id"):
         lines.append(f"container  {status['container_id'][:12]}  image {status.get('image') or '?'}")
     if status.get("started_at") and status["state"] in ("starting", "ready", "unhealthy"):
-        lines.append(f"uptime     {_ago(time.time() - status['started_at'])}")
+        lines.append(f"uptime     {duration(time.time() - status['started_at'])}")
     lines.append(f"restarts   {status.get('restarts', 0)}")
     if status.get("last_exit_code") is not None:
         lines.append(f"last exit  {status['last_exit_code']}")

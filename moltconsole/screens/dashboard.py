@@ -12,17 +12,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from moltconsole.formatting import duration
 from moltconsole.untrusted import sanitize
 from moltconsole.widgets.status_bar import StatusBar
-
-
-def _ago(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
 class SandboxPanel(Static):
@@ -46,7 +38,7 @@ class SandboxPanel(Static):
         table.add_row("container", (status.get("container_id") or "-")[:12])
         started = status.get("started_at")
         running = status["state"] in ("starting", "ready", "unhealthy")
-        table.add_row("uptime", _ago(now - started) if started and running else "-")
+        table.add_row("uptime", duration(now - started) if started and running else "-")
         table.add_row("restarts", str(status.get("restarts", 0)))
         code = status.get("last_exit_code")
         table.add_row("last exit", "-" if code is None else str(code))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from moltconsole.client import BackendClient
+from moltconsole.client import BackendClient, BackendError
 from moltconsole_backend.api.service import BackendService
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.sandbox.state import SandboxState
@@ -61,3 +61,15 @@ async def test_engine_unreachable_says_how_to_fix(
         assert "systemctl start docker" in reason
     finally:
         await manager.close()
+
+
+async def test_failing_image_build_is_reported(make_env: Any) -> None:
+    # A version npm does not have: the build fails early, and the status says so.
+    env = make_env(openclaw_version="2099.1.1", build_route="offline")
+    async with BackendService(env.settings) as service, BackendClient(service.socket_path) as client:
+        with pytest.raises(BackendError) as info:
+            await client.action("start")
+        status = await client.status()
+    assert status["state"] == "failed"
+    assert "2099.1.1" in str(info.value)
+    assert "building moltconsole/openclaw:2099.1.1 failed" in status["reason"]
