@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,6 +28,7 @@ import moltconsole
 from moltconsole_backend.sandbox import devices
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 
+log = logging.getLogger(__name__)
 EXEC_STDOUT = b"\x01"
 EXEC_STDERR = b"\x02"
 
@@ -45,6 +47,11 @@ def create_app(manager: SandboxManager) -> Starlette:
             return await call()
         except OperationError as exc:
             return error("operation", str(exc), 409)
+        except Exception as exc:  # a bug: still answer in JSON, and say where to look
+            log.exception("request failed")
+            return error(
+                "internal", f"internal error in the backend ({exc!r}); see the backend's log", 500
+            )
 
     async def health(_: Request) -> Response:
         return JSONResponse({
@@ -121,15 +128,11 @@ def create_app(manager: SandboxManager) -> Starlette:
 
     async def stats(ws: WebSocket) -> None:
         await ws.accept()
-        try:
-            async for sample in manager.stats():
-                await ws.send_json(sample.to_json())
-        except OperationError as exc:
-            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
-        except (WebSocketDisconnect, RuntimeError):
-            return
-        with contextlib.suppress(Exception):
-            await ws.close()
+
+        async def send(sample: Any) -> None:
+            await ws.send_json(sample.to_json())
+
+        await _stream(ws, manager.stats(), send)
 
     async def exec_(ws: WebSocket) -> None:
         await ws.accept()
@@ -141,17 +144,16 @@ def create_app(manager: SandboxManager) -> Starlette:
                 await ws.send_json({"error": {"kind": "request", "message": hint}})
                 await ws.close()
                 return
-            async for item in manager.exec_stream(cmd):
-                if isinstance(item, int):
-                    await ws.send_json({"exit_code": item})
-                else:
-                    await ws.send_bytes((EXEC_STDOUT if item[0] == "stdout" else EXEC_STDERR) + item[1])
-        except OperationError as exc:
-            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
-        except (WebSocketDisconnect, RuntimeError):
+        except (WebSocketDisconnect, RuntimeError, ValueError):
             return
-        with contextlib.suppress(Exception):
-            await ws.close()
+
+        async def send(item: tuple[str, bytes] | int) -> None:
+            if isinstance(item, int):
+                await ws.send_json({"exit_code": item})
+            else:
+                await ws.send_bytes((EXEC_STDOUT if item[0] == "stdout" else EXEC_STDERR) + item[1])
+
+        await _stream(ws, manager.exec_stream(cmd), send)
 
     routes = [
         Route("/v1/health", health),
@@ -186,6 +188,38 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
     if not isinstance(body, dict):
         return error("request", "the request body must be a JSON object", 400)
     return body
+
+
+async def _stream(
+    ws: WebSocket, items: AsyncGenerator[Any], send: Callable[[Any], Awaitable[None]]
+) -> None:
+    """Forward ``items`` to the client; stop the producer as soon as the client goes away."""
+    receiver = asyncio.ensure_future(_drain(ws))
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({following, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if following not in done:
+                following.cancel()
+                with contextlib.suppress(BaseException):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                break
+            await send(item)
+    except OperationError as exc:
+        with contextlib.suppress(Exception):
+            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        receiver.cancel()
+        with contextlib.suppress(BaseException):
+            await items.aclose()
+    with contextlib.suppress(Exception):
+        await ws.close()
 
 
 async def _drain(ws: WebSocket) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import docker
 import docker.errors
 import httpx
+import requests
 from docker.models.containers import Container
 
 from moltconsole.settings import Settings
@@ -94,10 +96,12 @@ class SandboxManager:
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._waiters: list[tuple[Callable[[SandboxStatus], bool], asyncio.Future[SandboxStatus]]] = []
         self._op_lock = asyncio.Lock()
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0))
+        # trust_env=False: a proxy setting must not route the loopback probe elsewhere.
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0), trust_env=False)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_for = ""
+        self._lost_while_running = False
         self._restart_task: asyncio.Task[None] | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._events_stream: Any = None
@@ -160,9 +164,10 @@ class SandboxManager:
 
     def _decorate(self, status: SandboxStatus) -> SandboxStatus:
         sb = self.settings.sandbox
+        del sb
         return dataclasses.replace(
             status,
-            gateway_url=f"http://{sb.bind_address}:{sb.gateway_port}",
+            gateway_url=self.gateway_url(),
             state_dir=str(self.paths.state),
             openclaw_version=status.openclaw_version or self.wanted_version(),
         )
@@ -190,8 +195,47 @@ class SandboxManager:
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Background work must never fail silently: log it and tell subscribers.
+            exc = task.exception()
+            log.error("background task failed: %r", exc, exc_info=exc)
+            self._broadcast({"type": "notice", "message": f"internal error: {exc!r}"})
+
+    @staticmethod
+    def _in_own_thread(func: Callable[[], None]) -> asyncio.Future[None]:
+        """Run a long-lived blocking pump on a daemon thread of its own.
+
+        Streams (events, exec output, stats) can block for hours; on the shared default
+        executor a few abandoned ones would starve every other Docker call.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def finish(exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is None:
+                future.set_result(None)
+            else:
+                future.set_exception(exc)
+
+        def run() -> None:
+            try:
+                func()
+            except BaseException as exc:
+                with contextlib.suppress(RuntimeError):  # loop closed
+                    loop.call_soon_threadsafe(finish, exc)
+                return
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(finish, None)
+
+        threading.Thread(target=run, daemon=True, name="moltconsole-pump").start()
+        return future
 
     # --- startup and shutdown --------------------------------------------------------------
     async def open(self) -> None:
@@ -217,14 +261,30 @@ class SandboxManager:
                 self._client.close()
 
     async def _thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await asyncio.to_thread(func, *args, **kwargs)
+        """Run a short blocking Docker call; a lost engine becomes an OperationError."""
+        try:
+            return await asyncio.to_thread(func, *args, **kwargs)
+        except requests.RequestException as exc:
+            # docker-py lets the transport's errors through when the engine goes away mid-call.
+            self._client = None
+            reason = describe_engine_error(engine_address(), exc)
+            self._engine_down(reason)
+            raise OperationError(reason) from None
+
+    def _engine_is_down(self) -> bool:
+        return self.status.state == SandboxState.ENGINE_DOWN
+
+    def _engine_down(self, reason: str) -> None:
+        if self.status.desired == Desired.RUNNING:
+            self._lost_while_running = True  # look again when the engine is back
+        self._publish(self.lifecycle.on_engine_down(reason))
 
     async def _engine(self) -> docker.DockerClient:
         if self._client is None:
             try:
                 self._client = await self._thread(self._client_factory)
             except EngineUnavailable as exc:
-                self._publish(self.lifecycle.on_engine_down(str(exc)))
+                self._engine_down(str(exc))
                 raise OperationError(str(exc)) from None
         return self._client
 
@@ -237,12 +297,12 @@ class SandboxManager:
                 since = int(time.time())
                 await self._resync()
                 delay = 1.0
-                await self._thread(self._pump_events, client, since)
+                await self._in_own_thread(functools.partial(self._pump_events, client, since))
             except OperationError:
                 pass
-            except docker.errors.DockerException as exc:
+            except (docker.errors.DockerException, requests.RequestException) as exc:
                 self._client = None
-                self._publish(self.lifecycle.on_engine_down(describe_engine_error(engine_address(), exc)))
+                self._engine_down(describe_engine_error(engine_address(), exc))
             except Exception as exc:  # the watcher must survive anything the engine throws
                 log.warning("event watcher: %s", exc)
                 self._client = None
@@ -250,9 +310,9 @@ class SandboxManager:
                 return
             if self.status.state != SandboxState.ENGINE_DOWN:
                 self._client = None
-                self._publish(self.lifecycle.on_engine_down(
+                self._engine_down(
                     f"lost the event stream from the Docker engine at {engine_address()}; reconnecting"
-                ))
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 
@@ -263,6 +323,9 @@ class SandboxManager:
             filters={"type": "container", "label": f"{spec.LABEL_SANDBOX}={self.settings.sandbox.name}"},
         )
         self._events_stream = stream
+        if self._closing:  # close() ran before the stream existed
+            stream.close()
+            return
         loop = self._loop
         assert loop is not None
         try:
@@ -283,7 +346,8 @@ class SandboxManager:
             self._mark_started(container_id, time.time())
         elif action == "die":
             code = attrs.get("exitCode")
-            self._spawn(self._handle_exit(int(code) if code is not None else None, container_id))
+            when = float(event.get("timeNano") or 0) / 1e9 or float(event.get("time") or 0) or None
+            self._spawn(self._handle_exit(int(code) if code is not None else None, container_id, when))
         elif action == "destroy":
             by_us = self._removing
             self._publish(self.lifecycle.on_removed(by_us, str(self.paths.state)))
@@ -307,11 +371,16 @@ class SandboxManager:
                 started = parse_docker_time(state.get("StartedAt")) or time.time()
                 self._publish(self.lifecycle.on_started(str(container.id), started))
             self._start_probe(str(container.id))
-        elif self.status.state in RUNNING_STATES and self.status.desired == Desired.RUNNING:
+        elif self.status.desired == Desired.RUNNING and (
+            self.status.state in RUNNING_STATES or self._lost_while_running
+        ):
             # It died while we were not listening (engine restart): a crash like any other.
-            await self._handle_exit(state.get("ExitCode"), str(container.id))
+            self._lost_while_running = False
+            self.lifecycle.update(state=SandboxState.STARTING, container_id=container.id)
+            await self._handle_exit(state.get("ExitCode"), str(container.id), None)
         elif self.status.state not in (SandboxState.CRASHED, SandboxState.CRASH_LOOP,
                                        SandboxState.CONFIG_INVALID, SandboxState.FAILED):
+            self._lost_while_running = False
             finished = parse_docker_time(state.get("FinishedAt"))
             self._publish(self.lifecycle.update(
                 state=SandboxState.STOPPED, container_id=container.id, reason="",
@@ -331,7 +400,7 @@ class SandboxManager:
     async def _restore(self) -> None:
         try:
             await self.start()
-        except OperationError as exc:
+        except Exception as exc:  # reported through the status already; keep the backend up
             log.warning("could not restore the sandbox: %s", exc)
 
     def _adopt_attrs(self, container: Container) -> None:
@@ -358,12 +427,16 @@ class SandboxManager:
         self._probe_for = container_id
         self._probe_task = self._spawn(self._probe(container_id))
 
-    async def _readyz(self) -> tuple[bool, str]:
+    def gateway_url(self) -> str:
+        """The gateway's address on the host (IPv6 literals in brackets)."""
         sb = self.settings.sandbox
-        url = f"http://{sb.bind_address}:{sb.gateway_port}/readyz"
+        host = f"[{sb.bind_address}]" if ":" in sb.bind_address else sb.bind_address
+        return f"http://{host}:{sb.gateway_port}"
+
+    async def _readyz(self) -> tuple[bool, str]:
         try:
-            response = await self._http.get(url)
-        except httpx.HTTPError as exc:
+            response = await self._http.get(self.gateway_url() + "/readyz")
+        except Exception as exc:  # any failure is "not ready"; the probe must keep going
             return False, type(exc).__name__
         if response.status_code == 200:
             return True, ""
@@ -383,16 +456,27 @@ class SandboxManager:
                 self._publish(self.lifecycle.update(
                     state=SandboxState.UNHEALTHY,
                     reason=f"the gateway is not ready {sb.ready_timeout:.0f}s after start; "
-                    "look at the logs (moltconsole logs) or raise sandbox.ready_timeout",
+                    f"look at its logs (docker logs {self.name}) or raise sandbox.ready_timeout",
                 ))
             fast = self.status.state == SandboxState.STARTING
             await asyncio.sleep(sb.readyz_interval if fast else sb.health_interval)
 
     # --- crashes and automatic restarts ----------------------------------------------------
-    async def _handle_exit(self, code: int | None, container_id: str) -> None:
+    def _is_stale_exit(self, container_id: str, when: float | None) -> bool:
+        status = self.status
+        if status.container_id not in (None, container_id):
+            return True  # a container we no longer track
+        # A death from before the current run started (its event arrived late).
+        return when is not None and status.started_at is not None and when < status.started_at
+
+    async def _handle_exit(self, code: int | None, container_id: str, when: float | None) -> None:
+        if self._is_stale_exit(container_id, when):
+            return
         last = ""
         if self.status.desired == Desired.RUNNING:
             last = await self._last_log_line(container_id)
+            if self._is_stale_exit(container_id, when):  # the user started it meanwhile
+                return
         status, effect = self.lifecycle.on_exit(code, time.time(), last)
         self._publish(status)
         if isinstance(effect, ScheduleRestart):
@@ -415,9 +499,11 @@ class SandboxManager:
             return
         self._publish(self.lifecycle.on_restarting())
         try:
-            async with self._op_lock:
+            async with self._operation("restart the sandbox"):
                 await self._start_container()
         except OperationError as exc:
+            if self._engine_is_down():
+                return  # picked up again when the engine is back
             self._publish(self.lifecycle.on_failed(str(exc)))
 
     # --- operations ------------------------------------------------------------------------
@@ -429,9 +515,29 @@ class SandboxManager:
             pinned = ""
         return pinned or self.settings.sandbox.openclaw_version
 
+    @contextlib.asynccontextmanager
+    async def _operation(self, what: str) -> AsyncIterator[None]:
+        """Serialise an operation and turn whatever goes wrong into a status and a message."""
+        async with self._op_lock:
+            try:
+                yield
+            except OperationError:
+                raise
+            except docker.errors.APIError as exc:
+                raise self._fail(f"Docker could not {what}: {api_error_text(exc)}") from None
+            except ImageBuildError as exc:
+                raise self._fail(f"could not {what}: {exc}") from None
+            except OSError as exc:
+                raise self._fail(
+                    f"could not {what}: {exc.strerror or exc} ({exc.filename or 'no file'}). "
+                    f"Check that {self.paths.root} is writable by you."
+                ) from None
+            except docker.errors.DockerException as exc:
+                raise self._fail(f"could not {what}: {exc}") from None
+
     async def start(self) -> SandboxStatus:
         """Build the image if needed, create the container if needed, start it."""
-        async with self._op_lock:
+        async with self._operation("start the sandbox"):
             self.lifecycle.want_running()
             self._cancel_restart()
             await self._start_container()
@@ -447,12 +553,14 @@ class SandboxManager:
             container = await self._create(client, self.wanted_version())
         else:
             self._check_port_free()
+        # Stamped before the call: a death event older than this belongs to an earlier run.
+        started_at = time.time()
         try:
             await self._thread(container.start)
         except docker.errors.APIError as exc:
             raise self._fail(self._describe_start_error(exc)) from None
         # Don't wait for the start event to say what we already know.
-        self._mark_started(str(container.id), time.time())
+        self._mark_started(str(container.id), started_at)
 
     def _mark_started(self, container_id: str, started_at: float) -> None:
         status = self.status
@@ -499,7 +607,11 @@ class SandboxManager:
         return f"Docker could not start the sandbox: {text}"
 
     async def ensure_image(self, version: str, *, force: bool = False) -> str:
-        """The image tag for ``version``, built first if missing (or if ``force``)."""
+        """The image tag for ``version``, built first if missing (or if ``force``).
+
+        While building the state is BUILDING; afterwards it is read back from the engine, so a
+        container that kept running through a failed rebuild is still shown as running.
+        """
         client = await self._engine()
         sb = self.settings.sandbox
         builder = ImageBuilder(
@@ -509,7 +621,6 @@ class SandboxManager:
         tag = image_tag(sb.image_repository, version)
         if not force and await self._thread(builder.exists):
             return tag
-        previous = self.status
         self._publish(self.lifecycle.on_building(f"building {tag}"))
         loop = asyncio.get_running_loop()
 
@@ -521,8 +632,14 @@ class SandboxManager:
         try:
             await self._thread(builder.build, progress)
         except ImageBuildError as exc:
-            raise self._fail(f"building {tag} failed: {exc}") from None
-        self._publish(dataclasses.replace(previous, reason=f"built {tag}"))
+            reason = f"building {tag} failed: {exc}"
+            await self._resync()
+            if self.status.state in RUNNING_STATES:
+                # The old container still serves: report the failure without hiding that.
+                self._broadcast({"type": "notice", "message": reason})
+                raise OperationError(reason) from None
+            raise self._fail(reason) from None
+        await self._resync()
         return tag
 
     async def _create(self, client: docker.DockerClient, version: str) -> Container:
@@ -543,7 +660,7 @@ class SandboxManager:
 
     async def stop(self) -> SandboxStatus:
         """Stop the container (OpenClaw drains first); nothing is removed."""
-        async with self._op_lock:
+        async with self._operation("stop the sandbox"):
             await self._stop()
         return self.status
 
@@ -572,7 +689,7 @@ class SandboxManager:
 
     async def restart(self) -> SandboxStatus:
         """Stop, then start."""
-        async with self._op_lock:
+        async with self._operation("restart the sandbox"):
             await self._stop()
             self.lifecycle.want_running()
             await self._start_container()
@@ -580,7 +697,7 @@ class SandboxManager:
 
     async def destroy(self) -> SandboxStatus:
         """Remove the container. The state and logs directories on the host are kept."""
-        async with self._op_lock:
+        async with self._operation("remove the sandbox"):
             await self._destroy()
         return self.status
 
@@ -592,13 +709,14 @@ class SandboxManager:
         self._removing = True
         try:
             await self._thread(container.remove, force=True)
+            # The destroy event moves the state to ABSENT; wait for it, briefly.
+            with contextlib.suppress(TimeoutError):
+                await self.wait_for(lambda s: s.state == SandboxState.ABSENT, timeout=10)
         except docker.errors.NotFound:
             pass
         except docker.errors.APIError as exc:
             raise self._fail(f"Docker could not remove the sandbox: {api_error_text(exc)}") from None
         finally:
-            with contextlib.suppress(TimeoutError):
-                await self.wait_for(lambda s: s.state == SandboxState.ABSENT, timeout=10)
             self._removing = False
         if self.status.state != SandboxState.ABSENT:
             self._publish(self.lifecycle.on_absent())
@@ -607,9 +725,10 @@ class SandboxManager:
         """Build the image (for ``version`` or the configured one) and recreate the container.
 
         An explicit version is pinned for this sandbox; no version returns to the config's.
-        The state directory is kept, so an upgrade keeps the agent's memory.
+        The state directory is kept, so an upgrade keeps the agent's memory. If the build
+        fails, the old container is left as it was.
         """
-        async with self._op_lock:
+        async with self._operation("rebuild the sandbox"):
             target = version or self.settings.sandbox.openclaw_version
             was_running = self.status.desired == Desired.RUNNING
             await self.ensure_image(target, force=True)
@@ -633,37 +752,62 @@ class SandboxManager:
 
     async def exec_stream(
         self, cmd: list[str], *, user: str | None = None
-    ) -> AsyncIterator[tuple[str, bytes] | int]:
-        """Run ``cmd`` inside the container; yield (stream, chunk) pairs, then the exit code."""
+    ) -> AsyncGenerator[tuple[str, bytes] | int]:
+        """Run ``cmd`` inside the container; yield (stream, chunk) pairs, then the exit code.
+
+        Closing the generator early (the client went away) closes the exec's connection.
+        """
         container = await self._running_container()
         client = await self._engine()
         try:
-            exec_id = await self._thread(
+            exec_id = str((await self._thread(
                 client.api.exec_create, container.id, cmd, stdout=True, stderr=True,
                 user=user or "",
+            ))["Id"])
+            output: Any = await self._thread(
+                client.api.exec_start, exec_id, stream=True, demux=True
             )
         except docker.errors.APIError as exc:
             raise OperationError(f"exec failed: {api_error_text(exc)}") from None
-        queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[str, bytes] | BaseException | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
+
+        def put(item: tuple[str, bytes] | BaseException | None) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed
+                loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def pump() -> None:
             try:
-                output = client.api.exec_start(exec_id["Id"], stream=True, demux=True)
                 for out, err in output:
                     if out:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("stdout", out))
+                        put(("stdout", out))
                     if err:
-                        loop.call_soon_threadsafe(queue.put_nowait, ("stderr", err))
+                        put(("stderr", err))
+            except Exception as exc:
+                put(exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, None)
+                put(None)
 
-        pump_task = asyncio.ensure_future(asyncio.to_thread(pump))
-        while (item := await queue.get()) is not None:
-            yield item
-        await pump_task
-        info = await self._thread(client.api.exec_inspect, exec_id["Id"])
-        yield int(info.get("ExitCode") or 0)
+        pumping = self._in_own_thread(pump)
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise OperationError(f"exec output stream broke: {item}")
+                yield item
+        finally:
+            if not pumping.done():
+                with contextlib.suppress(Exception):
+                    output.close()  # unblocks the pump thread
+        yield await self._exec_exit_code(client, exec_id)
+
+    async def _exec_exit_code(self, client: docker.DockerClient, exec_id: str) -> int:
+        # The output ends when the process closes it; its exit is recorded a moment later.
+        for _ in range(100):
+            info = await self._thread(client.api.exec_inspect, exec_id)
+            if not info.get("Running") and info.get("ExitCode") is not None:
+                return int(info["ExitCode"])
+            await asyncio.sleep(0.02)
+        raise OperationError("the command's output ended but Docker reports no exit code")
 
     async def exec(self, cmd: list[str], *, user: str | None = None) -> tuple[int, str, str]:
         """Run ``cmd`` to completion; return exit code, stdout and stderr."""
@@ -685,33 +829,40 @@ class SandboxManager:
                 lambda: dict(container.top(ps_args="-o pid,ppid,uid,pcpu,rss,etime,args"))
             )
         except docker.errors.APIError:
-            top = await self._thread(lambda: dict(container.top()))
+            try:
+                top = await self._thread(lambda: dict(container.top()))
+            except docker.errors.APIError as exc:
+                raise OperationError(f"cannot list processes: {api_error_text(exc)}") from None
         return {"titles": top.get("Titles") or [], "processes": top.get("Processes") or []}
 
-    async def stats(self) -> AsyncIterator[StatsSample]:
+    async def stats(self) -> AsyncGenerator[StatsSample]:
         """A live stream of resource samples, about one per second."""
         container = await self._running_container()
         client = await self._engine()
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=10)
+        # Unbounded, but only ever a few items: one sample a second, consumed as they come.
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         stop = threading.Event()
 
+        def put(item: dict[str, Any] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # loop closed
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
         def pump() -> None:
-            stream: Iterator[dict[str, Any]] = client.api.stats(
-                str(container.id), stream=True, decode=True
-            )
             try:
+                stream: Iterator[dict[str, Any]] = client.api.stats(
+                    str(container.id), stream=True, decode=True
+                )
                 for raw in stream:
                     if stop.is_set():
                         break
-                    loop.call_soon_threadsafe(queue.put_nowait, raw)
+                    put(raw)
             except Exception as exc:
                 log.debug("stats stream ended: %s", exc)
             finally:
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(queue.put_nowait, None)
+                put(None)
 
-        pump_task = asyncio.ensure_future(asyncio.to_thread(pump))
+        self._in_own_thread(pump)
         try:
             while (raw := await queue.get()) is not None:
                 if raw.get("read", "").startswith("0001-"):
@@ -719,4 +870,3 @@ class SandboxManager:
                 yield compute_sample(raw)
         finally:
             stop.set()
-            pump_task.cancel()
