@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,14 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_BACKEND = 3
 
-# States in which a start has finished, one way or the other.
-START_SETTLED = {"ready", "crash-loop", "config-invalid", "failed", "engine-down", "unhealthy"}
+EXIT_INTERRUPTED = 130
+
+# States a start passes through on its way to an outcome; every other state is an outcome.
+# (A start returns once the container runs; the gateway becomes ready later.)
+START_IN_PROGRESS = frozenset({"unknown", "building", "starting", "stopping", "crashed"})
+# How long to wait for the action's answer once the event stream has ended: a backend that
+# shuts down cleanly still answers requests in flight for a moment.
+STREAM_END_GRACE = 5.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,14 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     if command == "devices" and args.decision and not args.request_id:
         parser.error(f"devices {args.decision} needs a request id (see: moltconsole devices)")
     if command == "exec":
-        argv_ = [a for a in args.argv if a != "--"] if args.argv[:1] == ["--"] else args.argv
-        if not argv_:
+        args.argv = exec_argv(args.argv)
+        if not args.argv:
             parser.error("exec needs a command: moltconsole exec -- CMD [ARGS...]")
-        args.argv = argv_
+    if command == "destroy" and not args.yes:
+        # Asked here, before the event loop: input() in a worker thread cannot be interrupted
+        # by Ctrl-C, and asyncio.run would then wait for that thread forever.
+        refused = _confirm_destroy(settings)
+        if refused is not None:
+            return refused
     try:
         return asyncio.run(_run(settings, args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (moltconsole status | head): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -93,6 +105,39 @@ def main(argv: list[str] | None = None) -> int:
     except BackendError as exc:
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def exec_argv(remainder: list[str]) -> list[str]:
+    """The command for ``exec``: argparse's REMAINDER minus the one ``--`` that ends our options.
+
+    ``exec -- git log -- f`` arrives as ``["--", "git", "log", "--", "f"]``; the later ``--``
+    belongs to the command.
+    """
+    return remainder[1:] if remainder[:1] == ["--"] else remainder
+
+
+def _confirm_destroy(settings: Settings) -> int | None:
+    """Ask before removing the container: None to go ahead, else the exit code to stop with."""
+    if not sys.stdin.isatty():
+        print("moltconsole: destroy removes the sandbox container; when not run interactively, "
+              "confirm with: moltconsole destroy --yes", file=sys.stderr)
+        return EXIT_USAGE
+    state_dir = settings.sandbox_dir / "state"
+    try:
+        answer = input(
+            f"Remove the sandbox container? The state directory {state_dir} and the logs are "
+            "kept. [y/N] "
+        )
+    except KeyboardInterrupt:
+        print()
+        return EXIT_INTERRUPTED
+    except EOFError:
+        print()
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print("nothing removed")
+        return EXIT_OK
+    return None
 
 
 def _serve(settings: Settings) -> int:
@@ -151,7 +196,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             print(format_status(status))
             return EXIT_OK
         if command == "destroy":
-            return await _destroy(client, settings, yes=args.yes)
+            return await _destroy(client, settings)
         if command == "rebuild":
             return await _start_like(client, "rebuild", wait=True, version=args.version)
         if command == "exec":
@@ -165,62 +210,139 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_USAGE
 
 
+class _Progress:
+    """Prints the backend's progress lines and state changes as they arrive."""
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+    def show(self, message: dict[str, Any]) -> None:
+        """Print one event-stream message, if it says something new."""
+        kind = message.get("type")
+        if kind == "progress":
+            print(f"  [{sanitize(str(message.get('step')))}] {sanitize(str(message.get('message')))}",
+                  flush=True)
+        elif kind == "notice":
+            print(f"  ! {sanitize(str(message.get('message')))}", flush=True)
+        elif kind == "status":
+            status = message["status"]
+            if status["state"] != self.state:
+                self.state = status["state"]
+                reason = status.get("reason")
+                print(f"  {self.state}" + (f": {sanitize(reason)}" if reason else ""), flush=True)
+
+
+async def _next_message(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The event stream's next message, or None once the backend has closed it."""
+    return await anext(events, None)
+
+
+def _backend_gone(action: str) -> BackendUnreachable:
+    return BackendUnreachable(
+        f"the backend closed its event stream during '{action}', so it has probably stopped or "
+        "crashed; its log says why. Check with 'moltconsole status', then run "
+        f"'moltconsole {action}' again."
+    )
+
+
 async def _start_like(client: BackendClient, action: str, *, wait: bool, **body: Any) -> int:
     """Run an action that ends in a started sandbox, printing progress until it settles."""
     if not wait:
         print(format_status(await client.action(action, wait=False, **body)))
         return EXIT_OK
-    events = client.events()
-    first = await anext(events)  # subscribed before the action, so nothing is missed
-    last_state = first["status"]["state"]
-    result = asyncio.ensure_future(client.action(action, wait=True, **body))
     started = time.monotonic()
+    events = client.events()
     try:
-        async for message in events:
-            if message["type"] == "progress":
-                print(f"  [{message['step']}] {sanitize(message['message'])}", flush=True)
-                continue
-            if message["type"] == "notice":
-                print(f"  ! {sanitize(message['message'])}", flush=True)
-                continue
-            status = message["status"]
-            if status["state"] != last_state:
-                last_state = status["state"]
-                print(f"  {status['state']}" + (f": {status['reason']}" if status["reason"] else ""),
-                      flush=True)
-            if result.done() and last_state in START_SETTLED:
-                break
-            if result.done() and result.exception() is not None:
-                break
+        first = await _next_message(events)  # subscribed before the action, so nothing is missed
+        if first is None:
+            raise _backend_gone(action)
+        status, error = await _act_and_follow(
+            client, events, action, body, _Progress(first["status"]["state"])
+        )
     finally:
         await events.aclose()
-    status = await result
-    final = await client.status()
-    print(format_status(final))
-    if final["state"] == "ready":
+    print(format_status(status))
+    if error is not None:
+        print(f"moltconsole: {action} failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if status["state"] == "ready":
         print(f"ready in {time.monotonic() - started:.1f}s")
         return EXIT_OK
-    del status
+    if action == "rebuild" and status["state"] in ("absent", "stopped") \
+            and status.get("desired") == "stopped":
+        print("image rebuilt; the sandbox was not running, so it was not started. "
+              "Start it with: moltconsole start")
+        return EXIT_OK
+    reason = status.get("reason")
+    print(f"moltconsole: the sandbox is {status['state']}, not ready"
+          + (f": {sanitize(reason)}" if reason else "")
+          + ". Its log (in the console: moltconsole) says more; fix the cause and run "
+          f"'moltconsole {action}' again.", file=sys.stderr)
     return EXIT_FAILED
 
 
-async def _destroy(client: BackendClient, settings: Settings, *, yes: bool) -> int:
-    status = await client.status()
-    state_dir = status.get("state_dir") or str(settings.sandbox_dir / "state")
-    if not yes:
-        if not sys.stdin.isatty():
-            print("moltconsole: destroy needs --yes when not run interactively", file=sys.stderr)
-            return EXIT_USAGE
-        answer = await asyncio.to_thread(
-            input,
-            f"Remove the sandbox container? The state directory {state_dir} and the logs are "
-            "kept. [y/N] "
-        )
-        if answer.strip().lower() not in ("y", "yes"):
-            print("nothing removed")
-            return EXIT_OK
-    print(format_status(await client.action("destroy")))
-    print(f"kept: {state_dir}")
+async def _act_and_follow(
+    client: BackendClient, events: AsyncIterator[dict[str, Any]], action: str,
+    body: dict[str, Any], progress: _Progress,
+) -> tuple[dict[str, Any], BackendError | None]:
+    """Run ``action`` while printing events; the status it settled in, and its error if any.
+
+    Waits on the next event and on the action's answer together, so neither can be missed:
+    the answer often arrives after the last event, with nothing more to come.
+    """
+    result = asyncio.ensure_future(client.action(action, wait=True, **body))
+    message_task: asyncio.Task[dict[str, Any] | None] | None = asyncio.create_task(
+        _next_message(events)
+    )
+    try:
+        while not result.done():
+            if message_task is None:  # the stream ended: the backend is going away
+                done, _ = await asyncio.wait({result}, timeout=STREAM_END_GRACE)
+                if not done:
+                    raise _backend_gone(action)
+                break
+            await asyncio.wait({result, message_task}, return_when=asyncio.FIRST_COMPLETED)
+            if message_task.done():
+                message = message_task.result()
+                message_task = None
+                if message is not None:
+                    progress.show(message)
+                    message_task = asyncio.create_task(_next_message(events))
+        try:
+            status = result.result()
+        except BackendUnreachable:
+            raise
+        except BackendError as exc:
+            return await client.status(), exc
+        # The answer may be older than events already printed (a start answers "starting"
+        # and the gateway may be ready by now): take a fresh snapshot, then follow changes.
+        if status["state"] in START_IN_PROGRESS:
+            status = await client.status()
+        while status["state"] in START_IN_PROGRESS:
+            if message_task is None:
+                raise _backend_gone(action)
+            message = await message_task
+            message_task = None
+            if message is None:
+                continue
+            progress.show(message)
+            message_task = asyncio.create_task(_next_message(events))
+            if message.get("type") == "status":
+                # Re-read rather than trust the event: it may predate the snapshot.
+                status = await client.status()
+        return status, None
+    finally:
+        pending = [t for t in (result, message_task) if t is not None]
+        for task in pending:
+            task.cancel()
+        # Collect them, so no "exception was never retrieved" warning is left behind.
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _destroy(client: BackendClient, settings: Settings) -> int:
+    status = await client.action("destroy")
+    print(format_status(status))
+    print(f"kept: {status.get('state_dir') or settings.sandbox_dir / 'state'}")
     return EXIT_OK
 
 
@@ -244,7 +366,8 @@ async def _devices(client: BackendClient, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            print(f"{args.decision}d {args.request_id}")
+            done = {"approve": "approved", "reject": "rejected"}[args.decision]
+            print(f"{done} {sanitize(args.request_id)}")
         return EXIT_OK
     data = await client.devices()
     if args.json:
@@ -296,8 +419,10 @@ def format_devices(data: dict[str, Any]) -> str:
     for entry in pending:
         name = entry.get("displayName") or entry.get("clientId") or entry.get("deviceId") or "?"
         rid = entry.get("requestId") or "?"
-        lines.append(f"  {sanitize(str(rid))}  {sanitize(str(name))}  role={entry.get('role', '?')}"
-                     f"  from {sanitize(str(entry.get('remoteIp') or '?'))}")
+        role = entry.get("role") or "?"
+        ip = entry.get("remoteIp") or "?"
+        lines.append(f"  {sanitize(str(rid))}  {sanitize(str(name))}  role={sanitize(str(role))}"
+                     f"  from {sanitize(str(ip))}")
     lines.append(f"paired ({len(paired)})")
     for entry in paired:
         name = entry.get("displayName") or entry.get("clientId") or entry.get("deviceId") or "?"

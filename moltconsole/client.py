@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, unix_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
+
+from moltconsole.untrusted import sanitize
 
 EXEC_STDOUT = 1
 EXEC_STDERR = 2
@@ -55,8 +57,15 @@ class BackendClient:
 
     def _unreachable(self, exc: BaseException) -> BackendUnreachable:
         return BackendUnreachable(
-            f"no moltconsole backend answers on {self.socket_path} ({exc}). "
+            f"no moltconsole backend answers on {self.socket_path} ({_describe(exc)}). "
             "Start one with 'moltconsole serve' (or just run 'moltconsole')."
+        )
+
+    def _went_away(self, what: str, exc: BaseException) -> BackendUnreachable:
+        return BackendUnreachable(
+            f"the moltconsole backend on {self.socket_path} went away during {what} "
+            f"({_describe(exc)}); it may have crashed or been stopped. Its log says why; "
+            "start it again with 'moltconsole serve' (or just run 'moltconsole')."
         )
 
     async def _request(
@@ -68,21 +77,36 @@ class BackendClient:
             response = await self._http.request(
                 method, path, json=body, timeout=timeout,  # type: ignore[arg-type]
             )
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError,
-                ConnectionRefusedError, PermissionError) as exc:
-            raise self._unreachable(exc) from None
         except httpx.TimeoutException:
             raise BackendError(
                 f"the backend did not answer {method} {path} in time; it may be busy. "
                 "Try again, or look at its log."
             ) from None
-        data = response.json() if response.content else {}
-        if response.status_code >= 400:
-            err = data.get("error") or {}
+        except httpx.ConnectError as exc:
+            raise self._unreachable(exc) from None
+        except httpx.TransportError as exc:
+            # Connected, then the connection broke (ReadError, RemoteProtocolError, ...).
+            raise self._went_away(f"{method} {path}", exc) from None
+        except OSError as exc:
+            raise self._unreachable(exc) from None
+        try:
+            data = response.json() if response.content else {}
+        except ValueError:
             raise BackendError(
-                str(err.get("message") or response.text), str(err.get("kind") or "backend"),
-                response.status_code,
+                f"the backend answered {method} {path} with HTTP {response.status_code} and a body "
+                f"that is not JSON: {sanitize(response.text[:200])!r}. This is a backend bug; "
+                "its log says more.",
+                "backend", response.status_code,
+            ) from None
+        if response.status_code >= 400:
+            err = data.get("error") if isinstance(data, dict) else None
+            if not isinstance(err, dict):
+                err = {}
+            message = err.get("message") or (
+                f"the backend answered {method} {path} with HTTP {response.status_code}: "
+                f"{sanitize(response.text[:200])}"
             )
+            raise BackendError(str(message), str(err.get("kind") or "backend"), response.status_code)
         return data
 
     # --- requests --------------------------------------------------------------------------
@@ -129,31 +153,56 @@ class BackendClient:
                 str(self.socket_path), f"ws://moltconsole{path}", max_size=None,
                 ping_interval=None,
             )
-        except (OSError, ConnectionClosed) as exc:
+        except InvalidStatus as exc:
+            code = exc.response.status_code
+            raise BackendError(
+                f"the backend refused the {path} stream with HTTP {code}; it may be an older "
+                "version. Restart it (stop 'moltconsole serve' and run it again).",
+                "backend", code,
+            ) from None
+        except (OSError, WebSocketException) as exc:
+            # Includes a connection cut during the handshake (InvalidMessage) and the open timeout.
             raise self._unreachable(exc) from None
 
+    def _decode(self, path: str, raw: str | bytes) -> Any:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+            raise BackendError(
+                f"the backend sent a {path} message that is not JSON: {sanitize(text[:200])!r}. "
+                "This is a backend bug; its log says more."
+            ) from None
+
     async def events(self) -> AsyncGenerator[dict[str, Any]]:
-        """Status changes and build progress; the first message is the current status."""
+        """Status changes and build progress; the first message is the current status.
+
+        The stream ends when the backend closes it (it is stopping or gone).
+        """
         ws = await self._ws("/v1/events")
         try:
             async for raw in ws:
-                yield json.loads(raw)
+                yield self._decode("/v1/events", raw)
         except ConnectionClosed:
             return
+        except WebSocketException as exc:
+            raise self._went_away("the event stream", exc) from None
         finally:
             await ws.close()
 
     async def stats(self) -> AsyncIterator[dict[str, Any]]:
-        """Resource samples, about one a second."""
+        """Resource samples, about one a second; the stream ends when the backend closes it."""
         ws = await self._ws("/v1/stats")
         try:
             async for raw in ws:
-                message = json.loads(raw)
+                message = self._decode("/v1/stats", raw)
                 if "error" in message:
                     raise BackendError(message["error"]["message"], message["error"]["kind"])
                 yield message
         except ConnectionClosed:
             return
+        except WebSocketException as exc:
+            raise self._went_away("the stats stream", exc) from None
         finally:
             await ws.close()
 
@@ -166,13 +215,22 @@ class BackendClient:
                 if isinstance(raw, bytes):
                     yield raw[0], raw[1:]
                     continue
-                message = json.loads(raw)
+                message = self._decode("/v1/exec", raw)
                 if "error" in message:
                     raise BackendError(message["error"]["message"], message["error"]["kind"])
                 if "exit_code" in message:
                     yield int(message["exit_code"])
                     return
-        except ConnectionClosed:
+            raise BackendError("the backend closed the exec stream before the command ended")
+        except ConnectionClosedOK:
             raise BackendError("the backend closed the exec stream before the command ended") from None
+        except WebSocketException as exc:
+            # ConnectionClosedError included: the connection broke without a closing handshake.
+            raise self._went_away("exec", exc) from None
         finally:
             await ws.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as a short phrase; some (httpx.ReadError) have an empty message."""
+    return str(exc) or type(exc).__name__

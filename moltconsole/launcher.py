@@ -39,8 +39,17 @@ async def ensure_backend(settings: Settings, *, timeout: float = 60.0) -> Backen
     """A client connected to a live backend, starting one when none answers."""
     client = BackendClient(settings.socket_path)
     try:
+        await _attach(client, settings, timeout)
+    except BaseException:
+        await client.aclose()  # also when the backend answered with an error
+        raise
+    return client
+
+
+async def _attach(client: BackendClient, settings: Settings, timeout: float) -> None:
+    try:
         await client.health()
-        return client
+        return
     except BackendUnreachable:
         pass
     process = spawn_detached(settings)
@@ -48,18 +57,16 @@ async def ensure_backend(settings: Settings, *, timeout: float = 60.0) -> Backen
     delay = 0.02
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            await client.aclose()
             raise BackendUnreachable(
                 f"the backend exited at startup (code {process.returncode}); see "
                 f"{backend_log_path(settings)} for why."
             )
         try:
             await client.health()
-            return client
+            return
         except BackendUnreachable:
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
-    await client.aclose()
     raise BackendUnreachable(
         f"the backend did not answer within {timeout:.0f}s; see {backend_log_path(settings)}."
     )

@@ -36,14 +36,30 @@ class BackendStartError(Exception):
 
 
 def prepare_runtime_dir(path: Path) -> None:
-    """Create the runtime directory owner-only, and refuse one that others could tamper with."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    info = path.stat()
-    if info.st_uid != os.getuid():
+    """Create the runtime directory owner-only, and refuse one that others could tamper with.
+
+    A symlink is refused even when it points to a directory of ours: whoever can replace the
+    link decides where the socket and the lock end up.
+    """
+    hint = "Remove it or set paths.runtime_dir (MOLTCONSOLE_PATHS__RUNTIME_DIR) to a directory of your own."
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        pass  # a dangling symlink or a file: lstat below says which
+    except OSError as exc:
         raise BackendStartError(
-            f"{path} belongs to uid {info.st_uid}, not to you. Remove it or set "
-            "paths.runtime_dir (MOLTCONSOLE_PATHS__RUNTIME_DIR) to a directory of your own."
+            f"cannot create the runtime directory {path}: {exc.strerror}. {hint}"
+        ) from None
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode):
+        raise BackendStartError(
+            f"the runtime directory {path} is a symbolic link, which moltconsole refuses for "
+            f"its socket and lock. {hint}"
         )
+    if not stat.S_ISDIR(info.st_mode):
+        raise BackendStartError(f"the runtime directory {path} exists but is not a directory. {hint}")
+    if info.st_uid != os.getuid():
+        raise BackendStartError(f"{path} belongs to uid {info.st_uid}, not to you. {hint}")
     if stat.S_IMODE(info.st_mode) != 0o700:
         os.chmod(path, 0o700)
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from moltconsole.untrusted import sanitize
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CLI = "openclaw"
 
 
@@ -40,7 +40,7 @@ async def decide(
     manager: SandboxManager, request_id: str, decision: Literal["approve", "reject"]
 ) -> dict[str, Any]:
     """Approve or reject the pending request ``request_id``."""
-    if not _REQUEST_ID.match(request_id):
+    if not _REQUEST_ID.fullmatch(request_id):  # fullmatch: "$" would let a trailing \n through
         raise OperationError(
             f"{request_id!r} is not a pairing request id. List them with: moltconsole devices"
         )
@@ -63,6 +63,17 @@ async def decide(
     return {"request_id": request_id, "decision": decision, "result": result}
 
 
+BRIEF_MAX = 500
+
+
 def _brief(text: str) -> str:
-    lines = [ln for ln in sanitize(text).splitlines() if ln.strip()]
-    return " | ".join(lines[-3:])[:500] if lines else "(no output)"
+    """The last three non-empty lines of the CLI's output, made inert, for an error message.
+
+    Split before sanitizing (sanitize turns newlines into visible symbols), and keep the end
+    when cutting: the actual error is usually last.
+    """
+    lines = [sanitize(ln.strip()) for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "(no output)"
+    brief = " | ".join(lines[-3:])
+    return brief if len(brief) <= BRIEF_MAX else "…" + brief[-(BRIEF_MAX - 1):]

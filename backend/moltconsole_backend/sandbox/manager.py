@@ -264,6 +264,8 @@ class SandboxManager:
         """Run a short blocking Docker call; a lost engine becomes an OperationError."""
         try:
             return await asyncio.to_thread(func, *args, **kwargs)
+        except docker.errors.DockerException:
+            raise  # the engine answered (APIError is also a requests error: keep it first)
         except requests.RequestException as exc:
             # docker-py lets the transport's errors through when the engine goes away mid-call.
             self._client = None
