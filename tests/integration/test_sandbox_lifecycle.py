@@ -256,3 +256,22 @@ async def test_sandbox_comes_back_after_the_backend_and_container_went_down(
     async with BackendService(sandbox_env.settings) as service:
         async with BackendClient(service.socket_path) as client:
             assert (await client.status())["state"] == "stopped"
+
+
+async def test_abandoned_exec_streams_do_not_starve_the_backend(
+    backend: tuple[BackendService, BackendClient],
+) -> None:
+    """Clients that leave mid-command (Ctrl-C on exec -- tail -f) must not pin Docker calls."""
+    _, client = backend
+    await client.action("start")
+    await wait_state(client, "starting", "ready")
+    for _ in range(10):  # more than the default thread pool of this 2-core machine
+        stream = client.exec(["sh", "-c", "while true; do echo tick; sleep 0.2; done"])
+        first = await anext(stream)
+        assert first == (EXEC_STDOUT, b"tick\n")
+        await stream.aclose()
+    # Every ordinary call still answers.
+    code, out, _ = await asyncio.wait_for(exec_all(client, ["echo", "still here"]), timeout=30)
+    assert (code, out) == (0, b"still here\n")
+    table = await asyncio.wait_for(client.processes(), timeout=30)
+    assert table["processes"]
