@@ -174,11 +174,12 @@ async def test_killing_the_gateway_leads_back_to_ready(
     gateway = [row for row in top["Processes"] if row[1] == tini[0][0]]
     assert len(gateway) == 1 and "openclaw" in gateway[0][2], top
     os.kill(int(gateway[0][0]), 9)  # host pid: as root we can kill it like the OOM killer would
-    crashed = await wait_state(client, "crashed", "starting")
-    assert crashed["state"] in ("crashed", "starting")
+    crashed = await wait_state(client, "crashed")
+    assert crashed["last_exit_code"] == 137  # SIGKILL
+    assert "restarting in" in crashed["reason"]
     back = await wait_state(client, "ready", after=lambda s: s["restarts"] >= 1)
     assert back["restarts"] == 1
-    assert back["last_exit_code"] not in (None, 0)
+    assert back["container_id"] == crashed["container_id"]  # restarted, not re-created
 
 
 async def test_backend_restart_adopts_the_running_container(

@@ -11,8 +11,10 @@ import contextlib
 import fcntl
 import logging
 import os
+import signal
 import socket
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -85,6 +87,15 @@ def bind_owner_only(path: Path) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: it re-raises SIGTERM after serving, which
+    would kill the process before the socket is removed. ``serve_forever`` handles signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class BackendService:
     """The running backend: sandbox manager plus API server."""
 
@@ -126,7 +137,7 @@ class BackendService:
                 lifespan="off", ws="websockets-sansio", ws_ping_interval=None,
                 timeout_graceful_shutdown=2,
             )
-            self._server = uvicorn.Server(config)
+            self._server = _Server(config)
             self._task = asyncio.get_running_loop().create_task(self._server.serve(sockets=[sock]))
             while not self._server.started:
                 if self._task.done():
@@ -141,6 +152,11 @@ class BackendService:
         """Serve until the server is told to exit (SIGINT/SIGTERM in the foreground)."""
         if self._task is not None:
             await self._task
+
+    def request_stop(self) -> None:
+        """Ask the server to finish (from a signal handler)."""
+        if self._server is not None:
+            self._server.should_exit = True
 
     async def stop(self) -> None:
         """Stop serving; the sandbox container keeps running."""
@@ -175,7 +191,11 @@ async def serve_forever(settings: Settings) -> None:
     service = BackendService(settings)
     await service.start()
     log.info("moltconsole backend listening on %s", settings.socket_path)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        loop.add_signal_handler(signum, service.request_stop)
     try:
         await service.wait()
     finally:
         await service.stop()
+    log.info("moltconsole backend stopped; the sandbox container keeps running")
