@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from moltconsole.app import MoltConsole
+from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.settings import load_settings
 
 FIXED_ROOT = Path("/tmp/mc-snapshot")  # fixed, so paths on screen are the same every run
@@ -29,17 +31,38 @@ def backend_process() -> Iterator[Path]:
         '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
         f'[paths]\ndata_dir = "{FIXED_ROOT}/data"\nruntime_dir = "{FIXED_ROOT}/run"\n'
     )
-    process = subprocess.Popen([sys.executable, "-m", "moltconsole", "--config", str(config), "serve"])
-    socket_path = FIXED_ROOT / "run" / "backend.sock"
+    log_path = FIXED_ROOT / "backend.log"  # a file, not a pipe: nobody drains a pipe while tests run
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moltconsole", "--config", str(config), "serve"],
+            stdout=log, stderr=log,
+        )
+    try:
+        problem = asyncio.run(_wait_until_serving(process, FIXED_ROOT / "run" / "backend.sock"))
+        if problem is not None:
+            pytest.fail(f"{problem}; its output:\n{log_path.read_text(errors='replace')}")
+        yield config
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        shutil.rmtree(FIXED_ROOT, ignore_errors=True)
+
+
+async def _wait_until_serving(process: subprocess.Popen[bytes], socket_path: Path) -> str | None:
+    """None once the API answers /v1/health (the socket file exists before it serves), else why not."""
     deadline = time.monotonic() + 60
-    while not socket_path.exists():
-        assert process.poll() is None, "the backend exited at startup"
-        assert time.monotonic() < deadline, "the backend did not create its socket"
-        time.sleep(0.05)
-    yield config
-    process.terminate()
-    process.wait(timeout=30)
-    shutil.rmtree(FIXED_ROOT, ignore_errors=True)
+    async with BackendClient(socket_path, timeout=5) as client:
+        while True:
+            if process.poll() is not None:
+                return f"the backend exited at startup (code {process.returncode})"
+            try:
+                await client.health()
+                return None
+            except BackendUnreachable:
+                if time.monotonic() > deadline:
+                    return "the backend did not answer /v1/health within 60s"
+                # Another process: there is no event to await across it, so retry briefly.
+                await asyncio.sleep(0.05)
 
 
 def make_app(config: Path) -> MoltConsole:

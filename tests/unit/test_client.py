@@ -1,0 +1,214 @@
+"""BackendClient against tiny fake backends on a real unix socket: broken answers become BackendErrors.
+
+Each fake speaks the real wire protocol (HTTP through uvicorn, WebSocket through the websockets
+server), and fails the way a dying or buggy backend does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from websockets.asyncio.server import ServerConnection, unix_serve
+from websockets.http11 import Request as WsRequest
+from websockets.http11 import Response as WsResponse
+
+from moltconsole.client import BackendClient, BackendError, BackendUnreachable
+
+
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    """A socket path short enough for sun_path (pytest's tmp_path can be too long)."""
+    root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
+    yield root / "backend.sock"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(app: Any, path: Path) -> AsyncIterator[None]:
+    """Serve ``app`` with uvicorn on a unix socket that accepts connections from the start.
+
+    The socket is bound and listening before the server task runs, so a client may connect at
+    once (the kernel queues it): no waiting for the server to report that it started.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(16)
+    sock.setblocking(False)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", ws="websockets-sansio",
+        ws_ping_interval=None, timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def vanishing_backend(path: Path) -> AsyncIterator[None]:
+    """A backend that takes each request and dies before answering.
+
+    Closing with the request still unread makes the kernel reset the connection, so the client
+    reads ECONNRESET (httpx.ReadError), as when the real backend is killed mid-request.
+    """
+    loop = asyncio.get_running_loop()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(16)
+    listener.setblocking(False)
+
+    async def serve() -> None:
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            await wait_readable(conn.fileno())
+            conn.close()
+
+    task = asyncio.create_task(serve())
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        listener.close()
+
+
+async def wait_readable(fd: int) -> None:
+    """Until ``fd`` has something to read (data or end of file)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+# --- requests ------------------------------------------------------------------------------
+async def test_plain_text_500_becomes_a_backend_error_with_status_and_body(socket_path: Path) -> None:
+    body = "Internal Server Error: " + "x" * 400
+
+    async def status(_: Request) -> Response:
+        return PlainTextResponse(body, status_code=500)
+
+    async with serve_asgi(Starlette(routes=[Route("/v1/status", status)]), socket_path):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError) as caught:
+                await client.status()
+    message = str(caught.value)
+    assert caught.value.status == 500
+    assert "HTTP 500" in message and "GET /v1/status" in message
+    assert body[:200] in message and body[:201] not in message
+
+
+async def test_json_error_body_keeps_the_backend_message(socket_path: Path) -> None:
+    async def start(_: Request) -> Response:
+        return JSONResponse({"error": {"kind": "operation", "message": "port 18789 is in use"}}, 409)
+
+    app = Starlette(routes=[Route("/v1/sandbox/start", start, methods=["POST"])])
+    async with serve_asgi(app, socket_path):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError) as caught:
+                await client.action("start")
+    assert (str(caught.value), caught.value.kind, caught.value.status) == (
+        "port 18789 is in use", "operation", 409,
+    )
+
+
+async def test_backend_dying_mid_request_is_unreachable_with_the_hint(socket_path: Path) -> None:
+    async with vanishing_backend(socket_path):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendUnreachable) as caught:
+                await client.action("start")
+    message = str(caught.value)
+    assert str(socket_path) in message and "POST /v1/sandbox/start" in message
+    assert "moltconsole serve" in message
+
+
+async def test_no_backend_is_unreachable(socket_path: Path) -> None:
+    async with BackendClient(socket_path) as client:
+        with pytest.raises(BackendUnreachable, match="no moltconsole backend answers"):
+            await client.health()
+
+
+# --- streams -------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def ws_backend(path: Path, *, cut_handshake: bool = False) -> AsyncIterator[None]:
+    """A WebSocket backend that sends one message per stream, then dies (no closing handshake).
+
+    With ``cut_handshake`` it dies while answering the upgrade request instead.
+    """
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        if ws.request.path == "/v1/exec":
+            await ws.recv()
+            await ws.send(b"\x01partial output")
+        else:
+            await ws.send(json.dumps({"type": "status", "status": {"state": "ready"}}))
+        assert ws.transport is not None
+        ws.transport.abort()
+
+    def process_request(conn: ServerConnection, request: WsRequest) -> WsResponse | None:
+        if cut_handshake:
+            assert conn.transport is not None
+            conn.transport.abort()
+        return None
+
+    async with unix_serve(handler, str(path), process_request=process_request):
+        yield
+
+
+async def _drain(stream: AsyncIterator[Any]) -> list[Any]:
+    return [item async for item in stream]
+
+
+@pytest.mark.parametrize("stream", ["events", "stats", "exec"])
+async def test_stream_cut_during_handshake_is_unreachable(socket_path: Path, stream: str) -> None:
+    async with ws_backend(socket_path, cut_handshake=True):
+        async with BackendClient(socket_path) as client:
+            streams: dict[str, Callable[[], AsyncIterator[Any]]] = {
+                "events": client.events, "stats": client.stats,
+                "exec": lambda: client.exec(["true"]),
+            }
+            with pytest.raises(BackendUnreachable, match="moltconsole serve"):
+                await _drain(streams[stream]())
+
+
+async def test_exec_cut_mid_stream_says_the_backend_went_away(socket_path: Path) -> None:
+    async with ws_backend(socket_path):
+        async with BackendClient(socket_path) as client:
+            got: list[Any] = []
+            with pytest.raises(BackendUnreachable, match="went away during exec"):
+                async for item in client.exec(["tail", "-f", "x"]):
+                    got.append(item)
+    assert got == [(1, b"partial output")]
+
+
+async def test_event_stream_cut_mid_stream_just_ends(socket_path: Path) -> None:
+    async with ws_backend(socket_path):
+        async with BackendClient(socket_path) as client:
+            messages = await _drain(client.events())
+    assert messages == [{"type": "status", "status": {"state": "ready"}}]
