@@ -274,10 +274,12 @@ async def _start_like(client: BackendClient, action: str, *, wait: bool, **body:
               "Start it with: moltconsole start")
         return EXIT_OK
     reason = status.get("reason")
+    container = status.get("container_id")
+    where = f"'docker logs {container[:12]}' shows the gateway's output" if container else \
+        "the backend's log says more"
     print(f"moltconsole: the sandbox is {status['state']}, not ready"
           + (f": {sanitize(reason)}" if reason else "")
-          + ". Its log (in the console: moltconsole) says more; fix the cause and run "
-          f"'moltconsole {action}' again.", file=sys.stderr)
+          + f". {where}; fix the cause and run 'moltconsole {action}' again.", file=sys.stderr)
     return EXIT_FAILED
 
 
