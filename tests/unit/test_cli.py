@@ -2,8 +2,7 @@
 
 The lifecycle commands are driven with a scripted client, whose ordering is set with events
 (never sleeps), and once end to end with a fake backend that speaks the real API on a unix
-socket. The backend pieces these commands rely on (device decisions, the runtime directory
-checked by ``moltconsole serve``) are tested here too.
+socket.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ import os
 import pty
 import shutil
 import signal
-import stat
 import sys
 import tempfile
 import threading
@@ -31,9 +29,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from moltconsole import cli
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole.settings import PathSettings, SandboxSettings, Settings
-from moltconsole_backend.api.service import BackendStartError, prepare_runtime_dir
-from moltconsole_backend.sandbox import devices
-from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 from tests.unit.test_client import serve_asgi, wait_readable
 
 GUARD = 10.0  # a hang fails the test after this long instead of blocking the run
@@ -474,68 +469,3 @@ async def test_device_decision_is_reported_in_plain_words(
     args = cli.build_parser().parse_args(["devices", decision, "req-1"])
     assert await cli._devices(cast(BackendClient, DeviceClient()), args) == cli.EXIT_OK
     assert capsys.readouterr().out == f"{said} req-1\n"
-
-
-class NoExecManager:
-    """A manager whose exec must not be reached."""
-
-    async def exec(self, cmd: list[str]) -> tuple[int, str, str]:
-        raise AssertionError(f"exec ran: {cmd}")
-
-
-async def test_device_request_id_with_a_trailing_newline_is_refused() -> None:
-    manager = cast(SandboxManager, NoExecManager())
-    with pytest.raises(OperationError, match="is not a pairing request id"):
-        await devices.decide(manager, "req-1\n", "approve")
-
-
-def test_cli_failure_brief_keeps_the_last_lines_inert_and_apart() -> None:
-    text = "banner\n\nstep 1\nstep 2\x1b[31m\nError: gateway closed\n\n"
-    assert devices._brief(text) == "step 1 | step 2\u241b[31m | Error: gateway closed"
-
-
-def test_cli_failure_brief_keeps_the_end_of_a_long_output() -> None:
-    brief = devices._brief("x" * 2000 + " Error: the real cause")
-    assert len(brief) == devices.BRIEF_MAX
-    assert brief.endswith("Error: the real cause")
-
-
-def test_cli_failure_brief_of_no_output() -> None:
-    assert devices._brief(" \n\n") == "(no output)"
-
-
-# --- the runtime directory `moltconsole serve` binds its socket in --------------------------
-def test_runtime_dir_symlink_is_refused(tmp_path: Path) -> None:
-    real = tmp_path / "real"
-    real.mkdir(mode=0o700)
-    link = tmp_path / "run"
-    link.symlink_to(real)
-    with pytest.raises(BackendStartError) as caught:
-        prepare_runtime_dir(link)
-    message = str(caught.value)
-    assert str(link) in message and "symbolic link" in message
-    assert "Remove it or set paths.runtime_dir" in message
-
-
-def test_runtime_dir_dangling_symlink_is_refused(tmp_path: Path) -> None:
-    link = tmp_path / "run"
-    link.symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(BackendStartError, match="symbolic link"):
-        prepare_runtime_dir(link)
-    assert not (tmp_path / "elsewhere").exists()
-
-
-def test_runtime_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "run"
-    path.write_text("")
-    with pytest.raises(BackendStartError, match="not a directory"):
-        prepare_runtime_dir(path)
-
-
-def test_runtime_dir_is_created_and_made_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "run"
-    prepare_runtime_dir(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o700
-    path.chmod(0o755)
-    prepare_runtime_dir(path)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o700
