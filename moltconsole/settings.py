@@ -106,6 +106,21 @@ class SandboxSettings(_Section):
         return value
 
 
+class LogSettings(_Section):
+    """The log pipeline: what the backend keeps on disk and how it cuts lines."""
+
+    history_mb: int = Field(default=256, ge=1, le=1_000_000)  # bounded spool on disk
+    segment_mb: int = Field(default=16, ge=1, le=1024)
+    max_line_bytes: int = Field(default=16_384, ge=256, le=1_048_576)  # longer lines are cut
+
+
+class ConsoleSettings(_Section):
+    """The Textual console: theme and key bindings (binding id -> keys, e.g. "logs.pause" = "p")."""
+
+    theme: str = "textual-dark"
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+
 class PathSettings(_Section):
     """Where moltconsole keeps its data, caches and runtime files."""
 
@@ -119,6 +134,8 @@ class Settings(_Section):
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
+    logs: LogSettings = Field(default_factory=LogSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
