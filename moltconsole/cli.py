@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     devices.add_argument("decision", nargs="?", choices=["approve", "reject"])
     devices.add_argument("request_id", nargs="?")
     devices.add_argument("--json", action="store_true", help="print JSON")
+    logs = sub.add_parser("logs", help="print the sandbox's logs (-f to follow)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("--since", help="only lines since 10m, 1h, 2d ago, or an ISO time")
+    logs.add_argument("--grep", metavar="REGEX", help="only lines whose message or subsystem match")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines (then follow)")
+    logs.add_argument("--json", action="store_true", help="print one JSON record per line")
     return parser
 
 
@@ -85,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = exec_argv(args.argv)
         if not args.argv:
             parser.error("exec needs a command: moltconsole exec -- CMD [ARGS...]")
+    if command == "logs":
+        problem = check_logs_args(args)
+        if problem is not None:
+            print(f"moltconsole logs: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     if command == "destroy" and not args.yes:
         # Asked here, before the event loop: input() in a worker thread cannot be interrupted
         # by Ctrl-C, and asyncio.run would then wait for that thread forever.
@@ -207,6 +218,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return EXIT_OK
         if command == "devices":
             return await _devices(client, args)
+        if command == "logs":
+            return await _logs(client, args)
     return EXIT_USAGE
 
 
@@ -379,7 +392,77 @@ async def _devices(client: BackendClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def parse_since(text: str, now: float | None = None) -> float:
+    """``--since``: a duration ago (``90s``, ``10m``, ``1h``, ``2d``) or an ISO 8601 time."""
+    import re
+    from datetime import datetime
+
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h|d)", text.strip())
+    if match:
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return now - float(match.group(1)) * unit
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"--since {text!r} is neither a duration (10m, 1h, 2d) nor an ISO time "
+            "(2026-11-25T12:00:00)"
+        ) from None
+    return when.timestamp()  # a naive time is local time, as a user typing it means
+
+
+def check_logs_args(args: argparse.Namespace) -> str | None:
+    """Why the ``logs`` options cannot work, or None; checked before anything connects."""
+    import re
+
+    if args.grep is not None:
+        try:
+            re.compile(args.grep)
+        except re.error as exc:
+            return f"--grep {args.grep!r} is not a valid regular expression: {exc}"
+    if args.tail is not None and args.tail < 0:
+        return "--tail must be 0 or more"
+    if args.since is not None:
+        try:
+            args.since_time = parse_since(args.since)
+        except ValueError as exc:
+            return str(exc)
+    else:
+        args.since_time = None
+    return None
+
+
+async def _logs(client: BackendClient, args: argparse.Namespace) -> int:
+    out = sys.stdout
+    async for message in client.logs(
+        tail=args.tail, since_time=args.since_time, follow=args.follow, grep=args.grep,
+    ):
+        kind = message.get("type")
+        if kind == "batch":
+            lines = [json.dumps(r) if args.json else format_log_record(r) for r in message["records"]]
+            if message.get("dropped"):
+                lines.append(f"moltconsole: {message['dropped']} lines were dropped (fell behind)")
+            if lines:
+                out.write("\n".join(lines) + "\n")
+                out.flush()
+        elif kind == "caught_up" and not args.follow:
+            break
+    return EXIT_OK
+
+
 # --- formatting --------------------------------------------------------------------------
+def format_log_record(record: dict[str, Any]) -> str:
+    """``HH:MM:SS.mmm LEVEL subsystem message``, local time, with sandbox text made inert."""
+    when = float(record.get("time") or 0)
+    clock = time.strftime("%H:%M:%S", time.localtime(when)) + f".{int(when * 1000) % 1000:03d}"
+    level = str(record.get("level") or "-").upper()
+    subsystem = sanitize(str(record.get("subsystem") or "-"))
+    message = sanitize(str(record.get("message") or ""))
+    cut = " [cut]" if record.get("cut") else ""
+    return f"{clock} {level:<5} {subsystem} {message}{cut}"
+
+
 def format_status(status: dict[str, Any]) -> str:
     """Human-readable status lines."""
     lines = [f"state      {status['state']}" + (f"  ({status['desired']} wanted)"

@@ -206,6 +206,36 @@ class BackendClient:
         finally:
             await ws.close()
 
+    async def logs(
+        self, *, tail: int | None = None, since_seq: int | None = None,
+        since_time: float | None = None, follow: bool = True, grep: str | None = None,
+        levels: list[str] | None = None,
+    ) -> AsyncGenerator[dict[str, Any]]:
+        """Log messages: ``{"type": "batch", "records": [...], "dropped": n}``, then one
+        ``{"type": "caught_up"}`` once the history is sent, then live batches if ``follow``.
+
+        Record fields (seq, time, level, subsystem, message, source, raw, cut) come from the
+        sandbox as they were: sanitize them before they reach a terminal. The stream ends
+        when the history is sent (without ``follow``) or when the backend closes it.
+        """
+        ws = await self._ws("/v1/logs")
+        try:
+            await ws.send(json.dumps({
+                "tail": tail, "since_seq": since_seq, "since_time": since_time,
+                "follow": follow, "grep": grep, "levels": levels,
+            }))
+            async for raw in ws:
+                message = self._decode("/v1/logs", raw)
+                if "error" in message:
+                    raise BackendError(message["error"]["message"], message["error"]["kind"])
+                yield message
+        except ConnectionClosed:
+            return
+        except WebSocketException as exc:
+            raise self._went_away("the log stream", exc) from None
+        finally:
+            await ws.close()
+
     async def exec(self, cmd: list[str]) -> AsyncIterator[tuple[int, bytes] | int]:
         """Run ``cmd`` in the sandbox: yields (EXEC_STDOUT|EXEC_STDERR, chunk), then the exit code."""
         ws = await self._ws("/v1/exec")

@@ -4,6 +4,7 @@ Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes, /v1/devices
             POST /v1/sandbox/{start,stop,restart,destroy,rebuild}
             POST /v1/devices/{request_id}/{approve,reject}
 Streams:    WS   /v1/events (status changes, build progress), /v1/stats, /v1/exec
+            WS   /v1/logs (history then live records; see ``logs_`` below)
 Errors are ``{"error": {"kind": ..., "message": ...}}`` with a 4xx/5xx status.
 """
 
@@ -25,6 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import moltconsole
+from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryError
 from moltconsole_backend.sandbox import devices
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 
@@ -38,8 +40,8 @@ def error(kind: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
 
 
-def create_app(manager: SandboxManager) -> Starlette:
-    """The API application bound to one sandbox manager."""
+def create_app(manager: SandboxManager, logs: LogCollector | None = None) -> Starlette:
+    """The API application bound to one sandbox manager (and its log collector, if any)."""
     started = time.time()
 
     async def guarded(call: Callable[[], Awaitable[Response]]) -> Response:
@@ -155,6 +157,33 @@ def create_app(manager: SandboxManager) -> Starlette:
 
         await _stream(ws, manager.exec_stream(cmd), send)
 
+    async def logs_(ws: WebSocket) -> None:
+        """Log records. The client sends one query object first::
+
+            {"tail": int|null, "since_seq": int|null, "since_time": float|null,
+             "follow": bool, "grep": str|null, "levels": [str]|null}
+
+        and receives ``{"type": "batch", "records": [...], "dropped": int}`` messages, one
+        ``{"type": "caught_up"}`` once the history is sent, then (with follow) live batches.
+        A bad query gets ``{"error": {"kind": "request", "message": ...}}`` and a close.
+        """
+        await ws.accept()
+        try:
+            request = await ws.receive_json()
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            return
+        if logs is None:
+            await ws.send_json({"error": {"kind": "operation", "message": "logs are not collected"}})
+            await ws.close()
+            return
+        try:
+            query = LogQuery.from_json(request)
+        except QueryError as exc:
+            await ws.send_json({"error": {"kind": "request", "message": str(exc)}})
+            await ws.close()
+            return
+        await _stream(ws, logs.stream(query), ws.send_text)
+
     routes = [
         Route("/v1/health", health),
         Route("/v1/status", status),
@@ -164,6 +193,7 @@ def create_app(manager: SandboxManager) -> Starlette:
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/stats", stats),
         WebSocketRoute("/v1/exec", exec_),
+        WebSocketRoute("/v1/logs", logs_),
     ]
     for name in ("start", "stop", "restart", "destroy", "rebuild"):
         routes.append(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]))

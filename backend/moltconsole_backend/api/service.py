@@ -23,6 +23,7 @@ import uvicorn
 
 from moltconsole.settings import Settings
 from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
 
 log = logging.getLogger(__name__)
@@ -97,11 +98,13 @@ class _Server(uvicorn.Server):
 
 
 class BackendService:
-    """The running backend: sandbox manager plus API server."""
+    """The running backend: sandbox manager, log collector and API server."""
 
     def __init__(self, settings: Settings, manager: SandboxManager | None = None) -> None:
         self.settings = settings
         self.manager = manager or SandboxManager(settings)
+        self.logs = LogCollector(settings, self.manager)
+        self._logs_started = False
         self.socket_path = settings.socket_path
         self._lock_file: IO[str] | None = None
         self._server: uvicorn.Server | None = None
@@ -132,8 +135,10 @@ class BackendService:
         try:
             sock = bind_owner_only(self.socket_path)
             await self.manager.open()
+            await self.logs.start()
+            self._logs_started = True
             config = uvicorn.Config(
-                create_app(self.manager), log_level="warning", access_log=False,
+                create_app(self.manager, self.logs), log_level="warning", access_log=False,
                 lifespan="off", ws="websockets-sansio", ws_ping_interval=None,
                 timeout_graceful_shutdown=2,
             )
@@ -168,6 +173,9 @@ class BackendService:
         await self._release()
 
     async def _release(self) -> None:
+        if self._logs_started:
+            self._logs_started = False
+            await self.logs.stop()
         await self.manager.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
