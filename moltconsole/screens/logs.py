@@ -1,0 +1,583 @@
+"""The Logs screen: live tail with follow/pause, filter, search, time windows, detail and copy.
+
+Data flow: one worker follows ``client.logs(...)``; a reader task puts the server's messages
+in a queue and the worker groups whatever arrived within :data:`BATCH_INTERVAL` into one
+:class:`LogBatch` message, so the screen repaints at most ~15 times a second however fast lines
+come. The worker posts the next batch only after the screen has applied the previous one: when
+the UI is slow the batches grow instead of the message queue. Everything in memory is bounded
+by ``max_lines`` (the raw buffer, the filtered view, the lines waiting while paused); history
+stays in the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
+
+from rich.highlighter import JSONHighlighter
+from rich.table import Table
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from moltconsole.client import BackendError
+from moltconsole.logfilter import (
+    LEVEL_FLOORS,
+    TIME_WINDOWS,
+    LogFilter,
+    LogRecord,
+    PatternError,
+    TextPattern,
+    count_matches,
+    find_match,
+    format_time,
+    next_in_cycle,
+    window_start,
+)
+from moltconsole.untrusted import sanitize
+from moltconsole.widgets.log_view import LogView
+
+BATCH_INTERVAL = 1 / 15  # seconds; the issue asks for 10-20 repaints a second, not one per line
+INBOX_SIZE = 256  # server messages buffered ahead of the batcher; beyond it the socket backs up
+RETRY_MAX = 5.0
+
+
+class LogSource(Protocol):
+    """What the screen needs from :class:`moltconsole.client.BackendClient`."""
+
+    def logs(
+        self, *, tail: int | None = None, since_seq: int | None = None,
+        since_time: float | None = None, follow: bool = True, grep: str | None = None,
+        levels: list[str] | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Server messages: ``{"type": "batch", "records": [...], "dropped": n}`` and
+        ``{"type": "caught_up"}``."""
+        ...
+
+
+class LogBatch(Message):
+    """Records that arrived within one batch interval (already sanitised), for the screen."""
+
+    def __init__(
+        self, records: tuple[LogRecord, ...], received: int, dropped: int, caught_up: bool,
+    ) -> None:
+        super().__init__()
+        self.records = records
+        self.received = received  # may exceed len(records): the oldest of a huge batch are cut
+        self.dropped = dropped
+        self.caught_up = caught_up
+
+
+class LogStreamState(Message):
+    """The log stream connected, or failed (``problem`` says why, for the user)."""
+
+    def __init__(self, problem: str | None) -> None:
+        super().__init__()
+        self.problem = problem
+
+
+class LogsScreen(Screen[None]):
+    """Live logs from the backend, keyboard first."""
+
+    BINDINGS = [
+        Binding("p,space", "toggle_pause", "Pause", id="logs.pause"),
+        Binding("f", "open_filter", "Filter", id="logs.filter"),
+        Binding("slash", "open_search", "Search", id="logs.search"),
+        Binding("n", "search_next", "Next", id="logs.search_next", show=False),
+        Binding("N", "search_previous", "Prev", id="logs.search_previous", show=False),
+        Binding("l", "cycle_level", "Level", id="logs.level"),
+        Binding("r", "cycle_window", "Range", id="logs.window"),
+        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
+        Binding("t", "toggle_timestamps", "Time", id="logs.timestamps", show=False),
+        Binding("enter", "detail", "Detail", id="logs.detail"),
+        Binding("y", "copy_line", "Copy", id="logs.copy_line"),
+        Binding("Y", "copy_last", "Copy last N", id="logs.copy_last", show=False),
+        Binding("escape", "clear", "Clear", id="logs.clear", show=False),
+        Binding("up,k", "cursor(-1)", "Up", id="logs.cursor_up", show=False),
+        Binding("down,j", "cursor(1)", "Down", id="logs.cursor_down", show=False),
+        Binding("pageup,ctrl+b", "page(-1)", "Page up", id="logs.page_up", show=False),
+        Binding("pagedown,ctrl+f", "page(1)", "Page down", id="logs.page_down", show=False),
+        Binding("home,g", "first", "First", id="logs.first", show=False),
+        Binding("end,G", "last", "Last (follow)", id="logs.last", show=False),
+    ]
+
+    def __init__(
+        self, client: LogSource, *, max_lines: int = 10_000, copy_lines: int = 100,
+        clock: Callable[[], float] = time.time, name: str | None = None,
+    ) -> None:
+        super().__init__(name=name)
+        self.client = client
+        self.max_lines = max_lines
+        self.copy_lines = copy_lines
+        self.clock = clock
+        self.paused = False
+        self.waiting = 0  # lines that arrived while paused (counted even past max_lines)
+        self.dropped = 0
+        self.window = "all"
+        self.level_floor: str | None = None
+        self.query_text = ""
+        self.search_text = ""
+        self.problem: str | None = None
+        self.pattern_error: str | None = None
+        self.caught_up = asyncio.Event()  # set when the backend has sent its history
+        self.applied = asyncio.Event()  # set after each batch is on screen (tests await it)
+        self._filter = LogFilter()
+        self._buffer: deque[LogRecord] = deque(maxlen=max_lines)
+        self._pending: deque[LogRecord] = deque(maxlen=max_lines)
+        self._matches = 0
+        self._input_mode: str | None = None  # "filter" or "search" while the input is open
+        self._ready = asyncio.Event()  # the screen applied the last batch; the worker may post
+        self._ready.set()
+
+    # --- layout ------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Static(id="logs-status")
+        yield Static(id="logs-query")
+        yield LogView(max_lines=self.max_lines, id="logs-view")
+        yield Static(id="logs-error")
+        yield Input(id="logs-input")
+        yield Footer(compact=True)
+
+    @property
+    def view(self) -> LogView:
+        """The log view widget."""
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        self.view.focus()
+        self._refresh_bars()
+        self._subscribe()
+
+    # --- the stream --------------------------------------------------------------------------
+    def _subscribe(self) -> None:
+        """(Re)start the stream for the current time window, from an empty view."""
+        since = window_start(self.window, self.clock())
+        self._filter = LogFilter(self._filter.pattern, self._filter.subsystems, self.level_floor, since)
+        self._buffer.clear()
+        self._pending.clear()
+        self.waiting = 0
+        self._matches = 0
+        self.paused = False
+        self.view.follow = True
+        self.view.clear()
+        self.caught_up.clear()
+        self._ready.set()
+        # tail bounds what comes back either way: the last max_lines records (of the window).
+        self._follow({"tail": self.max_lines, "since_time": since})
+        self._refresh_bars()
+
+    @work(exclusive=True, group="logs", exit_on_error=False)
+    async def _follow(self, request: dict[str, Any]) -> None:
+        """Follow the backend's log stream; on failure resume after the last line seen."""
+        delay = 0.2
+        last_seq: int | None = None
+        while True:
+            try:
+                async for batch in self._batches(request, last_seq):
+                    if batch.records:
+                        last_seq = batch.records[-1].seq
+                    if self.problem is not None:
+                        self.post_message(LogStreamState(None))
+                    # Backpressure: one batch in flight; meanwhile the reader keeps collecting.
+                    await self._ready.wait()
+                    self._ready.clear()
+                    self.post_message(batch)
+                    delay = 0.2
+                problem = "the backend closed the log stream; reconnecting…"
+            except BackendError as exc:
+                problem = f"{exc} (retrying)"
+            self.post_message(LogStreamState(problem))
+            if last_seq is not None:
+                request = {"since_seq": last_seq}
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
+
+    async def _batches(
+        self, request: dict[str, Any], after_seq: int | None,
+    ) -> AsyncIterator[LogBatch]:
+        """Group the server's messages into batches of at most one per BATCH_INTERVAL."""
+        inbox: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue(INBOX_SIZE)
+
+        async def read() -> None:
+            try:
+                async for message in self.client.logs(follow=True, **request):
+                    await inbox.put(message)
+                await inbox.put(None)
+            except Exception as exc:  # handed to the batcher, which re-raises it in the worker
+                await inbox.put(exc)
+
+        reader = asyncio.create_task(read())
+        loop = asyncio.get_running_loop()
+        try:
+            ended: BaseException | bool = False
+            while not ended:
+                item = await inbox.get()
+                records: list[LogRecord] = []
+                received = dropped = 0
+                caught_up = False
+                deadline = loop.time() + BATCH_INTERVAL
+                while True:
+                    if isinstance(item, BaseException) or item is None:
+                        ended = item or True  # post what came before the end, then stop
+                        break
+                    if item.get("type") == "batch":
+                        dropped += int(item.get("dropped") or 0)
+                        for data in item.get("records") or ():
+                            record = LogRecord.from_wire(data)
+                            # After a reconnect since_seq may or may not repeat the last line.
+                            if after_seq is None or record.seq > after_seq:
+                                records.append(record)
+                                received += 1
+                        # Older ones would fall off the view before anyone saw them.
+                        del records[:-self.max_lines]
+                    elif item.get("type") == "caught_up":
+                        caught_up = True
+                        break  # show the history at once
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(inbox.get(), remaining)
+                    except TimeoutError:
+                        break
+                if records or dropped or caught_up:
+                    yield LogBatch(tuple(records), received, dropped, caught_up)
+                if isinstance(ended, BaseException):
+                    raise ended
+        finally:
+            reader.cancel()
+
+    @on(LogBatch)
+    def _apply_batch(self, batch: LogBatch) -> None:
+        try:
+            self.dropped += batch.dropped
+            if self.paused:
+                self._pending.extend(batch.records)
+                self.waiting += batch.received
+            else:
+                self._show(batch.records)
+            if batch.caught_up:
+                self.caught_up.set()
+            self._refresh_bars()
+        finally:
+            self._ready.set()
+            self.applied.set()
+
+    def _show(self, records: tuple[LogRecord, ...] | list[LogRecord]) -> None:
+        """Add records to the buffer and, if they pass the filter, to the view."""
+        self._buffer.extend(records)
+        shown = self._filter.apply(records)
+        fell_off = self.view.append(shown)
+        pattern = self.view.search
+        if pattern is not None:
+            self._matches += count_matches(shown, pattern) - count_matches(fell_off, pattern)
+
+    @on(LogStreamState)
+    def _stream_state(self, event: LogStreamState) -> None:
+        self.problem = event.problem
+        self._refresh_bars()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place an unexpected worker failure reaches the user."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            self.problem = f"log stream failed: {event.worker.error}"
+            self._refresh_bars()
+
+    # --- bars --------------------------------------------------------------------------------
+    def _refresh_bars(self) -> None:
+        status = Text(no_wrap=True, overflow="ellipsis")
+        if self.paused:
+            status.append(" ⏸ paused ", "bold black on yellow")
+            status.append(f"  {self.waiting:,} waiting", "bold yellow")
+        else:
+            status.append(" ● following ", "bold black on green")
+        status.append(f"  range {self.window}")
+        status.append(f"  level {self.level_floor + '+' if self.level_floor else 'all'}")
+        status.append(f"  {len(self.view.records):,} lines")
+        if self.dropped:
+            status.append(f"  dropped {self.dropped:,}", "bold red")
+        flags = [name for name, on_ in (("wrap", self.view.wrap), ("time", self.view.timestamps)) if on_]
+        if flags:
+            status.append("  " + " ".join(flags), "dim")
+        if self.problem:
+            status.append(f"  {sanitize(self.problem)}", "bold red")
+        self.query_one("#logs-status", Static).update(status)
+
+        query = Text(no_wrap=True, overflow="ellipsis")
+        if self.query_text:
+            query.append(" filter ", "bold reverse")
+            query.append(f" {self.query_text}  ")
+        if self.search_text:
+            query.append(" search ", "bold reverse")
+            query.append(f" {self.search_text}  {self._matches:,} matching")
+        bar = self.query_one("#logs-query", Static)
+        bar.update(query)
+        bar.display = bool(self.query_text or self.search_text)
+
+        error = self.query_one("#logs-error", Static)
+        error.update(Text(self.pattern_error or "", style="bold"))
+        error.display = self.pattern_error is not None
+
+    # --- follow and pause --------------------------------------------------------------------
+    def action_toggle_pause(self) -> None:
+        """Pause (new lines wait, counted) or resume (they appear and the view jumps to the end)."""
+        if self.paused:
+            self._resume()
+        else:
+            self._pause()
+
+    def _pause(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.view.follow = False
+            self._refresh_bars()
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.view.follow = True
+        pending = list(self._pending)
+        self._pending.clear()
+        self.waiting = 0
+        self._show(pending)
+        self.view.select(len(self.view.records) - 1)
+        self.view.scroll_end(animate=False, immediate=True, x_axis=False)
+        self._refresh_bars()
+
+    # --- cursor ------------------------------------------------------------------------------
+    def action_cursor(self, delta: int) -> None:
+        """Move the selection; leaving the last line pauses so lines stop moving under you."""
+        self._pause()
+        self.view.move_cursor(delta)
+
+    def action_page(self, direction: int) -> None:
+        """Move the selection by a screenful."""
+        self.action_cursor(direction * self.view.page_size())
+
+    def action_first(self) -> None:
+        """Go to the oldest line in view (pauses)."""
+        self._pause()
+        self.view.select(0)
+
+    def action_last(self) -> None:
+        """Go to the newest line and follow again."""
+        self._resume()
+
+    # --- filter and search -------------------------------------------------------------------
+    def _open_input(self, mode: str) -> None:
+        box = self.query_one("#logs-input", Input)
+        self._input_mode = mode
+        box.placeholder = (
+            "filter: text, /regex/, sub:NAME — enter to close" if mode == "filter"
+            else "search: text or /regex/ — enter jumps, n/N next/previous"
+        )
+        box.value = self.query_text if mode == "filter" else self.search_text
+        box.add_class("logs-open")
+        box.focus()
+
+    def _close_input(self) -> None:
+        box = self.query_one("#logs-input", Input)
+        box.remove_class("logs-open")
+        self._input_mode = None
+        self.view.focus()
+
+    def action_open_filter(self) -> None:
+        """Type a filter: only matching lines stay in view."""
+        self._open_input("filter")
+
+    def action_open_search(self) -> None:
+        """Type a search: matches are highlighted, n/N jump between them."""
+        self._open_input("search")
+
+    @on(Input.Changed, "#logs-input")
+    def _input_changed(self, event: Input.Changed) -> None:
+        if self._input_mode == "filter":
+            self.set_filter(event.value)
+        elif self._input_mode == "search":
+            self.set_search(event.value)
+
+    @on(Input.Submitted, "#logs-input")
+    def _input_submitted(self, event: Input.Submitted) -> None:
+        mode = self._input_mode
+        self._close_input()
+        if mode == "search" and self.view.search is not None:
+            self.action_search_next()
+
+    def set_filter(self, query: str) -> None:
+        """Apply a filter query; a bad regex keeps the previous filter and shows why."""
+        try:
+            new = LogFilter.parse(query, level_floor=self.level_floor, since=self._filter.since)
+        except PatternError as exc:
+            self.pattern_error = str(exc)
+            self._refresh_bars()
+            return
+        self.pattern_error = None
+        self.query_text = query.strip()
+        self._apply_filter(new)
+
+    def _apply_filter(self, new: LogFilter) -> None:
+        self._filter = new
+        keep = self.view.selected
+        self.view.set_records(new.apply(self._buffer), keep=keep)
+        pattern = self.view.search
+        self._matches = count_matches(self.view.records, pattern) if pattern else 0
+        self._refresh_bars()
+
+    def set_search(self, text: str) -> None:
+        """Highlight ``text`` (or ``/regex/``); a bad regex shows why and highlights nothing new."""
+        try:
+            pattern = TextPattern.parse(text)
+        except PatternError as exc:
+            self.pattern_error = str(exc)
+            self._refresh_bars()
+            return
+        self.pattern_error = None
+        self.search_text = text if pattern else ""
+        self.view.search = pattern
+        self._matches = count_matches(self.view.records, pattern) if pattern else 0
+        self._refresh_bars()
+
+    def _jump(self, forward: bool) -> None:
+        pattern = self.view.search
+        if pattern is None:
+            self.notify("No search: press / to search.", severity="warning", markup=False)
+            return
+        index = find_match(self.view.records, pattern, self.view.cursor, forward=forward)
+        if index is None:
+            self.notify(f"No line matches {self.search_text}.", severity="warning", markup=False)
+            return
+        self._pause()
+        self.view.select(index)
+
+    def action_search_next(self) -> None:
+        """Select the next line that matches the search (wraps around)."""
+        self._jump(True)
+
+    def action_search_previous(self) -> None:
+        """Select the previous line that matches the search (wraps around)."""
+        self._jump(False)
+
+    def action_cycle_level(self) -> None:
+        """Show all levels, or only debug+, info+, warn+, error+."""
+        self.level_floor = next_in_cycle(LEVEL_FLOORS, self.level_floor)
+        f = self._filter
+        self._apply_filter(LogFilter(f.pattern, f.subsystems, self.level_floor, f.since))
+
+    def action_cycle_window(self) -> None:
+        """Show all history in memory, or the last 1m, 5m, 15m, 1h (re-reads from the backend)."""
+        labels = [label for label, _ in TIME_WINDOWS]
+        self.window = next_in_cycle(labels, self.window)
+        self._subscribe()
+
+    def action_clear(self) -> None:
+        """Close the input, or else clear the filter and the search."""
+        if self._input_mode is not None:
+            self._close_input()
+            return
+        self.pattern_error = None
+        self.query_text = ""
+        self.set_search("")
+        self._apply_filter(LogFilter(None, (), self.level_floor, self._filter.since))
+
+    # --- display toggles ---------------------------------------------------------------------
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines, or scroll sideways."""
+        self.view.wrap = not self.view.wrap
+        self._refresh_bars()
+
+    def action_toggle_timestamps(self) -> None:
+        """Show or hide each line's time (UTC)."""
+        self.view.timestamps = not self.view.timestamps
+        self._refresh_bars()
+
+    # --- detail and copy ---------------------------------------------------------------------
+    def action_detail(self) -> None:
+        """Open the selected line in full, JSON pretty-printed."""
+        record = self.view.selected
+        if record is not None:
+            self.app.push_screen(LogDetailScreen(record))
+
+    def action_copy_line(self) -> None:
+        """Copy the selected line (as the program wrote it) to the clipboard (OSC 52)."""
+        record = self.view.selected
+        if record is None:
+            self.notify("Nothing to copy.", severity="warning", markup=False)
+            return
+        self.app.copy_to_clipboard(record.raw)
+        self.notify(f"Copied line {record.seq} ({len(record.raw):,} characters).", markup=False)
+
+    def action_copy_last(self) -> None:
+        """Copy the last N lines in view (time, level, subsystem, message) to the clipboard."""
+        records = self.view.records[-self.copy_lines:]
+        if not records:
+            self.notify("Nothing to copy.", severity="warning", markup=False)
+            return
+        text = "\n".join(record.plain() for record in records)
+        self.app.copy_to_clipboard(text)
+        self.notify(
+            f"Copied the last {len(records):,} lines ({len(text):,} characters).", markup=False
+        )
+
+
+def pretty_body(record: LogRecord) -> Text:
+    """The raw line, pretty-printed and highlighted when it is JSON; always inert ``Text``."""
+    try:
+        parsed = json.loads(record.raw)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict | list):
+        # Parsing decoded escapes like \u001b / \u009b back into controls: sanitise the output
+        # again, line by line (sanitize would turn the newlines of the layout into symbols).
+        dumped = json.dumps(parsed, indent=2, ensure_ascii=False)
+        text = Text("\n".join(sanitize(line) for line in dumped.split("\n")))
+        return JSONHighlighter()(text)
+    return Text(record.raw)
+
+
+class LogDetailScreen(ModalScreen[None]):
+    """One log line in full: its fields, and its raw text (JSON pretty-printed)."""
+
+    BINDINGS = [
+        Binding("escape,q,enter", "dismiss", "Close", id="logs.detail.close"),
+        Binding("y", "copy", "Copy", id="logs.detail.copy"),
+    ]
+
+    def __init__(self, record: LogRecord) -> None:
+        super().__init__()
+        self.record = record
+
+    def compose(self) -> ComposeResult:
+        record = self.record
+        fields = Table.grid(padding=(0, 2))
+        fields.add_column(style="bold", no_wrap=True)
+        fields.add_column()
+        fields.add_row("time", format_time(record.time, full=True))
+        fields.add_row("level", record.level or "-")
+        fields.add_row("subsystem", Text(record.subsystem or "-"))
+        fields.add_row("source", Text(record.source or "-"))
+        fields.add_row("seq", str(record.seq))
+        if record.cut:
+            fields.add_row("cut", "yes: the backend kept only the start of this line")
+        with Vertical(id="logs-detail"):
+            yield Static(fields, id="logs-detail-fields")
+            with VerticalScroll(id="logs-detail-body"):
+                yield Static(pretty_body(record))
+            yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#logs-detail-body").focus()
+
+    def action_copy(self) -> None:
+        """Copy the line as shown here (pretty JSON) to the clipboard."""
+        text = pretty_body(self.record).plain
+        self.app.copy_to_clipboard(text)
+        self.notify(f"Copied line {self.record.seq} ({len(text):,} characters).", markup=False)

@@ -1,0 +1,415 @@
+"""The Logs screen, hosted alone in a small app and fed by a fake of our own log API.
+
+The fake speaks the documented ``BackendClient.logs`` contract (batches, then caught_up, then
+live batches the test pushes), so the screen's whole path from stream to pixels runs for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+
+from moltconsole.resources import styles_dir
+from moltconsole.screens.logs import LogDetailScreen, LogsScreen
+from moltconsole.widgets.log_view import LogView
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z; fixed so the snapshots never change
+
+
+def record(seq: int, message: str, *, level: str = "info", subsystem: str = "gateway",
+           raw: str | None = None, offset: float | None = None, cut: bool = False) -> dict[str, Any]:
+    """A record as the backend sends it."""
+    return {
+        "seq": seq, "time": T0 + (seq if offset is None else offset), "level": level,
+        "subsystem": subsystem, "message": message, "source": "file",
+        "raw": raw if raw is not None else message, "cut": cut,
+    }
+
+
+FIXED = [
+    record(1, "gateway listening on ws://0.0.0.0:18789", raw=json.dumps(
+        {"time": "2027-01-15T08:00:01Z", "level": "info", "subsystem": "gateway",
+         "msg": "gateway listening on ws://0.0.0.0:18789", "port": 18789})),
+    record(2, "loading skills from /home/node/.openclaw/skills", level="debug", subsystem="skills"),
+    record(3, "heartbeat scheduled every 30m", subsystem="cron"),
+    record(4, "model anthropic/claude-sonnet responded in 1834 ms", subsystem="agent"),
+    record(5, "rate limited by upstream, retrying in 2s", level="warn", subsystem="agent"),
+    record(6, "tool browser.navigate failed: net::ERR_NAME_NOT_RESOLVED", level="error",
+           subsystem="agent"),
+    record(7, "plain stderr line without a level", level="", subsystem=""),
+    record(8, "a very long line " + "with many words " * 20 + "at the end", subsystem="agent"),
+    record(9, "device pairing request from 10.0.0.7 (iPhone)", subsystem="devices"),
+    record(10, "session 7f3c saved", level="trace", subsystem="sessions"),
+]
+
+
+class FakeLogs:
+    """A fake BackendClient.logs: history first, then caught_up, then what the test pushes."""
+
+    def __init__(self, history: list[dict[str, Any]], *, dropped: int = 0) -> None:
+        self.history = history
+        self.dropped = dropped
+        self.calls: list[dict[str, Any]] = []
+        self.live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def logs(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        self.calls.append(kwargs)
+        since = kwargs.get("since_time")
+        history = [r for r in self.history if since is None or r["time"] >= since]
+        yield {"type": "batch", "records": history, "dropped": self.dropped}
+        yield {"type": "caught_up"}
+        while True:
+            yield await self.live.get()
+
+    def push(self, records: list[dict[str, Any]], dropped: int = 0) -> None:
+        """Send a live batch."""
+        self.live.put_nowait({"type": "batch", "records": records, "dropped": dropped})
+
+
+class LogsApp(App[None]):
+    """The smallest app that hosts the Logs screen with its stylesheet."""
+
+    CSS_PATH = [str(styles_dir() / "logs.tcss")]
+
+    def __init__(self, client: FakeLogs, **options: Any) -> None:
+        super().__init__()
+        self.client = client
+        self.options = options
+        self.copied: list[str] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(LogsScreen(self.client, clock=lambda: T0 + 20, **self.options))
+
+    def copy_to_clipboard(self, text: str) -> None:
+        # The real one writes OSC 52 to the terminal; here we keep what would have been sent.
+        self.copied.append(text)
+
+
+def screen_of(pilot: Pilot[None]) -> LogsScreen:
+    screen = pilot.app.screen
+    assert isinstance(screen, LogsScreen)
+    return screen
+
+
+async def ready(pilot: Pilot[None]) -> LogsScreen:
+    """Wait until the history is on screen."""
+    await pilot.pause()
+    screen = screen_of(pilot)
+    await asyncio.wait_for(screen.caught_up.wait(), 10)
+    await pilot.pause()
+    return screen
+
+
+async def push(pilot: Pilot[None], records: list[dict[str, Any]], dropped: int = 0) -> None:
+    """Send a live batch and wait until the screen has applied it."""
+    screen = screen_of(pilot)
+    screen.applied.clear()
+    client = pilot.app.client  # type: ignore[attr-defined]
+    client.push(records, dropped)
+    await asyncio.wait_for(screen.applied.wait(), 10)
+    await pilot.pause()
+
+
+def rows(pilot: Pilot[None]) -> list[str]:
+    return pilot.app.screen.query_one(LogView).rendered_rows()
+
+
+def visible_messages(screen: LogsScreen) -> list[str]:
+    return [r.message for r in screen.view.records]
+
+
+# --- snapshots ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_logs_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+
+    assert snap_compare(LogsApp(FakeLogs(FIXED, dropped=3)), terminal_size=size, run_before=run_before)
+
+
+def test_logs_snapshot_filtered_paused_and_searched(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("f", *"sub:agent", "enter", "slash", *"retry", "enter")
+        await pilot.pause()
+
+    assert snap_compare(LogsApp(FakeLogs(FIXED)), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_detail_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("g", "enter")
+        await pilot.pause()
+
+    assert snap_compare(LogsApp(FakeLogs(FIXED)), terminal_size=size, run_before=run_before)
+
+
+# --- flows ---------------------------------------------------------------------------------------
+async def test_history_is_asked_with_tail_and_shown_in_order() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert client.calls == [{"follow": True, "tail": 10_000, "since_time": None}]
+        assert [r.seq for r in screen.view.records] == list(range(1, 11))
+        assert screen.view.cursor == 9  # following: the newest line is selected
+        assert any("session 7f3c saved" in row for row in rows(pilot))
+
+
+async def test_filter_text_regex_bad_regex_and_subsystem() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f", *"retry", "enter")
+        assert visible_messages(screen) == ["rate limited by upstream, retrying in 2s"]
+
+        await pilot.press("f", "ctrl+u", *"/^(model|tool) /", "enter")
+        assert [r.seq for r in screen.view.records] == [4, 6]
+
+        # A bad regex: the error is shown inline, the filter typed before it stays in force.
+        await pilot.press("f", "ctrl+u", *"/fail")
+        await pilot.press("(", "/")
+        await pilot.pause()
+        error = screen.query_one("#logs-error")
+        assert error.display
+        assert "bad regex /fail(/" in str(error.render())
+        assert "missing )" in str(error.render())
+        assert screen.query_text == "/fail("  # the last good one: plain text, matching nothing
+        await pilot.press("backspace", "backspace", "/", "enter")
+        assert not error.display
+        assert [r.seq for r in screen.view.records] == [6]
+
+        await pilot.press("f", "ctrl+u", *"sub:devices", "enter")
+        assert [r.seq for r in screen.view.records] == [9]
+
+        await pilot.press("escape")  # clears filter and search
+        assert len(screen.view.records) == 10
+
+
+async def test_filter_applies_to_live_lines_too() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f", *"pairing", "enter")
+        await push(pilot, [record(11, "another pairing request", subsystem="devices"),
+                           record(12, "unrelated", subsystem="agent")])
+        assert [r.seq for r in screen.view.records] == [9, 11]
+
+
+async def test_level_floor_cycles() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("l")  # debug+: trace and unlevelled lines go
+        assert {r.seq for r in screen.view.records} == set(range(1, 11)) - {7, 10}
+        await pilot.press("l", "l")  # warn+
+        assert [r.seq for r in screen.view.records] == [5, 6]
+        await pilot.press("l")  # error+
+        assert [r.seq for r in screen.view.records] == [6]
+        await pilot.press("l")  # all again
+        assert len(screen.view.records) == 10
+
+
+async def test_search_highlights_and_jumps_next_and_previous() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("slash", *"ing")
+        await pilot.pause()
+        assert len(screen.view.records) == 10  # search hides nothing
+        assert "4 matching" in str(screen.query_one("#logs-query").render())
+        await pilot.press("enter")  # jumps from the last line, wrapping to the first match
+        assert screen.view.selected is not None and screen.view.selected.seq == 1
+        assert screen.paused  # a jump stops the lines from moving away
+        await pilot.press("n")
+        assert screen.view.selected.seq == 2
+        await pilot.press("n", "n")
+        assert screen.view.selected.seq == 9
+        await pilot.press("n")  # wraps around
+        assert screen.view.selected.seq == 1
+        await pilot.press("N")
+        assert screen.view.selected.seq == 9
+
+        # The matches are drawn in the match style.
+        view = screen.view
+        match_style = view.get_component_rich_style("logs-view--match")
+        strip = view.render_line(view.cursor - int(view.scroll_y))
+        assert any(seg.text == "ing" and seg.style and seg.style.bgcolor == match_style.bgcolor
+                   for seg in strip)
+
+
+async def test_pause_counts_waiting_lines_and_resume_jumps_to_the_end() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("p")
+        await push(pilot, [record(11, "while paused 1"), record(12, "while paused 2")])
+        await push(pilot, [record(13, "while paused 3")])
+        assert [r.seq for r in screen.view.records][-1] == 10  # the view stood still
+        status = str(screen.query_one("#logs-status").render())
+        assert "paused" in status and "3 waiting" in status
+
+        await pilot.press("p")
+        assert [r.seq for r in screen.view.records][-3:] == [11, 12, 13]
+        assert screen.view.selected is not None and screen.view.selected.seq == 13
+        status = str(screen.query_one("#logs-status").render())
+        assert "following" in status and "waiting" not in status
+        assert any("while paused 3" in row for row in rows(pilot))
+
+
+async def test_moving_up_pauses_and_end_follows_again() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("up", "up")
+        assert screen.paused and screen.view.selected is not None
+        assert screen.view.selected.seq == 8
+        await pilot.press("end")
+        assert not screen.paused and screen.view.selected.seq == 10
+
+
+async def test_memory_is_bounded_by_max_lines() -> None:
+    app = LogsApp(FakeLogs([]), max_lines=50)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await push(pilot, [record(i, f"line {i}") for i in range(1, 201)])
+        assert len(screen.view.records) == 50
+        assert screen.view.records[0].seq == 151
+        await pilot.press("p")
+        await push(pilot, [record(i, f"line {i}") for i in range(201, 401)])
+        assert screen.waiting == 200 and len(screen._pending) == 50
+        await pilot.press("p")
+        assert [r.seq for r in screen.view.records] == list(range(351, 401))
+
+
+async def test_wrap_and_timestamp_toggles_change_the_rendering() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        before = rows(pilot)
+        assert any(row.startswith("08:00:01.000 INFO") for row in before)
+        await pilot.press("t")
+        no_time = rows(pilot)
+        assert any(row.startswith("INFO  gateway  gateway listening") for row in no_time)
+        assert not any("08:00:01.000" in row for row in no_time)
+
+        long_rows_before = [row for row in no_time if "very long line" in row]
+        assert len(long_rows_before) == 1 and "at the end" not in long_rows_before[0]
+        await pilot.press("w")
+        wrapped = rows(pilot)
+        joined = "".join(wrapped)
+        assert "at the end" in joined
+        assert screen.view.virtual_size.height > len(screen.view.records)
+        await pilot.press("w", "t")
+        assert rows(pilot) == before
+
+
+async def test_time_window_resubscribes_with_since_time() -> None:
+    client = FakeLogs([record(1, "old", offset=-3600), record(2, "recent", offset=0)])
+    app = LogsApp(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert visible_messages(screen) == ["old", "recent"]
+        await pilot.press("r")  # 1m
+        await asyncio.wait_for(screen.caught_up.wait(), 10)
+        await pilot.pause()
+        assert client.calls[-1] == {"follow": True, "tail": 10_000, "since_time": T0 + 20 - 60}
+        assert visible_messages(screen) == ["recent"]
+        assert "range 1m" in str(screen.query_one("#logs-status").render())
+
+
+async def test_copy_line_and_last_lines() -> None:
+    app = LogsApp(FakeLogs(FIXED), copy_lines=3)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("y")
+        assert app.copied == ["session 7f3c saved"]
+        await pilot.press("Y")
+        assert app.copied[-1] == (
+            "2027-01-15T08:00:08.000Z INFO agent " + FIXED[7]["message"] + "\n"
+            "2027-01-15T08:00:09.000Z INFO devices device pairing request from 10.0.0.7 (iPhone)\n"
+            "2027-01-15T08:00:10.000Z TRACE sessions session 7f3c saved"
+        )
+        notes = [n.message for n in app._notifications]
+        assert "Copied line 10 (18 characters)." in notes
+        assert any(n.startswith("Copied the last 3 lines") for n in notes)
+
+
+async def test_detail_pretty_prints_json_and_closes() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("g", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, LogDetailScreen)
+        body = app.screen.query_one("#logs-detail-body Static")
+        assert '  "port": 18789' in str(body.render())
+        await pilot.press("y")
+        assert json.loads(app.copied[-1])["port"] == 18789
+        await pilot.press("escape")
+        assert isinstance(app.screen, LogsScreen)
+
+
+async def test_dropped_counter_shows() -> None:
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert "dropped" not in str(screen.query_one("#logs-status").render())
+        await push(pilot, [record(11, "after a gap")], dropped=1234)
+        assert "dropped 1,234" in str(screen.query_one("#logs-status").render())
+
+
+EVIL = "\x1b]52;c;ZXZpbA==\x07\x1b[2J\x9b31m[bold red]markup[/]"
+
+
+async def test_escape_sequences_are_inert() -> None:
+    evil = record(11, EVIL, subsystem="agent\x1b[8m", raw=json.dumps({"msg": EVIL}))
+    app = LogsApp(FakeLogs([*FIXED, evil]))
+    async with app.run_test(size=(120, 24)) as pilot:
+        screen = await ready(pilot)
+        strips = [screen.view.render_line(y) for y in range(screen.view.size.height)]
+        text = "\n".join(strip.text for strip in strips)
+        assert "\u241b]52;c;ZXZpbA==\u2407\u241b[2J\ufffd31m[bold red]markup[/]" in text
+        assert "agent\u241b[8m" in text
+        for strip in strips:
+            for segment in strip:
+                assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in segment.text)
+        # The detail view and the clipboard get the inert text too.
+        await pilot.press("y")
+        assert "\x1b" not in app.copied[-1] and "\x9b" not in app.copied[-1]
+        await pilot.press("enter")
+        await pilot.pause()
+        body = str(app.screen.query_one("#logs-detail-body Static").render())
+        assert "\x1b" not in body and "\x9b" not in body and "\x07" not in body
+        assert "\\u001b]52" in body  # JSON shows the control as an escape, never as itself
+
+
+async def test_stream_failure_is_shown_and_retried() -> None:
+    from moltconsole.client import BackendUnreachable
+
+    class Flaky(FakeLogs):
+        async def logs(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+            self.calls.append(kwargs)
+            if len(self.calls) == 1:
+                yield {"type": "batch", "records": FIXED[:3], "dropped": 0}
+                raise BackendUnreachable("no moltconsole backend answers")
+            yield {"type": "batch", "records": FIXED[2:], "dropped": 0}  # repeats seq 3
+            yield {"type": "caught_up"}
+            while True:
+                yield await self.live.get()
+
+    client = Flaky([])
+    app = LogsApp(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert client.calls[1] == {"follow": True, "since_seq": 3}
+        assert [r.seq for r in screen.view.records] == list(range(1, 11))
+        assert screen.problem is None

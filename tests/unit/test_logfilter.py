@@ -1,0 +1,132 @@
+"""The Logs screen's pure logic: records, patterns, filters, search and time windows."""
+
+from __future__ import annotations
+
+import pytest
+
+from moltconsole.logfilter import (
+    LEVEL_FLOORS,
+    MATCH_LIMIT,
+    LogFilter,
+    LogRecord,
+    PatternError,
+    TextPattern,
+    count_matches,
+    find_match,
+    format_time,
+    level_rank,
+    next_in_cycle,
+    window_start,
+)
+
+
+def rec(seq: int, message: str, level: str = "info", subsystem: str = "gateway",
+        time: float = 1_800_000_000.0) -> LogRecord:
+    return LogRecord.from_wire({"seq": seq, "time": time, "level": level, "subsystem": subsystem,
+                                "message": message, "source": "file", "raw": message, "cut": False})
+
+
+def test_from_wire_sanitises_every_agent_field() -> None:
+    record = LogRecord.from_wire({
+        "seq": 7, "time": 1.5, "level": "WARNING", "subsystem": "a\x1b[2Jb",
+        "message": "x\x1b]52;c;ZXZpbA==\x07y\x9b", "source": "std\x00err",
+        "raw": "{\"m\": \"\x1b\"}", "cut": 1,
+    })
+    assert record.level == "warn"
+    assert record.subsystem == "a\u241b[2Jb"
+    assert record.message == "x\u241b]52;c;ZXZpbA==\u2407y\ufffd"
+    assert record.source == "std\u2400err"
+    assert "\x1b" not in record.raw
+    assert record.cut is True
+    assert record.body == record.message
+
+
+def test_from_wire_tolerates_missing_and_odd_fields() -> None:
+    record = LogRecord.from_wire({"seq": "x", "level": "loud", "message": None})
+    assert (record.seq, record.time, record.level, record.message, record.raw) == (0, 0.0, "", "", "")
+
+
+def test_body_is_the_message_cut_before_matching() -> None:
+    record = rec(1, "a" * (MATCH_LIMIT + 500) + "needle")
+    assert len(record.body) == MATCH_LIMIT
+    assert not TextPattern.parse("needle").search(record.message)  # type: ignore[union-attr]
+
+
+def test_plain_and_time_are_utc() -> None:
+    record = rec(1, "hello", level="error", subsystem="agent", time=1_800_000_000.25)
+    assert format_time(record.time) == "08:00:00.250"
+    assert record.plain() == "2027-01-15T08:00:00.250Z ERROR agent hello"
+    assert rec(2, "bare", level="", subsystem="").plain().endswith(" - bare")
+
+
+def test_text_pattern_plain_regex_and_smart_case() -> None:
+    plain = TextPattern.parse("a.b")
+    assert plain is not None and not plain.is_regex
+    assert plain.search("xA.Bx") and not plain.search("axb")
+    regex = TextPattern.parse("/a.b/")
+    assert regex is not None and regex.is_regex and regex.search("AXB")
+    upper = TextPattern.parse("Error")
+    assert upper is not None and upper.search("Error 1") and not upper.search("error 1")
+    assert TextPattern.parse("") is None and TextPattern.parse("//") is None
+    assert TextPattern.parse("/") is not None  # a lone slash is text
+
+
+def test_bad_regex_raises_a_readable_error() -> None:
+    with pytest.raises(PatternError, match=r"bad regex /a\(/: missing \)"):
+        TextPattern.parse("/a(/")
+
+
+def test_spans_skip_empty_matches() -> None:
+    pattern = TextPattern.parse("/x*/")
+    assert pattern is not None
+    assert pattern.spans("axxbx") == [(1, 3), (4, 5)]
+
+
+def test_filter_parse_subsystems_and_text() -> None:
+    query = LogFilter.parse("sub:Agent timeout  sub:cron")
+    assert query.subsystems == ("agent", "cron")
+    assert query.pattern is not None and query.pattern.source == "timeout"
+    assert query.matches(rec(1, "Timeout reached", subsystem="agent"))
+    assert query.matches(rec(2, "timeout", subsystem="cron/heartbeat"))
+    assert not query.matches(rec(3, "timeout", subsystem="gateway"))
+    assert not query.matches(rec(4, "fine", subsystem="agent"))
+
+
+def test_filter_level_floor_and_unlevelled_lines() -> None:
+    warn_up = LogFilter(level_floor="warn")
+    assert [warn_up.matches(rec(i, "m", level=lv)) for i, lv in enumerate(
+        ["trace", "debug", "info", "warn", "error", "fatal", ""])] == [
+        False, False, False, True, True, True, False]
+    assert LogFilter().matches(rec(1, "m", level=""))
+    assert level_rank("") == -1 < level_rank("trace")
+
+
+def test_filter_since_and_apply() -> None:
+    records = [rec(1, "old", time=100.0), rec(2, "new", time=200.0)]
+    assert [r.seq for r in LogFilter(since=150.0).apply(records)] == [2]
+    assert not LogFilter().active and LogFilter(since=0.0).active
+    assert LogFilter().apply(records) == records
+
+
+def test_find_match_wraps_both_ways() -> None:
+    records = [rec(i, "hit" if i in (1, 3) else "miss") for i in range(5)]
+    pattern = TextPattern.parse("hit")
+    assert pattern is not None
+    assert find_match(records, pattern, 4) == 1
+    assert find_match(records, pattern, 1) == 3
+    assert find_match(records, pattern, 3) == 1
+    assert find_match(records, pattern, 1, forward=False) == 3
+    assert find_match(records, pattern, 3, forward=False) == 1
+    assert find_match([], pattern, 0) is None
+    assert find_match(records[:1], pattern, 0) is None
+    assert count_matches(records, pattern) == 2
+
+
+def test_windows_and_cycles() -> None:
+    assert window_start("all", 1000.0) is None
+    assert window_start("5m", 1000.0) == 700.0
+    assert window_start("1h", 4000.0) == 400.0
+    with pytest.raises(ValueError):
+        window_start("2d", 0.0)
+    assert next_in_cycle(LEVEL_FLOORS, None) == "debug"
+    assert next_in_cycle(LEVEL_FLOORS, "error") is None
