@@ -188,4 +188,4 @@ async def test_history_survives_backend_restarts_without_duplicates(
     assert len(file_lines) == len(set(file_lines))  # the file was not read twice
     # The file's lines from both gateway runs are there (two "gateway ready" lines).
     assert sum(1 for r in records if r["source"] == "file" and r["message"] == "gateway ready") == 2
-    assert (Path(settings.sandbox_dir) / "log-spool" / "sources.json").exists()
+    assert (Path(settings.sandbox_dir) / "log-spool" / "sources.cursor").exists()

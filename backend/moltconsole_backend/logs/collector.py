@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker
 
@@ -37,6 +37,7 @@ BATCH_INTERVAL = 0.05
 RING_RECORDS = 200_000
 RING_BYTES = 64 << 20
 LOG_FILE = "openclaw.log"
+JOURNAL_BYTES = 1 << 20
 
 
 class QueryError(ValueError):
@@ -138,10 +139,13 @@ class LogCollector:
         self._reader: ContainerLogReader | None = None
         self._tailer: FileTailer | None = None
         self._closing = False
+        self._journal: BinaryIO | None = None
 
     @property
     def _cursor_path(self) -> Path:
-        return self.directory / "sources.json"
+        # A journal: one JSON line of cursors per batch, appended (cheaper than a rename per
+        # batch); the last complete line is the truth, and it is compacted now and then.
+        return self.directory / "sources.cursor"
 
     # --- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -154,6 +158,7 @@ class LogCollector:
         )
         self._ring_first = self.spool.next_seq
         self._cursors = await asyncio.to_thread(self._read_cursors)
+        await asyncio.to_thread(self._compact_cursors)
         file_pos = FilePosition(**self._cursors.get("file", {}))
         self._tailer = FileTailer(self.log_file, file_pos, max_line_bytes=logs.max_line_bytes,
                                   sink=self.ingest)
@@ -173,16 +178,35 @@ class LogCollector:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.spool is not None:
-            with self._lock:
+        with self._lock:
+            if self.spool is not None:
                 self.spool.close()
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
 
     def _read_cursors(self) -> dict[str, Any]:
         try:
-            data = json.loads(self._cursor_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            lines = self._cursor_path.read_bytes().splitlines()
+        except OSError:
             return {}
-        return data if isinstance(data, dict) else {}
+        for line in reversed(lines):
+            try:
+                data = json.loads(line)
+            except ValueError:
+                continue  # torn by a crash mid-write
+            if isinstance(data, dict):
+                return data
+        return {}
+
+    def _compact_cursors(self) -> None:
+        """Start the journal afresh with the current cursors (atomically)."""
+        if self._journal is not None:
+            self._journal.close()
+        tmp = self._cursor_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self._cursors) + "\n", encoding="utf-8")
+        tmp.replace(self._cursor_path)
+        self._journal = open(self._cursor_path, "ab")  # noqa: SIM115 - appended per batch
 
     async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
         """Run a blocking source on its own thread; restart it if it fails."""
@@ -207,7 +231,8 @@ class LogCollector:
                             client = await asyncio.to_thread(self._client_factory)
                         reader = ContainerLogReader(
                             client.api, status.container_id,
-                            since_ns=int(self._cursors.get("since_ns", 0)),
+                            last_ns={int(k): int(v)
+                                     for k, v in (self._cursors.get("docker") or {}).items()},
                             max_line_bytes=self.settings.logs.max_line_bytes, sink=self.ingest,
                         )
                         self._reader = reader
@@ -252,10 +277,14 @@ class LogCollector:
     def _save_cursors(self) -> None:
         # Saved with every batch, after the spool write, so a restart neither repeats nor
         # skips lines (a crash between the two writes repeats at most that one batch).
-        tmp = self._cursor_path.with_suffix(".tmp")
         try:
-            tmp.write_text(json.dumps(self._cursors), encoding="utf-8")
-            tmp.replace(self._cursor_path)
+            journal = self._journal
+            if journal is None:
+                return
+            journal.write(json.dumps(self._cursors).encode() + b"\n")
+            journal.flush()
+            if journal.tell() > JOURNAL_BYTES:
+                self._compact_cursors()
         except OSError as exc:
             log.warning("cannot save the log cursors: %s", exc)
 

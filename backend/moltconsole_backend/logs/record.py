@@ -30,6 +30,7 @@ _HUMAN = re.compile(
     re.DOTALL,
 )
 _minute_cache: dict[str, float] = {}
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(slots=True)
@@ -54,7 +55,7 @@ class Record:
 
     def encode(self) -> str:
         """One JSON line (without newline); ``seq`` first so the spool can read it cheaply."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+        return _ENCODER.encode(self.to_json())
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:

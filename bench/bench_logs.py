@@ -1,0 +1,161 @@
+"""Log pipeline throughput, next to its yardstick measured in the same run.
+
+A freshly started sandbox's gateway gets N lines written to its stdout as fast as ``seq`` can produce
+them (``docker exec ... seq -f MARK-%g 1 N > /proc/1/fd/1``), measured twice:
+   yardstick: ``docker logs -f --since <start>`` read into a counter that discards the lines;
+   ours:      a client subscribed to /v1/logs of a detached backend (its own process), from
+              the container through the collector, the spool and the WebSocket; every record
+              is decoded by the client and counted: received must equal written, none dropped.
+Target: ours >= 50,000 lines/s with no loss.
+
+Usage: .venv/bin/python bench/bench_logs.py [--lines N]
+Uses its own sandbox name, port and directories; removes its container at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from moltconsole.client import BackendClient
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "moltconsole", "--config", str(config), *args],
+        capture_output=True, text=True, check=False,
+    )
+
+
+def write_lines(container: str, mark: str, count: int) -> None:
+    subprocess.run(
+        ["docker", "exec", container, "sh", "-c", f"seq -f '{mark}-%.0f' 1 {count} > /proc/1/fd/1"],
+        check=True, capture_output=True,
+    )
+
+
+def yardstick(container: str, count: int) -> float:
+    """Seconds from starting the writer until ``docker logs -f`` has delivered the last line."""
+    last = f"Y-{count}\n".encode()
+    since = f"{time.time() - 1:.3f}"
+    reader = subprocess.Popen(["docker", "logs", "-f", "--since", since, container],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert reader.stdout is not None
+    time.sleep(0.5)  # let `docker logs` attach before the first line is written
+    started = time.perf_counter()
+    writer = threading.Thread(target=write_lines, args=(container, "Y", count))
+    writer.start()
+    tail = b""
+    try:
+        while True:
+            chunk = reader.stdout.read1(1 << 20)
+            if not chunk:
+                raise RuntimeError("docker logs ended before the last line")
+            tail = (tail + chunk)[-64:]
+            if last in tail:
+                return time.perf_counter() - started
+    finally:
+        reader.kill()
+        reader.wait()
+        writer.join()
+
+
+async def wait_collected(socket_path: Path, line: str, timeout: float = 300.0) -> None:
+    """Wait until the backend has collected ``line`` (it follows the yardstick's lines too)."""
+    async with BackendClient(socket_path) as client:
+        async def follow() -> None:
+            async for message in client.logs(tail=1000, follow=True, grep=f"^{line}$"):
+                if message.get("records"):
+                    return
+
+        await asyncio.wait_for(follow(), timeout)
+
+
+async def ours(socket_path: Path, container: str, count: int) -> tuple[float, int, int]:
+    """Seconds until the client has the last line, lines received, lines reported dropped."""
+    mark = "O-"
+    last = f"O-{count}"
+    received = dropped = 0
+    async with BackendClient(socket_path) as client:
+        stream = client.logs(tail=0, follow=True)
+        first = await anext(stream)  # the (empty) history: subscribed before writing
+        assert first["type"] in ("caught_up", "batch")
+        started = time.perf_counter()
+        writer = asyncio.create_task(asyncio.to_thread(write_lines, container, "O", count))
+        try:
+            async for message in stream:
+                dropped += message.get("dropped", 0)
+                records = message.get("records", [])
+                received += sum(1 for r in records if r["message"].startswith(mark))
+                if any(r["message"] == last for r in records):
+                    return time.perf_counter() - started, received, dropped
+            raise RuntimeError("the log stream ended before the last line")
+        finally:
+            await writer
+            await stream.aclose()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=200_000,
+                        help="lines per run; keep N x 80 bytes under Docker's 20 MB log file")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
+    name = f"blogs{int(time.time()) % 100000}"
+    config = root / "config.toml"
+    config.write_text(
+        f'[sandbox]\nname = "{name}"\ngateway_port = {free_port()}\n'
+        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+    )
+    container = f"moltconsole-{name}"
+    try:
+        print(f"starting sandbox {container} ...", flush=True)
+        result = cli(config, "start")  # creates the container and the detached backend
+        if result.returncode != 0:
+            raise RuntimeError(f"moltconsole start failed: {result.stdout}{result.stderr}")
+        n = args.lines
+        yard = yardstick(container, n)
+        print(f"  yardstick: {n} lines in {yard:.2f}s", flush=True)
+        asyncio.run(wait_collected(root / "run" / "backend.sock", f"Y-{n}"))
+        # A fresh container, so neither run crosses a rotation of Docker's json-file log:
+        # Docker 20.10 loses and repeats lines for followers at rotation (see README).
+        for step in (("destroy", "--yes"), ("start",)):
+            result = cli(config, *step)
+            if result.returncode != 0:
+                raise RuntimeError(f"moltconsole {step[0]} failed: {result.stdout}{result.stderr}")
+        elapsed, received, dropped = asyncio.run(ours(root / "run" / "backend.sock", container, n))
+        print(f"  ours:      {received} lines in {elapsed:.2f}s, dropped {dropped}", flush=True)
+        rate_y, rate_o = n / yard, received / elapsed
+        ok = received == n and dropped == 0
+        print()
+        print("| measure | yardstick (`docker logs -f` > counter) | moltconsole (/v1/logs client) "
+              "| target |")
+        print("|---|---|---|---|")
+        print(f"| {n:,} lines, container to reader | {rate_y:,.0f} lines/s ({yard:.2f} s) | "
+              f"{rate_o:,.0f} lines/s ({elapsed:.2f} s), {received:,} received, {dropped} dropped "
+              f"| >= 50,000 lines/s, no loss: {'met' if ok and rate_o >= 50_000 else 'MISSED'} |")
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
+        lock = root / "run" / "backend.lock"
+        if lock.exists() and lock.read_text().strip():
+            subprocess.run(["kill", lock.read_text().strip()], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
