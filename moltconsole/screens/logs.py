@@ -198,7 +198,7 @@ class LogsScreen(Screen[None]):
                 problem = f"{exc} (retrying)"
             self.post_message(LogStreamState(problem))
             if last_seq is not None:
-                request = {"since_seq": last_seq}
+                request = {"since_seq": last_seq + 1}  # since_seq is the first seq to send
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX)
 
@@ -234,7 +234,7 @@ class LogsScreen(Screen[None]):
                         dropped += int(item.get("dropped") or 0)
                         for data in item.get("records") or ():
                             record = LogRecord.from_wire(data)
-                            # After a reconnect since_seq may or may not repeat the last line.
+                            # Never show a line twice after a reconnect, whatever the server resends.
                             if after_seq is None or record.seq > after_seq:
                                 records.append(record)
                                 received += 1

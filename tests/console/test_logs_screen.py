@@ -15,9 +15,12 @@ import pytest
 from textual.app import App
 from textual.pilot import Pilot
 
+from moltconsole.client import BackendClient
 from moltconsole.resources import styles_dir
-from moltconsole.screens.logs import LogDetailScreen, LogsScreen
+from moltconsole.screens.logs import LogDetailScreen, LogSource, LogsScreen
 from moltconsole.widgets.log_view import LogView
+from moltconsole_backend.api.service import BackendService
+from tests.conftest import wait_state
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z; fixed so the snapshots never change
 
@@ -77,7 +80,7 @@ class LogsApp(App[None]):
 
     CSS_PATH = [str(styles_dir() / "logs.tcss")]
 
-    def __init__(self, client: FakeLogs, **options: Any) -> None:
+    def __init__(self, client: LogSource, **options: Any) -> None:
         super().__init__()
         self.client = client
         self.options = options
@@ -111,6 +114,7 @@ async def push(pilot: Pilot[None], records: list[dict[str, Any]], dropped: int =
     screen = screen_of(pilot)
     screen.applied.clear()
     client = pilot.app.client  # type: ignore[attr-defined]
+    assert isinstance(client, FakeLogs)
     client.push(records, dropped)
     await asyncio.wait_for(screen.applied.wait(), 10)
     await pilot.pause()
@@ -410,6 +414,31 @@ async def test_stream_failure_is_shown_and_retried() -> None:
     app = LogsApp(client)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await ready(pilot)
-        assert client.calls[1] == {"follow": True, "since_seq": 3}
+        assert client.calls[1] == {"follow": True, "since_seq": 4}
         assert [r.seq for r in screen.view.records] == list(range(1, 11))
         assert screen.problem is None
+
+
+@pytest.mark.docker
+async def test_real_openclaw_lines_appear_on_the_logs_screen(
+    backend: tuple[BackendService, BackendClient],
+) -> None:
+    """End to end: the real backend, the real container, the real client, this screen."""
+    _, client = backend
+    await client.action("start")
+    await wait_state(client, "ready")
+    app = LogsApp(client)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await ready(pilot)
+        # The history (tail) already holds the gateway's start; live lines may follow.
+        while not any(r.message == "gateway ready" and r.source == "file" for r in screen._buffer):
+            screen.applied.clear()
+            await asyncio.wait_for(screen.applied.wait(), 60)
+        ready_line = next(r for r in screen._buffer if r.message == "gateway ready")
+        assert ready_line.level == "info" and ready_line.raw.startswith("{")
+        await pilot.press("f", *"/^gateway ready$/", "enter")
+        assert any(row.endswith("gateway ready") for row in (r.rstrip() for r in rows(pilot)))
+        await pilot.press("g", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, LogDetailScreen)
+        assert '"gateway ready"' in str(app.screen.query_one("#logs-detail-body Static").render())
