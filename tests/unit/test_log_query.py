@@ -1,0 +1,45 @@
+"""The /v1/logs subscription request: validation and matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from moltconsole_backend.logs.collector import LogQuery, QueryError
+
+
+def record(**fields: object) -> dict[str, object]:
+    base: dict[str, object] = {"seq": 1, "time": 100.0, "level": "info", "subsystem": "gateway",
+                               "message": "hello", "source": "file", "raw": "", "cut": False}
+    base.update(fields)
+    return base
+
+
+def test_full_request() -> None:
+    query = LogQuery.from_json({"tail": 5, "since_seq": None, "since_time": 50, "follow": False,
+                                "grep": "hel+o", "levels": ["info", "warn"]})
+    assert query.tail == 5 and query.since_time == 50.0 and not query.follow
+    assert query.matches(record())
+    assert not query.matches(record(level="debug"))
+    assert not query.matches(record(message="bye"))
+    assert query.matches(record(message="bye", subsystem="hello-plugin"))
+    assert not query.matches(record(time=10.0))
+
+
+def test_defaults_follow_everything() -> None:
+    query = LogQuery.from_json({})
+    assert query.follow and not query.filtered and query.tail is None
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ([], "JSON object"),
+    ({"tail": -1}, "'tail'"),
+    ({"tail": True}, "'tail'"),
+    ({"since_time": "yesterday"}, "'since_time'"),
+    ({"follow": "yes"}, "'follow'"),
+    ({"grep": "(unclosed"}, "not a valid regular expression"),
+    ({"levels": ["loud"]}, "unknown level"),
+    ({"colour": True}, "unknown field"),
+])
+def test_bad_requests_say_what_to_fix(request_: object, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        LogQuery.from_json(request_)
