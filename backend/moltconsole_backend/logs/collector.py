@@ -265,7 +265,8 @@ class LogCollector:
             ring.extend(lines)
             self._ring_bytes += sum(len(line) for line in lines)
             if len(ring) > RING_RECORDS or self._ring_bytes > RING_BYTES:
-                drop = len(ring) // 2
+                # Keep the newer half: trimming stays rare instead of happening every batch.
+                drop = max(len(ring) // 2, len(ring) - RING_RECORDS // 2)
                 self._ring_bytes -= sum(len(line) for line in ring[:drop])
                 del ring[:drop]
                 self._ring_first += drop

@@ -1,0 +1,121 @@
+"""The collector's subscriber streams, fed directly (no container): history, tail, filters,
+live batches, and a follower that falls behind being told how much it lost."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moltconsole.settings import PathSettings, Settings
+from moltconsole_backend.logs import collector as collector_module
+from moltconsole_backend.logs.collector import LogCollector, LogQuery
+from moltconsole_backend.logs.record import Record
+from moltconsole_backend.sandbox.state import SandboxState, SandboxStatus
+
+
+class StoppedSandbox:
+    """Just enough of SandboxManager: a sandbox that is not running."""
+
+    status = SandboxStatus(state=SandboxState.STOPPED)
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        return asyncio.Queue()
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        pass
+
+
+@pytest.fixture
+async def collector(tmp_path: Path) -> AsyncIterator[LogCollector]:
+    settings = Settings(paths=PathSettings(data_dir=tmp_path, cache_dir=tmp_path,
+                                           runtime_dir=tmp_path / "run"))
+    logs = LogCollector(settings, StoppedSandbox())  # type: ignore[arg-type]
+    await logs.start()
+    yield logs
+    await logs.stop()
+
+
+def feed(logs: LogCollector, count: int, level: str = "info", start: int = 0) -> None:
+    logs.ingest([Record(time=1000.0 + start + i, level=level, subsystem="t",
+                        message=f"line {start + i}", source="stdout", raw="r")
+                 for i in range(count)], {})
+
+
+async def messages(logs: LogCollector, query: LogQuery, until_caught_up: bool = True) -> list[Any]:
+    out = []
+    async for text in logs.stream(query):
+        out.append(json.loads(text))
+        if until_caught_up and out[-1]["type"] == "caught_up":
+            break
+    return out
+
+
+def records(msgs: list[Any]) -> list[dict[str, Any]]:
+    return [r for m in msgs if m["type"] == "batch" for r in m["records"]]
+
+
+async def test_history_tail_and_filters(collector: LogCollector) -> None:
+    feed(collector, 50, "info")
+    feed(collector, 10, "error", start=50)
+    everything = await messages(collector, LogQuery(follow=False))
+    assert [r["seq"] for r in records(everything)] == list(range(1, 61))
+    assert everything[-1] == {"type": "caught_up"}
+    tail = records(await messages(collector, LogQuery(tail=5, follow=False)))
+    assert [r["seq"] for r in tail] == [56, 57, 58, 59, 60]
+    errors = records(await messages(collector, LogQuery.from_json(
+        {"levels": ["error"], "tail": 3, "follow": False})))
+    assert [r["message"] for r in errors] == ["line 57", "line 58", "line 59"]
+    grep = records(await messages(collector, LogQuery.from_json({"grep": r"line 1\d$", "follow": False})))
+    assert len(grep) == 10
+    since = records(await messages(collector, LogQuery(since_seq=59, follow=False)))
+    assert [r["seq"] for r in since] == [59, 60]
+    recent = records(await messages(collector, LogQuery(since_time=1055.0, follow=False)))
+    assert [r["message"] for r in recent] == [f"line {i}" for i in range(55, 60)]
+
+
+async def test_history_is_read_from_disk_after_a_restart(tmp_path: Path, collector: LogCollector) -> None:
+    feed(collector, 30)
+    await collector.stop()
+    again = LogCollector(collector.settings, StoppedSandbox())  # type: ignore[arg-type]
+    await again.start()
+    try:
+        feed(again, 5, start=30)
+        got = records(await messages(again, LogQuery(follow=False)))
+        assert [r["seq"] for r in got] == list(range(1, 36))
+    finally:
+        await again.stop()
+
+
+async def test_live_batches_follow_caught_up(collector: LogCollector) -> None:
+    feed(collector, 3)
+    stream = collector.stream(LogQuery(tail=1))
+    assert json.loads(await anext(stream))["records"][0]["seq"] == 3
+    assert json.loads(await anext(stream)) == {"type": "caught_up"}
+    later = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    feed(collector, 2, start=3)
+    batch = json.loads(await asyncio.wait_for(later, 5))
+    assert [r["seq"] for r in batch["records"]] == [4, 5] and batch["dropped"] == 0
+    await stream.aclose()
+
+
+async def test_a_follower_that_falls_behind_is_told_what_it_lost(
+    collector: LogCollector, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collector_module, "RING_RECORDS", 100)
+    stream = collector.stream(LogQuery(tail=0))
+    assert json.loads(await anext(stream)) == {"type": "caught_up"}
+    feed(collector, 1000)  # the ring keeps ~100: the follower has not read anything yet
+    got = 0
+    dropped = 0
+    while got + dropped < 1000:
+        message = json.loads(await asyncio.wait_for(anext(stream), 5))
+        got += len(message["records"])
+        dropped += message["dropped"]
+    assert dropped > 0 and got + dropped == 1000
+    await stream.aclose()
