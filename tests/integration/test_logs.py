@@ -189,3 +189,36 @@ async def test_history_survives_backend_restarts_without_duplicates(
     # The file's lines from both gateway runs are there (two "gateway ready" lines).
     assert sum(1 for r in records if r["source"] == "file" and r["message"] == "gateway ready") == 2
     assert (Path(settings.sandbox_dir) / "log-spool" / "sources.cursor").exists()
+
+
+async def test_cli_follow_prints_live_lines_and_ctrl_c_exits_130_quietly(
+    backend: tuple[BackendService, BackendClient], sandbox_env: SandboxEnv,
+) -> None:
+    import signal
+
+    from moltconsole_backend.logs.record import Record
+
+    service, _ = backend
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "moltconsole", "--config", str(sandbox_env.write_config()),
+        "logs", "-f", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+
+    async def feed_until_printed() -> bytes:
+        # Fed straight into the collector: the CLI may subscribe before or after any one
+        # record, so keep feeding until one shows up.
+        assert process.stdout is not None
+        reading = asyncio.ensure_future(process.stdout.readline())
+        while True:
+            service.logs.ingest([Record(time=1.0, level="warn", subsystem="cli-test",
+                                        message="live line", source="stdout", raw="x")], {})
+            done, _ = await asyncio.wait({reading}, timeout=0.2)
+            if done:
+                return reading.result()
+
+    line = await asyncio.wait_for(feed_until_printed(), 30)
+    assert line.decode().split(maxsplit=1)[1] == "WARN  cli-test live line\n"
+    process.send_signal(signal.SIGINT)
+    assert await asyncio.wait_for(process.wait(), 30) == 130
+    assert await process.stderr.read() == b""
