@@ -104,10 +104,27 @@ async def test_live_batches_follow_caught_up(collector: LogCollector) -> None:
     await stream.aclose()
 
 
+async def test_a_follower_lagging_past_the_ring_reads_from_disk(
+    collector: LogCollector, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(collector_module, "RING_RECORDS", 100)
+    stream = collector.stream(LogQuery(tail=0))
+    assert json.loads(await anext(stream)) == {"type": "caught_up"}
+    feed(collector, 1000)  # far more than the ring holds, far less than the lag limit
+    seqs: list[int] = []
+    while len(seqs) < 1000:
+        message = json.loads(await asyncio.wait_for(anext(stream), 5))
+        assert message["dropped"] == 0
+        seqs.extend(r["seq"] for r in message["records"])
+    assert seqs == list(range(1, 1001))
+    await stream.aclose()
+
+
 async def test_a_follower_that_falls_behind_is_told_what_it_lost(
     collector: LogCollector, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(collector_module, "RING_RECORDS", 100)
+    monkeypatch.setattr(collector_module, "LIVE_LAG_LIMIT", 200)
     stream = collector.stream(LogQuery(tail=0))
     assert json.loads(await anext(stream)) == {"type": "caught_up"}
     feed(collector, 1000)  # the ring keeps ~100: the follower has not read anything yet

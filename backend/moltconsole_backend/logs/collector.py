@@ -3,8 +3,9 @@
 Sources run on threads of their own and call ``ingest`` with parsed batches. Under one lock a
 batch is numbered and written to the spool, the sources' cursors are saved next to it, and the
 encoded lines are appended to an in-memory ring that live followers read from. A follower
-first reads history from the spool (by seq, time or tail), then follows the ring; one that falls
-so far behind that its next record has left the ring skips ahead and is told how many it lost.
+first reads history from the spool (by seq, time or tail), then follows the ring; one that lags
+past the ring reads from disk, and one that falls more than LIVE_LAG_LIMIT records behind skips
+ahead and is told how many it lost.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from moltconsole_backend.sandbox.manager import RUNNING_STATES, SandboxManager
 log = logging.getLogger(__name__)
 BATCH_RECORDS = 2000
 BATCH_INTERVAL = 0.05
-RING_RECORDS = 200_000
-RING_BYTES = 64 << 20
+RING_RECORDS = 50_000  # recent lines kept in memory for live followers
+RING_BYTES = 16 << 20
+LIVE_LAG_LIMIT = 200_000  # a follower further behind than this skips ahead (counted)
 LOG_FILE = "openclaw.log"
 JOURNAL_BYTES = 1 << 20
 
@@ -331,12 +333,13 @@ class LogCollector:
                 first = self._ring_first
                 start = cursor - first
                 recent = self._ring[start : start + limit] if start >= 0 else None
-            if recent is None and live:
-                dropped += first - cursor  # fell out of the ring: tell, never hide
+            if recent is None and live and spool.next_seq - cursor > LIVE_LAG_LIMIT:
+                # Too far behind to ever catch up: skip to what memory holds, and say so.
+                dropped += first - cursor
                 cursor = first
                 continue
             if recent is None:
-                # Older than the ring: read the history from disk.
+                # Older than the ring (history, or a follower lagging a little): from disk.
                 lines, after = await asyncio.to_thread(spool.read, cursor, limit)
                 if not lines:  # nothing left on disk before the head
                     cursor = head
