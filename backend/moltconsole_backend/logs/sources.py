@@ -317,14 +317,16 @@ class FileTailer:
                 line, cut = cut_line(line.rstrip(b"\r"), limit)
                 records.append(parse_file_line(line.decode("utf-8", "replace"), received=0.0,
                                                cut=cut))
-            position.offset += end
-            fh.seek(position.offset)
-            read_any = True
             now = _now()
             for record in records:
                 if not record.time:
                     record.time = now
-            self.sink(records, {"file": position.to_json()})
+            after = FilePosition(position.dev, position.ino, position.offset + end)
+            # Advance only once the sink took the batch: if it fails, the lines are read again.
+            self.sink(records, {"file": after.to_json()})
+            position.offset = after.offset
+            fh.seek(position.offset)
+            read_any = True
 
 
 def _now() -> float:
