@@ -222,3 +222,18 @@ async def test_cli_follow_prints_live_lines_and_ctrl_c_exits_130_quietly(
     process.send_signal(signal.SIGINT)
     assert await asyncio.wait_for(process.wait(), 30) == 130
     assert await process.stderr.read() == b""
+
+
+async def test_a_follower_does_not_hold_up_a_backend_stop(sandbox_env: SandboxEnv) -> None:
+    import time
+
+    service = BackendService(sandbox_env.settings)
+    await service.start()
+    async with BackendClient(service.socket_path) as client:
+        stream = client.logs(follow=True)
+        assert (await anext(stream))["type"] == "caught_up"
+        started = time.monotonic()
+        await asyncio.wait_for(service.stop(), 10)
+        assert time.monotonic() - started < 5
+        # The client sees its stream end rather than hang.
+        assert await asyncio.wait_for(anext(stream, None), 10) is None
