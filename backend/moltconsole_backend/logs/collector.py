@@ -260,6 +260,9 @@ class LogCollector:
         spool = self.spool
         assert spool is not None
         with self._lock:
+            if self._closing:
+                # Stopping: not taken, so the cursors stay put and a restart reads these again.
+                return
             lines = spool.append(records)
             self._cursors.update(cursor)
             self._save_cursors()
