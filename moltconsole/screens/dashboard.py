@@ -1,20 +1,35 @@
-"""The dashboard: sandbox state and the lifecycle actions."""
+"""The dashboard: sandbox state and health, resources, processes, pairing requests, events."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import time
+from collections import deque
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import DataTable, Footer, RichLog, Sparkline, Static
 
+from moltconsole.client import BackendError
 from moltconsole.formatting import duration
+from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.untrusted import sanitize
 from moltconsole.widgets.status_bar import StatusBar
+
+RUNNING = ("starting", "ready", "unhealthy")
+HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
+
+
+def _mib(value: float) -> str:
+    return f"{value / 2**20:,.0f} MiB"
 
 
 class SandboxPanel(Static):
@@ -37,14 +52,38 @@ class SandboxPanel(Static):
         table.add_row("image", status.get("image") or "-")
         table.add_row("container", (status.get("container_id") or "-")[:12])
         started = status.get("started_at")
-        running = status["state"] in ("starting", "ready", "unhealthy")
+        running = status["state"] in RUNNING
         table.add_row("uptime", duration(now - started) if started and running else "-")
         table.add_row("restarts", str(status.get("restarts", 0)))
         code = status.get("last_exit_code")
         table.add_row("last exit", "-" if code is None else str(code))
         table.add_row("gateway", status.get("gateway_url") or "-")
-        table.add_row("state dir", status.get("state_dir") or "-")
+        table.add_row("state dir", Text(status.get("state_dir") or "-", overflow="fold"))
         self.update(table)
+
+
+class StatsArrived(Message):
+    """One resource sample from the backend's stats stream."""
+
+    def __init__(self, sample: dict[str, Any]) -> None:
+        super().__init__()
+        self.sample = sample
+
+
+class ProcessesArrived(Message):
+    """The container's process table."""
+
+    def __init__(self, table: dict[str, Any]) -> None:
+        super().__init__()
+        self.table = table
+
+
+class DevicesArrived(Message):
+    """Pending pairing requests and paired devices."""
+
+    def __init__(self, devices: dict[str, Any]) -> None:
+        super().__init__()
+        self.devices = devices
 
 
 class DashboardScreen(Screen[None]):
@@ -54,35 +93,233 @@ class DashboardScreen(Screen[None]):
         Binding("s", "sandbox('start')", "Start", id="sandbox.start"),
         Binding("x", "sandbox('stop')", "Stop", id="sandbox.stop"),
         Binding("r", "sandbox('restart')", "Restart", id="sandbox.restart"),
+        Binding("b", "rebuild", "Rebuild", id="sandbox.rebuild", show=False),
+        Binding("D", "destroy", "Destroy", id="sandbox.destroy", show=False),
+        Binding("e", "shell", "Shell", id="sandbox.shell"),
+        Binding("a", "decide('approve')", "Approve", id="devices.approve", show=False),
+        Binding("j", "decide('reject')", "Reject", id="devices.reject", show=False),
+        Binding("p", "refresh_devices", "Pairings", id="devices.refresh", show=False),
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._status: dict[str, Any] | None = None
+        self._cpu: deque[float] = deque([0.0], maxlen=HISTORY)
+        self._mem: deque[float] = deque([0.0], maxlen=HISTORY)
+        self._pending: list[dict[str, Any]] = []
+        self._last_state: str | None = None
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
-        yield SandboxPanel(id="sandbox-panel")
-        yield Static("", id="message")
+        with Horizontal(id="dash-top"):
+            yield SandboxPanel(id="sandbox-panel")
+            with Vertical(id="dash-resources"):
+                yield Static("CPU", id="dash-cpu-label")
+                yield Sparkline(list(self._cpu), id="dash-cpu")
+                yield Static("memory", id="dash-mem-label")
+                yield Sparkline(list(self._mem), id="dash-mem")
+        with Horizontal(id="dash-bottom"):
+            yield DataTable(id="dash-processes", cursor_type="none", zebra_stripes=True)
+            with Vertical(id="dash-right"):
+                yield DataTable(id="dash-devices", cursor_type="row")
+                yield RichLog(id="dash-events", max_lines=200, markup=False, wrap=True)
         yield Footer()
 
     def on_mount(self) -> None:
-        self._status: dict[str, Any] | None = None
+        self.query_one("#dash-processes").border_title = "processes"
+        self.query_one("#dash-devices").border_title = "pairing requests (a approve, j reject)"
+        self.query_one("#dash-events").border_title = "events"
+        self.query_one("#dash-resources").border_title = "resources"
+        self.query_one("#sandbox-panel").border_title = "sandbox"
+        devices = self.query_one("#dash-devices", DataTable)
+        devices.add_columns("request", "device", "role", "from")
         self.query_one(SandboxPanel).show(None, time.time())
         self.set_interval(1.0, self._tick)  # keeps the uptime current between events
+        self.set_interval(5.0, self._poll_processes)
+        self.set_interval(30.0, self.action_refresh_devices)
+
+    def _now(self) -> float:
+        clock = getattr(self.app, "clock", time.time)
+        return float(clock())
 
     def _tick(self) -> None:
         if self._status is not None:
-            self.query_one(SandboxPanel).show(self._status, self.app.clock())  # type: ignore[attr-defined]
+            self.query_one(SandboxPanel).show(self._status, self._now())
 
-    def apply_status(self, status: dict[str, Any] | None, connected: bool) -> None:
-        """Show a new status snapshot."""
+    # --- status and notices ------------------------------------------------------------------
+    def apply_status(self, status: dict[str, Any] | None, connected: bool | None) -> None:
+        """Show a new status snapshot (called by the app for every event)."""
+        was_running = self._sandbox_running()
         self._status = status
-        bar = self.query_one(StatusBar)
-        bar.connected = connected
-        bar.status = status
-        self.query_one(SandboxPanel).show(status, self.app.clock())  # type: ignore[attr-defined]
+        self.query_one(SandboxPanel).show(status, self._now())
+        state = status["state"] if status else None
+        if state != self._last_state and state is not None:
+            self._last_state = state
+            reason = status.get("reason") if status else ""
+            self._event(f"{state}" + (f": {reason}" if reason else ""))
+        if self._sandbox_running() and not was_running:
+            self.follow_stats()
+            self._poll_processes()
+            self.action_refresh_devices()
 
-    def show_message(self, text: str) -> None:
-        """A one-line message under the panel (errors from actions)."""
-        self.query_one("#message", Static).update(Text(sanitize(text)))
+    def add_notice(self, message: dict[str, Any]) -> None:
+        """A build progress line or a backend notice."""
+        step = message.get("step")
+        text = str(message.get("message", ""))
+        self._event(f"[{step}] {text}" if step else text)
 
+    def _event(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(self._now()))
+        self.query_one("#dash-events", RichLog).write(Text(f"{stamp} {sanitize(text)}"))
+
+    def _sandbox_running(self) -> bool:
+        return bool(self._status and self._status.get("state") in RUNNING)
+
+    # --- live data -----------------------------------------------------------------------------
+    @work(exclusive=True, group="stats")
+    async def follow_stats(self) -> None:
+        """Follow the stats stream while the sandbox runs."""
+        client = self.app.client  # type: ignore[attr-defined]
+        try:
+            async for sample in client.stats():
+                self.post_message(StatsArrived(sample))
+        except BackendError:
+            return
+
+    @on(StatsArrived)
+    def _stats(self, event: StatsArrived) -> None:
+        sample = event.sample
+        self._cpu.append(float(sample.get("cpu_percent", 0.0)))
+        self._mem.append(float(sample.get("memory_bytes", 0)))
+        self.query_one("#dash-cpu", Sparkline).data = list(self._cpu)
+        self.query_one("#dash-mem", Sparkline).data = list(self._mem)
+        self.query_one("#dash-cpu-label", Static).update(f"CPU {sample.get('cpu_percent', 0):.1f}%")
+        limit = sample.get("memory_limit") or 0
+        self.query_one("#dash-mem-label", Static).update(
+            f"memory {_mib(sample.get('memory_bytes', 0))}" + (f" / {_mib(limit)}" if limit else "")
+        )
+
+    def _poll_processes(self) -> None:
+        if self._sandbox_running():
+            self.fetch_processes()
+
+    @work(exclusive=True, group="processes")
+    async def fetch_processes(self) -> None:
+        """One look at the process table."""
+        try:
+            table = await self.app.client.processes()  # type: ignore[attr-defined]
+        except BackendError:
+            return
+        self.post_message(ProcessesArrived(table))
+
+    @on(ProcessesArrived)
+    def _processes(self, event: ProcessesArrived) -> None:
+        table = self.query_one("#dash-processes", DataTable)
+        titles = [str(t) for t in event.table.get("titles") or []]
+        with self.app.batch_update():
+            if [str(c.label) for c in table.columns.values()] != titles:
+                table.clear(columns=True)
+                table.add_columns(*titles)
+            else:
+                table.clear()
+            for row in event.table.get("processes") or []:
+                table.add_row(*(Text(sanitize(str(cell))) for cell in row))
+
+    def action_refresh_devices(self) -> None:
+        """Look for pairing requests now (the list is also refreshed every 30 s)."""
+        if self._sandbox_running():
+            self.fetch_devices()
+
+    @work(exclusive=True, group="devices")
+    async def fetch_devices(self) -> None:
+        """One look at pending pairing requests."""
+        try:
+            devices = await self.app.client.devices()  # type: ignore[attr-defined]
+        except BackendError:
+            return
+        self.post_message(DevicesArrived(devices))
+
+    @on(DevicesArrived)
+    def _devices(self, event: DevicesArrived) -> None:
+        table = self.query_one("#dash-devices", DataTable)
+        pending = list(event.devices.get("pending") or [])
+        if len(pending) > len(self._pending):
+            self.app.notify(f"{len(pending)} pairing request(s) waiting; a approves, j rejects",
+                            title="pairing", markup=False)
+        self._pending = pending
+        table.clear()
+        for entry in pending:
+            name = entry.get("displayName") or entry.get("clientId") or entry.get("deviceId") or "?"
+            table.add_row(
+                Text(sanitize(str(entry.get("requestId", "?")))[:8]), Text(sanitize(str(name))),
+                Text(sanitize(str(entry.get("role", "?")))),
+                Text(sanitize(str(entry.get("remoteIp") or "?"))),
+            )
+
+    async def action_decide(self, decision: str) -> None:
+        """Approve or reject the selected pairing request."""
+        table = self.query_one("#dash-devices", DataTable)
+        if not self._pending:
+            self.app.notify("no pairing request is waiting", markup=False)
+            return
+        row = min(max(table.cursor_row, 0), len(self._pending) - 1)
+        entry = self._pending[row]
+        self.decide_device(str(entry.get("requestId", "")), decision)
+
+    @work(group="devices-decide")
+    async def decide_device(self, request_id: str, decision: str) -> None:
+        """Send the decision, then refresh the list."""
+        try:
+            await self.app.client.decide_device(request_id, decision)  # type: ignore[attr-defined]
+        except BackendError as exc:
+            self.app.notify(str(exc), title=f"{decision} failed", severity="error", markup=False)
+            return
+        self.app.notify(f"{decision}d request {request_id[:8]}", markup=False)
+        self._event(f"pairing request {request_id[:8]} {decision}d")
+        self.fetch_devices()
+
+    # --- actions ---------------------------------------------------------------------------------
     async def action_sandbox(self, name: str) -> None:
         """Ask the backend to start, stop or restart the sandbox."""
         await self.app.run_action(f"sandbox_action('{name}')")
+
+    def action_destroy(self) -> None:
+        """Remove the container, after a confirmation that says what is kept."""
+        state_dir = (self._status or {}).get("state_dir") or "the state directory"
+        question = (
+            "Remove the sandbox container?\n\n"
+            f"Kept: the agent's state ({state_dir}), its logs and the image. "
+            "Start creates a new container from them."
+        )
+        self.app.push_screen(ConfirmScreen(question, "destroy"), self._confirmed("destroy"))
+
+    def action_rebuild(self) -> None:
+        """Rebuild the image and re-create the container, after a confirmation."""
+        question = (
+            "Rebuild the sandbox image and re-create the container?\n\n"
+            "The agent's state and logs are kept; a running sandbox restarts."
+        )
+        self.app.push_screen(ConfirmScreen(question, "rebuild"), self._confirmed("rebuild"))
+
+    def _confirmed(self, name: str) -> Any:
+        async def after(confirmed: bool | None) -> None:
+            if confirmed:
+                await self.app.run_action(f"sandbox_action('{name}')")
+
+        return after
+
+    def action_shell(self) -> None:
+        """A shell inside the sandbox: the console steps aside until it exits."""
+        container = (self._status or {}).get("container_id")
+        if not self._sandbox_running() or not container:
+            self.app.notify("the sandbox is not running; start it with s", markup=False)
+            return
+        docker = shutil.which("docker")
+        if docker is None:
+            self.app.notify("the docker command is not installed; install docker.io",
+                            severity="error", markup=False)
+            return
+        with self.app.suspend():
+            print(f"shell in sandbox {container[:12]}; exit to return to moltconsole", flush=True)
+            subprocess.call([docker, "exec", "-it", container, "sh"])
+        self._event("shell session ended")

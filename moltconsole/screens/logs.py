@@ -46,6 +46,7 @@ from moltconsole.logfilter import (
 )
 from moltconsole.untrusted import sanitize
 from moltconsole.widgets.log_view import LogView
+from moltconsole.widgets.status_bar import StatusBar
 
 BATCH_INTERVAL = 1 / 15  # seconds; the issue asks for 10-20 repaints a second, not one per line
 INBOX_SIZE = 256  # server messages buffered ahead of the batcher; beyond it the socket backs up
@@ -141,6 +142,7 @@ class LogsScreen(Screen[None]):
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")  # sandbox state and connection, as on every screen
         yield Static(id="logs-status")
         yield Static(id="logs-query")
         yield LogView(max_lines=self.max_lines, id="logs-view")

@@ -28,12 +28,20 @@ class StatusBar(Static):
     """Always-visible summary line."""
 
     status: reactive[dict[str, Any] | None] = reactive(None)
-    connected: reactive[bool] = reactive(False)
+    connected: reactive[bool | None] = reactive(None)
+
+    def on_mount(self) -> None:
+        # A screen mounted later (e.g. the first visit to Logs) starts from what the app knows.
+        self.connected = getattr(self.app, "connected", None)
+        self.status = getattr(self.app, "status", None)
 
     def render(self) -> Text:
         text = Text.assemble(("moltconsole", "bold"), "  ")
+        if self.connected is None:
+            text.append("backend: connecting…", style="yellow")
+            return text
         if not self.connected:
-            text.append("backend: disconnected, reconnecting…", style="bold red")
+            text.append(" backend: disconnected, reconnecting… ", style="bold white on red")
             return text
         status = self.status or {}
         state = str(status.get("state", "unknown"))
