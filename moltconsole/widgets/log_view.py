@@ -163,9 +163,15 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             self._cursor = len(self._records) - 1
         self._update_size()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._scroll_to_end()
         self.refresh()
         return dropped
+
+    def _scroll_to_end(self) -> None:
+        # Now, and again once the new virtual size is laid out: before the first layout (a
+        # history batch arriving as the screen mounts) max_scroll_y is still the old one.
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.call_after_refresh(self.scroll_end, animate=False, immediate=True, x_axis=False)
 
     def clear(self) -> None:
         """Forget every record."""
@@ -191,7 +197,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def _scroll_to_cursor(self, *, end: bool = False) -> None:
         if end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False)
+            self._scroll_to_end()
             return
         if self._cursor < 0:
             return
@@ -269,6 +275,8 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def on_resize(self) -> None:
         """Wrapped rows depend on the width."""
         width = self.scrollable_content_region.width
+        if self.follow:
+            self._scroll_to_end()
         if width != self._wrap_width:
             self._wrap_width = width
             if self._wrap:
