@@ -61,7 +61,7 @@ class Gateway:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Gateway]:
     if not _image_available():
-        pytest.skip(f"docker or image {IMAGE} not available")
+        pytest.fail(f"docker or image {IMAGE} not available; run scripts/setup.sh")
     token = secrets.token_urlsafe(24)
     name = f"moltconsole-test-devices-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory() as root:
