@@ -121,6 +121,115 @@ class ConsoleSettings(_Section):
     keymap: dict[str, str] = Field(default_factory=dict)
 
 
+class ProviderSettings(_Section):
+    """An upstream the AI gateway forwards to, with the credentials the sandbox never sees.
+
+    ``api`` is the wire protocol it speaks. The key comes from ``api_key_env`` (an environment
+    variable of the backend) or, discouraged, ``api_key`` in the file. ``headers`` are sent
+    upstream as given; a value ``"env:NAME"`` is read from the backend's environment, e.g. a
+    Cloudflare AI Gateway's ``cf-aig-authorization = "env:CF_AIG_TOKEN"``.
+    """
+
+    api: Literal["anthropic", "openai"]
+    base_url: str
+    api_key_env: str = ""
+    api_key: str = Field(default="", repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("expected an http(s) URL such as https://api.anthropic.com")
+        return value.rstrip("/")
+
+
+def _default_providers() -> dict[str, ProviderSettings]:
+    return {
+        "anthropic": ProviderSettings(
+            api="anthropic", base_url="https://api.anthropic.com", api_key_env="ANTHROPIC_API_KEY"
+        ),
+        "openai": ProviderSettings(
+            api="openai", base_url="https://api.openai.com", api_key_env="OPENAI_API_KEY"
+        ),
+    }
+
+
+class PriceSettings(_Section):
+    """A user's price for one model, USD per million tokens; overrides the shipped table."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    cache_write_5m: float | None = Field(default=None, ge=0)
+    cache_write_1h: float | None = Field(default=None, ge=0)
+    # Above this many prompt tokens the whole request is priced at the long_* rates.
+    long_context_threshold: int | None = Field(default=None, ge=1)
+    long_input: float | None = Field(default=None, ge=0)
+    long_output: float | None = Field(default=None, ge=0)
+
+
+class BudgetSettings(_Section):
+    """A spend limit in USD; 0 means no limit."""
+
+    daily_usd: float = Field(default=0.0, ge=0)
+    monthly_usd: float = Field(default=0.0, ge=0)
+
+
+class CloudflareSettings(_Section):
+    """Import the logs of a Cloudflare AI Gateway into the ledger (off while account_id is empty)."""
+
+    account_id: str = ""
+    gateway_id: str = ""
+    api_token_env: str = "CLOUDFLARE_API_TOKEN"
+    api_base: str = "https://api.cloudflare.com/client/v4"
+    import_interval: float = Field(default=300.0, ge=10)
+
+
+class GatewaySettings(_Section):
+    """The AI gateway: the sandbox's only way to a model provider, and the ledger of its cost."""
+
+    enabled: bool = True
+    # "auto": the Docker bridge's address, which the sandbox reaches as host.docker.internal.
+    bind_address: str = "auto"
+    port: int = Field(default=18790, ge=0, le=65535)
+    providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
+    # Which provider serves each API when the agent does not name one in the path.
+    default_anthropic: str = "anthropic"
+    default_openai: str = "openai"
+    connect_timeout: float = Field(default=10.0, gt=0)
+    # Longest silence between two chunks of a response. There is no total limit: long
+    # generations are never cut.
+    read_timeout: float = Field(default=600.0, gt=0)
+    # Attempts after the first, on connection errors, 429, 5xx and 529, before any byte went out.
+    retries: int = Field(default=2, ge=0, le=10)
+    retry_backoff: float = Field(default=0.5, ge=0)
+    # model -> ordered fallbacks, each "model" or "provider/model" of the same API family.
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    sandbox_budgets: dict[str, BudgetSettings] = Field(default_factory=dict)
+    budget_warn_percent: float = Field(default=80.0, gt=0, le=100)
+    # What happens once a budget is spent: refuse with an error the agent reports, or serve a
+    # cheaper model (budget_fallback_model, "model" or "provider/model").
+    budget_action: Literal["block", "fallback"] = "block"
+    budget_fallback_model: str = ""
+    cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
+
+    @field_validator("bind_address")
+    @classmethod
+    def _bind(cls, value: str) -> str:
+        import ipaddress
+
+        if value == "auto":
+            return value
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("expected \"auto\" or an IP address such as 172.17.0.1") from None
+        return value
+
+
 class PathSettings(_Section):
     """Where moltconsole keeps its data, caches and runtime files."""
 
@@ -136,12 +245,18 @@ class Settings(_Section):
     paths: PathSettings = Field(default_factory=PathSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     source: Path | None = Field(default=None, exclude=True)
 
     @property
     def socket_path(self) -> Path:
         """The backend API's unix socket."""
         return self.paths.runtime_dir / "backend.sock"
+
+    @property
+    def ledger_path(self) -> Path:
+        """The AI gateway's SQLite ledger of requests and their cost."""
+        return self.paths.data_dir / "ledger.sqlite"
 
     @property
     def sandbox_dir(self) -> Path:

@@ -1,0 +1,122 @@
+"""What the gateway knows about a request: its tokens, its attempts upstream, and its cost.
+
+These plain records are shared by the proxy (which fills them), the usage parsers, the pricing
+table, the ledger (which stores them) and the Cloudflare importer.
+
+Money is kept as integer nano-dollars (1e-9 USD): every published per-million-token rate with up
+to three decimals is then an exact integer per token, and sums never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+NANOS_PER_USD = 1_000_000_000
+
+# Where a request's token counts came from.
+#   provider  - the provider's own usage report, complete
+#   partial   - the stream ended early (client gone, error mid-stream); counts so far
+#   none      - no usage could be read (e.g. refused before any upstream call)
+#   imported  - taken from another gateway's logs (Cloudflare AI Gateway)
+UsageSource = Literal["provider", "partial", "none", "imported"]
+
+# Which API the agent called.
+Api = Literal["anthropic-messages", "openai-chat", "openai-responses"]
+
+# How a request ended.
+#   ok         - a complete response reached the agent
+#   error      - the provider (or the gateway) answered with an error, before or after the 200
+#   cancelled  - the agent went away before the end; the upstream request was cancelled
+#   blocked    - refused by a budget before any upstream call
+Outcome = Literal["ok", "error", "cancelled", "blocked"]
+
+# Why a request was made, as far as the gateway can tell from its body.
+#   user       - the conversation's last turn is a person's message
+#   tool       - the agent continues after a tool result
+#   heartbeat  - OpenClaw's heartbeat prompt
+#   background - other unattended work (memory dreaming, compaction, titles)
+#   unknown    - the body did not say (imported rows, unparseable bodies)
+Trigger = Literal["user", "tool", "heartbeat", "background", "unknown"]
+
+
+@dataclass(slots=True)
+class Usage:
+    """Token counts of one response, split the way providers price them.
+
+    ``input_tokens`` counts uncached prompt tokens only (Anthropic's ``input_tokens``; OpenAI's
+    ``prompt_tokens`` minus ``cached_tokens``). ``output_tokens`` includes reasoning tokens;
+    ``reasoning_tokens`` says how many of them were reasoning, for display only.
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    source: UsageSource = "none"
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every prompt token, cached or not (what long-context tiers are measured on)."""
+        return (self.input_tokens + self.cache_read_tokens + self.cache_write_5m_tokens
+                + self.cache_write_1h_tokens)
+
+
+@dataclass(slots=True)
+class Cost:
+    """The price of one Usage. ``total_nanos`` is None when the model has no price (never 0)."""
+
+    total_nanos: int | None
+    # What the cache-read tokens would have cost as plain input, minus what they did cost,
+    # minus the cache-write premium paid (can be negative when writes outweigh reads).
+    cache_savings_nanos: int = 0
+    pricing_version: str = ""
+    long_context: bool = False
+
+    @property
+    def priced(self) -> bool:
+        return self.total_nanos is not None
+
+
+@dataclass(slots=True)
+class AttemptRecord:
+    """One call upstream on behalf of a request (the first try, a retry, or a fallback)."""
+
+    attempt: int  # 1-based
+    started_at: float  # epoch seconds
+    provider: str
+    model: str
+    status: int  # HTTP status from upstream; 0 when no response came (connect error, timeout)
+    error_kind: str | None = None  # e.g. "overloaded_error", "rate_limit", "connect", "timeout"
+    ttfb_ms: float | None = None
+    duration_ms: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    cost_nanos: int | None = None
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request from the agent, as the ledger keeps it."""
+
+    id: str  # unique; uuid4 hex for proxied requests, "cf:<id>" for imported ones
+    started_at: float  # epoch seconds
+    sandbox: str
+    api: Api
+    provider: str  # provider that served the final attempt
+    model: str  # model that served the final attempt
+    requested_model: str  # model the agent asked for
+    stream: bool
+    status: int  # HTTP status the agent received
+    outcome: Outcome
+    error_kind: str | None = None
+    error_message: str | None = None  # short, provider's own message; never a secret
+    ttfb_ms: float | None = None  # first byte to the agent
+    duration_ms: float = 0.0
+    overhead_ms: float | None = None  # time spent in the gateway itself
+    usage: Usage = field(default_factory=Usage)
+    cost: Cost = field(default_factory=lambda: Cost(total_nanos=None))
+    trigger: Trigger = "unknown"
+    origin: Literal["proxy", "cloudflare"] = "proxy"
+    attempts: list[AttemptRecord] = field(default_factory=list)
