@@ -120,6 +120,7 @@ def main() -> int:
     config.write_text(
         f'[sandbox]\nname = "{name}"\ngateway_port = {free_port()}\n'
         f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+        f"[gateway]\nport = {free_port()}\n"
     )
     container = f"moltconsole-{name}"
     try:

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from moltconsole.client import BackendClient
-from moltconsole.settings import PathSettings, SandboxSettings, Settings, load_settings
+from moltconsole.settings import GatewaySettings, PathSettings, SandboxSettings, Settings, load_settings
 from moltconsole_backend.api.service import BackendService
 
 
@@ -85,6 +85,7 @@ class SandboxEnv:
         options.update(sandbox)
         self.settings = Settings(
             sandbox=SandboxSettings(**options),
+            gateway=GatewaySettings(port=free_port()),
             paths=PathSettings(
                 data_dir=root / "data",
                 cache_dir=defaults.paths.cache_dir,  # share the prepared image inputs
@@ -107,6 +108,8 @@ class SandboxEnv:
             "[paths]\n"
             f'data_dir = "{paths.data_dir}"\ncache_dir = "{paths.cache_dir}"\n'
             f'runtime_dir = "{paths.runtime_dir}"\n'
+            "[gateway]\n"
+            f"port = {self.settings.gateway.port}\n"
         )
         path = self.root / "config.toml"
         path.write_text(text)

@@ -30,6 +30,7 @@ def backend_process() -> Iterator[Path]:
     config.write_text(
         '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
         f'[paths]\ndata_dir = "{FIXED_ROOT}/data"\nruntime_dir = "{FIXED_ROOT}/run"\n'
+        "[gateway]\nport = 18798\n"
     )
     log_path = FIXED_ROOT / "backend.log"  # a file, not a pipe: nobody drains a pipe while tests run
     with open(log_path, "wb") as log:
@@ -190,7 +191,8 @@ async def test_unknown_theme_is_reported_not_fatal(backend_process: Path) -> Non
 
 async def test_lost_backend_shows_a_banner(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text(f'[paths]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/d"\n')
+    config.write_text(f'[paths]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/d"\n'
+                      "[gateway]\nenabled = false\n")
     app = make_app(config)
     async with app.run_test(size=(80, 24)) as pilot:
         from moltconsole.widgets.status_bar import StatusBar

@@ -23,6 +23,7 @@ import uvicorn
 
 from moltconsole.settings import Settings
 from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
 
@@ -104,6 +105,8 @@ class BackendService:
         self.settings = settings
         self.manager = manager or SandboxManager(settings)
         self.logs = LogCollector(settings, self.manager)
+        self.gateway = GatewayService(settings)
+        self._gateway_started = False
         self._logs_started = False
         self.socket_path = settings.socket_path
         self._lock_file: IO[str] | None = None
@@ -134,6 +137,9 @@ class BackendService:
         self._acquire_lock()
         try:
             sock = bind_owner_only(self.socket_path)
+            # The gateway first: a sandbox the manager brings back must find its model route.
+            await self.gateway.start()
+            self._gateway_started = True
             await self.manager.open()
             await self.logs.start()
             self._logs_started = True
@@ -177,6 +183,9 @@ class BackendService:
             self._logs_started = False
             await self.logs.stop()
         await self.manager.close()
+        if self._gateway_started:
+            self._gateway_started = False
+            await self.gateway.stop()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
         if self._lock_file is not None:

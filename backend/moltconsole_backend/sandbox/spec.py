@@ -144,8 +144,9 @@ def container_env(settings: Settings, gateway_token: str, model_token: str) -> d
         "OPENCLAW_GATEWAY_TOKEN": gateway_token,
         "OPENCLAW_SKIP_CHANNELS": "1",
         "MOLT_HEARTBEAT": sb.heartbeat,
-        # The AI gateway (a later component) listens on the host; the agent only holds its token.
-        "MOLT_MODEL_BASE_URL": "http://host.docker.internal:18790",
+        # The AI gateway listens on the host's Docker bridge; the agent only holds its token,
+        # and the gateway swaps in the provider's real key upstream.
+        "MOLT_MODEL_BASE_URL": f"http://host.docker.internal:{settings.gateway.port}",
         "MOLT_MODEL_API_KEY": model_token,
     }
     if sb.node_max_old_space_mb:

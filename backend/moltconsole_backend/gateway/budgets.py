@@ -1,0 +1,171 @@
+"""Spend limits: daily and monthly, overall and per sandbox, checked before every request.
+
+The guard keeps running totals in memory so a check costs a few dictionary lookups, not a
+ledger query. The totals are re-read from the ledger now and then (and when the day or month
+turns), which also picks up rows the gateway did not write itself (Cloudflare imports).
+
+A budget is a soft limit: requests already in flight when it is reached still finish and are
+counted, so the spend can end slightly above it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from moltconsole.settings import BudgetSettings, GatewaySettings
+
+from .records import NANOS_PER_USD
+
+log = logging.getLogger(__name__)
+
+Action = Literal["allow", "block", "fallback"]
+OVERALL = "*"  # the key of the overall totals
+
+# How a spend total is read from the ledger: (since epoch seconds, sandbox or None) -> nanos.
+SpendReader = Callable[[float, str | None], int]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDecision:
+    """What to do with the next request of a sandbox."""
+
+    action: Action
+    message: str = ""  # why, with the numbers, for the agent's error and the log
+    warning: str = ""  # set when a warn threshold is passed but the request may go on
+
+
+def usd(nanos: int) -> str:
+    """Nano-dollars as a dollar amount for messages."""
+    return f"${nanos / NANOS_PER_USD:,.2f}"
+
+
+def day_start(now: float) -> float:
+    """Local midnight of the day containing ``now``."""
+    d = dt.datetime.fromtimestamp(now).astimezone()
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def month_start(now: float) -> float:
+    """Local midnight of the first day of the month containing ``now``."""
+    d = dt.datetime.fromtimestamp(now).astimezone()
+    return d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class BudgetGuard:
+    """Running spend totals and the limits they are held to."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        read_spend: SpendReader,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_every: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._read = read_spend
+        self._clock = clock
+        self._refresh_every = refresh_every
+        self._day: dict[str, int] = {}
+        self._month: dict[str, int] = {}
+        self._period: tuple[float, float] = (0.0, 0.0)
+        self._refreshed = float("-inf")
+        self._warned: set[tuple[str, str, float]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any limit is configured at all."""
+        return _limited(self._settings.budget) or any(
+            _limited(b) for b in self._settings.sandbox_budgets.values()
+        )
+
+    def limits_nanos(self, sandbox: str | None = None) -> tuple[int | None, int | None]:
+        """(daily, monthly) limit in nanos for a sandbox, or overall; None where unlimited."""
+        b = self._settings.budget if sandbox is None else self._settings.sandbox_budgets.get(sandbox)
+        if b is None:
+            return None, None
+        return _nanos(b.daily_usd), _nanos(b.monthly_usd)
+
+    def refresh(self) -> None:
+        """Re-read the totals from the ledger (blocking: call it from a thread)."""
+        now = self._clock()
+        day, month = day_start(now), month_start(now)
+        keys: list[str | None] = [None, *self._settings.sandbox_budgets]
+        self._day = {k or OVERALL: self._read(day, k) for k in keys}
+        self._month = {k or OVERALL: self._read(month, k) for k in keys}
+        self._period = (day, month)
+        self._refreshed = now
+
+    def needs_refresh(self) -> bool:
+        """True when the totals are stale or the day or month has turned."""
+        if not self.enabled:
+            return False
+        now = self._clock()
+        return now - self._refreshed >= self._refresh_every or day_start(now) != self._period[0]
+
+    def add(self, sandbox: str, nanos: int | None) -> None:
+        """Count a request's cost as soon as it is known."""
+        if not nanos:
+            return
+        for key in (OVERALL, sandbox):
+            if key in self._day:
+                self._day[key] += nanos
+                self._month[key] += nanos
+
+    def check(self, sandbox: str) -> BudgetDecision:
+        """Decide whether the sandbox's next request may go upstream."""
+        if not self.enabled:
+            return BudgetDecision("allow")
+        warning = ""
+        for key, label, b in (
+            (OVERALL, "overall", self._settings.budget),
+            (sandbox, f"sandbox {sandbox!r}", self._settings.sandbox_budgets.get(sandbox)),
+        ):
+            if b is None:
+                continue
+            for period, spent, limit_usd, setting in (
+                ("daily", self._day.get(key, 0), b.daily_usd, "daily_usd"),
+                ("monthly", self._month.get(key, 0), b.monthly_usd, "monthly_usd"),
+            ):
+                limit = _nanos(limit_usd)
+                if limit is None:
+                    continue
+                if spent >= limit:
+                    where = "gateway.budget" if key == OVERALL else f"gateway.sandbox_budgets.{sandbox}"
+                    message = (
+                        f"moltconsole budget reached: the {period} limit of {usd(limit)} for the "
+                        f"{label} budget is spent ({usd(spent)}). Raise {where}.{setting} in the "
+                        f"moltconsole config, or wait for the next {'day' if period == 'daily' else 'month'}."
+                    )
+                    action: Action = "fallback" if self._fallback_ready() else "block"
+                    self._warn_once(key, period, f"{message} Requests are now {action}ed.")
+                    return BudgetDecision(action, message)
+                if spent * 100 >= limit * self._settings.budget_warn_percent:
+                    warning = (
+                        f"{period} {label} budget {spent * 100 / limit:.0f}% spent "
+                        f"({usd(spent)} of {usd(limit)})"
+                    )
+                    self._warn_once(key, period + "-warn", f"moltconsole budget warning: {warning}")
+        return BudgetDecision("allow", warning=warning)
+
+    def _fallback_ready(self) -> bool:
+        return self._settings.budget_action == "fallback" and bool(self._settings.budget_fallback_model)
+
+    def _warn_once(self, key: str, what: str, message: str) -> None:
+        marker = (key, what, self._period[0])
+        if marker not in self._warned:
+            self._warned.add(marker)
+            log.warning("%s", message)
+
+
+def _limited(b: BudgetSettings) -> bool:
+    return b.daily_usd > 0 or b.monthly_usd > 0
+
+
+def _nanos(value_usd: float) -> int | None:
+    return round(value_usd * NANOS_PER_USD) if value_usd > 0 else None

@@ -1,0 +1,750 @@
+"""The AI gateway's proxy: the agent's LLM calls in, the real provider out, every request priced.
+
+A plain ASGI application (no framework routing on the hot path). For each request it:
+
+1. authenticates the sandbox by its gateway token (constant-time), never the provider key;
+2. checks the budgets, then forwards the body to the provider with the real key, retrying and
+   falling back (to another model or provider) only while nothing has reached the agent yet;
+3. streams the provider's bytes to the agent unmodified and unbuffered while a copy is parsed
+   incrementally for usage and errors;
+4. records one ledger row for the request and one per upstream attempt, with the cost.
+
+Supported: Anthropic Messages (``/v1/messages``), OpenAI Chat Completions
+(``/v1/chat/completions``) and Responses (``/v1/responses``). A provider can be named in the path
+(``/<provider>/v1/messages``); otherwise the configured default for that API serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from moltconsole.settings import GatewaySettings, ProviderSettings
+
+from . import usage as usage_mod
+from .budgets import BudgetGuard
+from .pricing import PriceTable
+from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
+from .trigger import classify_trigger
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+OVERHEAD_HEADER = b"x-moltconsole-overhead-ms"
+REQUEST_ID_HEADER = b"x-moltconsole-request-id"
+BUDGET_HEADER = b"x-moltconsole-budget-warning"
+
+# Upstream answers worth another try before anything reached the agent.
+RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_RETRY_AFTER = 30.0
+
+_ROUTES: dict[str, tuple[Api, str]] = {
+    "/v1/messages": ("anthropic-messages", "anthropic"),
+    "/v1/chat/completions": ("openai-chat", "openai"),
+    "/v1/responses": ("openai-responses", "openai"),
+}
+# Request headers never passed upstream: the agent's credentials, and hop-by-hop headers.
+_DROP_REQUEST = frozenset(
+    {
+        b"host",
+        b"content-length",
+        b"authorization",
+        b"x-api-key",
+        b"connection",
+        b"keep-alive",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"accept-encoding",
+        b"cookie",
+        b"expect",
+    }
+)
+_DROP_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"upgrade",
+        b"set-cookie",
+        b"trailer",
+        b"proxy-authenticate",
+        b"date",
+        b"server",
+    }
+)
+
+
+class TokenRegistry:
+    """Which sandbox a gateway token belongs to. Every token is compared in constant time."""
+
+    def __init__(self, tokens: Mapping[str, str] | None = None) -> None:
+        self._tokens: list[tuple[bytes, str]] = []
+        for token, sandbox in (tokens or {}).items():
+            self.add(token, sandbox)
+
+    def add(self, token: str, sandbox: str) -> None:
+        """Accept ``token`` as the given sandbox's credential."""
+        if token:
+            self._tokens = [(t, s) for t, s in self._tokens if s != sandbox]
+            self._tokens.append((token.encode(), sandbox))
+
+    def sandbox_for(self, presented: bytes) -> str | None:
+        """The sandbox whose token was presented, or None. Looks at every token either way."""
+        found = None
+        for token, sandbox in self._tokens:
+            if hmac.compare_digest(token, presented):
+                found = sandbox
+        return found
+
+
+@dataclass(slots=True)
+class _Target:
+    provider: str
+    settings: ProviderSettings
+    model: str
+
+
+class UpstreamBroke(Exception):
+    """Raised to the server to drop the agent's connection after the provider's dropped."""
+
+
+class _QuietBreaks(logging.Filter):
+    """Keep the server's error log free of the deliberate UpstreamBroke (it is in the ledger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, UpstreamBroke)
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietBreaks())
+
+
+class _Refused(Exception):
+    """The gateway answers the agent itself (auth, budget, bad request, misconfiguration)."""
+
+    def __init__(self, status: int, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message = status, kind, message
+
+
+class GatewayProxy:
+    """The ASGI application the sandbox's OpenClaw sends its model requests to."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        tokens: TokenRegistry,
+        prices: PriceTable,
+        record: Callable[[RequestRecord], None],
+        *,
+        guard: BudgetGuard | None = None,
+        env: Mapping[str, str] | None = None,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        import os
+
+        self.settings = settings
+        self.tokens = tokens
+        self.prices = prices
+        self.record = record
+        self.guard = guard
+        self._env = os.environ if env is None else env
+        self._client = client
+        self._own_client = client is None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            s = self.settings
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(
+                    connect=s.connect_timeout, read=s.read_timeout, write=60.0, pool=s.connect_timeout
+                ),
+                limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+                follow_redirects=False,
+                trust_env=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the upstream connection pool."""
+        if self._client is not None and self._own_client:
+            await self._client.aclose()
+            self._client = None
+
+    # -- ASGI ----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path in ("/healthz", "/readyz"):
+            await _respond(send, 200, b'{"ok":true}')
+            return
+        started = time.time()
+        t0 = time.perf_counter()
+        api, provider_name = self._route(path)
+        if api is None:
+            await _error(
+                send,
+                "anthropic-messages",
+                404,
+                "not_found_error",
+                f"the moltconsole gateway has no route {path!r}; it serves "
+                "/v1/messages, /v1/chat/completions and /v1/responses",
+            )
+            return
+        if scope["method"] != "POST":
+            await _error(send, api, 405, "invalid_request_error", f"{path} takes POST")
+            return
+        sandbox = self._authenticate(scope)
+        if sandbox is None:
+            await _error(
+                send,
+                api,
+                401,
+                "authentication_error",
+                "invalid or missing moltconsole gateway token (x-api-key or Authorization)",
+            )
+            return
+        await _Exchange(self, scope, receive, send, api, provider_name, sandbox, started, t0).run()
+
+    def _route(self, path: str) -> tuple[Api | None, str]:
+        route = _ROUTES.get(path)
+        if route is not None:
+            api, family = route
+            default = (
+                self.settings.default_anthropic if family == "anthropic" else self.settings.default_openai
+            )
+            return api, default
+        # /<provider>/v1/...
+        head, sep, rest = path[1:].partition("/")
+        if sep and head in self.settings.providers:
+            route = _ROUTES.get("/" + rest)
+            if route is not None:
+                return route[0], head
+        return None, ""
+
+    def _authenticate(self, scope: Scope) -> str | None:
+        presented = b""
+        for name, value in scope["headers"]:
+            if name == b"x-api-key":
+                presented = value.strip()
+                break
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                presented = value[7:].strip()
+                break
+        if not presented:
+            return None
+        return self.tokens.sandbox_for(presented)
+
+    def key_for(self, name: str, provider: ProviderSettings) -> str:
+        """The provider's real key, from the config or the backend's environment."""
+        key = provider.api_key or (self._env.get(provider.api_key_env, "") if provider.api_key_env else "")
+        if not key and not provider.headers:
+            hint = (
+                f"set {provider.api_key_env} in the backend's environment or " if provider.api_key_env else ""
+            )
+            raise _Refused(
+                502,
+                "gateway_config",
+                f"moltconsole has no API key for provider {name!r}: {hint}"
+                f"set gateway.providers.{name}.api_key_env in the moltconsole config, "
+                "then restart the backend",
+            )
+        return key
+
+    def upstream_headers(
+        self, name: str, provider: ProviderSettings, incoming: list[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """The agent's headers minus its credentials, plus the provider's real ones."""
+        headers = [(k, v) for k, v in incoming if k not in _DROP_REQUEST]
+        headers.append((b"accept-encoding", b"identity"))
+        key = self.key_for(name, provider)
+        if key:
+            if provider.api == "anthropic":
+                headers.append((b"x-api-key", key.encode()))
+            else:
+                headers.append((b"authorization", b"Bearer " + key.encode()))
+        for header, value in provider.headers.items():
+            if value.startswith("env:"):
+                value = self._env.get(value[4:], "")
+            headers.append((header.lower().encode(), value.encode()))
+        return headers
+
+    def targets(self, api: Api, provider_name: str, model: str) -> list[_Target]:
+        """The first choice and its configured fallbacks, all of the same API family."""
+        family = "anthropic" if api == "anthropic-messages" else "openai"
+        out: list[_Target] = []
+        for spec in [f"{provider_name}/{model}", *self.settings.fallbacks.get(model, [])]:
+            target = self._target(spec, provider_name)
+            if target is None:
+                log.warning("gateway fallback %r names no configured provider; skipped", spec)
+                continue
+            if target.settings.api != family:
+                log.warning(
+                    "gateway fallback %r speaks %s, not %s; skipped", spec, target.settings.api, family
+                )
+                continue
+            out.append(target)
+        if not out:
+            raise _Refused(
+                502,
+                "gateway_config",
+                f"moltconsole gateway: provider {provider_name!r} is not configured "
+                f"(gateway.providers.{provider_name})",
+            )
+        return out
+
+    def _target(self, spec: str, default_provider: str) -> _Target | None:
+        provider, sep, model = spec.partition("/")
+        if not sep or provider not in self.settings.providers:
+            provider, model = default_provider, spec
+        settings = self.settings.providers.get(provider)
+        return _Target(provider, settings, model) if settings is not None else None
+
+
+class _Exchange:
+    """One request from the agent, through every upstream attempt, to its ledger row."""
+
+    def __init__(
+        self,
+        proxy: GatewayProxy,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        api: Api,
+        provider_name: str,
+        sandbox: str,
+        started: float,
+        t0: float,
+    ) -> None:
+        self.proxy, self.scope, self.receive, self.send = proxy, scope, receive, send
+        self.api, self.provider_name, self.sandbox = api, provider_name, sandbox
+        self.started, self.t0 = started, t0
+        self.id = uuid.uuid4().hex
+        self.waited = 0.0  # seconds spent waiting on upstream or backing off (not our overhead)
+        self.attempts: list[AttemptRecord] = []
+        self.response_started = False
+        self.ttfb_ms: float | None = None
+        self.body: dict[str, Any] = {}
+        self.requested_model = ""
+        self.stream = False
+
+    async def run(self) -> None:
+        try:
+            raw = await self._read_body()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise _Refused(400, "invalid_request_error", "the request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise _Refused(400, "invalid_request_error", "the request body must be a JSON object")
+            self.body = body
+            self.requested_model = usage_mod.request_model(self.api, body)
+            if not self.requested_model:
+                raise _Refused(400, "invalid_request_error", "the request names no model")
+            self.stream = usage_mod.wants_stream(self.api, body)
+            targets = self.proxy.targets(self.api, self.provider_name, self.requested_model)
+            warning = self._budget(targets)
+            await self._forward(raw, targets, warning)
+        except _Refused as refused:
+            await self._refuse(refused)
+
+    async def _read_body(self) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise _Refused(499, "client_disconnected", "the agent went away before sending its request")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _Refused(
+                    413, "request_too_large", f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB"
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _budget(self, targets: list[_Target]) -> str:
+        guard = self.proxy.guard
+        if guard is None:
+            return ""
+        decision = guard.check(self.sandbox)
+        if decision.action == "block":
+            raise _Refused(402, "budget_exceeded", decision.message)
+        if decision.action == "fallback":
+            cheap = self.proxy._target(self.proxy.settings.budget_fallback_model, targets[0].provider)
+            if cheap is None or cheap.settings.api != targets[0].settings.api:
+                raise _Refused(402, "budget_exceeded", decision.message)
+            targets[:] = [cheap]
+            return decision.message + f" Serving {cheap.model} instead."
+        return decision.warning
+
+    async def _forward(self, raw: bytes, targets: list[_Target], warning: str) -> None:
+        settings = self.proxy.settings
+        incoming = self.scope["headers"]
+        last_error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | None = None
+        for target in targets:
+            payload = self._payload(raw, target)
+            headers = self.proxy.upstream_headers(target.provider, target.settings, incoming)
+            url = target.settings.base_url + _ROUTE_PATH[self.api]
+            for retry in range(settings.retries + 1):
+                outcome = await self._attempt(target, url, headers, payload, warning)
+                if outcome is None:
+                    return  # the response went to the agent and is recorded
+                last_error = outcome
+                status, _kind, _message, _body, _headers = outcome
+                if status not in RETRYABLE and status != 0:
+                    await self._relay_error(target, outcome)
+                    return
+                if retry < settings.retries:
+                    await self._backoff(retry, _headers)
+        assert last_error is not None
+        await self._relay_error(targets[-1], last_error)
+
+    def _payload(self, raw: bytes, target: _Target) -> bytes:
+        body = self.body
+        changed = False
+        if target.model != self.requested_model:
+            body = {**body, "model": target.model}
+            changed = True
+        if self.api == "openai-chat" and self.stream:
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage")):
+                # Without it OpenAI reports no usage on a stream, and the request could not be priced.
+                body = {
+                    **body,
+                    "stream_options": {
+                        **(options if isinstance(options, dict) else {}),
+                        "include_usage": True,
+                    },
+                }
+                changed = True
+        return json.dumps(body, separators=(",", ":")).encode() if changed else raw
+
+    async def _backoff(self, retry: int, headers: list[tuple[bytes, bytes]]) -> None:
+        delay = self.proxy.settings.retry_backoff * (2**retry)
+        for name, value in headers:
+            if name == b"retry-after":
+                with contextlib.suppress(ValueError):
+                    delay = max(delay, min(float(value), MAX_RETRY_AFTER))
+        if delay > 0:
+            t = time.perf_counter()
+            await asyncio.sleep(delay)
+            self.waited += time.perf_counter() - t
+
+    async def _attempt(
+        self,
+        target: _Target,
+        url: str,
+        headers: list[tuple[bytes, bytes]],
+        payload: bytes,
+        warning: str,
+    ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | None:
+        """One upstream call. None when the response went to the agent; else the error to weigh."""
+        client = self.proxy._http()
+        attempt = AttemptRecord(
+            attempt=len(self.attempts) + 1,
+            started_at=time.time(),
+            provider=target.provider,
+            model=target.model,
+            status=0,
+        )
+        self.attempts.append(attempt)
+        a0 = time.perf_counter()
+        request = client.build_request("POST", url, headers=headers, content=payload)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            return self._failed(
+                attempt, a0, "timeout", f"no answer from {target.provider} ({type(exc).__name__})"
+            )
+        except httpx.HTTPError as exc:
+            return self._failed(
+                attempt, a0, "connect", f"cannot reach {target.provider}: {type(exc).__name__}"
+            )
+        headers_at = time.perf_counter()
+        self.waited += headers_at - a0
+        attempt.status = response.status_code
+        attempt.ttfb_ms = (headers_at - a0) * 1000
+        if response.status_code >= 400:
+            try:
+                body = await response.aread()
+            except httpx.HTTPError:
+                body = b""
+            finally:
+                await response.aclose()
+            self.waited += time.perf_counter() - headers_at
+            kind, message = usage_mod.error_kind_for(response.status_code, body)
+            attempt.error_kind = kind
+            attempt.duration_ms = (time.perf_counter() - a0) * 1000
+            return response.status_code, kind, message, body, list(response.headers.raw)
+        await self._relay(target, attempt, response, a0, headers_at, warning)
+        return None
+
+    def _failed(
+        self, attempt: AttemptRecord, a0: float, kind: str, message: str
+    ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]]:
+        elapsed = time.perf_counter() - a0
+        self.waited += elapsed
+        attempt.error_kind = kind
+        attempt.duration_ms = elapsed * 1000
+        return 0, kind, message, b"", []
+
+    async def _relay(
+        self,
+        target: _Target,
+        attempt: AttemptRecord,
+        response: httpx.Response,
+        a0: float,
+        headers_at: float,
+        warning: str,
+    ) -> None:
+        """Stream an upstream response to the agent, parsing a copy, until the end or a disconnect."""
+        parser = usage_mod.parser_for(self.api, self.stream)
+        out_headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_RESPONSE]
+        overhead_ms = (time.perf_counter() - self.t0 - self.waited) * 1000
+        out_headers += [
+            (OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()),
+            (REQUEST_ID_HEADER, self.id.encode()),
+        ]
+        if warning:
+            out_headers.append((BUDGET_HEADER, warning.encode("ascii", "replace")))
+        send = self.send
+        await send({"type": "http.response.start", "status": response.status_code, "headers": out_headers})
+        self.response_started = True
+        self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
+        outcome: Outcome = "ok"
+        cancelled = False
+        failure = ""
+
+        async def pump() -> None:
+            async for chunk in response.aiter_raw():
+                parser.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        pump_task = asyncio.ensure_future(pump())
+        watch_task = asyncio.ensure_future(_disconnected(self.receive))
+        try:
+            done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+            if pump_task in done:
+                exc = pump_task.exception()
+                if exc is not None:
+                    outcome, failure = "error", _stream_failure(exc)
+            else:
+                cancelled = True
+                pump_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await pump_task
+        finally:
+            watch_task.cancel()
+            await response.aclose()  # on a disconnect this cancels the upstream request
+        if not cancelled and not failure:
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        end = time.perf_counter()
+        parsed = parser.result(complete=not cancelled and not failure)
+        attempt.duration_ms = (end - a0) * 1000
+        attempt.usage = parsed.usage
+        if cancelled:
+            outcome = "cancelled"
+        elif parsed.error_kind:
+            outcome = "error"
+        elif not failure and self.stream and not parsed.finished:
+            outcome, failure = "error", "the provider's stream ended without its final event"
+        kind = parsed.error_kind or ("stream_broken" if failure else None)
+        if cancelled:
+            kind = "client_disconnected"
+        attempt.error_kind = kind
+        cost = self.proxy.prices.cost(target.provider, target.model, parsed.usage)
+        attempt.cost_nanos = cost.total_nanos
+        del headers_at
+        self._finish(
+            target=target,
+            status=response.status_code,
+            outcome=outcome,
+            kind=kind,
+            message=parsed.error_message or failure or None,
+            usage=parsed.usage,
+            cost=cost,
+            duration_ms=(end - self.t0) * 1000,
+            overhead_ms=overhead_ms,
+        )
+        if failure and not cancelled:
+            # The provider's connection broke: break the agent's too, so it sees a cut stream
+            # rather than one that looks complete.
+            raise UpstreamBroke(failure)
+
+    async def _relay_error(
+        self, target: _Target, error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]]
+    ) -> None:
+        """Hand the last upstream error to the agent as the provider sent it (or ours if none came)."""
+        status, kind, message, body, headers = error
+        if status == 0:
+            await _error(
+                self.send,
+                self.api,
+                502,
+                "api_error",
+                f"moltconsole gateway: {message} after {len(self.attempts)} attempt(s)",
+            )
+            status = 502
+        else:
+            out = [
+                (k, v)
+                for k, v in headers
+                if k.lower() not in _DROP_RESPONSE and k.lower() != b"content-length"
+            ]
+            out.append((REQUEST_ID_HEADER, self.id.encode()))
+            await _respond(self.send, status, body, out)
+        self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
+        self._finish(
+            target=target,
+            status=status,
+            outcome="error",
+            kind=kind,
+            message=message,
+            usage=Usage(),
+            cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
+            duration_ms=(time.perf_counter() - self.t0) * 1000,
+            overhead_ms=None,
+        )
+
+    async def _refuse(self, refused: _Refused) -> None:
+        if refused.status != 499:
+            await _error(self.send, self.api, refused.status, refused.kind, refused.message)
+        if refused.kind in ("budget_exceeded", "gateway_config"):
+            outcome: Outcome = "blocked" if refused.kind == "budget_exceeded" else "error"
+            self._finish(
+                target=None,
+                status=refused.status,
+                outcome=outcome,
+                kind=refused.kind,
+                message=refused.message,
+                usage=Usage(),
+                cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
+                duration_ms=(time.perf_counter() - self.t0) * 1000,
+                overhead_ms=None,
+            )
+
+    def _finish(
+        self,
+        *,
+        target: _Target | None,
+        status: int,
+        outcome: Outcome,
+        kind: str | None,
+        message: str | None,
+        usage: Usage,
+        cost: Cost,
+        duration_ms: float,
+        overhead_ms: float | None,
+    ) -> None:
+        try:
+            trigger = classify_trigger(self.api, self.body) if self.body else "unknown"
+        except Exception:  # a heuristic must never lose the ledger row
+            trigger = "unknown"
+        record = RequestRecord(
+            id=self.id,
+            started_at=self.started,
+            sandbox=self.sandbox,
+            api=self.api,
+            provider=target.provider if target else self.provider_name,
+            model=target.model if target else self.requested_model,
+            requested_model=self.requested_model,
+            stream=self.stream,
+            status=status,
+            outcome=outcome,
+            error_kind=kind,
+            error_message=(message or None) and str(message)[:500],
+            ttfb_ms=self.ttfb_ms,
+            duration_ms=duration_ms,
+            overhead_ms=overhead_ms,
+            usage=usage,
+            cost=cost,
+            trigger=trigger,
+            origin="proxy",
+            attempts=self.attempts,
+        )
+        if self.proxy.guard is not None:
+            self.proxy.guard.add(self.sandbox, cost.total_nanos)
+        try:
+            self.proxy.record(record)
+        except Exception:
+            log.exception("could not queue ledger row %s", self.id)
+
+
+_ROUTE_PATH: dict[Api, str] = {api: path for path, (api, _family) in _ROUTES.items()}
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _stream_failure(exc: BaseException) -> str:
+    if isinstance(exc, httpx.ReadTimeout):
+        return "the provider sent nothing for longer than gateway.read_timeout"
+    if isinstance(exc, httpx.HTTPError):
+        return f"the provider's connection broke mid-response ({type(exc).__name__})"
+    return f"relaying the response failed ({type(exc).__name__})"
+
+
+def error_body(api: Api, kind: str, message: str) -> bytes:
+    """An error in the shape the agent's SDK for that API understands."""
+    if api == "anthropic-messages":
+        payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
+    else:
+        payload = {"error": {"message": message, "type": kind, "code": kind, "param": None}}
+    return json.dumps(payload).encode()
+
+
+async def _error(send: Send, api: Api, status: int, kind: str, message: str) -> None:
+    await _respond(send, status, error_body(api, kind, message))
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    out = list(headers) if headers is not None else [(b"content-type", b"application/json")]
+    out.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": out})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

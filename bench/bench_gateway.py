@@ -1,0 +1,324 @@
+"""Benchmark: the AI gateway's added latency, side by side with LiteLLM's proxy, same fake upstream.
+
+    .venv/bin/python bench/bench_gateway.py [--requests 3000] [--concurrency 100]
+
+Three processes share the machine's cores: the fake provider (tests/support/fake_llm.py, real
+HTTP, Anthropic and OpenAI SSE), the proxy under test (the real `moltconsole serve`, or LiteLLM's
+proxy from PyPI in its own venv), and this load generator. The load generator is a minimal
+HTTP/1.1 client on asyncio streams with keep-alive, so its own cost is small and identical for
+every target. For each target it runs the same streams and reports time to first byte and to
+the last byte; "added" is the target's percentile minus the direct run's.
+
+LiteLLM is looked for in $LITELLM_BIN, then /tmp/litellm-venv/bin/litellm; install it with
+`python -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_KEY = "sk-bench-upstream-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Run:
+    ttfb: list[float] = field(default_factory=list)
+    total: list[float] = field(default_factory=list)
+    overhead: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall: float = 0.0
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def one_connection(host: str, port: int, request: bytes, count: int, run: Run) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        for _ in range(count):
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            t_first_byte = time.perf_counter()
+            status = int(head.split(b" ", 2)[1])
+            headers = head.lower()
+            if status != 200:
+                run.errors += 1
+            if b"transfer-encoding: chunked" in headers:
+                # Read chunks until the terminating zero-size chunk.
+                first_body = None
+                while True:
+                    size_line = await reader.readuntil(b"\r\n")
+                    size = int(size_line.strip().split(b";")[0], 16)
+                    data = await reader.readexactly(size + 2)
+                    if first_body is None and size:
+                        first_body = time.perf_counter()
+                    if size == 0:
+                        break
+            else:
+                length = 0
+                for line in headers.split(b"\r\n"):
+                    if line.startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                data = await reader.readexactly(length)
+                first_body = time.perf_counter()
+                del data
+            t_end = time.perf_counter()
+            run.ttfb.append(((first_body or t_first_byte) - t0) * 1000)
+            run.total.append((t_end - t0) * 1000)
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"x-moltconsole-overhead-ms:"):
+                    run.overhead.append(float(line.split(b":")[1]))
+    finally:
+        writer.close()
+
+
+def build_request(host: str, port: int, path: str, body: dict[str, object], auth: tuple[str, str]) -> bytes:
+    payload = json.dumps(body).encode()
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+        f"{auth[0]}: {auth[1]}",
+        "anthropic-version: 2023-06-01",
+        "Connection: keep-alive",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
+
+
+async def load(host: str, port: int, request: bytes, total: int, concurrency: int) -> Run:
+    run = Run()
+    per = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one_connection(host, port, request, n, run) for n in per if n))
+    run.wall = time.perf_counter() - t0
+    return run
+
+
+def wait_http(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def start_fake(chunks: int) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_llm", "--port", "0", "--chunks", str(chunks)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    if not url.startswith("http"):
+        raise SystemExit("the fake provider did not start")
+    return process, url
+
+
+def start_moltconsole(root: Path, fake_url: str) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    config = root / "config.toml"
+    config.write_text(
+        f'[sandbox]\nname = "benchgw"\ngateway_port = {free_port()}\n'
+        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+        f'[gateway]\nbind_address = "127.0.0.1"\nport = {port}\n'
+        f'[gateway.providers.anthropic]\napi = "anthropic"\nbase_url = "{fake_url}"\n'
+        'api_key_env = "BENCH_KEY"\n'
+        f'[gateway.providers.openai]\napi = "openai"\nbase_url = "{fake_url}"\napi_key_env = "BENCH_KEY"\n'
+    )
+    env = {**os.environ, "BENCH_KEY": FAKE_KEY}
+    log = open(root / "backend.log", "wb")  # noqa: SIM115 - lives as long as the process
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moltconsole", "--config", str(config), "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    wait_http(port)
+    token = (root / "data/sandboxes/benchgw/secrets/model-token").read_text().strip()
+    return process, port, token
+
+
+def litellm_bin() -> str | None:
+    for candidate in (
+        os.environ.get("LITELLM_BIN"),
+        "/tmp/litellm-venv/bin/litellm",
+        shutil.which("litellm"),
+    ):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def start_litellm(binary: str, root: Path, fake_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    config = root / "litellm.yaml"
+    config.write_text(
+        "model_list:\n"
+        "  - model_name: gpt-4o-mini\n"
+        f"    litellm_params: {{model: openai/gpt-4o-mini, api_base: '{fake_url}/v1', api_key: {FAKE_KEY}}}\n"
+        "  - model_name: claude-sonnet-4-6\n"
+        "    litellm_params: {model: anthropic/claude-sonnet-4-6, "
+        f"api_base: '{fake_url}', api_key: {FAKE_KEY}}}\n"
+        "litellm_settings: {drop_params: true, telemetry: false}\n"
+        "general_settings: {master_key: sk-litellm-master}\n"
+    )
+    log = open(root / "litellm.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen(
+        [binary, "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        stdout=log,
+        stderr=log,
+        env={**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"},
+    )
+    wait_http(port, timeout=180)
+    return process, port
+
+
+def stop(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--chunks", type=int, default=8, help="content deltas per streamed reply")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="mc-benchgw-", dir="/tmp"))
+    processes: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
+    try:
+        fake, fake_url = start_fake(args.chunks)
+        processes.append(fake)
+        fake_port = int(fake_url.rsplit(":", 1)[1])
+        gw, gw_port, token = start_moltconsole(root, fake_url)
+        processes.append(gw)
+        targets: dict[str, tuple[int, tuple[str, str], tuple[str, str]]] = {
+            "direct": (fake_port, ("x-api-key", FAKE_KEY), ("Authorization", f"Bearer {FAKE_KEY}")),
+            "moltconsole": (gw_port, ("x-api-key", token), ("Authorization", f"Bearer {token}")),
+        }
+        binary = litellm_bin()
+        if binary:
+            print("starting LiteLLM's proxy (takes a while) ...", flush=True)
+            ll, ll_port = start_litellm(binary, root, fake_url)
+            processes.append(ll)
+            targets["litellm"] = (
+                ll_port,
+                ("x-api-key", "sk-litellm-master"),
+                ("Authorization", "Bearer sk-litellm-master"),
+            )
+        else:
+            print("LiteLLM not found: comparing with the direct run only (see the docstring)")
+
+        workloads = {
+            "anthropic /v1/messages stream": (
+                "/v1/messages",
+                {
+                    "model": "claude-sonnet-4-6",
+                    "max_tokens": 256,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                },
+                0,
+            ),
+            "openai /v1/chat/completions stream": (
+                "/v1/chat/completions",
+                {
+                    "model": "gpt-4o-mini",
+                    "stream": True,
+                    "stream_options": {"include_usage": True},
+                    "messages": [{"role": "user", "content": "Say hello."}],
+                },
+                1,
+            ),
+        }
+        results: dict[tuple[str, str, int], Run] = {}
+        for concurrency in sorted({1, args.concurrency}):
+            total = args.requests if concurrency > 1 else max(200, args.requests // 10)
+            for name, (path, body, auth_index) in workloads.items():
+                for round_no in range(args.rounds):
+                    for target, (port, *auths) in targets.items():
+                        request = build_request("127.0.0.1", port, path, body, auths[auth_index])
+                        asyncio.run(load("127.0.0.1", port, request, min(200, total), concurrency))  # warm up
+                        run = asyncio.run(load("127.0.0.1", port, request, total, concurrency))
+                        key = (name, target, concurrency)
+                        merged = results.setdefault(key, Run())
+                        merged.ttfb += run.ttfb
+                        merged.total += run.total
+                        merged.overhead += run.overhead
+                        merged.errors += run.errors
+                        merged.wall += run.wall
+                        print(
+                            f"  {name} · {target} · c={concurrency} · round {round_no + 1}: "
+                            f"{len(run.total) / run.wall:,.0f} req/s, {run.errors} errors",
+                            flush=True,
+                        )
+
+        print()
+        header = (
+            f"{'workload':36} {'c':>3} {'target':12} {'req/s':>7} {'ttfb p50':>9} {'p99':>7} "
+            f"{'total p50':>9} {'p95':>7} {'p99':>7} {'added p50':>9} {'p95':>7} {'p99':>7} {'err':>4}"
+        )
+        print(header)
+        print("-" * len(header))
+        for (name, target, concurrency), run in results.items():
+            direct = results[(name, "direct", concurrency)]
+            added = [pct(run.total, p) - pct(direct.total, p) for p in (50, 95, 99)]
+            print(
+                f"{name:36} {concurrency:>3} {target:12} {len(run.total) / run.wall:>7,.0f} "
+                f"{pct(run.ttfb, 50):>9.2f} {pct(run.ttfb, 99):>7.2f} {pct(run.total, 50):>9.2f} "
+                f"{pct(run.total, 95):>7.2f} {pct(run.total, 99):>7.2f} {added[0]:>9.2f} {added[1]:>7.2f} "
+                f"{added[2]:>7.2f} {run.errors:>4}"
+            )
+        for (name, _target, concurrency), run in results.items():
+            if run.overhead:
+                print(
+                    f"moltconsole's own overhead header ({name}, c={concurrency}): p50 "
+                    f"{statistics.median(run.overhead):.3f} ms, p99 {pct(run.overhead, 99):.3f} ms"
+                )
+        print("\ntargets: added p50 < 1 ms and p99 < 5 ms at c=100; TTFB within 2 ms of direct")
+        print("times in ms; 'added' = target percentile minus the direct run's percentile")
+    finally:
+        for process in reversed(processes):
+            stop(process)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

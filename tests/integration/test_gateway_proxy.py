@@ -1,0 +1,448 @@
+"""The AI gateway over real HTTP: agent -> proxy (own thread, uvicorn) -> fake provider -> ledger.
+
+The fake provider speaks Anthropic's and OpenAI's wire formats; everything else is real: the
+server, the sockets, httpx, SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from moltconsole.settings import BudgetSettings, GatewaySettings, ProviderSettings
+from moltconsole_backend.gateway.budgets import BudgetGuard
+from moltconsole_backend.gateway.ledger import Ledger
+from moltconsole_backend.gateway.pricing import PriceTable
+from moltconsole_backend.gateway.proxy import OVERHEAD_HEADER, REQUEST_ID_HEADER, GatewayProxy, TokenRegistry
+from moltconsole_backend.gateway.records import RequestRecord
+from moltconsole_backend.gateway.server import GatewayServer, bind_tcp
+from tests.support.fake_llm import FakeServer, Reply
+
+TOKEN = "sandbox-token-0123456789"
+ANTHROPIC_KEY = "sk-ant-real-key-never-in-the-sandbox"
+OPENAI_KEY = "sk-openai-real-key"
+NANO = 1_000_000_000
+
+
+@dataclass
+class Gateway:
+    url: str
+    fake: FakeServer
+    ledger: Ledger
+    proxy: GatewayProxy
+    records: dict[str, RequestRecord] = field(default_factory=dict)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def record(self, request_id: str, timeout: float = 10.0) -> RequestRecord:
+        """The ledger row of a request, once the ledger committed it."""
+        async with asyncio.timeout(timeout):
+            while request_id not in self.records:
+                self.arrived.clear()
+                await self.arrived.wait()
+        return self.records[request_id]
+
+    async def only_record(self, timeout: float = 10.0) -> RequestRecord:
+        async with asyncio.timeout(timeout):
+            while not self.records:
+                self.arrived.clear()
+                await self.arrived.wait()
+        assert len(self.records) == 1
+        return next(iter(self.records.values()))
+
+
+def gateway_settings(fake_url: str, **overrides: Any) -> GatewaySettings:
+    providers = {
+        "anthropic": ProviderSettings(api="anthropic", base_url=fake_url, api_key_env="ANTHROPIC_API_KEY"),
+        "openai": ProviderSettings(api="openai", base_url=fake_url, api_key_env="OPENAI_API_KEY"),
+        "backup": ProviderSettings(api="anthropic", base_url=fake_url, api_key="sk-backup-key"),
+    }
+    values: dict[str, Any] = {
+        "bind_address": "127.0.0.1",
+        "port": 0,
+        "providers": providers,
+        "retry_backoff": 0.0,
+    }
+    values.update(overrides)
+    return GatewaySettings(**values)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeServer]:
+    async with FakeServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def make_gateway(tmp_path: Path, fake: FakeServer) -> AsyncIterator[Callable[..., Any]]:
+    made: list[tuple[GatewayServer, Ledger]] = []
+
+    async def make(
+        *, env: dict[str, str] | None = None, seed: list[RequestRecord] | None = None, **overrides: Any
+    ) -> Gateway:
+        settings = gateway_settings(fake.url, **overrides)
+        ledger = Ledger(tmp_path / f"ledger{len(made)}.sqlite")
+        ledger.open()
+        for row in seed or []:
+            ledger.record(row)
+        ledger.flush()
+        guard = BudgetGuard(settings, lambda since, sandbox: ledger.spend_nanos(since, sandbox=sandbox))
+        guard.refresh()
+        proxy = GatewayProxy(
+            settings,
+            TokenRegistry({TOKEN: "sb1"}),
+            PriceTable(settings),
+            ledger.record,
+            guard=guard,
+            env={"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "OPENAI_API_KEY": OPENAI_KEY} if env is None else env,
+        )
+        server = GatewayServer(proxy, bind_tcp("127.0.0.1", 0))
+        server.start()
+        made.append((server, ledger))
+        gw = Gateway(f"http://127.0.0.1:{server.port}", fake, ledger, proxy)
+        loop = asyncio.get_running_loop()
+
+        def arrived(record: RequestRecord) -> None:
+            def apply() -> None:
+                gw.records[record.id] = record
+                gw.arrived.set()
+
+            loop.call_soon_threadsafe(apply)
+
+        ledger.add_listener(arrived)
+        return gw
+
+    yield make
+    for server, ledger in made:
+        server.stop()
+        ledger.close()
+
+
+def anthropic_body(stream: bool = True, model: str = "claude-sonnet-4-6") -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": 1024,
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Say hello."}],
+    }
+
+
+def agent_headers(token: str = TOKEN) -> dict[str, str]:
+    return {"x-api-key": token, "anthropic-version": "2023-06-01", "content-type": "application/json"}
+
+
+async def post(
+    url: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 30.0
+) -> tuple[httpx.Response, bytes]:
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        async with client.stream(
+            "POST", url + path, json=body, headers=agent_headers() if headers is None else headers
+        ) as response:
+            data = await response.aread()
+    return response, data
+
+
+async def test_anthropic_stream_arrives_unmodified_and_is_priced(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    reply = Reply(
+        input_tokens=1000, output_tokens=200, cache_read=10_000, cache_write_5m=2000, cache_write_1h=500
+    )
+    fake.provider.queue(reply, reply)
+    _, direct_bytes = await post(fake.url, "/v1/messages", anthropic_body())
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+
+    assert response.status_code == 200
+    assert data == direct_bytes  # byte for byte what the provider sent
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert float(response.headers[OVERHEAD_HEADER.decode()]) >= 0
+    row = await gw.record(response.headers[REQUEST_ID_HEADER.decode()])
+    assert (row.outcome, row.status, row.stream, row.sandbox) == ("ok", 200, True, "sb1")
+    assert (row.provider, row.model, row.requested_model) == (
+        "anthropic",
+        "claude-sonnet-4-6",
+        "claude-sonnet-4-6",
+    )
+    u = row.usage
+    assert (
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+        u.source,
+    ) == (1000, 200, 10_000, 2000, 500, "provider")
+    # Sonnet 4.6 at $3 in, $15 out, $0.30 cache read, $3.75 5-minute write, $6 1-hour write per MTok:
+    # 1000*3 + 200*15 + 10000*0.3 + 2000*3.75 + 500*6 = 3000+3000+3000+7500+3000 = 19,500 $/MTok-token
+    # = $0.0195 = 19,500,000 nanos.
+    assert row.cost.total_nanos == 19_500_000
+    assert row.trigger == "user"
+    assert [a.status for a in row.attempts] == [200]
+    # The provider saw the real key; the sandbox's token never left the gateway.
+    seen = fake.provider.seen[-1]
+    assert seen.headers["x-api-key"] == ANTHROPIC_KEY
+    assert TOKEN not in json.dumps(seen.headers)
+    assert seen.headers["anthropic-version"] == "2023-06-01"
+
+
+async def test_non_streaming_message(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    response, data = await post(gw.url, "/v1/messages", anthropic_body(stream=False))
+    assert response.status_code == 200
+    assert json.loads(data)["content"][0]["text"] == "Hello from the fake model."
+    row = await gw.only_record()
+    assert (row.stream, row.usage.input_tokens, row.usage.output_tokens) == (False, 1200, 85)
+    assert row.cost.total_nanos == 1200 * 3000 + 85 * 15000
+
+
+async def test_openai_chat_stream_gets_usage_and_bearer_key(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(input_tokens=700, cache_read=300, output_tokens=50, reasoning=20))
+    body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    response, data = await post(
+        gw.url, "/v1/chat/completions", body, headers={"authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200
+    assert data.rstrip().endswith(b"data: [DONE]")
+    seen = fake.provider.seen[-1]
+    assert seen.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    assert seen.body["stream_options"] == {"include_usage": True}
+    row = await gw.only_record()
+    assert (row.api, row.provider) == ("openai-chat", "openai")
+    u = row.usage
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (700, 300, 50, 20)
+    assert row.cost.priced
+
+
+async def test_openai_responses_stream(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(input_tokens=400, cache_read=100, output_tokens=30))
+    body = {"model": "gpt-4o-mini", "stream": True, "input": "hi"}
+    response, _ = await post(gw.url, "/v1/responses", body, headers={"authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 200
+    row = await gw.only_record()
+    assert (row.api, row.outcome, row.usage.input_tokens, row.usage.cache_read_tokens) == (
+        "openai-responses",
+        "ok",
+        400,
+        100,
+    )
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}, {"authorization": "Bearer " + TOKEN[:-1]}])
+async def test_a_wrong_token_is_refused_and_nothing_is_forwarded(
+    make_gateway: Any,
+    fake: FakeServer,
+    headers: dict[str, str],
+) -> None:
+    gw = await make_gateway()
+    response, data = await post(gw.url, "/v1/messages", anthropic_body(), headers=headers)
+    assert response.status_code == 401
+    assert json.loads(data)["error"]["type"] == "authentication_error"
+    assert fake.provider.seen == []
+
+
+async def test_an_error_event_after_the_200_is_a_failure(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(behaviour="midstream_error", error_type="overloaded_error"))
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 200
+    assert b"event: error" in data  # the agent sees the provider's own error event
+    row = await gw.only_record()
+    assert (row.outcome, row.error_kind) == ("error", "overloaded")
+    assert row.usage.source == "partial"
+    assert len(fake.provider.seen) == 1  # bytes had reached the agent: no retry, no double billing
+
+
+async def test_overloaded_is_retried_before_any_byte(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(behaviour="status", status=529, error_type="overloaded_error"))
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 200
+    row = await gw.only_record()
+    assert [a.status for a in row.attempts] == [529, 200]
+    assert row.attempts[0].error_kind == "overloaded"
+    assert row.outcome == "ok"
+
+
+async def test_a_bad_request_is_relayed_without_retry(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(
+        Reply(
+            behaviour="status",
+            status=400,
+            error_type="invalid_request_error",
+            error_message="max_tokens: too large",
+        )
+    )
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 400
+    assert json.loads(data)["error"]["message"] == "max_tokens: too large"
+    row = await gw.only_record()
+    assert (row.outcome, row.error_kind, len(row.attempts)) == ("error", "invalid_request", 1)
+    assert row.cost.total_nanos == 0
+
+
+async def test_fallback_to_another_model_and_provider(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway(retries=1, fallbacks={"claude-sonnet-4-6": ["backup/claude-haiku-4-5"]})
+    overloaded = Reply(behaviour="status", status=529, error_type="overloaded_error")
+    fake.provider.queue(overloaded, overloaded)
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 200
+    row = await gw.only_record()
+    assert [(a.provider, a.model, a.status) for a in row.attempts] == [
+        ("anthropic", "claude-sonnet-4-6", 529),
+        ("anthropic", "claude-sonnet-4-6", 529),
+        ("backup", "claude-haiku-4-5", 200),
+    ]
+    assert (row.provider, row.model, row.requested_model) == (
+        "backup",
+        "claude-haiku-4-5",
+        "claude-sonnet-4-6",
+    )
+    assert fake.provider.seen[-1].body["model"] == "claude-haiku-4-5"
+    assert fake.provider.seen[-1].headers["x-api-key"] == "sk-backup-key"
+
+
+async def test_all_attempts_failing_returns_the_last_error(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway(retries=1)
+    overloaded = Reply(behaviour="status", status=529, error_type="overloaded_error", retry_after="0")
+    fake.provider.queue(overloaded, overloaded)
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 529
+    assert json.loads(data)["error"]["type"] == "overloaded_error"
+    row = await gw.only_record()
+    assert (row.outcome, row.error_kind, len(row.attempts)) == ("error", "overloaded", 2)
+
+
+async def test_an_unreachable_provider_is_a_clear_502(make_gateway: Any, fake: FakeServer) -> None:
+    from tests.conftest import free_port
+
+    dead = ProviderSettings(api="anthropic", base_url=f"http://127.0.0.1:{free_port()}", api_key="k")
+    gw = await make_gateway(retries=0, providers={"anthropic": dead})
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 502
+    assert "cannot reach anthropic" in json.loads(data)["error"]["message"]
+    row = await gw.only_record()
+    assert (row.outcome, row.error_kind, row.attempts[0].status) == ("error", "connect", 0)
+
+
+async def test_a_client_disconnect_cancels_upstream_and_records_partial_usage(
+    make_gateway: Any,
+    fake: FakeServer,
+) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(behaviour="stall", input_tokens=5000))
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with client.stream(
+            "POST", gw.url + "/v1/messages", json=anthropic_body(), headers=agent_headers()
+        ) as response:
+            async for chunk in response.aiter_raw():
+                if b"message_start" in chunk:
+                    break
+    # The agent hung up while the provider was still generating: the gateway hangs up too.
+    async with asyncio.timeout(10):
+        await fake.provider.seen[-1].disconnected.wait()
+    row = await gw.only_record()
+    assert (row.outcome, row.error_kind) == ("cancelled", "client_disconnected")
+    assert (row.usage.source, row.usage.input_tokens) == ("partial", 5000)
+    assert row.cost.total_nanos == 5000 * 3000 + 1 * 15000  # message_start's output_tokens: 1
+
+
+async def test_a_dropped_upstream_connection_is_recorded(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(behaviour="drop", chunks=8))
+    with pytest.raises(httpx.HTTPError):
+        await post(gw.url, "/v1/messages", anthropic_body())
+    row = await gw.only_record()
+    assert row.outcome == "error"
+    assert row.usage.source == "partial"
+    assert row.error_kind is not None
+
+
+async def test_a_long_generation_is_not_cut_by_a_default_timeout(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    # 12 events 0.5 s apart: longer than httpx's 5 s default, well inside the 600 s idle limit.
+    fake.provider.queue(Reply(chunks=8, chunk_delay=0.5))
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body(), timeout=60)
+    row = await gw.only_record()
+    assert (response.status_code, row.outcome) == (200, "ok")
+    assert row.duration_ms > 5000
+
+
+async def test_a_model_without_a_price_is_flagged_not_free(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway()
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body(model="claude-unknown-9"))
+    assert response.status_code == 200
+    row = await gw.only_record()
+    assert row.cost.total_nanos is None
+    assert not row.cost.priced
+
+
+async def test_a_missing_provider_key_says_what_to_set(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway(env={})
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 502
+    assert "ANTHROPIC_API_KEY" in json.loads(data)["error"]["message"]
+    assert fake.provider.seen == []
+
+
+def spent_row(nanos: int) -> RequestRecord:
+    import time
+
+    from moltconsole_backend.gateway.records import Cost, Usage
+
+    return RequestRecord(
+        id="seed",
+        started_at=time.time(),
+        sandbox="sb1",
+        api="anthropic-messages",
+        provider="anthropic",
+        model="claude-sonnet-4-6",
+        requested_model="claude-sonnet-4-6",
+        stream=True,
+        status=200,
+        outcome="ok",
+        usage=Usage(input_tokens=1, source="provider"),
+        cost=Cost(total_nanos=nanos),
+    )
+
+
+async def test_a_spent_budget_blocks_with_an_error_the_agent_reports(
+    make_gateway: Any, fake: FakeServer
+) -> None:
+    gw = await make_gateway(budget=BudgetSettings(daily_usd=1.0), seed=[spent_row(NANO + 1)])
+    response, data = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 402
+    error = json.loads(data)["error"]
+    assert "daily limit of $1.00" in error["message"] and "gateway.budget.daily_usd" in error["message"]
+    assert fake.provider.seen == []
+    row = await gw.only_record()  # the seeded row came before the listener
+    assert (row.outcome, row.error_kind, row.status) == ("blocked", "budget_exceeded", 402)
+
+
+async def test_a_spent_budget_can_fall_back_to_a_cheaper_model(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway(
+        sandbox_budgets={"sb1": BudgetSettings(monthly_usd=1.0)},
+        budget_action="fallback",
+        budget_fallback_model="claude-haiku-4-5",
+        seed=[spent_row(2 * NANO)],
+    )
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 200
+    assert fake.provider.seen[-1].body["model"] == "claude-haiku-4-5"
+    assert "x-moltconsole-budget-warning" in response.headers
+
+
+async def test_a_budget_warning_header_near_the_limit(make_gateway: Any, fake: FakeServer) -> None:
+    gw = await make_gateway(
+        budget=BudgetSettings(daily_usd=1.0), budget_warn_percent=50, seed=[spent_row(NANO * 6 // 10)]
+    )
+    response, _ = await post(gw.url, "/v1/messages", anthropic_body())
+    assert response.status_code == 200
+    assert "60% spent" in response.headers["x-moltconsole-budget-warning"]
