@@ -79,7 +79,7 @@ async def test_gateway_lines_arrive_parsed_with_levels_and_subsystems(
     def seen_both(records: list[Record]) -> bool:
         sources = {r["source"] for r in records if r["subsystem"] == "gateway"
                    and "ready" in r["message"]}
-        return {"file", "stdout"} <= sources
+        return {"file", "stdout"} <= sources and any(r["source"] == "stderr" for r in records)
 
     records = await collect_until(client, seen_both, timeout=90)
     from_file = [r for r in records if r["source"] == "file"]
@@ -91,6 +91,10 @@ async def test_gateway_lines_arrive_parsed_with_levels_and_subsystems(
     stdout = [r for r in records if r["source"] == "stdout" and r["subsystem"] == "gateway"]
     # The gateway's own timestamp and the [subsystem] tag are parsed off the message.
     assert stdout and not stdout[0]["message"].startswith("20")
+    # The console has no level words: OpenClaw prints info on stdout, warnings on stderr.
+    assert {r["level"] for r in stdout} == {"info"}
+    binding = [r for r in records if "binding to a non-loopback address" in r["message"]]
+    assert {(r["source"], r["level"]) for r in binding} == {("stderr", "warn"), ("file", "warn")}
     seqs = [r["seq"] for r in records]
     assert seqs == sorted(set(seqs))
     assert all(abs(r["time"] - records[0]["time"]) < 600 for r in records)
@@ -143,7 +147,7 @@ async def test_cli_tail_grep_and_bad_regex(
     lines = out.splitlines()
     assert [line.split(maxsplit=3)[3] for line in lines] == [
         "TAILMARK line 8", "TAILMARK line 9", "TAILMARK line 10"]
-    assert lines[0].split()[1] == "-"  # stdout has no level
+    assert lines[0].split()[1] == "INFO"  # what OpenClaw prints on stdout is info
 
     code, out, err = await cli(sandbox_env, "logs", "--since", "10m", "--grep", "line 1$")
     assert code == 0 and out.count("TAILMARK") == 1, (out, err)

@@ -6,6 +6,10 @@ encoded lines are appended to an in-memory ring that live followers read from. A
 first reads history from the spool (by seq, time or tail), then follows the ring; one that lags
 past the ring reads from disk, and one that falls more than LIVE_LAG_LIMIT records behind skips
 ahead and is told how many it lost.
+
+When the disk is full the spool refuses batches (see spool.py): the sources go on, their cursors
+advance past the lines, and every follower is told how many it lost, in ``dropped`` like any
+other loss and in ``disk_full`` as well, so a client can say why.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -142,6 +147,7 @@ class LogCollector:
         self._tailer: FileTailer | None = None
         self._closing = False
         self._journal: BinaryIO | None = None
+        self._cursors_failing = False
 
     @property
     def _cursor_path(self) -> Path:
@@ -160,7 +166,10 @@ class LogCollector:
         )
         self._ring_first = self.spool.next_seq
         self._cursors = await asyncio.to_thread(self._read_cursors)
-        await asyncio.to_thread(self._compact_cursors)
+        try:
+            await asyncio.to_thread(self._compact_cursors)
+        except OSError as exc:  # a full disk: tried again with the first batch
+            self._cursor_trouble(exc)
         file_pos = FilePosition(**self._cursors.get("file", {}))
         self._tailer = FileTailer(self.log_file, file_pos, max_line_bytes=logs.max_line_bytes,
                                   sink=self.ingest)
@@ -202,13 +211,23 @@ class LogCollector:
         return {}
 
     def _compact_cursors(self) -> None:
-        """Start the journal afresh with the current cursors (atomically)."""
-        if self._journal is not None:
-            self._journal.close()
+        """Start the journal afresh with the current cursors (atomically).
+
+        On failure (a full disk) the old journal stays in use and the error is raised.
+        """
         tmp = self._cursor_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self._cursors) + "\n", encoding="utf-8")
-        tmp.replace(self._cursor_path)
-        self._journal = open(self._cursor_path, "ab")  # noqa: SIM115 - appended per batch
+        try:
+            tmp.write_text(json.dumps(self._cursors) + "\n", encoding="utf-8")
+            tmp.replace(self._cursor_path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        old = self._journal
+        # Unbuffered: after a failed write no stale buffer may reach the file later.
+        self._journal = open(self._cursor_path, "ab", buffering=0)  # noqa: SIM115 - per batch
+        if old is not None:
+            old.close()
 
     async def _supervise(self, name: str, run: Callable[[], Any]) -> None:
         """Run a blocking source on its own thread; restart it if it fails."""
@@ -263,6 +282,8 @@ class LogCollector:
             if self._closing:
                 # Stopping: not taken, so the cursors stay put and a restart reads these again.
                 return
+            # An empty list back means the disk did not take the batch: the spool counted it,
+            # and the cursors still move on (the lines are consumed, not kept).
             lines = spool.append(records)
             self._cursors.update(cursor)
             self._save_cursors()
@@ -283,27 +304,49 @@ class LogCollector:
     def _save_cursors(self) -> None:
         # Saved with every batch, after the spool write, so a restart neither repeats nor
         # skips lines (a crash between the two writes repeats at most that one batch).
+        journal = self._journal
         try:
-            journal = self._journal
             if journal is None:
+                self._compact_cursors()  # could not be opened yet (a full disk at start)
+                self._cursor_trouble(None)
                 return
-            journal.write(json.dumps(self._cursors).encode() + b"\n")
-            journal.flush()
-            if journal.tell() > JOURNAL_BYTES:
+            # The file's size, not tell(): after a short write the position is past the end.
+            end = os.fstat(journal.fileno()).st_size
+            try:
+                data = json.dumps(self._cursors).encode() + b"\n"
+                while data:
+                    data = data[journal.write(data) or 0 :]
+            except OSError:
+                journal.truncate(end)  # no torn line in front of the next one
+                journal.seek(end)
+                raise
+            if end > JOURNAL_BYTES:
                 self._compact_cursors()
+            self._cursor_trouble(None)
         except OSError as exc:
-            log.warning("cannot save the log cursors: %s", exc)
+            self._cursor_trouble(exc)
+
+    def _cursor_trouble(self, exc: OSError | None) -> None:
+        """Warn once when the cursors cannot be saved (a restart would repeat lines), and
+        once more when they can again, rather than with every batch."""
+        if exc is not None and not self._cursors_failing:
+            log.warning("cannot save the log cursors (a backend restart will show some lines "
+                        "again): %s", exc)
+        elif exc is None and self._cursors_failing:
+            log.warning("saving the log cursors again")
+        self._cursors_failing = exc is not None
 
     def _wake(self) -> None:
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = None
 
-    async def _wait_past(self, seq: int) -> None:
-        """Return once a record with seq >= ``seq`` exists."""
+    async def _wait_past(self, seq: int, not_kept: int) -> None:
+        """Return once a record with seq >= ``seq`` exists, or more lines than ``not_kept``
+        were refused by the spool."""
         spool = self.spool
         assert spool is not None
-        while spool.next_seq <= seq:
+        while spool.next_seq <= seq and spool.lines_not_kept == not_kept:
             if self._changed is None:
                 self._changed = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._changed)
@@ -315,6 +358,16 @@ class LogCollector:
         assert self.spool is not None
         return self.spool.next_seq
 
+    @property
+    def lines_not_kept(self) -> int:
+        """Lines dropped since the backend started because the disk did not take them."""
+        return self.spool.lines_not_kept if self.spool is not None else 0
+
+    @property
+    def disk_problem(self) -> str | None:
+        """Why lines are being dropped right now (a full disk), or None while they are kept."""
+        return self.spool.problem if self.spool is not None else None
+
     async def stream(self, query: LogQuery) -> AsyncGenerator[str]:
         """The messages for one subscriber, JSON-encoded: batches, ``caught_up``, live batches."""
         spool = self.spool
@@ -322,6 +375,8 @@ class LogCollector:
         cursor = await asyncio.to_thread(self._start_seq, query)
         head = spool.next_seq  # the history is what exists now; later records are live
         dropped = 0
+        not_kept = spool.lines_not_kept  # what the disk refused before this subscriber came
+        disk_full = 0
         last_flush = 0.0
         live = False
         while True:
@@ -352,14 +407,19 @@ class LogCollector:
                 recent = [line.decode("utf-8", "surrogateescape") for line in lines]
             else:
                 cursor += len(recent)
-            if recent:
+            refused = spool.lines_not_kept - not_kept
+            if refused:
+                not_kept += refused
+                disk_full += refused
+                dropped += refused
+            if recent or refused:
                 selected = self._select(query, recent)
                 if selected or dropped:
-                    yield _batch(selected, dropped)
-                    dropped = 0
+                    yield _batch(selected, dropped, disk_full)
+                    dropped = disk_full = 0
                     last_flush = time.monotonic()
                 continue
-            await self._wait_past(cursor)
+            await self._wait_past(cursor, not_kept)
             # Batch what arrives within the flush interval rather than send it line by line.
             pause = last_flush + BATCH_INTERVAL - time.monotonic()
             if pause > 0 and self.next_seq - cursor < BATCH_RECORDS:
@@ -417,9 +477,11 @@ class LogCollector:
         return found[-want] if len(found) >= want else floor
 
 
-def _batch(lines: list[str], dropped: int) -> str:
+def _batch(lines: list[str], dropped: int, disk_full: int = 0) -> str:
     # Records are already JSON: join them instead of decoding and encoding again.
-    return '{"type":"batch","records":[' + ",".join(lines) + '],"dropped":' + str(dropped) + "}"
+    # ``disk_full`` (only when not 0) is the part of ``dropped`` the disk did not take.
+    tail = f',"disk_full":{disk_full}}}' if disk_full else "}"
+    return '{"type":"batch","records":[' + ",".join(lines) + '],"dropped":' + str(dropped) + tail
 
 
 def _in_own_thread(func: Callable[[], Any]) -> asyncio.Future[None]:

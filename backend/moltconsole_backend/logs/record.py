@@ -1,10 +1,27 @@
-"""One parsed log line, and the parsers for the two shapes OpenClaw produces.
+"""One parsed log line, and the parsers for the shapes OpenClaw produces.
 
-The container's stdout/stderr carry human lines (``2026-11-25T12:38:02.764+00:00 [gateway]
-loading configuration…``, sometimes ANSI-coloured); the log file carries tslog JSON objects
-(``{"0": "{\\"subsystem\\":\\"gateway\\"}", "1": "...", "_meta": {"logLevelName": "INFO", ...},
-"time": "...", "message": "..."}``). Parsed fields have ANSI sequences stripped; ``raw`` is kept
-verbatim (cut to the size limit) and made inert only when displayed.
+The log file carries tslog JSON objects (``{"0": "{\\"subsystem\\":\\"gateway\\"}", "1": "...",
+"_meta": {"logLevelName": "INFO", ...}, "time": "...", "message": "..."}``) with a level each.
+
+The container's stdout/stderr carry OpenClaw's console lines, ``2026-11-25T12:38:02.764+00:00
+[gateway] loading configuration…``: no level word at all. What the level is comes from, in this
+order (measured against the log file's levels for the same lines, OpenClaw 2026.9.6):
+
+1. ``logging.consoleStyle: "json"``: each line is a JSON object with its ``level``.
+2. Colours (only with ``FORCE_COLOR`` or a terminal): the message after the ``[subsystem]`` tag
+   is cyan for info, yellow for warn, red for error and fatal, grey for debug and trace.
+3. A level the text states at the start of its message: ``FATAL ERROR:`` (V8), ``TypeError:``,
+   ``ERROR``, ``[WARN  tini (7)]``, ``(node:7) DeprecationWarning:``, ``moltconsole-entrypoint:``.
+4. The stream. OpenClaw writes warn, error and fatal to stderr and everything else to stdout,
+   so an otherwise silent stderr line is "warn" and a stdout line "info". Errors on stderr
+   look like warnings without colours, and debug lines (``--verbose``,
+   ``OPENCLAW_LOG_LEVEL=debug``) like info: both mistakes show a line under a level floor
+   rather than hide it. The container's other writers (the entrypoint, Node, tini) also print
+   problems, and little else, to stderr.
+
+So every console line gets a level; only a file line that is not JSON has none. Parsed fields
+have ANSI sequences stripped; ``raw`` is kept verbatim (cut to the size limit) and made inert
+only when displayed.
 """
 
 from __future__ import annotations
@@ -24,11 +41,31 @@ _LEVEL_ALIASES = {
 }
 # CSI (colours, cursor moves), OSC (titles, clipboard; ended by BEL or ST) and 2-byte escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+# A tag starts with a letter and ends before a space: "[8:0x99d3000]" (V8's GC trace) and
+# "[eval]:1" (Node's crash report) are not subsystems.
 _HUMAN = re.compile(
     r"(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)?\s*"
-    r"(?:\[(?P<subsystem>[^\]\s]{1,64})\]\s?)?(?P<message>.*)",
+    r"(?:\[(?P<subsystem>[A-Za-z][^\]\s]{0,63})\](?=\s|$)\s?)?(?P<message>.*)",
     re.DOTALL,
 )
+# OpenClaw's coloured console line: optional grey time, coloured "[subsystem]", then the message
+# opened by its level's colour (chalk's basic codes, the same at every colour depth).
+_COLOURED = re.compile(r"(?:\x1b\[90m[^\x1b]*\x1b\[39m )?\x1b\[\d+m\[[^\]\x1b]*\]\x1b\[39m \x1b\[(\d+)m")
+_COLOUR_LEVELS = {"36": "info", "33": "warn", "31": "error", "90": "debug"}
+# A level stated where the message starts, in the forms the container's programs use. Each
+# alternative names its level; lower-case words count only with a colon.
+_STATED = re.compile(
+    r"(?P<fatal>FATAL\b)"  # V8 "FATAL ERROR: Reached heap limit", "[openclaw] FATAL ..."
+    r"|(?P<error>(?:[A-Z]+ )*ERROR\b|error:|(?:[A-Z][A-Za-z]*)?Error(?: \[\w+\])?: "
+    r"|Uncaught |Unhandled (?:promise )?rejection|moltconsole-entrypoint: )"
+    r"|(?P<warn>WARN(?:ING)?\b|warn(?:ing)?:|\(node:\d+\) (?:\[\w+\] )?\w*Warning: )"
+    r"|(?P<info>INFO\b)|(?P<debug>DEBUG\b)|(?P<trace>TRACE\b)"
+    r"|\[(?P<tagged>TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\b[^\]]{0,40}\]"  # [WARN  tini (7)]
+)
+_STATED_GROUPS = ("fatal", "error", "warn", "info", "debug", "trace")
+_STREAM_LEVELS = {"stderr": "warn", "stdout": "info"}
+# pino and bunyan number their levels.
+_NUMBERED_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 _minute_cache: dict[str, float] = {}
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
@@ -134,17 +171,72 @@ def parse_human(text: str, *, source: str, received: float, cut: bool = False) -
     """A line of the container's stdout/stderr. ``received`` is Docker's timestamp for it.
 
     The line's own timestamp is only stripped from the message: Docker's is always present
-    and orders stdout and stderr consistently.
+    and orders stdout and stderr consistently. See the module docstring for the level.
     """
-    plain = strip_ansi(text)
+    level = ""
+    if "\x1b" in text:
+        coloured = _COLOURED.match(text)
+        if coloured is not None:
+            level = _COLOUR_LEVELS.get(coloured.group(1), "")
+        plain = _ANSI.sub("", text)
+    else:
+        plain = text
+    if plain.startswith("{") and not cut:
+        record = _parse_json_console(plain, raw=text, source=source, received=received)
+        if record is not None:
+            return record
     match = _HUMAN.match(plain)
     subsystem = ""
     message = plain
     if match is not None and (match.group("time") or match.group("subsystem")):
         subsystem = match.group("subsystem") or ""
         message = match.group("message")
-    return Record(time=received, level="", subsystem=subsystem, message=message, source=source,
+        if subsystem.isupper() and normalize_level(subsystem):  # "[WARN] ..." is no subsystem
+            level = level or normalize_level(subsystem)
+            subsystem = ""
+    if not level:
+        level = stated_level(message) or _STREAM_LEVELS.get(source, "")
+    return Record(time=received, level=level, subsystem=subsystem, message=message, source=source,
                   raw=text, cut=cut)
+
+
+def stated_level(message: str) -> str:
+    """The level ``message`` states where it starts (``ERROR``, ``TypeError:``, ...), or "".
+
+    Only the start counts: ``[model-fetch] error provider=...`` is a warning that mentions an
+    error, and OpenClaw logs it as one.
+    """
+    found = _STATED.match(message)
+    if found is None:
+        return ""
+    for name in _STATED_GROUPS:
+        if found.group(name) is not None:
+            return name
+    return normalize_level(found.group("tagged"))
+
+
+def _parse_json_console(text: str, *, raw: str, source: str, received: float) -> Record | None:
+    """A line of OpenClaw's ``json`` console style (or another JSON logger's), else None."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "level" not in data:
+        return None
+    raw_level = data["level"]
+    if isinstance(raw_level, int) and not isinstance(raw_level, bool):
+        level = _NUMBERED_LEVELS.get(raw_level, "")
+    else:
+        level = normalize_level(raw_level)
+    subsystem = data.get("subsystem") or data.get("module") or ""
+    message = data.get("message", data.get("msg", ""))
+    return Record(
+        time=received, level=level or _STREAM_LEVELS.get(source, ""),
+        subsystem=strip_ansi(subsystem if isinstance(subsystem, str) else str(subsystem)),
+        message=strip_ansi(message if isinstance(message, str)
+                           else json.dumps(message, ensure_ascii=False)),
+        source=source, raw=raw,
+    )
 
 
 def parse_file_line(text: str, *, received: float, cut: bool = False) -> Record:

@@ -11,12 +11,21 @@ offset. The history is bounded by dropping whole segments, oldest first, once th
 passes ``history_bytes``; that is the only way an accepted record is ever lost. Sequence
 numbers continue across restarts: the last segment is read back (and a torn last line, left by
 a crash mid-write, is cut off) when the spool opens.
+
+A full disk is survived, not fought. Before each batch the free space of the spool's filesystem
+is checked against a floor (the smaller of RESERVE_BYTES and RESERVE_FRACTION of the
+filesystem), so the logs are not what fills the disk under the sandbox; a batch that does not
+fit, or whose write fails anyway (ENOSPC, a quota, an I/O error), is refused whole: both files
+are cut back to where the last whole record ends (shrinking a file never needs space), the
+records get no seq, and they are counted in ``lines_not_kept``. One warning says so and what to
+do; writing resumes by itself once twice the floor is free again.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,6 +40,22 @@ log = logging.getLogger(__name__)
 _ENTRY = struct.Struct("<qqd")  # seq, offset, max time of the records before this one
 _SEQ_PREFIX = b'{"seq":'
 READ_CHUNK = 1 << 20
+# The free space the spool leaves on its filesystem: the smaller of the two, so a small disk
+# is not declared full at 64 MiB free, nor a large one at 1%.
+RESERVE_BYTES = 64 << 20
+RESERVE_FRACTION = 0.01
+# Once refusing, the spool writes again only when this many floors are free, so a disk that
+# hovers at the floor does not flip it (and the log) on and off with every batch.
+RESUME_FLOORS = 2
+_APPEND = os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data``: ``os.write`` may take less than it was given."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def line_seq(line: bytes) -> int:
@@ -53,21 +78,35 @@ class _Segment:
 
 
 class Spool:
-    """The on-disk history of one sandbox's logs. Thread-safe; every call may block on I/O."""
+    """The on-disk history of one sandbox's logs. Thread-safe; every call may block on I/O.
+
+    ``reserve_bytes`` overrides the free-space floor (see the module docstring); 0 refuses a
+    batch only when it would not fit at all.
+    """
 
     def __init__(
-        self, directory: Path, *, segment_bytes: int, history_bytes: int, index_every: int = 256
+        self, directory: Path, *, segment_bytes: int, history_bytes: int, index_every: int = 256,
+        reserve_bytes: int | None = None,
     ) -> None:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.history_bytes = history_bytes
         self.index_every = index_every
+        self.reserve_bytes = reserve_bytes
+        self.lines_not_kept = 0  # records refused since the spool opened (counted, not written)
+        self.problem: str | None = None  # why records are refused right now; None while writing
+        self._lines_before_problem = 0
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
         self._next_seq = 1
         self._max_time = 0.0
         self._since_index = 0
-        self._data: object | None = None  # the open file of the last segment
+        # The last segment's files, opened on the first append (a full disk must not stop the
+        # spool from opening) and written unbuffered: after a failed write no stale buffer
+        # may reach the file later.
+        self._data_fd: int | None = None
+        self._index_fd: int | None = None
+        self._index_bytes = 0  # whole entries in the open index file
         self._open()
 
     # --- opening ---------------------------------------------------------------------------
@@ -85,7 +124,6 @@ class Spool:
             self._recover_tail(self._segments[-1])
         else:
             self._new_segment()
-        self._writer()
 
     def _load_index(self, segment: _Segment) -> list[tuple[int, int, float]]:
         try:
@@ -117,8 +155,13 @@ class Spool:
                 latest = max(latest, when)
                 offset += len(line)
                 count += 1
-        with open(segment.index_path, "wb") as fh:
-            fh.write(b"".join(_ENTRY.pack(*e) for e in entries))
+        try:
+            with open(segment.index_path, "wb") as fh:
+                fh.write(b"".join(_ENTRY.pack(*e) for e in entries))
+        except OSError as exc:
+            # The entries in memory serve; the file is written again when the segment is
+            # appended to, or rebuilt at the next start.
+            log.warning("log spool %s: cannot write the rebuilt index: %s", segment.index_path, exc)
         return entries
 
     def _recover_tail(self, segment: _Segment) -> None:
@@ -145,31 +188,52 @@ class Spool:
                         segment.size - good)
             os.truncate(segment.path, good)
             segment.size = good
+            kept = [e for e in segment.index if e[1] < good]
+            if len(kept) < len(segment.index):
+                # The index was ahead of the data (its entry for the torn record): count
+                # again from the last entry that still holds.
+                segment.index = kept
+                self._recover_tail(segment)
+                return
         self._next_seq = max(last_seq + 1, segment.first_seq)
         self._max_time = latest
         self._since_index = since_index if segment.index else self.index_every
 
     def _new_segment(self) -> _Segment:
+        # Only in memory: the files are created by the first append to it.
         segment = _Segment(self._next_seq, self.directory / f"{self._next_seq:020d}.jsonl")
-        segment.path.touch()
-        segment.index_path.write_bytes(b"")
         self._segments.append(segment)
         self._since_index = self.index_every  # the first record of a segment is indexed
         return segment
 
-    def _writer(self) -> None:
-        self._close_writer()
-        segment = self._segments[-1]
-        self._data = open(segment.path, "ab")  # noqa: SIM115 - kept open while appending
-        self._idx = open(segment.index_path, "ab")  # noqa: SIM115
+    def _open_writer(self, segment: _Segment) -> None:
+        """Open the last segment's files for appending, each ending where ``segment`` says."""
+        data_fd = os.open(segment.path, _APPEND | os.O_WRONLY, 0o600)
+        index_fd = None
+        try:
+            if os.fstat(data_fd).st_size > segment.size:
+                os.ftruncate(data_fd, segment.size)  # bytes of a torn or refused record
+            index_fd = os.open(segment.index_path, _APPEND | os.O_RDWR, 0o600)  # read to compare
+            # The file must hold exactly the entries in memory: appended entries would
+            # otherwise land after stale ones (from a cut record) or a torn one.
+            expected = b"".join(_ENTRY.pack(*e) for e in segment.index)
+            if os.fstat(index_fd).st_size != len(expected) or (
+                    expected and os.pread(index_fd, len(expected), 0) != expected):
+                os.ftruncate(index_fd, 0)
+                _write_all(index_fd, expected)
+        except BaseException:
+            os.close(data_fd)
+            if index_fd is not None:
+                os.close(index_fd)
+            raise
+        self._data_fd, self._index_fd, self._index_bytes = data_fd, index_fd, len(expected)
 
     def _close_writer(self) -> None:
-        for name in ("_data", "_idx"):
-            fh = getattr(self, name, None)
-            if fh is not None:
+        for fd in (self._data_fd, self._index_fd):
+            if fd is not None:
                 with contextlib.suppress(OSError):
-                    fh.close()
-                setattr(self, name, None)
+                    os.close(fd)
+        self._data_fd = self._index_fd = None
 
     def close(self) -> None:
         """Close the files; the spool can be opened again later."""
@@ -189,41 +253,126 @@ class Spool:
             return self._segments[0].first_seq
 
     def append(self, records: list[Record]) -> list[str]:
-        """Number, encode and write ``records``; return their encoded lines (for live readers)."""
+        """Number, encode and write ``records``; return their encoded lines (for live readers).
+
+        A batch the disk cannot take is refused whole: it returns ``[]``, the records get no
+        seq, and ``lines_not_kept`` counts them.
+        """
         with self._lock:
             lines: list[str] = []
-            entries: list[bytes] = []
+            entries: list[tuple[int, int, float]] = []
             segment = self._segments[-1]
             offset = segment.size
             chunks: list[bytes] = []
+            seq = self._next_seq
+            max_time = self._max_time
+            since_index = self._since_index
             for record in records:
-                record.seq = self._next_seq
-                self._next_seq += 1
+                record.seq = seq
+                seq += 1
                 line = record.encode()
                 data = line.encode("utf-8", "surrogateescape") + b"\n"
-                if self._since_index >= self.index_every:
-                    entries.append(_ENTRY.pack(record.seq, offset, self._max_time))
-                    segment.index.append((record.seq, offset, self._max_time))
-                    self._since_index = 0
-                self._since_index += 1
-                if record.time > self._max_time:
-                    self._max_time = record.time
+                if since_index >= self.index_every:
+                    entries.append((record.seq, offset, max_time))
+                    since_index = 0
+                since_index += 1
+                if record.time > max_time:
+                    max_time = record.time
                 offset += len(data)
                 chunks.append(data)
                 lines.append(line)
-            data_fh = self._data
-            assert data_fh is not None
-            data_fh.write(b"".join(chunks))  # type: ignore[attr-defined]
-            data_fh.flush()  # type: ignore[attr-defined]
-            if entries:
-                self._idx.write(b"".join(entries))
-                self._idx.flush()
+            blob = b"".join(chunks)
+            problem = self._check_room(len(blob))
+            out_of_space = True
+            if problem is None:
+                try:
+                    self._write(segment, blob, entries)
+                except OSError as exc:
+                    out_of_space = exc.errno in _FULL_ERRNOS
+                    problem = (f"the disk holding {self.directory} is full ({exc.strerror})"
+                               if out_of_space else
+                               f"writing to {self.directory} fails ({exc.strerror or exc})")
+            if problem is not None:
+                for record in records:
+                    record.seq = 0
+                self._refuse(len(records), problem, out_of_space)
+                return []
+            # Written: only now does the batch count.
+            self._next_seq = seq
+            self._max_time = max_time
+            self._since_index = since_index
+            segment.index.extend(entries)
             segment.size = offset
+            if self.problem is not None:
+                self._resume()
             if segment.size >= self.segment_bytes:
+                self._close_writer()
                 self._new_segment()
-                self._writer()
             self._enforce_bound()
             return lines
+
+    def _write(self, segment: _Segment, blob: bytes, entries: list[tuple[int, int, float]]) -> None:
+        """Append a batch to the segment's files, or leave both as they were and raise."""
+        try:
+            if self._data_fd is None:
+                self._open_writer(segment)
+            assert self._data_fd is not None and self._index_fd is not None
+            _write_all(self._data_fd, blob)
+            if entries:
+                packed = b"".join(_ENTRY.pack(*e) for e in entries)
+                _write_all(self._index_fd, packed)
+                self._index_bytes += len(packed)
+        except OSError:
+            self._cut_back(segment)
+            raise
+
+    def _cut_back(self, segment: _Segment) -> None:
+        """Cut what a failed write left in the files (shrinking never needs free space)."""
+        try:
+            if self._data_fd is not None:
+                os.ftruncate(self._data_fd, segment.size)
+            if self._index_fd is not None:
+                os.ftruncate(self._index_fd, self._index_bytes)
+        except OSError:
+            # Not even that: drop the files; reopening them for the next batch cuts them.
+            self._close_writer()
+
+    def _check_room(self, size: int) -> str | None:
+        """Why a write of ``size`` bytes must not be tried now, or None if it may."""
+        try:
+            fs = os.statvfs(self.directory)
+        except OSError:
+            return None  # the write itself will tell
+        free = fs.f_bavail * fs.f_frsize
+        floor = self.reserve_bytes
+        if floor is None:
+            floor = min(RESERVE_BYTES, int(fs.f_blocks * fs.f_frsize * RESERVE_FRACTION))
+        wanted = floor * RESUME_FLOORS if self.problem is not None else floor
+        if free - size >= wanted:
+            return None
+        if self.problem is not None:
+            return self.problem  # still full: keep the first reason
+        return f"the disk holding {self.directory} is nearly full ({_size(free)} free)"
+
+    def _refuse(self, count: int, problem: str, out_of_space: bool) -> None:
+        if self.problem is None:
+            self.problem = problem
+            self._lines_before_problem = self.lines_not_kept
+            if out_of_space:
+                advice = ("until there is room again; writing resumes by itself then. Free disk "
+                          f"space there, or lower logs.history_mb (now {_size(self.history_bytes)}) "
+                          "so the history takes less")
+            else:
+                advice = ("while this lasts; every batch tries again. Check that disk (the kernel "
+                          "log, whether it was remounted read-only)")
+            log.warning("log history: %s. New log lines are dropped (and counted) instead of "
+                        "kept %s.", problem, advice)
+        self.lines_not_kept += count
+
+    def _resume(self) -> None:
+        log.warning("log history: writing again; %d log lines were dropped while %s",
+                    self.lines_not_kept - self._lines_before_problem, self.problem)
+        self.problem = None
 
     def _enforce_bound(self) -> None:
         total = sum(s.size + len(s.index) * _ENTRY.size for s in self._segments)
@@ -304,3 +453,14 @@ class Spool:
                     if line_seq(line) >= start_seq:
                         out.append(line)
         return out
+
+
+def _size(count: int) -> str:
+    """``count`` bytes for people: 512 KiB, 63 MiB, 1.5 GiB."""
+    if count >= 10 << 30:
+        return f"{count / (1 << 30):.0f} GiB"
+    if count >= 1 << 30:
+        return f"{count / (1 << 30):.1f} GiB"
+    if count >= 1 << 20:
+        return f"{count >> 20} MiB"
+    return f"{count >> 10} KiB"
