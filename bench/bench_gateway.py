@@ -131,9 +131,19 @@ def wait_http(port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
-def start_fake(chunks: int) -> tuple[subprocess.Popen[str], str]:
+def start_fake(chunks: int, delay: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_llm", "--port", "0", "--chunks", str(chunks)],
+        [
+            sys.executable,
+            "-m",
+            "tests.support.fake_llm",
+            "--port",
+            "0",
+            "--chunks",
+            str(chunks),
+            "--chunk-delay",
+            str(delay),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -217,14 +227,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--chunks", type=int, default=8, help="content deltas per streamed reply")
+    parser.add_argument("--chunks", type=int, default=16, help="content deltas per streamed reply")
+    parser.add_argument(
+        "--chunk-delay",
+        type=float,
+        default=0.025,
+        help="seconds between SSE events, as a model generates (0: as fast as possible, a saturation test)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mc-benchgw-", dir="/tmp"))
     processes: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     try:
-        fake, fake_url = start_fake(args.chunks)
+        fake, fake_url = start_fake(args.chunks, args.chunk_delay)
         processes.append(fake)
         fake_port = int(fake_url.rsplit(":", 1)[1])
         gw, gw_port, token = start_moltconsole(root, fake_url)
@@ -233,7 +250,7 @@ def main() -> None:
             "direct": (fake_port, ("x-api-key", FAKE_KEY), ("Authorization", f"Bearer {FAKE_KEY}")),
             "moltconsole": (gw_port, ("x-api-key", token), ("Authorization", f"Bearer {token}")),
         }
-        binary = litellm_bin()
+        binary = None if args.no_litellm else litellm_bin()
         if binary:
             print("starting LiteLLM's proxy (takes a while) ...", flush=True)
             ll, ll_port = start_litellm(binary, root, fake_url)
@@ -270,12 +287,13 @@ def main() -> None:
         }
         results: dict[tuple[str, str, int], Run] = {}
         for concurrency in sorted({1, args.concurrency}):
-            total = args.requests if concurrency > 1 else max(200, args.requests // 10)
+            total = args.requests if concurrency > 1 else max(40, args.requests // 50)
             for name, (path, body, auth_index) in workloads.items():
                 for round_no in range(args.rounds):
                     for target, (port, *auths) in targets.items():
                         request = build_request("127.0.0.1", port, path, body, auths[auth_index])
-                        asyncio.run(load("127.0.0.1", port, request, min(200, total), concurrency))  # warm up
+                        warm = min(2 * concurrency, total)
+                        asyncio.run(load("127.0.0.1", port, request, warm, concurrency))
                         run = asyncio.run(load("127.0.0.1", port, request, total, concurrency))
                         key = (name, target, concurrency)
                         merged = results.setdefault(key, Run())

@@ -42,6 +42,9 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     """A listening socket, or an OSError whose message says what to change."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit TCP_NODELAY (uvloop does not set it on a socket it is given):
+    # without it each small SSE event waits for the agent's delayed ACK, about 40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
