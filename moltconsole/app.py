@@ -56,6 +56,7 @@ class MoltConsole(App[None]):
     BINDINGS = [
         Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard"),
         Binding("2", "switch_mode('logs')", "Logs", id="app.logs"),
+        Binding("3", "switch_mode('costs')", "Costs", id="app.costs"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
@@ -74,11 +75,20 @@ class MoltConsole(App[None]):
         self.connection_lost = asyncio.Event()  # set whenever the backend is unreachable
         self.add_mode("dashboard", DashboardScreen)
         self.add_mode("logs", self._logs_screen)
+        self.add_mode("costs", self._costs_screen)
 
     def _logs_screen(self) -> Screen[Any]:
         from moltconsole.screens.logs import LogsScreen
 
         screen: Screen[Any] = LogsScreen(self.client)
+        return screen
+
+    def _costs_screen(self) -> Screen[Any]:
+        from moltconsole.screens.costs import CostsScreen
+
+        screen: Screen[Any] = CostsScreen(
+            self.client, clock=self.clock, warn_percent=self.settings.gateway.budget_warn_percent
+        )
         return screen
 
     def on_mount(self) -> None:

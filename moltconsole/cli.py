@@ -16,6 +16,7 @@ from moltconsole.client import EXEC_STDERR, BackendClient, BackendError, Backend
 from moltconsole.formatting import duration
 from moltconsole.settings import ConfigError, Settings, load_settings
 from moltconsole.untrusted import sanitize
+from moltconsole_backend.gateway.reports import Summary
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -68,6 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--grep", metavar="REGEX", help="only lines whose message or subsystem match")
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines (then follow)")
     logs.add_argument("--json", action="store_true", help="print one JSON record per line")
+    costs = sub.add_parser("costs", help="what the agent's LLM calls cost (the AI gateway's ledger)")
+    costs.add_argument("--since", default="7d",
+                       help="since 10m, 24h, 7d ago, or an ISO time (default: 7d)")
+    costs.add_argument("--by", choices=["model", "day"], default="model",
+                       help="one row per model (default) or per local calendar day")
+    costs.add_argument("--sandbox", metavar="NAME", help="only this sandbox's requests")
+    costs_format = costs.add_mutually_exclusive_group()
+    costs_format.add_argument("--json", action="store_true", help="print JSON (money in nanos and USD)")
+    costs_format.add_argument("--csv", action="store_true", help="print CSV with a header row")
     return parser
 
 
@@ -95,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         problem = check_logs_args(args)
         if problem is not None:
             print(f"moltconsole logs: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    if command == "costs":
+        try:
+            args.since_time = parse_since(args.since)
+        except ValueError as exc:
+            print(f"moltconsole costs: {exc}", file=sys.stderr)
             return EXIT_USAGE
     if command == "destroy" and not args.yes:
         # Asked here, before the event loop: input() in a worker thread cannot be interrupted
@@ -220,6 +236,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return await _devices(client, args)
         if command == "logs":
             return await _logs(client, args)
+        if command == "costs":
+            return await _costs(client, args)
     return EXIT_USAGE
 
 
@@ -514,4 +532,169 @@ def format_devices(data: dict[str, Any]) -> str:
         lines.append(f"  {sanitize(str(entry.get('deviceId') or '?'))}  {sanitize(str(name))}")
     if pending:
         lines.append("approve with: moltconsole devices approve REQUEST_ID")
+    return "\n".join(lines)
+
+
+# --- costs --------------------------------------------------------------------------------
+# (column title, field, kind) of ``moltconsole costs``; kind says how a value is written.
+MODEL_COLUMNS = [
+    ("provider", "provider", "text"), ("model", "model", "text"), ("requests", "requests", "count"),
+    ("errors", "errors", "count"), ("input", "input_tokens", "count"),
+    ("output", "output_tokens", "count"), ("cache read", "cache_read_tokens", "count"),
+    ("cache write 5m", "cache_write_5m_tokens", "count"),
+    ("cache write 1h", "cache_write_1h_tokens", "count"),
+    ("reasoning", "reasoning_tokens", "count"), ("cost", "cost_nanos", "money"),
+    ("cache saved", "cache_savings_nanos", "money"), ("no price", "unpriced", "count"),
+]
+DAY_COLUMNS = [
+    ("day", "day", "text"), ("requests", "requests", "count"), ("errors", "errors", "count"),
+    ("input", "input_tokens", "count"), ("output", "output_tokens", "count"),
+    ("cache read", "cache_read_tokens", "count"), ("cache write", "cache_write_tokens", "count"),
+    ("cost", "cost_nanos", "money"), ("no price", "unpriced", "count"),
+]
+
+
+async def _costs(client: BackendClient, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    since = args.since_time
+    if args.by == "model":
+        rows = [dataclasses.asdict(r) for r in
+                await client.costs_models(since=since, sandbox=args.sandbox)]
+        columns = MODEL_COLUMNS
+    else:
+        rows = [dataclasses.asdict(r) for r in
+                await client.costs_days(since=since, sandbox=args.sandbox)]
+        columns = DAY_COLUMNS
+    if args.json:
+        print(json.dumps(costs_json(rows, columns, since, args.by, args.sandbox), indent=2))
+    elif args.csv:
+        sys.stdout.write(costs_csv(rows, columns))
+    else:
+        summary = await client.costs_summary(sandbox=args.sandbox)
+        print(format_costs(rows, columns, since, args.by, args.sandbox, summary))
+    return EXIT_OK
+
+
+def _usd_exact(nanos: int) -> str:
+    """Nano-dollars as an exact decimal string (``12.345678900``), for scripts."""
+    sign = "-" if nanos < 0 else ""
+    whole, frac = divmod(abs(nanos), 1_000_000_000)
+    return f"{sign}{whole}.{frac:09d}"
+
+
+def costs_json(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], since: float, by: str,
+    sandbox: str | None,
+) -> dict[str, Any]:
+    """``moltconsole costs --json``: rows as the API has them plus ``*_usd`` amounts.
+
+    A row none of whose requests has a price has a null cost, never 0.
+    """
+    out = []
+    for row in rows:
+        item = {field: row[field] for _, field, _ in columns}
+        for _, field, kind in columns:
+            if kind == "money":
+                item[field.replace("_nanos", "_usd")] = row[field] / 1_000_000_000
+        if _all_unpriced(row):
+            item["cost_nanos"] = item["cost_usd"] = None
+        out.append(item)
+    return {"since": since, "by": by, "sandbox": sandbox, "rows": out}
+
+
+def costs_csv(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """``moltconsole costs --csv``: one header row, money as exact USD decimals; the cost of a
+    row none of whose requests has a price is empty, never 0."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([field.replace("_nanos", "_usd") for _, field, _ in columns])
+    for row in rows:
+        writer.writerow([
+            ("" if field == "cost_nanos" and _all_unpriced(row) else _usd_exact(row[field]))
+            if kind == "money" else row[field]
+            for _, field, kind in columns
+        ])
+    return buffer.getvalue()
+
+
+def _all_unpriced(row: dict[str, Any]) -> bool:
+    return bool(row["unpriced"]) and row["unpriced"] >= row["requests"]
+
+
+def _cost_cell(row: dict[str, Any], field: str) -> str:
+    from moltconsole.widgets.cost_format import NO_PRICE, money
+
+    if field == "cost_nanos" and _all_unpriced(row):
+        return NO_PRICE  # nothing in this row has a price: not $0
+    text = money(row[field])
+    if field != "cost_nanos":
+        return text
+    return text + (" *" if row["unpriced"] else "  ")  # "  " keeps the amounts aligned
+
+
+def format_costs(
+    rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], since: float, by: str,
+    sandbox: str | None, summary: Summary,
+) -> str:
+    """The human table: a summary line, one row per model or day, a total, and notes."""
+    from moltconsole.widgets.cost_format import money, rate
+
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
+    who = f"sandbox {sanitize(sandbox)}" if sandbox else "all sandboxes"
+    lines = [
+        f"today {money(summary.today_nanos)}   7 days {money(summary.week_nanos)}   "
+        f"30 days {money(summary.month_nanos)}   burn {rate(summary.burn_rate_nanos_per_hour)}",
+        "",
+        f"spend by {by} since {when}, {who}",
+    ]
+    if not rows:
+        lines.append("no requests in this period (the agent's LLM calls are recorded when they go "
+                     "through the AI gateway)")
+        return "\n".join(lines)
+    total: dict[str, Any] = {field: 0 for _, field, kind in columns if kind != "text"}
+    for row in rows:
+        for field in total:
+            total[field] += row[field]
+    total.update({field: "" for _, field, kind in columns if kind == "text"})
+    total[columns[0][1]] = "total"
+    table = [[title for title, _, _ in columns]]
+    for row in [*rows, total]:
+        cells = []
+        for _, field, kind in columns:
+            if kind == "money":
+                cells.append(_cost_cell(row, field))
+            elif kind == "count":
+                cells.append(f"{row[field]:,}")
+            else:
+                cells.append(sanitize(str(row[field])))
+        table.append(cells)
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for n, cells in enumerate(table):
+        if n == len(table) - 1:
+            lines.append("  ".join("-" * w for w in widths))
+        parts = [
+            cell.ljust(widths[i]) if columns[i][2] == "text" else cell.rjust(widths[i])
+            for i, cell in enumerate(cells)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    unpriced = total["unpriced"]
+    if unpriced:
+        names = sorted({sanitize(str(r["model"])) for r in rows if r["unpriced"] and "model" in r})
+        lines.append("")
+        lines.append(
+            f"{unpriced:,} request(s) have no price and are not in the amounts (* marks a partial "
+            "amount)" + (f": {', '.join(names)}" if names else "")
+            + ". Add prices under [gateway.prices] in the config."
+        )
+    idle = summary.idle_nanos
+    if idle or summary.background_nanos:
+        lines.append("")
+        lines.append(
+            f"idle spend {money(idle)} in the last 24h with no user message "
+            f"(heartbeat/background requests: {money(summary.background_nanos)})"
+        )
     return "\n".join(lines)

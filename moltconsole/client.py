@@ -13,6 +13,9 @@ from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
 
 from moltconsole.untrusted import sanitize
+from moltconsole_backend.gateway.records import RequestRecord
+from moltconsole_backend.gateway.records_json import RecordFormatError, from_json
+from moltconsole_backend.gateway.reports import DayUsage, ModelUsage, SeriesPoint, Summary
 
 EXEC_STDOUT = 1
 EXEC_STDERR = 2
@@ -146,6 +149,80 @@ class BackendClient:
         )
         return result
 
+    # --- costs (the AI gateway's ledger) ------------------------------------------------------
+    async def _costs(self, path: str, params: dict[str, Any]) -> Any:
+        """GET a /v1/costs resource; ``params`` left at None are not sent."""
+        from urllib.parse import urlencode
+
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return await self._request("GET", f"/v1/costs/{path}" + (f"?{query}" if query else ""))
+
+    async def costs_summary(
+        self, *, window: str = "24h", sandbox: str | None = None, now: float | None = None,
+    ) -> Summary:
+        """Spend today / 7 days / 30 days, burn rate, budgets, and requests, errors and latency
+        over ``window`` (a duration: 24h, 7d, 30d). ``now`` pins the clock (epoch seconds)."""
+        data = await self._costs("summary", {"window": window, "sandbox": sandbox, "now": now})
+        return Summary.from_dict(data)
+
+    async def costs_models(
+        self, *, since: str | float = "7d", until: str | float | None = None,
+        sandbox: str | None = None, now: float | None = None,
+    ) -> list[ModelUsage]:
+        """Spend and tokens per model since a duration ago (7d) or an epoch time."""
+        data = await self._costs(
+            "models", {"since": since, "until": until, "sandbox": sandbox, "now": now}
+        )
+        return [ModelUsage.from_dict(row) for row in data["models"]]
+
+    async def costs_days(
+        self, *, since: str | float = "30d", until: str | float | None = None,
+        sandbox: str | None = None, now: float | None = None,
+    ) -> list[DayUsage]:
+        """Spend and tokens per local calendar day."""
+        data = await self._costs(
+            "days", {"since": since, "until": until, "sandbox": sandbox, "now": now}
+        )
+        return [DayUsage.from_dict(row) for row in data["days"]]
+
+    async def costs_series(
+        self, *, since: str | float = "7d", until: str | float | None = None, buckets: int = 48,
+        sandbox: str | None = None, now: float | None = None,
+    ) -> list[SeriesPoint]:
+        """Spend in ``buckets`` equal time slices from ``since`` to ``until`` (default: now)."""
+        data = await self._costs("series", {
+            "since": since, "until": until, "buckets": buckets, "sandbox": sandbox, "now": now,
+        })
+        return [SeriesPoint.from_dict(row) for row in data["points"]]
+
+    async def costs_requests(
+        self, kind: str = "recent", *, since: str | float | None = None, limit: int = 50,
+        before: float | None = None, sandbox: str | None = None, now: float | None = None,
+    ) -> list[RequestRecord]:
+        """Requests: ``top`` (most expensive since), ``errors`` (failed since, newest first) or
+        ``recent`` (newest first, paged with ``before``)."""
+        data = await self._costs("requests", {
+            "kind": kind, "since": since, "limit": limit, "before": before, "sandbox": sandbox,
+            "now": now,
+        })
+        return [self._record("/v1/costs/requests", row) for row in data["requests"]]
+
+    async def costs_request(self, request_id: str) -> RequestRecord:
+        """One request with all its fields and upstream attempts (BackendError 404 if unknown)."""
+        from urllib.parse import quote
+
+        data = await self._request("GET", f"/v1/costs/requests/{quote(request_id, safe='')}")
+        return self._record("/v1/costs/requests/{id}", data)
+
+    def _record(self, path: str, data: Any) -> RequestRecord:
+        try:
+            return from_json(data)
+        except RecordFormatError as exc:
+            raise BackendError(
+                f"the backend sent a {path} record this console cannot read ({exc}); the backend "
+                "and the console may be different versions. Restart the backend."
+            ) from None
+
     # --- streams ---------------------------------------------------------------------------
     async def _ws(self, path: str) -> ClientConnection:
         try:
@@ -233,6 +310,35 @@ class BackendClient:
             return
         except WebSocketException as exc:
             raise self._went_away("the log stream", exc) from None
+        finally:
+            await ws.close()
+
+    async def costs_tail(self, *, sandbox: str | None = None) -> AsyncGenerator[dict[str, Any]]:
+        """Requests as the ledger records them: first ``{"type": "ready"}`` (anything recorded
+        from then on is sent), then ``{"type": "batch", "records": [RequestRecord, ...],
+        "dropped": n}``; ``dropped`` counts records lost because this reader fell behind.
+
+        Model names and error messages come from providers and the agent: sanitize them before
+        they reach a terminal. The stream ends when the backend closes it.
+        """
+        from urllib.parse import urlencode
+
+        path = "/v1/costs/tail" + (f"?{urlencode({'sandbox': sandbox})}" if sandbox else "")
+        ws = await self._ws(path)
+        try:
+            async for raw in ws:
+                message = self._decode("/v1/costs/tail", raw)
+                if "error" in message:
+                    raise BackendError(message["error"]["message"], message["error"]["kind"])
+                if message.get("type") == "batch":
+                    message["records"] = [
+                        self._record("/v1/costs/tail", row) for row in message.get("records") or ()
+                    ]
+                yield message
+        except ConnectionClosed:
+            return
+        except WebSocketException as exc:
+            raise self._went_away("the cost tail", exc) from None
         finally:
             await ws.close()
 
