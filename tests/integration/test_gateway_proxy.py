@@ -283,6 +283,7 @@ async def test_a_bad_request_is_relayed_without_retry(make_gateway: Any, fake: F
     response, data = await post(gw.url, "/v1/messages", anthropic_body())
     assert response.status_code == 400
     assert json.loads(data)["error"]["message"] == "max_tokens: too large"
+    assert float(response.headers[OVERHEAD_HEADER.decode()]) >= 0
     row = await gw.only_record()
     assert (row.outcome, row.error_kind, len(row.attempts)) == ("error", "invalid_request", 1)
     assert row.cost.total_nanos == 0

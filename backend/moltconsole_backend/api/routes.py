@@ -26,6 +26,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import moltconsole
+from moltconsole_backend.api.cost_routes import cost_routes
+from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryError
 from moltconsole_backend.sandbox import devices
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
@@ -40,8 +42,10 @@ def error(kind: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
 
 
-def create_app(manager: SandboxManager, logs: LogCollector | None = None) -> Starlette:
-    """The API application bound to one sandbox manager (and its log collector, if any)."""
+def create_app(
+    manager: SandboxManager, logs: LogCollector | None = None, gateway: GatewayService | None = None
+) -> Starlette:
+    """The API application bound to one sandbox manager (its log collector and gateway, if any)."""
     started = time.time()
 
     async def guarded(call: Callable[[], Awaitable[Response]]) -> Response:
@@ -59,6 +63,7 @@ def create_app(manager: SandboxManager, logs: LogCollector | None = None) -> Sta
         return JSONResponse({
             "backend": "moltconsole", "version": moltconsole.__version__, "pid": os.getpid(),
             "uptime": time.time() - started,
+            "gateway": gateway.status() if gateway is not None else None,
         })
 
     async def status(_: Request) -> Response:
@@ -197,6 +202,8 @@ def create_app(manager: SandboxManager, logs: LogCollector | None = None) -> Sta
     ]
     for name in ("start", "stop", "restart", "destroy", "rebuild"):
         routes.append(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]))
+    if gateway is not None:
+        routes += cost_routes(gateway.ledger, gateway.budgets)
     return Starlette(routes=routes)
 
 

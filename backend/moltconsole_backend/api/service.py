@@ -144,7 +144,7 @@ class BackendService:
             await self.logs.start()
             self._logs_started = True
             config = uvicorn.Config(
-                create_app(self.manager, self.logs), log_level="warning", access_log=False,
+                create_app(self.manager, self.logs, self.gateway), log_level="warning", access_log=False,
                 lifespan="off", ws="websockets-sansio", ws_ping_interval=None,
                 timeout_graceful_shutdown=2,
             )

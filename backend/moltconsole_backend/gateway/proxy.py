@@ -611,23 +611,20 @@ class _Exchange:
     ) -> None:
         """Hand the last upstream error to the agent as the provider sent it (or ours if none came)."""
         status, kind, message, body, headers = error
+        overhead_ms = (time.perf_counter() - self.t0 - self.waited) * 1000
+        ours = [(OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()), (REQUEST_ID_HEADER, self.id.encode())]
         if status == 0:
-            await _error(
-                self.send,
-                self.api,
-                502,
-                "api_error",
-                f"moltconsole gateway: {message} after {len(self.attempts)} attempt(s)",
-            )
             status = 502
+            text = f"moltconsole gateway: {message} after {len(self.attempts)} attempt(s)"
+            body = error_body(self.api, "api_error", text)
+            await _respond(self.send, status, body, [(b"content-type", b"application/json"), *ours])
         else:
             out = [
                 (k, v)
                 for k, v in headers
                 if k.lower() not in _DROP_RESPONSE and k.lower() != b"content-length"
             ]
-            out.append((REQUEST_ID_HEADER, self.id.encode()))
-            await _respond(self.send, status, body, out)
+            await _respond(self.send, status, body, [*out, *ours])
         self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
         self._finish(
             target=target,
@@ -638,7 +635,7 @@ class _Exchange:
             usage=Usage(),
             cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
             duration_ms=(time.perf_counter() - self.t0) * 1000,
-            overhead_ms=None,
+            overhead_ms=overhead_ms,
         )
 
     async def _refuse(self, refused: _Refused) -> None:
