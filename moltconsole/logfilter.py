@@ -148,6 +148,16 @@ class TextPattern:
         """Start and end of each non-empty match in ``text`` (cut to :data:`MATCH_LIMIT`)."""
         return [m.span() for m in self.regex.finditer(text[:MATCH_LIMIT]) if m.end() > m.start()]
 
+    def backend_regex(self) -> str:
+        """The same pattern as one regular expression string, for the backend's ``grep``.
+
+        The backend compiles ``grep`` without flags, so smart case travels as a leading
+        ``(?i)`` (Python accepts further global flags of the user's right after it).
+        """
+        if self.regex.flags & re.IGNORECASE:
+            return "(?i)" + self.regex.pattern
+        return self.regex.pattern
+
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
@@ -184,6 +194,34 @@ class LogFilter:
     def active(self) -> bool:
         """Whether this filter hides anything at all."""
         return bool(self.pattern or self.subsystems or self.level_floor or self.since is not None)
+
+    @property
+    def narrows(self) -> bool:
+        """Whether it hides lines within its time window (a text, subsystem or level filter).
+
+        Only such a filter needs its own search of the backend's history: the window alone
+        is what the live stream already asks the backend for.
+        """
+        return bool(self.pattern or self.subsystems or self.level_floor)
+
+    def history_request(self) -> dict[str, Any]:
+        """The ``BackendClient.logs`` arguments that ask the backend's history for these lines.
+
+        The backend matches ``grep`` against the message *or* the subsystem and knows no
+        subsystem filter of its own, so what it sends is a superset: the screen applies
+        :meth:`matches` to every line it gets back. With both a text pattern and subsystems,
+        the pattern is sent (messages are where the text is).
+        """
+        grep: str | None = None
+        if self.pattern is not None:
+            grep = self.pattern.backend_regex()
+        elif self.subsystems:
+            grep = "(?i)" + "|".join(re.escape(name) for name in self.subsystems)
+        levels = None
+        if self.level_floor is not None:
+            floor = level_rank(self.level_floor)
+            levels = [name for name in LEVELS if level_rank(name) >= floor]
+        return {"grep": grep, "levels": levels, "since_time": self.since}
 
     def matches(self, record: LogRecord) -> bool:
         """Whether ``record`` passes; cheap checks run before the pattern."""

@@ -7,11 +7,20 @@ come. The worker posts the next batch only after the screen has applied the prev
 the UI is slow the batches grow instead of the message queue. Everything in memory is bounded
 by ``max_lines`` (the raw buffer, the filtered view, the lines waiting while paused); history
 stays in the backend.
+
+Filters look further back than memory. When the text, subsystem or level filter changes, the
+view shows the matches in memory at once, and a second worker (exclusive: a newer filter
+cancels it, and it waits :data:`HISTORY_DELAY` before asking, so typing never floods the
+backend) asks the backend's on-disk history for the last ``max_lines`` matches, posts them in
+one :class:`HistoryFound` message, and the screen puts the older ones in front of the matches
+in memory. Live lines that match keep arriving at the end as before. When memory holds every
+line the backend has (fewer than ``max_lines`` so far, none dropped), nothing is asked.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from collections import deque
@@ -51,6 +60,8 @@ from moltconsole.widgets.status_bar import StatusBar
 BATCH_INTERVAL = 1 / 15  # seconds; the issue asks for 10-20 repaints a second, not one per line
 INBOX_SIZE = 256  # server messages buffered ahead of the batcher; beyond it the socket backs up
 RETRY_MAX = 5.0
+HISTORY_DELAY = 0.25  # seconds a filter must stand before the backend's history is searched
+HISTORY_GROUP = "logs-history"
 
 
 class LogSource(Protocol):
@@ -77,6 +88,20 @@ class LogBatch(Message):
         self.received = received  # may exceed len(records): the oldest of a huge batch are cut
         self.dropped = dropped
         self.caught_up = caught_up
+
+
+class HistoryFound(Message):
+    """The backend's history search for one filter ended: its matches, or why it failed."""
+
+    def __init__(
+        self, generation: int, records: tuple[LogRecord, ...], problem: str | None = None,
+        refused: bool = False,
+    ) -> None:
+        super().__init__()
+        self.generation = generation  # which filter change asked; older answers are ignored
+        self.records = records
+        self.problem = problem
+        self.refused = refused  # the backend refused the query itself (e.g. the regex)
 
 
 class LogStreamState(Message):
@@ -114,7 +139,8 @@ class LogsScreen(Screen[None]):
 
     def __init__(
         self, client: LogSource, *, max_lines: int = 10_000, copy_lines: int = 100,
-        clock: Callable[[], float] = time.time, name: str | None = None,
+        clock: Callable[[], float] = time.time, history_delay: float = HISTORY_DELAY,
+        name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.client = client
@@ -132,6 +158,20 @@ class LogsScreen(Screen[None]):
         self.pattern_error: str | None = None
         self.caught_up = asyncio.Event()  # set when the backend has sent its history
         self.applied = asyncio.Event()  # set after each batch is on screen (tests await it)
+        self.history_delay = history_delay
+        # The history search for the current filter: None (no filter), "waiting" (for the
+        # stream's own history first), "searching", "done", "memory" (memory holds it all)
+        # or "failed" (history_error says why).
+        self.history_state: str | None = None
+        self.history_shown = 0  # lines in view that came from the history search
+        self.history_error: str | None = None
+        self.history_settled = asyncio.Event()  # set when a search ends (tests await it)
+        self._history_generation = 0
+        self._history_worker: Worker[None] | None = None
+        self._frozen = False  # whether this screen froze the GC's long-lived objects
+        self._gone = False
+        self._received = 0  # records received since the stream (re)started
+        self._lost = False  # whether the backend reported dropped records since then
         self._filter = LogFilter()
         self._buffer: deque[LogRecord] = deque(maxlen=max_lines)
         self._pending: deque[LogRecord] = deque(maxlen=max_lines)
@@ -159,6 +199,30 @@ class LogsScreen(Screen[None]):
         self.view.focus()
         self._refresh_bars()
         self._subscribe()
+        self.call_after_refresh(self._freeze_long_lived)
+
+    def on_unmount(self) -> None:
+        self._gone = True
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
+
+    def _freeze_long_lived(self) -> None:
+        """Keep Python's full collections off the objects that already exist.
+
+        A log line that stays on screen for a second outlives the young GC generations, so at
+        thousands of lines a second a full collection runs every second or two, and it walks
+        every tracked object: Textual's classes, widgets, styles and cached lines, over 100,000
+        of them, for 50-100 ms during which no key is handled (measured with
+        bench/bench_console.py: this was most of the key latency's tail). Those objects live as
+        long as the app; frozen, they are skipped. Garbage is collected first, so none of it is
+        kept for good; the screen unfreezes everything when it goes.
+        """
+        if self._gone or self._frozen:
+            return
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
 
     # --- the stream --------------------------------------------------------------------------
     def _subscribe(self) -> None:
@@ -169,6 +233,8 @@ class LogsScreen(Screen[None]):
         self._pending.clear()
         self.waiting = 0
         self._matches = 0
+        self._received = 0
+        self._lost = False
         self.paused = False
         self.view.follow = True
         self.view.clear()
@@ -176,6 +242,7 @@ class LogsScreen(Screen[None]):
         self._ready.set()
         # tail bounds what comes back either way: the last max_lines records (of the window).
         self._follow({"tail": self.max_lines, "since_time": since})
+        self._search_history_for_filter()
         self._refresh_bars()
 
     @work(exclusive=True, group="logs", exit_on_error=False)
@@ -263,6 +330,8 @@ class LogsScreen(Screen[None]):
     def _apply_batch(self, batch: LogBatch) -> None:
         try:
             self.dropped += batch.dropped
+            self._received += batch.received
+            self._lost = self._lost or batch.dropped > 0
             if self.paused:
                 self._pending.extend(batch.records)
                 self.waiting += batch.received
@@ -270,6 +339,8 @@ class LogsScreen(Screen[None]):
                 self._show(batch.records)
             if batch.caught_up:
                 self.caught_up.set()
+                if self.history_state == "waiting":
+                    self._start_history_search()
             self._refresh_bars()
         finally:
             self._ready.set()
@@ -284,6 +355,93 @@ class LogsScreen(Screen[None]):
         if pattern is not None:
             self._matches += count_matches(shown, pattern) - count_matches(fell_off, pattern)
 
+    # --- the history behind a filter ---------------------------------------------------------
+    def _search_history_for_filter(self) -> None:
+        """The filter or the window changed: forget the last history search, start a new one."""
+        self._history_generation += 1
+        self.workers.cancel_group(self, HISTORY_GROUP)
+        self.history_shown = 0
+        self.history_error = None
+        if not self._filter.narrows:
+            self.history_state = None
+            self.history_settled.set()
+        elif not self.caught_up.is_set():
+            # Search once the stream's own history is in memory: only then is it known which
+            # lines memory lacks.
+            self.history_state = "waiting"
+            self.history_settled.clear()
+        else:
+            self._start_history_search()
+
+    def _memory_holds_everything(self) -> bool:
+        """Whether every line the backend has (in the window) is in memory: nothing to ask."""
+        return self.caught_up.is_set() and self._received < self.max_lines and not self._lost
+
+    def _start_history_search(self) -> None:
+        if self._memory_holds_everything():
+            self.history_state = "memory"
+            self.history_settled.set()
+            return
+        self.history_state = "searching"
+        self.history_settled.clear()
+        self._history_worker = self._search_history(
+            self._history_generation, self._filter.history_request())
+
+    @work(exclusive=True, group=HISTORY_GROUP, exit_on_error=False)
+    async def _search_history(self, generation: int, request: dict[str, Any]) -> None:
+        """Ask the backend's history for the last ``max_lines`` lines that pass the filter."""
+        # A filter being typed changes again within this delay; the new worker cancels this
+        # one before it has asked anything.
+        await asyncio.sleep(self.history_delay)
+        found: deque[LogRecord] = deque(maxlen=self.max_lines)
+        try:
+            async for message in self.client.logs(follow=False, tail=self.max_lines, **request):
+                if message.get("type") == "batch":
+                    found.extend(LogRecord.from_wire(data) for data in message.get("records") or ())
+                elif message.get("type") == "caught_up":
+                    break
+        except BackendError as exc:
+            self.post_message(HistoryFound(generation, (), str(exc), refused=exc.kind == "request"))
+            return
+        self.post_message(HistoryFound(generation, tuple(found)))
+
+    @on(HistoryFound)
+    def _history_found(self, event: HistoryFound) -> None:
+        if event.generation != self._history_generation:
+            return  # the answer to a filter that is no longer in force
+        self.history_settled.set()
+        if event.problem is not None:
+            self.history_state = "failed"
+            what = self.query_text or "this filter"
+            if event.refused:
+                self.history_error = (
+                    f"The backend cannot search its history for {what}: {event.problem}. "
+                    "Showing the matching lines in memory only."
+                )
+            else:
+                self.history_error = (
+                    f"Searching the history for {what} failed: {event.problem}. Showing the "
+                    "matching lines in memory only; change the filter to try again."
+                )
+            self._refresh_bars()
+            return
+        self.history_state = "done"
+        # Only what memory lacks: lines older than the oldest one held (waiting lines, while
+        # paused, are newer than the buffer and appear on resume).
+        held = self._buffer[0].seq if self._buffer else (
+            self._pending[0].seq if self._pending else None)
+        older = [r for r in event.records
+                 if (held is None or r.seq < held) and self._filter.matches(r)]
+        if older:
+            in_memory = self._filter.apply(self._buffer)
+            self.view.set_records([*older, *in_memory], keep=self.view.selected)
+            # The view keeps the newest max_lines: count the history lines that stayed.
+            self.history_shown = max(0, len(older) - max(0, len(older) + len(in_memory)
+                                                        - self.max_lines))
+            pattern = self.view.search
+            self._matches = count_matches(self.view.records, pattern) if pattern else 0
+        self._refresh_bars()
+
     @on(LogStreamState)
     def _stream_state(self, event: LogStreamState) -> None:
         self.problem = event.problem
@@ -292,8 +450,13 @@ class LogsScreen(Screen[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place an unexpected worker failure reaches the user."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
-            self.problem = f"log stream failed: {event.worker.error}"
-            self._refresh_bars()
+            if event.worker.group == HISTORY_GROUP:
+                if event.worker is self._history_worker:
+                    self.post_message(HistoryFound(
+                        self._history_generation, (), f"unexpected error {event.worker.error!r}"))
+            else:
+                self.problem = f"log stream failed: {event.worker.error}"
+                self._refresh_bars()
 
     # --- bars --------------------------------------------------------------------------------
     def _refresh_bars(self) -> None:
@@ -306,6 +469,8 @@ class LogsScreen(Screen[None]):
         status.append(f"  range {self.window}")
         status.append(f"  level {self.level_floor + '+' if self.level_floor else 'all'}")
         status.append(f"  {len(self.view.records):,} lines")
+        if not self.caught_up.is_set() and self.problem is None:
+            status.append("  ⟳ loading history…", "yellow")
         if self.dropped:
             status.append(f"  dropped {self.dropped:,}", "bold red")
         flags = [name for name, on_ in (("wrap", self.view.wrap), ("time", self.view.timestamps)) if on_]
@@ -319,16 +484,36 @@ class LogsScreen(Screen[None]):
         if self.query_text:
             query.append(" filter ", "bold reverse")
             query.append(f" {self.query_text}  ")
+        history = self._history_text()
+        if history is not None:
+            query.append_text(history)
+            query.append("  ")
         if self.search_text:
             query.append(" search ", "bold reverse")
             query.append(f" {self.search_text}  {self._matches:,} matching")
         bar = self.query_one("#logs-query", Static)
         bar.update(query)
-        bar.display = bool(self.query_text or self.search_text)
+        bar.display = bool(self.query_text or self.search_text or history is not None)
 
+        problems = [p for p in (self.pattern_error, self.history_error) if p is not None]
         error = self.query_one("#logs-error", Static)
-        error.update(Text(self.pattern_error or "", style="bold"))
-        error.display = self.pattern_error is not None
+        error.update(Text("\n".join(sanitize(p) for p in problems), style="bold"))
+        error.display = bool(problems)
+
+    def _history_text(self) -> Text | None:
+        """Where the history search for the filter stands, for the query bar."""
+        state = self.history_state
+        if state is None:
+            return None
+        if state in ("waiting", "searching"):
+            return Text("⟳ searching the history…", style="bold yellow")
+        if state == "memory":
+            return Text("history: all in memory", style="dim")
+        if state == "failed":
+            return Text("history: not searched", style="bold red")
+        if self.history_shown:
+            return Text(f"+{self.history_shown:,} from history", style="bold green")
+        return Text("history: no older matches", style="dim")
 
     # --- follow and pause --------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
@@ -427,11 +612,16 @@ class LogsScreen(Screen[None]):
         self._apply_filter(new)
 
     def _apply_filter(self, new: LogFilter) -> None:
+        if new == self._filter:
+            # E.g. the input reopened with the same query: the history stays in view.
+            self._refresh_bars()
+            return
         self._filter = new
         keep = self.view.selected
         self.view.set_records(new.apply(self._buffer), keep=keep)
         pattern = self.view.search
         self._matches = count_matches(self.view.records, pattern) if pattern else 0
+        self._search_history_for_filter()
         self._refresh_bars()
 
     def set_search(self, text: str) -> None:

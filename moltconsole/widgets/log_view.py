@@ -3,6 +3,12 @@
 Only the rows on screen are rendered (``render_line``), rendered records are cached, and the
 number of records held is bounded by ``max_lines``: at thousands of lines a second the cost of
 a frame depends on the height of the terminal, not on how many lines went by.
+
+What stays alive is what costs at 10,000 lines a second: each object that outlives a few
+frames reaches Python's oldest GC generation, and every full collection walks all of them
+while the UI waits. So the cache is small (a few screens of rows) and holds plain segment
+lists, not ``Strip`` objects: a ``Strip`` carries seven caches of its own that would keep
+every crop and restyle of it alive as long as the cache entry.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
@@ -33,6 +40,7 @@ LEVEL_WIDTH = 5
 TIME_WIDTH = len("00:00:00.000")
 SUBSYSTEM_WIDTH = 8
 CUT_MARK = " …"
+RENDER_CACHE = 256  # rendered records kept: a few screens, for scrolling and cursor moves
 
 
 class LogView(ScrollView, can_focus=True, inherit_bindings=False):
@@ -77,7 +85,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self._starts: list[int] = []
         self._end = 0
         self._wrap_width = 0
-        self._strips: LRUCache[LogRecord, Strip] = LRUCache(2048)
+        self._rendered: LRUCache[LogRecord, tuple[list[Segment], int]] = LRUCache(RENDER_CACHE)
 
     # --- state ------------------------------------------------------------------------------
     @property
@@ -123,13 +131,13 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     @search.setter
     def search(self, pattern: TextPattern | None) -> None:
         self._search = pattern
-        self._strips.clear()
+        self._rendered.clear()
         self.refresh()
 
     def set_records(self, records: Iterable[LogRecord], *, keep: LogRecord | None = None) -> None:
         """Replace the content; the cursor goes to ``keep`` if present, else to the end."""
         self._records = list(records)[-self.max_lines:]
-        self._strips.clear()
+        self._rendered.clear()
         self._widest = max((self._cells(r) for r in self._records), default=0)
         self._rebuild_rows()
         index = -1
@@ -215,9 +223,9 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def _cells(self, record: LogRecord) -> int:
         """The record's width in cells, without rendering it."""
-        cells = self._prefix_cells() + cell_len(record.body)
+        cells = self._prefix_cells() + _text_cells(record.body)
         if record.subsystem:
-            cells += max(cell_len(record.subsystem), SUBSYSTEM_WIDTH) + 1
+            cells += max(_text_cells(record.subsystem), SUBSYSTEM_WIDTH) + 1
         return cells + len(CUT_MARK) if _is_cut(record) else cells
 
     def _height(self, cells: int) -> int:
@@ -264,7 +272,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             self.virtual_size = Size(self._widest, len(self._records))
 
     def _layout_changed(self) -> None:
-        self._strips.clear()
+        self._rendered.clear()
         self._widest = max((self._cells(r) for r in self._records), default=0)
         self._rebuild_rows()
         self._update_size()
@@ -285,13 +293,13 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def notify_style_update(self) -> None:
         """Cached strips hold resolved styles; a theme change must redraw them."""
         super().notify_style_update()
-        self._strips.clear()
+        self._rendered.clear()
 
     # --- rendering --------------------------------------------------------------------------
     def _render_record(self, record: LogRecord) -> Strip:
-        cached = self._strips.get(record)
+        cached = self._rendered.get(record)
         if cached is not None:
-            return cached
+            return Strip(*cached)
         text = Text(no_wrap=True, end="")
         if self._timestamps:
             text.append(format_time(record.time), self.get_component_rich_style("logs-view--time"))
@@ -311,9 +319,9 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             match_style = self.get_component_rich_style("logs-view--match")
             for start, end in self._search.spans(record.body):
                 text.stylize(match_style, body_at + start, body_at + end)
-        strip = Strip(list(text.render(self.app.console)), text.cell_len)
-        self._strips[record] = strip
-        return strip
+        segments = list(text.render(self.app.console))
+        self._rendered[record] = (segments, text.cell_len)
+        return Strip(segments, text.cell_len)
 
     def render_line(self, y: int) -> Strip:
         """One visual row: a record, or a slice of a wrapped one."""
@@ -339,6 +347,11 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     def rendered_rows(self) -> list[str]:
         """The text of the rows now on screen (for tests and the 'copy screen' idea)."""
         return [self.render_line(y).text for y in range(self.size.height)]
+
+
+def _text_cells(text: str) -> int:
+    """Width in cells; sanitised ASCII (no controls left) is one cell a character."""
+    return len(text) if text.isascii() else cell_len(text)
 
 
 def _is_cut(record: LogRecord) -> bool:

@@ -1,21 +1,27 @@
 """The Logs screen, hosted alone in a small app and fed by a fake of our own log API.
 
 The fake speaks the documented ``BackendClient.logs`` contract (batches, then caught_up, then
-live batches the test pushes), so the screen's whole path from stream to pixels runs for real.
+live batches the test pushes) and answers queries (tail, since_time, grep, levels) the way the
+backend does, so the screen's whole path from stream to pixels runs for real. The tests marked
+``docker`` run the real backend instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import re
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.app import App
 from textual.pilot import Pilot
 
-from moltconsole.client import BackendClient
+from moltconsole.client import BackendClient, BackendError
 from moltconsole.resources import styles_dir
 from moltconsole.screens.logs import LogDetailScreen, LogSource, LogsScreen
 from moltconsole.widgets.log_view import LogView
@@ -53,25 +59,67 @@ FIXED = [
 
 
 class FakeLogs:
-    """A fake BackendClient.logs: history first, then caught_up, then what the test pushes."""
+    """A fake BackendClient.logs: history first, then caught_up, then what the test pushes.
 
-    def __init__(self, history: list[dict[str, Any]], *, dropped: int = 0) -> None:
-        self.history = history
+    Queries are answered as the backend answers them: ``since_time``, ``levels`` and ``grep``
+    (on the message or the subsystem) select, ``tail`` keeps the last N of what matches. Pushed
+    lines join the history, as they join the backend's spool. ``refuse`` makes the fake refuse
+    any grep containing that text, as a backend with a poorer regex engine would; ``gate``, when
+    given, holds every history search (``follow=False``) until the test sets it.
+    """
+
+    def __init__(self, history: list[dict[str, Any]], *, dropped: int = 0, refuse: str | None = None,
+                 gate: asyncio.Event | None = None) -> None:
+        self.history = list(history)
         self.dropped = dropped
+        self.refuse = refuse
+        self.gate = gate
         self.calls: list[dict[str, Any]] = []
+        self.asked = asyncio.Event()  # set at each history search
+        self.cancelled = 0  # history searches abandoned by the screen before they ended
         self.live: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    @property
+    def searches(self) -> list[dict[str, Any]]:
+        """The history searches asked so far (the calls without follow)."""
+        return [call for call in self.calls if not call.get("follow", True)]
+
+    def select(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        since, levels, grep = query.get("since_time"), query.get("levels"), query.get("grep")
+        if grep is not None and self.refuse is not None and self.refuse in grep:
+            raise BackendError(f"'grep' is not a valid regular expression: {self.refuse} is not "
+                               "supported", "request", 0)
+        pattern = re.compile(grep) if grep is not None else None
+        found = [
+            r for r in self.history
+            if (since is None or r["time"] >= since) and (levels is None or r["level"] in levels)
+            and (pattern is None or pattern.search(r["message"]) or pattern.search(r["subsystem"]))
+        ]
+        tail = query.get("tail")
+        return found if tail is None else found[len(found) - min(tail, len(found)):]
 
     async def logs(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
         self.calls.append(kwargs)
-        since = kwargs.get("since_time")
-        history = [r for r in self.history if since is None or r["time"] >= since]
-        yield {"type": "batch", "records": history, "dropped": self.dropped}
+        if not kwargs.get("follow", True):
+            self.asked.set()
+            try:
+                if self.gate is not None:
+                    await self.gate.wait()
+                found = self.select(kwargs)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            yield {"type": "batch", "records": found, "dropped": 0}
+            yield {"type": "caught_up"}
+            return
+        yield {"type": "batch", "records": self.select(kwargs), "dropped": self.dropped}
         yield {"type": "caught_up"}
         while True:
             yield await self.live.get()
 
     def push(self, records: list[dict[str, Any]], dropped: int = 0) -> None:
         """Send a live batch."""
+        self.history.extend(records)
         self.live.put_nowait({"type": "batch", "records": records, "dropped": dropped})
 
 
@@ -120,6 +168,20 @@ async def push(pilot: Pilot[None], records: list[dict[str, Any]], dropped: int =
     await pilot.pause()
 
 
+async def searched(pilot: Pilot[None], *keys: str) -> LogsScreen:
+    """Press ``keys`` (a filter change) and wait until the history search they start has ended."""
+    screen = screen_of(pilot)
+    screen.history_settled.clear()
+    await pilot.press(*keys)
+    await asyncio.wait_for(screen.history_settled.wait(), 10)
+    await pilot.pause()
+    return screen
+
+
+def query_bar(screen: LogsScreen) -> str:
+    return str(screen.query_one("#logs-query").render())
+
+
 def rows(pilot: Pilot[None]) -> list[str]:
     return pilot.app.screen.query_one(LogView).rendered_rows()
 
@@ -144,6 +206,17 @@ def test_logs_snapshot_filtered_paused_and_searched(snap_compare: Any) -> None:
         await pilot.pause()
 
     assert snap_compare(LogsApp(FakeLogs(FIXED)), terminal_size=(80, 24), run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_history_search_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await searched(pilot, "f", *"sub:agent", "enter")
+
+    # Memory holds seq 6-10; the agent lines 4 and 5 come from the history.
+    app = LogsApp(FakeLogs(FIXED), max_lines=5, history_delay=0)
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
@@ -206,6 +279,152 @@ async def test_filter_applies_to_live_lines_too() -> None:
         await push(pilot, [record(11, "another pairing request", subsystem="devices"),
                            record(12, "unrelated", subsystem="agent")])
         assert [r.seq for r in screen.view.records] == [9, 11]
+
+
+async def test_filter_finds_lines_only_in_the_backends_history() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        assert [r.seq for r in screen.view.records] == [6, 7, 8, 9, 10]  # memory: the last 5
+
+        screen = await searched(pilot, "f", *"retry", "enter")
+        # Without a delay every key asks; the last search is the one in force.
+        assert client.searches[-1] == {"follow": False, "tail": 5, "grep": "(?i)retry",
+                                       "levels": None, "since_time": None}
+        assert visible_messages(screen) == ["rate limited by upstream, retrying in 2s"]
+        assert "+1 from history" in query_bar(screen)
+
+        # Live lines that match keep coming after the history.
+        await push(pilot, [record(11, "retrying again"), record(12, "unrelated")])
+        assert [r.seq for r in screen.view.records] == [5, 11]
+
+        # A level floor is searched as the levels at or above it (the text filter still holds).
+        await searched(pilot, "escape")  # no filter: nothing to search
+        assert screen.history_state is None and "history" not in query_bar(screen)
+        screen = await searched(pilot, "l", "l", "l")  # warn+
+        assert client.searches[-1]["levels"] == ["warn", "error", "fatal"]
+        assert client.searches[-1]["grep"] is None
+        assert [r.seq for r in screen.view.records] == [5, 6]
+
+
+async def test_subsystem_filter_searches_the_history_by_name() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        screen = await searched(pilot, "f", *"sub:agent sub:Cron", "enter")
+        # The backend greps message or subsystem; the screen keeps the lines whose subsystem matches.
+        assert client.searches[-1]["grep"] == "(?i)agent|cron"
+        assert [r.seq for r in screen.view.records] == [3, 4, 5, 6, 8]
+        assert "+3 from history" in query_bar(screen)
+
+
+async def test_time_window_with_a_filter_searches_that_window() -> None:
+    client = FakeLogs([record(1, "old match", offset=-3600), record(2, "recent match", offset=0),
+                       *[record(i, f"filler {i}", offset=0) for i in range(3, 8)]])
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        screen = await searched(pilot, "f", *"match", "enter")
+        assert visible_messages(screen) == ["old match", "recent match"]
+        screen = await searched(pilot, "r")  # last 1m: the stream restarts, then the search
+        assert client.searches[-1] == {"follow": False, "tail": 5, "grep": "(?i)match",
+                                       "levels": None, "since_time": T0 + 20 - 60}
+        assert visible_messages(screen) == ["recent match"]
+
+
+async def test_typing_cancels_the_search_for_the_previous_filter() -> None:
+    gate = asyncio.Event()
+    client = FakeLogs(FIXED, gate=gate)
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("f", "r")
+        await asyncio.wait_for(client.asked.wait(), 10)
+        assert screen.history_state == "searching"
+        assert "searching the history" in query_bar(screen)
+        client.asked.clear()
+        await pilot.press("a")
+        await asyncio.wait_for(client.asked.wait(), 10)
+        await pilot.pause()
+        assert client.cancelled == 1  # the search for "r" was abandoned
+        gate.set()
+        await asyncio.wait_for(screen.history_settled.wait(), 10)
+        await pilot.pause()
+        assert [c["grep"] for c in client.searches] == ["(?i)r", "(?i)ra"]
+        assert visible_messages(screen) == ["rate limited by upstream, retrying in 2s"]
+
+
+async def test_a_regex_the_backend_refuses_is_explained() -> None:
+    client = FakeLogs(FIXED, refuse="(?<=")
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        screen = await searched(pilot, "f", *"/(?<=tool )browser/", "enter")
+        error = screen.query_one("#logs-error")
+        assert error.display
+        message = str(error.render())
+        assert "The backend cannot search its history for /(?<=tool )browser/" in message
+        assert "(?<= is not supported" in message and "in memory only" in message
+        assert "history: not searched" in query_bar(screen)
+        assert [r.seq for r in screen.view.records] == [6]  # the filter still works in memory
+        # Another filter clears the message.
+        await searched(pilot, "f", "ctrl+u", *"retry", "enter")
+        assert not error.display
+        assert [r.seq for r in screen.view.records] == [5]
+
+
+async def test_no_history_search_while_memory_holds_every_line() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        screen = await searched(pilot, "f", *"retry", "enter")
+        assert client.searches == []
+        assert "history: all in memory" in query_bar(screen)
+
+
+async def test_history_lines_are_not_repeated_when_a_pause_ends() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client, max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("p")
+        await push(pilot, [record(11, "while paused", subsystem="agent")])
+        screen = await searched(pilot, "f", *"sub:agent", "enter")
+        # The search also found 11, which waits to be shown: only 4 and 5 come from it.
+        assert [r.seq for r in screen.view.records] == [4, 5, 6, 8]
+        await pilot.press("p")
+        assert [r.seq for r in screen.view.records] == [4, 5, 6, 8, 11]
+
+
+async def test_a_failed_history_search_is_shown_and_memory_still_filters() -> None:
+    class Gone(FakeLogs):
+        async def logs(self, **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+            if not kwargs.get("follow", True):
+                self.calls.append(kwargs)
+                raise BackendError("no moltconsole backend answers on /run/x.sock")
+            async for message in super().logs(**kwargs):
+                yield message
+
+    app = LogsApp(Gone(FIXED), max_lines=5, history_delay=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        screen = await searched(pilot, "f", *"pairing", "enter")
+        message = str(screen.query_one("#logs-error").render())
+        assert "Searching the history for pairing failed: no moltconsole backend answers" in message
+        assert [r.seq for r in screen.view.records] == [9]
+
+
+async def test_long_lived_objects_are_frozen_only_while_the_screen_is_up() -> None:
+    assert gc.get_freeze_count() == 0
+    app = LogsApp(FakeLogs(FIXED))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot)
+        await pilot.pause()
+        assert gc.get_freeze_count() > 10_000  # Textual's own objects, skipped by full collections
+    assert gc.get_freeze_count() == 0
 
 
 async def test_level_floor_cycles() -> None:
@@ -417,6 +636,59 @@ async def test_stream_failure_is_shown_and_retried() -> None:
         assert client.calls[1] == {"follow": True, "since_seq": 4}
         assert [r.seq for r in screen.view.records] == list(range(1, 11))
         assert screen.problem is None
+
+
+def write_log_lines(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Append JSON lines to the sandbox's OpenClaw log file, as OpenClaw writes them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("".join(json.dumps(line) + "\n" for line in lines))
+
+
+async def collected(client: BackendClient, message: str) -> None:
+    """Wait until the backend has ``message`` in its history."""
+    async def follow() -> None:
+        async for batch in client.logs(tail=1, follow=True, grep=f"^{re.escape(message)}$"):
+            if batch.get("records"):
+                return
+
+    await asyncio.wait_for(follow(), 30)
+
+
+@pytest.mark.docker
+async def test_filter_finds_lines_in_the_real_backends_history(
+    backend: tuple[BackendService, BackendClient],
+) -> None:
+    """The real backend's spool holds lines memory does not: the filter finds them there."""
+    service, client = backend
+    log_file = service.logs.log_file
+    now = time.time()
+    lines = [{"time": now, "level": "warn" if i % 40 == 0 else "info", "subsystem": "probe",
+              "message": f"needle {i}" if i % 40 == 0 else f"filler {i}"} for i in range(200)]
+    write_log_lines(log_file, lines)
+    await collected(client, "filler 199")
+
+    app = LogsApp(client, max_lines=50, history_delay=0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await ready(pilot)
+        # Memory holds 150-199: needle 160 is there, the older needles only on disk.
+        assert [r.message for r in screen._buffer if r.message.startswith("needle")] == ["needle 160"]
+        screen = await searched(pilot, "f", *"/^needle \\d+$/", "enter")
+        assert visible_messages(screen) == [f"needle {i}" for i in range(0, 200, 40)]
+        assert "+4 from history" in query_bar(screen)
+        assert any(row.rstrip().endswith("needle 160") for row in rows(pilot))
+
+        # Then live lines that match, and only those, follow.
+        write_log_lines(log_file, [{"time": time.time(), "level": "info", "subsystem": "probe",
+                                    "message": m} for m in ("filler 200", "needle 200")])
+        while screen.view.records[-1].message != "needle 200":
+            screen.applied.clear()
+            await asyncio.wait_for(screen.applied.wait(), 30)
+        assert visible_messages(screen)[-2:] == ["needle 160", "needle 200"]
+
+        # A level floor asks the backend too: warn+ here is exactly the needles.
+        screen = await searched(pilot, "escape", "l", "l", "l")
+        assert visible_messages(screen) == [f"needle {i}" for i in range(0, 200, 40)]
 
 
 @pytest.mark.docker

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from moltconsole.logfilter import (
@@ -130,3 +132,45 @@ def test_windows_and_cycles() -> None:
         window_start("2d", 0.0)
     assert next_in_cycle(LEVEL_FLOORS, None) == "debug"
     assert next_in_cycle(LEVEL_FLOORS, "error") is None
+
+
+def test_backend_regex_carries_smart_case_and_escapes_text() -> None:
+    def grep(source: str) -> str:
+        pattern = TextPattern.parse(source)
+        assert pattern is not None
+        return pattern.backend_regex()
+
+    assert grep("a.b") == "(?i)a\\.b"
+    assert grep("Error") == "Error"
+    assert grep("/^(model|tool) /") == "(?i)^(model|tool) "
+    # The user's own global flags still come first, where Python accepts them.
+    assert grep("/(?s)a.b/") == "(?i)(?s)a.b"
+    for source in ("a.b", "Error", "/^(model|tool) /", "/(?s)a.b/"):
+        assert re.compile(grep(source)).pattern == grep(source)
+    assert re.search(grep("/(?s)a.b/"), "A\nB")
+
+
+def test_history_request_for_text_subsystems_levels_and_window() -> None:
+    assert not LogFilter(since=5.0).narrows  # the window alone is the stream's business
+    assert LogFilter.parse("x").narrows and LogFilter(level_floor="warn").narrows
+    assert LogFilter.parse("sub:agent").narrows
+    assert LogFilter.parse("timeout sub:agent", level_floor="warn", since=5.0).history_request() == {
+        "grep": "(?i)timeout", "levels": ["warn", "error", "fatal"], "since_time": 5.0}
+    assert LogFilter.parse("sub:agent sub:a.b").history_request() == {
+        "grep": "(?i)agent|a\\.b", "levels": None, "since_time": None}
+    assert LogFilter(level_floor="debug").history_request()["levels"] == [
+        "debug", "info", "warn", "error", "fatal"]
+
+
+def test_what_the_backend_sends_for_a_request_is_a_superset_of_the_matches() -> None:
+    """The backend greps message or subsystem; every line the filter passes is among them."""
+    query = LogFilter.parse("sub:agent retry", level_floor="info")
+    request = query.history_request()
+    grep = re.compile(request["grep"])
+    records = [rec(1, "Retry now", subsystem="agent"), rec(2, "retry", subsystem="cron"),
+               rec(3, "no", subsystem="retry-agent"), rec(4, "retry", level="debug", subsystem="agent")]
+    sent = [r for r in records if r.level in request["levels"]
+            and (grep.search(r.message) or grep.search(r.subsystem))]
+    assert [r.seq for r in sent] == [1, 2, 3]
+    assert [r.seq for r in query.apply(sent)] == [1]
+    assert query.apply(records) == query.apply(sent)
