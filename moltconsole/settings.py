@@ -181,7 +181,7 @@ class CloudflareSettings(_Section):
 
     account_id: str = ""
     gateway_id: str = ""
-    api_token_env: str = "CLOUDFLARE_API_TOKEN"
+    api_token_env: str = "CLOUDFLARE_API_TOKEN"  # noqa: S105 - the name of a variable
     api_base: str = "https://api.cloudflare.com/client/v4"
     import_interval: float = Field(default=300.0, ge=10)
 
