@@ -346,5 +346,20 @@ def _describe(exc: ValidationError, path: Path, origin: Mapping[tuple[str, ...],
             lines.append(f"  {key} (in {where}): unknown setting. Check the spelling or remove it.")
             continue
         message = str(err["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {key} = {err.get('input')!r} (in {where}): {message}")
+        if err["type"] == "missing":
+            lines.append(f"  {key} (in {where}): {message}; add it.")
+            continue
+        lines.append(f"  {key} = {_shown(loc, err.get('input'))} (in {where}): {message}")
     return "\n".join(lines)
+
+
+_SECRET_KEYS = ("api_key", "headers", "token", "secret", "password")
+
+
+def _shown(loc: tuple[str, ...], value: Any) -> str:
+    """A bad value as the error message may show it: never a secret, never a whole table."""
+    if any(part in _SECRET_KEYS for part in loc):
+        return "<hidden>"
+    if isinstance(value, Mapping):
+        return "{...}"
+    return repr(value)

@@ -90,3 +90,18 @@ def test_paths_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     settings = load_settings(None, env={"XDG_CONFIG_HOME": str(tmp_path)})
     assert settings.paths.data_dir == tmp_path / "data" / "moltconsole"
     assert settings.sandbox_dir == tmp_path / "data" / "moltconsole" / "sandboxes" / "default"
+
+
+def test_errors_never_show_a_provider_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[gateway.providers.mine]\napi = "anthropic"\napi_key = "sk-ant-SECRET-1234"\n'
+        '[gateway.providers.other]\napi = "telepathy"\nbase_url = "https://x"\n'
+        'api_key = "sk-ant-SECRET-1234"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, env={})
+    text = str(caught.value)
+    assert "gateway.providers.mine.base_url" in text and "add it" in text
+    assert "gateway.providers.other.api" in text
+    assert "SECRET" not in text
