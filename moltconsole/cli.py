@@ -205,12 +205,31 @@ def _console(settings: Settings) -> int:
     return EXIT_OK
 
 
+async def _gateway_line(client: BackendClient) -> str:
+    """Where the AI gateway listens and what it spent today, for `status`."""
+    from moltconsole.widgets.cost_format import money
+
+    gateway = (await client.health()).get("gateway") or {}
+    if not gateway.get("enabled"):
+        return "AI gateway: off (gateway.enabled = false)"
+    where = gateway.get("listening") or "not listening"
+    try:
+        summary = await client.costs_summary()
+    except BackendError:
+        return f"AI gateway: {where}"
+    return f"AI gateway: {where}, spent today {money(summary.today_nanos)}"
+
+
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     command = args.command
     if command == "status":
         async with BackendClient(settings.socket_path) as client:
             status = await client.status()
-        print(json.dumps(status, indent=2) if args.json else format_status(status))
+            if args.json:
+                print(json.dumps(status, indent=2))
+                return EXIT_OK
+            print(format_status(status))
+            print(await _gateway_line(client))
         return EXIT_OK
     from moltconsole.launcher import ensure_backend
 

@@ -15,6 +15,7 @@ import pytest
 
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole_backend.api.service import BackendAlreadyRunning, BackendService
+from moltconsole_backend.gateway.server import bridge_address
 from tests.conftest import SandboxEnv
 
 NOBODY = 65534
@@ -114,6 +115,10 @@ def test_cli_status_json_and_exec_through_a_detached_backend(
         assert "ready in" in started.stdout
         status = subprocess.run([*base, "status", "--json"], capture_output=True, text=True, timeout=60)
         assert json.loads(status.stdout)["state"] == "ready"
+        human = subprocess.run([*base, "status"], capture_output=True, text=True, timeout=60)
+        port = sandbox_env.settings.gateway.port
+        bridge = bridge_address()
+        assert f"AI gateway: {bridge}:{port}, spent today $0.00" in human.stdout, human.stdout
         run = subprocess.run([*base, "exec", "--", "sh", "-c", "echo hi; exit 5"],
                              capture_output=True, text=True, timeout=60)
         assert (run.returncode, run.stdout) == (5, "hi\n")
