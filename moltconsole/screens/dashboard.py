@@ -58,6 +58,7 @@ class SandboxPanel(Static):
         code = status.get("last_exit_code")
         table.add_row("last exit", "-" if code is None else str(code))
         table.add_row("gateway", status.get("gateway_url") or "-")
+        table.add_row("AI gateway", status.get("model_gateway") or "off")
         table.add_row("state dir", Text(status.get("state_dir") or "-", overflow="fold"))
         self.update(table)
 

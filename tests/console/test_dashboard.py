@@ -30,7 +30,7 @@ def backend_process() -> Iterator[Path]:
     config.write_text(
         '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
         f'[paths]\ndata_dir = "{FIXED_ROOT}/data"\nruntime_dir = "{FIXED_ROOT}/run"\n'
-        "[gateway]\nport = 18798\n"
+        '[gateway]\nport = 18798\nbind_address = "127.0.0.1"\n'
     )
     log_path = FIXED_ROOT / "backend.log"  # a file, not a pipe: nobody drains a pipe while tests run
     with open(log_path, "wb") as log:

@@ -140,6 +140,7 @@ class BackendService:
             # The gateway first: a sandbox the manager brings back must find its model route.
             await self.gateway.start()
             self._gateway_started = True
+            self.manager.model_gateway = self.gateway.status()["listening"]
             await self.manager.open()
             await self.logs.start()
             self._logs_started = True

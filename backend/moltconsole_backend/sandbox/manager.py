@@ -89,6 +89,7 @@ class SandboxManager:
             )
         )
         self.paths = spec.SandboxPaths(settings.sandbox_dir)
+        self.model_gateway: str | None = None  # set by the backend once the AI gateway listens
         self.name = spec.container_name(settings)
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -168,6 +169,7 @@ class SandboxManager:
         return dataclasses.replace(
             status,
             gateway_url=self.gateway_url(),
+            model_gateway=self.model_gateway,
             state_dir=str(self.paths.state),
             openclaw_version=status.openclaw_version or self.wanted_version(),
         )

@@ -56,6 +56,7 @@ class SandboxStatus:
     last_exit_code: int | None = None
     restart_at: float | None = None
     gateway_url: str | None = None
+    model_gateway: str | None = None  # where the AI gateway listens for this sandbox's model calls
     state_dir: str | None = None
 
     def to_json(self) -> dict[str, Any]:
