@@ -27,8 +27,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from moltconsole.settings import GatewaySettings, ProviderSettings
 
 from . import usage as usage_mod
@@ -36,6 +34,7 @@ from .budgets import BudgetGuard
 from .pricing import PriceTable
 from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
 from .trigger import classify_trigger
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 log = logging.getLogger(__name__)
 
@@ -167,33 +166,21 @@ class GatewayProxy:
         self.record = record
         self.guard = guard
         self._env = os.environ if env is None else env
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: UpstreamPool | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def _http(self) -> aiohttp.ClientSession:
-        # aiohttp rather than httpx here: measured on this path, httpx's connection pool cost
-        # milliseconds per request with 100 streams open, which alone broke the latency target.
-        if self._session is None:
+    def _http(self) -> UpstreamPool:
+        if self._pool is None:
             s = self.settings
-            self._session = aiohttp.ClientSession(
-                # No total limit: a long generation is never cut; only a silence this long is.
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=s.connect_timeout, sock_read=s.read_timeout
-                ),
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60, enable_cleanup_closed=True),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=False,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+            self._pool = UpstreamPool(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
+        return self._pool
 
     async def aclose(self) -> None:
-        """Close the upstream connection pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the upstream connections."""
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     # -- ASGI ----------------------------------------------------------------------------------
 
@@ -482,15 +469,11 @@ class _Exchange:
         self.attempts.append(attempt)
         a0 = time.perf_counter()
         try:
-            response = await client.post(url, data=payload, headers=headers, allow_redirects=False)
-        except TimeoutError as exc:
-            return self._failed(
-                attempt, a0, "timeout", f"no answer from {target.provider} ({type(exc).__name__})"
-            )
-        except aiohttp.ClientError as exc:
-            return self._failed(
-                attempt, a0, "connect", f"cannot reach {target.provider}: {type(exc).__name__}"
-            )
+            response = await client.request("POST", url, headers, payload)
+        except UpstreamTimeout as exc:
+            return self._failed(attempt, a0, "timeout", f"no answer from {target.provider}: {exc}")
+        except UpstreamError as exc:
+            return self._failed(attempt, a0, "connect", f"cannot reach {target.provider}: {exc}")
         headers_at = time.perf_counter()
         self.waited += headers_at - a0
         attempt.status = response.status
@@ -498,7 +481,7 @@ class _Exchange:
         if response.status >= 400:
             try:
                 body = await response.read()
-            except (aiohttp.ClientError, TimeoutError):
+            except UpstreamError:
                 body = b""
             finally:
                 response.release()
@@ -523,7 +506,7 @@ class _Exchange:
         self,
         target: _Target,
         attempt: AttemptRecord,
-        response: aiohttp.ClientResponse,
+        response: UpstreamResponse,
         a0: float,
         headers_at: float,
         warning: str,
@@ -547,7 +530,7 @@ class _Exchange:
         failure = ""
 
         async def pump() -> None:
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 parser.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
 
@@ -713,9 +696,9 @@ async def _disconnected(receive: Receive) -> None:
 
 
 def _stream_failure(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, UpstreamTimeout):
         return "the provider sent nothing for longer than gateway.read_timeout"
-    if isinstance(exc, aiohttp.ClientError):
+    if isinstance(exc, UpstreamError):
         return f"the provider's connection broke mid-response ({type(exc).__name__})"
     return f"relaying the response failed ({type(exc).__name__})"
 
