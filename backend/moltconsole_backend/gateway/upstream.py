@@ -1,8 +1,9 @@
 """The gateway's HTTP/1.1 client to the providers: pooled keep-alive connections, nothing else.
 
 Why not a general-purpose client: on this path everything is added to every model request.
-Measured here with 100 streams open (bench/bench_gateway.py), aiohttp's client alone took the
-time to the first byte from 1.4 ms to 4.2 ms (p50), and httpx's pool cost milliseconds more.
+Measured with 100 paced streams open against the same fake provider, the time to the first
+byte was 1.9 ms (p50) over a bare socket, 2.0 ms through this client and 4.6 ms through
+aiohttp's; httpx's pool cost more still.
 Responses are parsed by ``httptools`` (the C parser uvicorn uses), not by hand; this module
 only owns the connections and the flow of bytes:
 
