@@ -182,6 +182,12 @@ async def test_history_survives_backend_restarts_without_duplicates(
                                     "for i in 1 2 3; do echo \"RESTARTMARK after $i\"; done")
             await collect_until(client, lambda rs: any("after 3" in r["message"] for r in rs),
                                 grep="RESTARTMARK")
+
+            # The file tailer may still be reading the second run's lines; wait for its ready line.
+            def both_ready(rs: list[Record]) -> bool:
+                return sum(1 for r in rs if r["source"] == "file" and r["message"] == "gateway ready") >= 2
+
+            await collect_until(client, both_ready)
             records = await history(client)
     marks = [r["message"] for r in records if "RESTARTMARK" in r["message"]]
     assert marks == [f"RESTARTMARK {phase} {i}" for phase in ("before", "while-away", "after")
