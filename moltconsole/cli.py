@@ -470,6 +470,19 @@ def check_logs_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _losses(message: dict[str, Any]) -> list[str]:
+    """What a batch says was lost, and why, for a person reading the output."""
+    dropped = int(message.get("dropped") or 0)
+    disk_full = min(int(message.get("disk_full") or 0), dropped)
+    notes = []
+    if disk_full:
+        notes.append(f"{disk_full} lines were not kept: the disk is full "
+                     "(free some space, or lower logs.history_mb)")
+    if dropped - disk_full:
+        notes.append(f"{dropped - disk_full} lines were dropped (this reader fell behind)")
+    return notes
+
+
 async def _logs(client: BackendClient, args: argparse.Namespace) -> int:
     out = sys.stdout
     async for message in client.logs(
@@ -478,8 +491,8 @@ async def _logs(client: BackendClient, args: argparse.Namespace) -> int:
         kind = message.get("type")
         if kind == "batch":
             lines = [json.dumps(r) if args.json else format_log_record(r) for r in message["records"]]
-            if message.get("dropped"):
-                lines.append(f"moltconsole: {message['dropped']} lines were dropped (fell behind)")
+            for note in _losses(message):
+                print(f"moltconsole: {note}", file=sys.stderr)  # stderr: --json output stays parseable
             if lines:
                 out.write("\n".join(lines) + "\n")
                 out.flush()

@@ -469,3 +469,14 @@ async def test_device_decision_is_reported_in_plain_words(
     args = cli.build_parser().parse_args(["devices", decision, "req-1"])
     assert await cli._devices(cast(BackendClient, DeviceClient()), args) == cli.EXIT_OK
     assert capsys.readouterr().out == f"{said} req-1\n"
+
+
+def test_log_losses_say_why() -> None:
+    from moltconsole.cli import _losses
+
+    assert _losses({"dropped": 0}) == []
+    assert _losses({"dropped": 5}) == ["5 lines were dropped (this reader fell behind)"]
+    assert _losses({"dropped": 5, "disk_full": 3}) == [
+        "3 lines were not kept: the disk is full (free some space, or lower logs.history_mb)",
+        "2 lines were dropped (this reader fell behind)",
+    ]
