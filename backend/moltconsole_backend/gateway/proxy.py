@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -158,8 +159,6 @@ class GatewayProxy:
         guard: BudgetGuard | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        import os
-
         self.settings = settings
         self.tokens = tokens
         self.prices = prices
@@ -338,7 +337,6 @@ class _Exchange:
         self.id = uuid.uuid4().hex
         self.waited = 0.0  # seconds spent waiting on upstream or backing off (not our overhead)
         self.attempts: list[AttemptRecord] = []
-        self.response_started = False
         self.ttfb_ms: float | None = None
         self.body: dict[str, Any] = {}
         self.requested_model = ""
@@ -490,7 +488,7 @@ class _Exchange:
             attempt.error_kind = kind
             attempt.duration_ms = (time.perf_counter() - a0) * 1000
             return response.status, kind, message, body, list(response.raw_headers)
-        await self._relay(target, attempt, response, a0, headers_at, warning)
+        await self._relay(target, attempt, response, a0, warning)
         return None
 
     def _failed(
@@ -508,7 +506,6 @@ class _Exchange:
         attempt: AttemptRecord,
         response: UpstreamResponse,
         a0: float,
-        headers_at: float,
         warning: str,
     ) -> None:
         """Stream an upstream response to the agent, parsing a copy, until the end or a disconnect."""
@@ -523,7 +520,6 @@ class _Exchange:
             out_headers.append((BUDGET_HEADER, warning.encode("ascii", "replace")))
         send = self.send
         await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
-        self.response_started = True
         self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
         outcome: Outcome = "ok"
         cancelled = False
@@ -572,7 +568,6 @@ class _Exchange:
         attempt.error_kind = kind
         cost = self.proxy.prices.cost(target.provider, target.model, parsed.usage)
         attempt.cost_nanos = cost.total_nanos
-        del headers_at
         self._finish(
             target=target,
             status=response.status,

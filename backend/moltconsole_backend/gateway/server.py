@@ -134,11 +134,6 @@ class GatewayServer:
                     loop.run_until_complete(closer())
             loop.close()
 
-    def call(self, fn: Any, *args: Any) -> None:
-        """Run a plain function on the gateway's loop (thread-safe)."""
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
-
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let running responses finish briefly, and join the thread."""
         if self._server is not None:
