@@ -52,15 +52,20 @@ MARK = "B-"  # every streamed message starts with B-<number>
 
 # --- start to first frame -----------------------------------------------------------------------
 def capture(session: str, server: list[str] | None = None) -> str:
-    result = subprocess.run([*(server or ["tmux"]), "capture-pane", "-p", "-t", session],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [*(server or ["tmux"]), "capture-pane", "-p", "-t", session],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return result.stdout
 
 
 def kill_server(server: list[str]) -> None:
     """Stop a private tmux server and remove its socket (tmux 3.3 leaves the file behind)."""
-    found = subprocess.run([*server, "display-message", "-p", "#{socket_path}"],
-                           capture_output=True, text=True, check=False).stdout.strip()
+    found = subprocess.run(
+        [*server, "display-message", "-p", "#{socket_path}"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     subprocess.run([*server, "kill-server"], capture_output=True, check=False)
     if found:
         Path(found).unlink(missing_ok=True)
@@ -73,8 +78,11 @@ def one_run(config: Path, runtime: Path, size: tuple[int, int], run: int) -> flo
     env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime.parent)}
     command = f"{sys.executable} -m moltconsole --config {config}; sleep 30"
     started = time.perf_counter()
-    subprocess.run([*server, "new", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]),
-                    command], env=env, check=True)
+    subprocess.run(
+        [*server, "new", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), command],
+        env=env,
+        check=True,
+    )
     try:
         while time.perf_counter() - started < 20:
             screen = capture(session, server)
@@ -93,9 +101,11 @@ def bench_start(config: Path, root: Path, runs: int) -> list[str]:
         times.append(one_run(config, root / "run", size, run))
         print(f"  {size[0]}x{size[1]}: {times[-1] * 1000:.0f} ms", flush=True)
     med = statistics.median(times)
-    return [f"| start to first frame with backend data, median of {len(times)} | "
-            f"{med * 1000:.0f} ms (max {max(times) * 1000:.0f} ms) | < 1 s: "
-            f"{'met' if med < 1 else 'MISSED'} |"]
+    return [
+        f"| start to first frame with backend data, median of {len(times)} | "
+        f"{med * 1000:.0f} ms (max {max(times) * 1000:.0f} ms) | < 1 s: "
+        f"{'met' if med < 1 else 'MISSED'} |"
+    ]
 
 
 # --- streaming lines into the backend -----------------------------------------------------------
@@ -110,10 +120,20 @@ def _write_lines(path: str, rate: float, total: int, written: Any, stop: Any) ->
             if due > count:
                 stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
                 level = ("info", "debug", "warn")
-                fh.write("".join(
-                    json.dumps({"time": stamp, "level": level[n % 3], "subsystem": "bench",
-                                "message": f"{MARK}{n:07d} {pad}"}) + "\n"
-                    for n in range(count + 1, due + 1)))
+                fh.write(
+                    "".join(
+                        json.dumps(
+                            {
+                                "time": stamp,
+                                "level": level[n % 3],
+                                "subsystem": "bench",
+                                "message": f"{MARK}{n:07d} {pad}",
+                            }
+                        )
+                        + "\n"
+                        for n in range(count + 1, due + 1)
+                    )
+                )
                 fh.flush()
                 count = due
                 written.value = count
@@ -127,8 +147,9 @@ class Writer:
         ctx = multiprocessing.get_context("spawn")
         self.written = ctx.Value("q", 0)
         self.stop = ctx.Event()
-        self.process = ctx.Process(target=_write_lines, daemon=True,
-                                   args=(str(path), rate, total, self.written, self.stop))
+        self.process = ctx.Process(
+            target=_write_lines, daemon=True, args=(str(path), rate, total, self.written, self.stop)
+        )
 
     def __enter__(self) -> Writer:
         self.process.start()
@@ -163,13 +184,29 @@ class Terminal:
 
     def start(self) -> None:
         env = {**os.environ, "XDG_RUNTIME_DIR": str(self.root)}
-        command = (f"echo $$ > {self.pid_file}; exec {sys.executable} -m moltconsole "
-                   f"--config {self.config}")
-        subprocess.run([*self.server, "new", "-d", "-s", self.session, "-x", str(SIZE[0]),
-                        "-y", str(SIZE[1]), "sh", "-c", command], env=env, check=True)
+        command = f"echo $$ > {self.pid_file}; exec {sys.executable} -m moltconsole --config {self.config}"
+        subprocess.run(
+            [
+                *self.server,
+                "new",
+                "-d",
+                "-s",
+                self.session,
+                "-x",
+                str(SIZE[0]),
+                "-y",
+                str(SIZE[1]),
+                "sh",
+                "-c",
+                command,
+            ],
+            env=env,
+            check=True,
+        )
         subprocess.run([*self.server, "set-option", "-g", "window-size", "manual"], check=True)
-        self._control = subprocess.Popen([*self.server, "-C", "attach", "-t", self.session],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._control = subprocess.Popen(
+            [*self.server, "-C", "attach", "-t", self.session], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -177,8 +214,7 @@ class Terminal:
         for line in self._control.stdout:
             if line.startswith(b"%output "):
                 now = time.perf_counter()
-                data = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]),
-                                  line.split(b" ", 2)[2].rstrip(b"\n"))
+                data = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), line.split(b" ", 2)[2].rstrip(b"\n"))
                 with self._cond:
                     self._chunks.append((now, data))
                     del self._chunks[:-4096]  # only what arrived since the last press matters
@@ -207,7 +243,7 @@ class Terminal:
                         continue
                     if needle in tail + data:
                         return at
-                    tail = data[-len(needle):]
+                    tail = data[-len(needle) :]
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     raise TimeoutError(f"{needle!r} did not appear within {timeout} s")
@@ -284,8 +320,10 @@ def bench_latency(root: Path, config: Path, log_file: Path, rate: float, presses
             following = not following
             time.sleep(random.uniform(0.25, 0.6))
             if n % 10 == 9:
-                print(f"  {n + 1} presses, last {latencies[-1] * 1000:.1f} ms, "
-                      f"{writer.count:,} lines written", flush=True)
+                print(
+                    f"  {n + 1} presses, last {latencies[-1] * 1000:.1f} ms, {writer.count:,} lines written",
+                    flush=True,
+                )
         if not following:
             term.send_key("p")
         elapsed_lines = writer.count
@@ -298,9 +336,11 @@ def bench_latency(root: Path, config: Path, log_file: Path, rate: float, presses
     print(f"  streamed {elapsed_lines:,} lines during the presses; status: {status}")
     print(f"  console CPU {cpu:.0%} of a core; load average {load()} on {os.cpu_count()} CPUs")
     print("  every press, sorted (ms): " + " ".join(f"{t * 1000:.0f}" for t in latencies))
-    return [f"| key press (p) to changed frame at {rate:,.0f} lines/s, {len(latencies)} presses | "
-            f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {worst * 1000:.1f} ms | "
-            f"< 100 ms: {'met' if p95 < 0.1 else 'MISSED'} (p95) |"]
+    return [
+        f"| key press (p) to changed frame at {rate:,.0f} lines/s, {len(latencies)} presses | "
+        f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {worst * 1000:.1f} ms | "
+        f"< 100 ms: {'met' if p95 < 0.1 else 'MISSED'} (p95) |"
+    ]
 
 
 def count_label(n: int) -> str:
@@ -331,18 +371,23 @@ def bench_memory(root: Path, config: Path, log_file: Path, rate: float, total: i
                         raise TimeoutError(f"the console shows line {newest:,}, waited for {point:,}")
                     time.sleep(0.2)
                 readings.append((point, term.rss_mb()))
-                print(f"  {point:,} lines: RSS {readings[-1][1]:.1f} MB "
-                      f"({writer.count:,} written, {time.perf_counter() - started:.0f} s)", flush=True)
+                print(
+                    f"  {point:,} lines: RSS {readings[-1][1]:.1f} MB "
+                    f"({writer.count:,} written, {time.perf_counter() - started:.0f} s)",
+                    flush=True,
+                )
         status = status_line(term)
     print(f"  status at the end: {status}; load average {load()}")
     peak = max(mb for _, mb in readings)
     growth = readings[-1][1] - readings[2][1]
     cells = ", ".join(f"{count_label(n)}: {mb:.1f} MB" for n, mb in readings)
     dropped = re.search(r"dropped ([\d,]+)", status)
-    return [f"| console RSS while {total:,} lines stream through the Logs screen at {rate:,.0f} "
-            f"lines/s | {cells} (peak {peak:.0f} MB; {growth:+.1f} MB over the second half"
-            f"{'; dropped ' + dropped.group(1) if dropped else ''}) | bounded: "
-            f"{'met' if growth < 20 else 'MISSED'} |"]
+    return [
+        f"| console RSS while {total:,} lines stream through the Logs screen at {rate:,.0f} "
+        f"lines/s | {cells} (peak {peak:.0f} MB; {growth:+.1f} MB over the second half"
+        f"{'; dropped ' + dropped.group(1) if dropped else ''}) | bounded: "
+        f"{'met' if growth < 20 else 'MISSED'} |"
+    ]
 
 
 # --- main ---------------------------------------------------------------------------------------
@@ -360,12 +405,16 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="mc-bench-console-", dir="/tmp"))
     config = root / "config.toml"
     name = f"benchconsole{os.getpid()}"
-    config.write_text(f'[sandbox]\nname = "{name}"\n[paths]\ndata_dir = "{root}/data"\n'
-                      f'runtime_dir = "{root}/run"\n')
+    config.write_text(
+        f'[sandbox]\nname = "{name}"\n[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+    )
     log_file = root / "data" / "sandboxes" / name / "logs" / LOG_FILE
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    backend = subprocess.Popen([sys.executable, "-m", "moltconsole", "--config", str(config), "serve"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    backend = subprocess.Popen(
+        [sys.executable, "-m", "moltconsole", "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows: list[str] = []
     try:
         deadline = time.monotonic() + 30

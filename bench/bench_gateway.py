@@ -57,8 +57,12 @@ def pct(values: list[float], p: float) -> float:
     return ordered[k]
 
 
-async def one_connection(host: str, port: int, request: bytes, count: int, run: Run) -> None:
+async def one_connection(
+    host: str, port: int, request: bytes, count: int, run: Run, start_after: float = 0.0
+) -> None:
     reader, writer = await asyncio.open_connection(host, port)
+    if start_after:
+        await asyncio.sleep(start_after)
     try:
         for _ in range(count):
             t0 = time.perf_counter()
@@ -112,11 +116,21 @@ def build_request(host: str, port: int, path: str, body: dict[str, object], auth
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + payload
 
 
-async def load(host: str, port: int, request: bytes, total: int, concurrency: int) -> Run:
+async def load(
+    host: str, port: int, request: bytes, total: int, concurrency: int, spread: float = 0.0
+) -> Run:
+    """``total`` requests over ``concurrency`` keep-alive connections, each running its streams
+    back to back; connection i starts ``i * spread / concurrency`` seconds in."""
     run = Run()
     per = [total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)]
     t0 = time.perf_counter()
-    await asyncio.gather(*(one_connection(host, port, request, n, run) for n in per if n))
+    await asyncio.gather(
+        *(
+            one_connection(host, port, request, n, run, i * spread / concurrency)
+            for i, n in enumerate(per)
+            if n
+        )
+    )
     run.wall = time.perf_counter() - t0
     return run
 
@@ -235,6 +249,14 @@ def main() -> None:
         help="seconds between SSE events, as a model generates (0: as fast as possible, a saturation test)",
     )
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--arrivals",
+        choices=("both", "spread", "lockstep"),
+        default="both",
+        help="spread: the streams' starts are spread evenly over one stream's length, as independent "
+        "agents' would be; lockstep: all start together, so every request and every SSE event "
+        "arrives in bursts of `concurrency` (the stress case)",
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     args = parser.parse_args()
 
@@ -285,17 +307,21 @@ def main() -> None:
                 1,
             ),
         }
-        results: dict[tuple[str, str, int], Run] = {}
-        for concurrency in sorted({1, args.concurrency}):
+        stream_s = (args.chunks + 4) * args.chunk_delay  # deltas plus the framing events
+        modes = {"both": ("spread", "lockstep"), "spread": ("spread",), "lockstep": ("lockstep",)}
+        cases = [(1, "-")] + [(args.concurrency, mode) for mode in modes[args.arrivals]]
+        results: dict[tuple[str, str, int, str], Run] = {}
+        for concurrency, arrivals in cases:
             total = args.requests if concurrency > 1 else max(40, args.requests // 50)
+            spread = stream_s if arrivals == "spread" else 0.0
             for name, (path, body, auth_index) in workloads.items():
                 for round_no in range(args.rounds):
                     for target, (port, *auths) in targets.items():
                         request = build_request("127.0.0.1", port, path, body, auths[auth_index])
                         warm = min(2 * concurrency, total)
-                        asyncio.run(load("127.0.0.1", port, request, warm, concurrency))
-                        run = asyncio.run(load("127.0.0.1", port, request, total, concurrency))
-                        key = (name, target, concurrency)
+                        asyncio.run(load("127.0.0.1", port, request, warm, concurrency, spread))
+                        run = asyncio.run(load("127.0.0.1", port, request, total, concurrency, spread))
+                        key = (name, target, concurrency, arrivals)
                         merged = results.setdefault(key, Run())
                         merged.ttfb += run.ttfb
                         merged.total += run.total
@@ -303,31 +329,31 @@ def main() -> None:
                         merged.errors += run.errors
                         merged.wall += run.wall
                         print(
-                            f"  {name} · {target} · c={concurrency} · round {round_no + 1}: "
+                            f"  {name} · {target} · c={concurrency} {arrivals} · round {round_no + 1}: "
                             f"{len(run.total) / run.wall:,.0f} req/s, {run.errors} errors",
                             flush=True,
                         )
 
         print()
         header = (
-            f"{'workload':36} {'c':>3} {'target':12} {'req/s':>7} {'ttfb p50':>9} {'p99':>7} "
+            f"{'workload':36} {'c':>3} {'arrivals':8} {'target':12} {'req/s':>7} {'ttfb p50':>9} {'p99':>7} "
             f"{'total p50':>9} {'p95':>7} {'p99':>7} {'added p50':>9} {'p95':>7} {'p99':>7} {'err':>4}"
         )
         print(header)
         print("-" * len(header))
-        for (name, target, concurrency), run in results.items():
-            direct = results[(name, "direct", concurrency)]
+        for (name, target, concurrency, arrivals), run in results.items():
+            direct = results[(name, "direct", concurrency, arrivals)]
             added = [pct(run.total, p) - pct(direct.total, p) for p in (50, 95, 99)]
             print(
-                f"{name:36} {concurrency:>3} {target:12} {len(run.total) / run.wall:>7,.0f} "
+                f"{name:36} {concurrency:>3} {arrivals:8} {target:12} {len(run.total) / run.wall:>7,.0f} "
                 f"{pct(run.ttfb, 50):>9.2f} {pct(run.ttfb, 99):>7.2f} {pct(run.total, 50):>9.2f} "
                 f"{pct(run.total, 95):>7.2f} {pct(run.total, 99):>7.2f} {added[0]:>9.2f} {added[1]:>7.2f} "
                 f"{added[2]:>7.2f} {run.errors:>4}"
             )
-        for (name, _target, concurrency), run in results.items():
+        for (name, _target, concurrency, arrivals), run in results.items():
             if run.overhead:
                 print(
-                    f"moltconsole's own overhead header ({name}, c={concurrency}): p50 "
+                    f"moltconsole's own overhead header ({name}, c={concurrency} {arrivals}): p50 "
                     f"{statistics.median(run.overhead):.3f} ms, p99 {pct(run.overhead, 99):.3f} ms"
                 )
         print("\ntargets: added p50 < 1 ms and p99 < 5 ms at c=100; TTFB within 2 ms of direct")

@@ -72,8 +72,9 @@ def make_records(count: int, end: float, seed: int = 7) -> list[RequestRecord]:
     for t in times:
         sandbox = rng.choices(names, shares)[0]
         options = SANDBOXES[sandbox][1]
-        provider, model, rate_in, rate_out = MODELS[rng.choices(
-            [i for i, _ in options], [w for _, w in options])[0]]
+        provider, model, rate_in, rate_out = MODELS[
+            rng.choices([i for i, _ in options], [w for _, w in options])[0]
+        ]
         imported = sandbox == "ops" and rng.random() < 0.35
         roll = rng.random()
         outcome = "error" if roll < 0.03 else "cancelled" if roll < 0.037 else "ok"
@@ -89,35 +90,59 @@ def make_records(count: int, end: float, seed: int = 7) -> list[RequestRecord]:
         if rate_in is None or rate_out is None:
             cost = Cost(total_nanos=None)
         else:
-            nanos = (usage.input_tokens * rate_in + usage.output_tokens * rate_out
-                     + usage.cache_read_tokens * rate_in * 0.1
-                     + usage.cache_write_5m_tokens * rate_in * 1.25) * 1000
+            nanos = (
+                usage.input_tokens * rate_in
+                + usage.output_tokens * rate_out
+                + usage.cache_read_tokens * rate_in * 0.1
+                + usage.cache_write_5m_tokens * rate_in * 1.25
+            ) * 1000
             saved = usage.cache_read_tokens * rate_in * 0.9 * 1000
-            cost = Cost(total_nanos=int(nanos), cache_savings_nanos=int(saved),
-                        pricing_version="2025-10-01")
+            cost = Cost(total_nanos=int(nanos), cache_savings_nanos=int(saved), pricing_version="2025-10-01")
         duration = rng.lognormvariate(8.3, 0.8)  # ~4 s median
         ttfb = min(duration, rng.lognormvariate(6.7, 0.5))  # ~800 ms median
         rid = f"{rng.getrandbits(128):032x}"
-        attempts = [AttemptRecord(1, t, provider, model, 200 if outcome != "error" else 529,
-                                  ttfb_ms=ttfb, duration_ms=duration, usage=usage,
-                                  cost_nanos=cost.total_nanos)]
+        attempts = [
+            AttemptRecord(
+                1,
+                t,
+                provider,
+                model,
+                200 if outcome != "error" else 529,
+                ttfb_ms=ttfb,
+                duration_ms=duration,
+                usage=usage,
+                cost_nanos=cost.total_nanos,
+            )
+        ]
         if rng.random() < 0.03:  # a retry after an overload
-            attempts.insert(0, AttemptRecord(1, t, provider, model, 529, "overloaded_error",
-                                             duration_ms=300.0))
+            attempts.insert(
+                0, AttemptRecord(1, t, provider, model, 529, "overloaded_error", duration_ms=300.0)
+            )
             attempts[1].attempt = 2
-        out.append(RequestRecord(
-            id=("cf:" + rid) if imported else rid, started_at=t, sandbox=sandbox,
-            api="anthropic-messages" if provider == "anthropic" else "openai-chat",
-            provider=provider, model=model, requested_model=model, stream=True,
-            status=529 if outcome == "error" else 200, outcome=outcome,  # type: ignore[arg-type]
-            error_kind="overloaded_error" if outcome == "error" else None,
-            error_message="Overloaded" if outcome == "error" else None,
-            ttfb_ms=None if outcome == "error" else ttfb, duration_ms=duration, overhead_ms=0.4,
-            usage=usage, cost=cost,
-            trigger="unknown" if imported else rng.choices(TRIGGERS, TRIGGER_WEIGHTS)[0],
-            origin="cloudflare" if imported else "proxy",
-            attempts=[] if imported else attempts,
-        ))
+        out.append(
+            RequestRecord(
+                id=("cf:" + rid) if imported else rid,
+                started_at=t,
+                sandbox=sandbox,
+                api="anthropic-messages" if provider == "anthropic" else "openai-chat",
+                provider=provider,
+                model=model,
+                requested_model=model,
+                stream=True,
+                status=529 if outcome == "error" else 200,
+                outcome=outcome,  # type: ignore[arg-type]
+                error_kind="overloaded_error" if outcome == "error" else None,
+                error_message="Overloaded" if outcome == "error" else None,
+                ttfb_ms=None if outcome == "error" else ttfb,
+                duration_ms=duration,
+                overhead_ms=0.4,
+                usage=usage,
+                cost=cost,
+                trigger="unknown" if imported else rng.choices(TRIGGERS, TRIGGER_WEIGHTS)[0],
+                origin="cloudflare" if imported else "proxy",
+                attempts=[] if imported else attempts,
+            )
+        )
     return out
 
 
@@ -130,11 +155,13 @@ def build(path: Path, records: list[RequestRecord], record_rows: int) -> None:
         queued = time.perf_counter() - started
         ledger.flush()
         took = time.perf_counter() - started
-        print(f"record():      {len(first):>9,} rows in {took:6.2f} s = {len(first) / took:>9,.0f} rows/s "
-              f"(the calls alone: {queued / len(first) * 1e6:.2f} us each)")
+        print(
+            f"record():      {len(first):>9,} rows in {took:6.2f} s = {len(first) / took:>9,.0f} rows/s "
+            f"(the calls alone: {queued / len(first) * 1e6:.2f} us each)"
+        )
         started = time.perf_counter()
         for i in range(0, len(rest), 50_000):
-            ledger.record_many(rest[i:i + 50_000])
+            ledger.record_many(rest[i : i + 50_000])
         ledger.flush()
         took = time.perf_counter() - started
         if rest:
@@ -153,8 +180,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--record-rows", type=int, default=100_000,
-                        help="how many of the rows go through one record() call each")
+    parser.add_argument(
+        "--record-rows",
+        type=int,
+        default=100_000,
+        help="how many of the rows go through one record() call each",
+    )
     parser.add_argument("--cold-runs", type=int, default=5)
     parser.add_argument("--warm-runs", type=int, default=20)
     parser.add_argument("--keep", type=Path, help="build into (or reuse) this directory")
@@ -207,10 +238,14 @@ def main() -> None:
             ("get(id)", lambda L: L.get(some_id)),
             ("count()", lambda L: L.count()),
         ]
-        print(f"\nqueries over {rows:,} rows; milliseconds (cold: first call on a fresh Ledger, "
-              f"{args.cold_runs} runs; warm: {args.warm_runs} runs)")
-        print(f"{'query':<28}{'cold med':>10}{'cold max':>10}{'warm med':>10}{'warm max':>10}"
-              f"{'warm cpu':>10}{'target':>9}  ok")
+        print(
+            f"\nqueries over {rows:,} rows; milliseconds (cold: first call on a fresh Ledger, "
+            f"{args.cold_runs} runs; warm: {args.warm_runs} runs)"
+        )
+        print(
+            f"{'query':<28}{'cold med':>10}{'cold max':>10}{'warm med':>10}{'warm max':>10}"
+            f"{'warm cpu':>10}{'target':>9}  ok"
+        )
         worst = 0.0
         for name, query in queries:
             # A zone with a half-hour offset: every local midnight cuts a rollup hour.
@@ -225,11 +260,15 @@ def main() -> None:
             warm, cpu = [w for w, _ in runs], [c for _, c in runs]
             worst = max(worst, max(cold), max(warm))
             ok = "yes" if max(max(cold), max(warm)) < TARGET_MS else "NO"
-            print(f"{name:<28}{statistics.median(cold):>10.2f}{max(cold):>10.2f}"
-                  f"{statistics.median(warm):>10.2f}{max(warm):>10.2f}{statistics.median(cpu):>10.2f}"
-                  f"{'< 100':>9}  {ok}")
-        print(f"\nslowest call: {worst:.2f} ms (target < {TARGET_MS:.0f} ms); load average "
-              f"before {load[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+            print(
+                f"{name:<28}{statistics.median(cold):>10.2f}{max(cold):>10.2f}"
+                f"{statistics.median(warm):>10.2f}{max(warm):>10.2f}{statistics.median(cpu):>10.2f}"
+                f"{'< 100':>9}  {ok}"
+            )
+        print(
+            f"\nslowest call: {worst:.2f} ms (target < {TARGET_MS:.0f} ms); load average "
+            f"before {load[0]:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -37,14 +37,17 @@ def free_port() -> int:
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "moltconsole", "--config", str(config), *args],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
 def write_lines(container: str, mark: str, count: int) -> None:
     subprocess.run(
         ["docker", "exec", container, "sh", "-c", f"seq -f '{mark}-%.0f' 1 {count} > /proc/1/fd/1"],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -52,8 +55,11 @@ def yardstick(container: str, count: int) -> float:
     """Seconds from starting the writer until ``docker logs -f`` has delivered the last line."""
     last = f"Y-{count}\n".encode()
     since = f"{time.time() - 1:.3f}"
-    reader = subprocess.Popen(["docker", "logs", "-f", "--since", since, container],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    reader = subprocess.Popen(
+        ["docker", "logs", "-f", "--since", since, container],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     assert reader.stdout is not None
     time.sleep(0.5)  # let `docker logs` attach before the first line is written
     started = time.perf_counter()
@@ -77,6 +83,7 @@ def yardstick(container: str, count: int) -> float:
 async def wait_collected(socket_path: Path, line: str, timeout: float = 300.0) -> None:
     """Wait until the backend has collected ``line`` (it follows the yardstick's lines too)."""
     async with BackendClient(socket_path) as client:
+
         async def follow() -> None:
             async for message in client.logs(tail=1000, follow=True, grep=f"^{line}$"):
                 if message.get("records"):
@@ -111,8 +118,12 @@ async def ours(socket_path: Path, container: str, count: int) -> tuple[float, in
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=200_000,
-                        help="lines per run; keep N x 80 bytes under Docker's 20 MB log file")
+    parser.add_argument(
+        "--lines",
+        type=int,
+        default=200_000,
+        help="lines per run; keep N x 80 bytes under Docker's 20 MB log file",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
     name = f"blogs{int(time.time()) % 100000}"
@@ -143,12 +154,13 @@ def main() -> int:
         rate_y, rate_o = n / yard, received / elapsed
         ok = received == n and dropped == 0
         print()
-        print("| measure | yardstick (`docker logs -f` > counter) | moltconsole (/v1/logs client) "
-              "| target |")
+        print("| measure | yardstick (`docker logs -f` > counter) | moltconsole (/v1/logs client) | target |")
         print("|---|---|---|---|")
-        print(f"| {n:,} lines, container to reader | {rate_y:,.0f} lines/s ({yard:.2f} s) | "
-              f"{rate_o:,.0f} lines/s ({elapsed:.2f} s), {received:,} received, {dropped} dropped "
-              f"| >= 50,000 lines/s, no loss: {'met' if ok and rate_o >= 50_000 else 'MISSED'} |")
+        print(
+            f"| {n:,} lines, container to reader | {rate_y:,.0f} lines/s ({yard:.2f} s) | "
+            f"{rate_o:,.0f} lines/s ({elapsed:.2f} s), {received:,} received, {dropped} dropped "
+            f"| >= 50,000 lines/s, no loss: {'met' if ok and rate_o >= 50_000 else 'MISSED'} |"
+        )
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
         lock = root / "run" / "backend.lock"

@@ -40,7 +40,9 @@ def free_port() -> int:
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "moltconsole", "--config", str(config), *args],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -129,8 +131,11 @@ def main() -> int:
                 stop(config)
                 yard.append(yardstick_start(container, port))
                 stop(config)
-            print(f"  round {i + 1}: docker start + /readyz {yard[-1]:.2f}s   "
-                  f"moltconsole start {ours[-1]:.2f}s", flush=True)
+            print(
+                f"  round {i + 1}: docker start + /readyz {yard[-1]:.2f}s   "
+                f"moltconsole start {ours[-1]:.2f}s",
+                flush=True,
+            )
 
         socket_path = root / "run" / "backend.sock"
         rtt = asyncio.run(status_round_trips(socket_path, args.status_calls))
@@ -144,14 +149,20 @@ def main() -> int:
         print()
         print("| measure | yardstick | moltconsole | target |")
         print("|---|---|---|---|")
-        print(f"| stopped -> ready (median of {args.rounds}) | {med_y:.2f} s (docker start + "
-              f"polling /readyz) | {med_o:.2f} s (moltconsole start) | within 0.5 s: "
-              f"{'met' if med_o - med_y <= 0.5 else 'MISSED'} ({med_o - med_y:+.2f} s) |")
-        print(f"| status round trip, {len(rtt)} calls | - | p50 {pct(rtt, 0.5) * 1e3:.2f} ms, "
-              f"p99 {pct(rtt, 0.99) * 1e3:.2f} ms | p50 < 5 ms: "
-              f"{'met' if pct(rtt, 0.5) < 0.005 else 'MISSED'} |")
-        print(f"| `moltconsole status` whole command (with Python start-up) | - | "
-              f"median {statistics.median(cli_runs) * 1e3:.0f} ms | reference |")
+        print(
+            f"| stopped -> ready (median of {args.rounds}) | {med_y:.2f} s (docker start + "
+            f"polling /readyz) | {med_o:.2f} s (moltconsole start) | within 0.5 s: "
+            f"{'met' if med_o - med_y <= 0.5 else 'MISSED'} ({med_o - med_y:+.2f} s) |"
+        )
+        print(
+            f"| status round trip, {len(rtt)} calls | - | p50 {pct(rtt, 0.5) * 1e3:.2f} ms, "
+            f"p99 {pct(rtt, 0.99) * 1e3:.2f} ms | p50 < 5 ms: "
+            f"{'met' if pct(rtt, 0.5) < 0.005 else 'MISSED'} |"
+        )
+        print(
+            f"| `moltconsole status` whole command (with Python start-up) | - | "
+            f"median {statistics.median(cli_runs) * 1e3:.0f} ms | reference |"
+        )
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
         pid_file = root / "run" / "backend.lock"

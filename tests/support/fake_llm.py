@@ -127,6 +127,10 @@ class FakeProvider:
                 }
             )
             events = list(_events(api, model, reply, body))
+            # Paced on a fixed schedule from the first event, as a model generates: a late wake-up
+            # delays one event, it does not push every later one back.
+            loop = asyncio.get_running_loop()
+            start = loop.time()
             for index, event in enumerate(events):
                 if seen.disconnected.is_set():
                     return
@@ -137,7 +141,7 @@ class FakeProvider:
                     return
                 await send({"type": "http.response.body", "body": event, "more_body": True})
                 if reply.chunk_delay:
-                    await asyncio.sleep(reply.chunk_delay)
+                    await asyncio.sleep(max(0.0, start + (index + 1) * reply.chunk_delay - loop.time()))
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             watcher.cancel()

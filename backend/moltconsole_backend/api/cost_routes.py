@@ -77,7 +77,8 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         return await asyncio.to_thread(call)
 
     def handler(
-        allowed: tuple[str, ...], answer: Callable[[Request, dict[str, str]], Awaitable[Response]],
+        allowed: tuple[str, ...],
+        answer: Callable[[Request, dict[str, str]], Awaitable[Response]],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def handle(request: Request) -> Response:
             try:
@@ -89,7 +90,8 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
                 log.exception("cost query %s failed", request.url.path)
                 return _error(
                     "internal",
-                    f"the cost ledger query failed ({exc!r}); see the backend's log", 500,
+                    f"the cost ledger query failed ({exc!r}); see the backend's log",
+                    500,
                 )
 
         return handle
@@ -109,9 +111,13 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_model(since, end, sandbox=sandbox))
-        return JSONResponse({
-            "since": since, "until": end, "models": [dataclasses.asdict(r) for r in rows],
-        })
+        return JSONResponse(
+            {
+                "since": since,
+                "until": end,
+                "models": [dataclasses.asdict(r) for r in rows],
+            }
+        )
 
     async def days(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -119,9 +125,13 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_day(since, end, sandbox=sandbox))
-        return JSONResponse({
-            "since": since, "until": end, "days": [dataclasses.asdict(r) for r in rows],
-        })
+        return JSONResponse(
+            {
+                "since": since,
+                "until": end,
+                "days": [dataclasses.asdict(r) for r in rows],
+            }
+        )
 
     async def series(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -130,10 +140,14 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         buckets = _int(params.get("buckets", "48"), "buckets", 1, MAX_BUCKETS)
         sandbox = _sandbox(params)
         points = await query(lambda: ledger.series(since, end, buckets, sandbox=sandbox))
-        return JSONResponse({
-            "since": since, "until": end, "buckets": buckets,
-            "points": [dataclasses.asdict(p) for p in points],
-        })
+        return JSONResponse(
+            {
+                "since": since,
+                "until": end,
+                "buckets": buckets,
+                "points": [dataclasses.asdict(p) for p in points],
+            }
+        )
 
     async def requests(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -144,8 +158,10 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         sandbox = _sandbox(params)
         if kind == "recent":
             if "since" in params:
-                raise ParamError("kind=recent pages backwards with before=ID or before=EPOCH; "
-                                 "since applies to kind=top and kind=errors")
+                raise ParamError(
+                    "kind=recent pages backwards with before=ID or before=EPOCH; "
+                    "since applies to kind=top and kind=errors"
+                )
             before = _before(params["before"]) if "before" in params else None
             records = await query(lambda: ledger.recent(limit=limit, before=before, sandbox=sandbox))
         else:
@@ -162,8 +178,9 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         request_id = request.path_params["request_id"]
         record = await query(lambda: ledger.get(request_id))
         if record is None:
-            return _error("not_found", f"no request {request_id!r} in the ledger; ids come from "
-                                       "/v1/costs/requests", 404)
+            return _error(
+                "not_found", f"no request {request_id!r} in the ledger; ids come from /v1/costs/requests", 404
+            )
         return JSONResponse(to_json(record))
 
     async def tail(ws: WebSocket) -> None:
@@ -177,8 +194,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         Route("/v1/costs/models", handler(("since", "until", *window), models)),
         Route("/v1/costs/days", handler(("since", "until", *window), days)),
         Route("/v1/costs/series", handler(("since", "until", "buckets", *window), series)),
-        Route("/v1/costs/requests",
-              handler(("kind", "since", "limit", "before", *window), requests)),
+        Route("/v1/costs/requests", handler(("kind", "since", "limit", "before", *window), requests)),
         Route("/v1/costs/requests/{request_id:path}", handler((), one_request)),
         WebSocketRoute("/v1/costs/tail", tail),
     ]
@@ -226,9 +242,13 @@ async def _tail(ws: WebSocket, ledger: Ledger, sandbox: str | None) -> None:
                 except TimeoutError:
                     break
             lost, dropped = dropped, 0
-            await ws.send_json({
-                "type": "batch", "records": [to_json(r) for r in batch], "dropped": lost,
-            })
+            await ws.send_json(
+                {
+                    "type": "batch",
+                    "records": [to_json(r) for r in batch],
+                    "dropped": lost,
+                }
+            )
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

@@ -55,16 +55,18 @@ def create_app(
             return error("operation", str(exc), 409)
         except Exception as exc:  # a bug: still answer in JSON, and say where to look
             log.exception("request failed")
-            return error(
-                "internal", f"internal error in the backend ({exc!r}); see the backend's log", 500
-            )
+            return error("internal", f"internal error in the backend ({exc!r}); see the backend's log", 500)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({
-            "backend": "moltconsole", "version": moltconsole.__version__, "pid": os.getpid(),
-            "uptime": time.time() - started,
-            "gateway": gateway.status() if gateway is not None else None,
-        })
+        return JSONResponse(
+            {
+                "backend": "moltconsole",
+                "version": moltconsole.__version__,
+                "pid": os.getpid(),
+                "uptime": time.time() - started,
+                "gateway": gateway.status() if gateway is not None else None,
+            }
+        )
 
     async def status(_: Request) -> Response:
         return JSONResponse(manager.status.to_json())
@@ -227,9 +229,7 @@ async def _json_body(request: Request) -> dict[str, Any] | Response:
     return body
 
 
-async def _stream(
-    ws: WebSocket, items: AsyncGenerator[Any], send: Callable[[Any], Awaitable[None]]
-) -> None:
+async def _stream(ws: WebSocket, items: AsyncGenerator[Any], send: Callable[[Any], Awaitable[None]]) -> None:
     """Forward ``items`` to the client; stop the producer as soon as the client goes away."""
     receiver = asyncio.ensure_future(_drain(ws))
     try:
@@ -266,4 +266,3 @@ async def _drain(ws: WebSocket) -> None:
             await ws.receive()
             if ws.client_state.name == "DISCONNECTED":
                 return
-

@@ -145,8 +145,12 @@ class BackendService:
             await self.logs.start()
             self._logs_started = True
             config = uvicorn.Config(
-                create_app(self.manager, self.logs, self.gateway), log_level="warning", access_log=False,
-                lifespan="off", ws="websockets-sansio", ws_ping_interval=None,
+                create_app(self.manager, self.logs, self.gateway),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                ws="websockets-sansio",
+                ws_ping_interval=None,
                 timeout_graceful_shutdown=2,
             )
             self._server = _Server(config)
@@ -198,7 +202,9 @@ class BackendService:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()

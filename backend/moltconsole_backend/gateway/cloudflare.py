@@ -200,29 +200,61 @@ def entry_to_record(entry: Mapping[str, Any], gateway_id: str, prices: PriceBook
     tokens_in = _int_or_none(entry.get("tokens_in"))
     tokens_out = _int_or_none(entry.get("tokens_out"))
     usage = Usage(input_tokens=tokens_in or 0, output_tokens=tokens_out or 0, source="imported")
-    cost = _cost_of(entry, provider, model, usage, tokens_known=tokens_in is not None
-                    or tokens_out is not None, prices=prices)
+    cost = _cost_of(
+        entry,
+        provider,
+        model,
+        usage,
+        tokens_known=tokens_in is not None or tokens_out is not None,
+        prices=prices,
+    )
     duration_ms = float(_int_or_none(entry.get("duration")) or 0)
     error_kind = None if success else _error_kind(status)
     stream = "event-stream" in str(entry.get("response_content_type") or "")
     step = _int_or_none(entry.get("step")) or 0
     attempt = AttemptRecord(
-        attempt=step + 1, started_at=started, provider=provider, model=model, status=status,
-        error_kind=error_kind, ttfb_ms=None, duration_ms=duration_ms, usage=usage,
+        attempt=step + 1,
+        started_at=started,
+        provider=provider,
+        model=model,
+        status=status,
+        error_kind=error_kind,
+        ttfb_ms=None,
+        duration_ms=duration_ms,
+        usage=usage,
         cost_nanos=cost.total_nanos,
     )
     return RequestRecord(
-        id=f"cf:{log_id}", started_at=started, sandbox=f"cloudflare:{gateway_id}",
-        api=_api_of(str(entry.get("path") or ""), provider), provider=provider, model=model,
-        requested_model=model, stream=stream, status=status, outcome="ok" if success else "error",
-        error_kind=error_kind, error_message=None, ttfb_ms=None, duration_ms=duration_ms,
-        overhead_ms=None, usage=usage, cost=cost, trigger="unknown", origin="cloudflare",
+        id=f"cf:{log_id}",
+        started_at=started,
+        sandbox=f"cloudflare:{gateway_id}",
+        api=_api_of(str(entry.get("path") or ""), provider),
+        provider=provider,
+        model=model,
+        requested_model=model,
+        stream=stream,
+        status=status,
+        outcome="ok" if success else "error",
+        error_kind=error_kind,
+        error_message=None,
+        ttfb_ms=None,
+        duration_ms=duration_ms,
+        overhead_ms=None,
+        usage=usage,
+        cost=cost,
+        trigger="unknown",
+        origin="cloudflare",
         attempts=[attempt],
     )
 
 
 def _cost_of(
-    entry: Mapping[str, Any], provider: str, model: str, usage: Usage, *, tokens_known: bool,
+    entry: Mapping[str, Any],
+    provider: str,
+    model: str,
+    usage: Usage,
+    *,
+    tokens_known: bool,
     prices: PriceBook,
 ) -> Cost:
     if entry.get("cached") is True:
@@ -261,8 +293,7 @@ class _Walk:
             self.newest_ids.add(log_id)
 
     def seen_before(self, log_id: str) -> bool:
-        return (any(log_id in ids for ids in self.recent)
-                or (self.old is not None and log_id in self.old.ids))
+        return any(log_id in ids for ids in self.recent) or (self.old is not None and log_id in self.old.ids)
 
     def count(self, cost: Cost) -> None:
         self.imported += 1
@@ -348,8 +379,11 @@ class CloudflareImporter:
         self._token = self._read_token()
         old = ImportCursor.from_json(await asyncio.to_thread(self.ledger.get_meta, self.cursor_key))
         walk = _Walk(old, self.lookback)
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json",
-                   "User-Agent": "moltconsole"}
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/json",
+            "User-Agent": "moltconsole",
+        }
         try:
             async with httpx.AsyncClient(headers=headers, timeout=self.timeout) as client:
                 page = 1
@@ -362,8 +396,12 @@ class CloudflareImporter:
         if cursor is not None and cursor != old:
             await asyncio.to_thread(self.ledger.set_meta, self.cursor_key, cursor.to_json())
         result = ImportResult(
-            pages=walk.pages, imported=walk.imported, duplicates=walk.duplicates, cursor=cursor,
-            priced_by_table=walk.by_table, priced_by_cloudflare=walk.by_cloudflare,
+            pages=walk.pages,
+            imported=walk.imported,
+            duplicates=walk.duplicates,
+            cursor=cursor,
+            priced_by_table=walk.by_table,
+            priced_by_cloudflare=walk.by_cloudflare,
             unpriced=walk.unpriced,
         )
         self.last_result, self.last_error = result, None
@@ -425,7 +463,9 @@ class CloudflareImporter:
     async def _fetch(self, client: httpx.AsyncClient, page: int) -> tuple[list[Any], Mapping[str, Any]]:
         """One page, retrying 429, 5xx and network errors; raises CloudflareImportError."""
         params: dict[str, str | int] = {
-            "page": page, "per_page": self.per_page, "order_by": "created_at",
+            "page": page,
+            "per_page": self.per_page,
+            "order_by": "created_at",
             "order_by_direction": "desc",
         }
         for attempt in range(1, self.max_attempts + 1):
@@ -443,8 +483,9 @@ class CloudflareImporter:
             if response.status_code in _RETRY_STATUSES and not last:
                 delay = _retry_after(response.headers.get("retry-after"))
                 delay = self._backoff_delay(attempt) if delay is None else min(delay, self.max_delay)
-                log.info("Cloudflare API answered %d; retrying page %d in %.1fs",
-                         response.status_code, page, delay)
+                log.info(
+                    "Cloudflare API answered %d; retrying page %d in %.1fs", response.status_code, page, delay
+                )
                 await self._sleep(delay)
                 continue
             return self._read_page(response)
@@ -482,24 +523,27 @@ class CloudflareImporter:
             )
         if status >= 400:
             raise CloudflareImportError(
-                f"the Cloudflare API answered HTTP {status}{errors} for the logs of gateway "
-                f"{s.gateway_id!r}", status=status,
+                f"the Cloudflare API answered HTTP {status}{errors} for the logs of gateway {s.gateway_id!r}",
+                status=status,
             )
         if not isinstance(body, dict):
             kind = response.headers.get("content-type", "no content type")
             raise CloudflareImportError(
                 f"the Cloudflare API answered HTTP {status} with something that is not its JSON "
-                f"envelope ({kind}): is api_base {s.api_base!r} right?", status=status,
+                f"envelope ({kind}): is api_base {s.api_base!r} right?",
+                status=status,
             )
         if body.get("success") is False:
             raise CloudflareImportError(
-                f"the Cloudflare API reported a failure{errors or ''}", status=status,
+                f"the Cloudflare API reported a failure{errors or ''}",
+                status=status,
             )
         rows = body.get("result")
         info = body.get("result_info")
         if not isinstance(rows, list):
             raise CloudflareImportError(
-                "the Cloudflare API answered without a list of log entries in 'result'", status=status,
+                "the Cloudflare API answered without a list of log entries in 'result'",
+                status=status,
             )
         return rows, info if isinstance(info, dict) else {}
 
@@ -518,7 +562,9 @@ class CloudflareImporter:
         return text.replace(self._token, "***") if self._token else text
 
     async def run_periodically(
-        self, stop: asyncio.Event, on_run: Callable[[ImportResult | None, str | None], None] | None = None,
+        self,
+        stop: asyncio.Event,
+        on_run: Callable[[ImportResult | None, str | None], None] | None = None,
     ) -> None:
         """Import now and then every ``import_interval`` seconds until ``stop`` is set.
 
@@ -549,8 +595,11 @@ class CloudflareImporter:
                 log.exception("Cloudflare AI Gateway import failed")
             else:
                 if result.imported:
-                    log.info("imported %d Cloudflare AI Gateway log entries (%d pages)",
-                             result.imported, result.pages)
+                    log.info(
+                        "imported %d Cloudflare AI Gateway log entries (%d pages)",
+                        result.imported,
+                        result.pages,
+                    )
             if on_run is not None:
                 on_run(result, self.last_error if result is None else None)
             with contextlib.suppress(TimeoutError):

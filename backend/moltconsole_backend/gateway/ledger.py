@@ -3,13 +3,16 @@
 One SQLite file in WAL mode (layout in ``ledger_schema``, reports in ``ledger_queries``).
 
 Writing never blocks the caller: ``record()`` appends to an in-memory queue and returns; one
-writer thread takes up to ``batch_size`` records at a time and commits them, with their
-attempts and the hourly rollups, in a single transaction. A record is removed from the queue
-only after its transaction committed, so a failing disk (full, locked) keeps the rows queued
-and the writer retries with backoff; ``close()`` returns only once the queue is empty. Records
-are idempotent by id: the first write of an id wins and later ones are ignored. A record that
-can never be stored (a malformed value) is logged as an error with its id and skipped, so it
-cannot hold up the records behind it.
+writer thread takes up to ``batch_size`` records at a time and commits them, with their attempts
+and the hourly rollups, in a single transaction. The writer lingers ``linger_s`` after the first
+record of a batch before committing (``flush()`` and ``close()`` cut that short): under load,
+requests end in bursts, and one commit per burst rather than per request keeps the writer from
+competing with the gateway for the GIL while it relays the next ones. A record is removed from
+the queue only after its transaction committed, so a failing disk (full, locked) keeps the rows
+queued and the writer retries with backoff; ``close()`` returns only once the queue is empty.
+Records are idempotent by id: the first write of an id wins and later ones are ignored. A record
+that can never be stored (a malformed value) is logged as an error with its id and skipped, so
+it cannot hold up the records behind it.
 
 Durability is SQLite's ``synchronous=NORMAL`` in WAL mode: a committed row survives the process
 crashing; a power cut may lose the last few commits.
@@ -62,8 +65,15 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[RequestRecord], None]
 # Errors that say a record itself cannot be stored; anything else is the disk's fault and retried.
-_BAD_RECORD = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError,
-               TypeError, ValueError, AttributeError, OverflowError)
+_BAD_RECORD = (
+    sqlite3.IntegrityError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    OverflowError,
+)
 _ID_CHUNK = 500  # ids per "id IN (...)" lookup, well under SQLite's variable limit
 
 
@@ -76,12 +86,15 @@ class Ledger:
         *,
         tz: tzinfo | None = None,
         batch_size: int = 10_000,
+        linger_s: float = 0.2,
         busy_timeout_s: float = 5.0,
         retry_max_s: float = 5.0,
     ) -> None:
         self.path = Path(path)
         self.tz = tz
         self.batch_size = batch_size
+        self.linger_s = linger_s
+        self._flushers = 0  # flush() calls waiting: the writer stops lingering
         self.busy_timeout_s = busy_timeout_s
         self.retry_max_s = retry_max_s
         self.rejected = 0  # records skipped because they could never be stored (each logged)
@@ -141,8 +154,9 @@ class Ledger:
         self._retry_now.set()
         writer.join(timeout)
         if writer.is_alive():
-            raise TimeoutError(f"{self.pending} ledger records are not written yet; "
-                               "the writer keeps retrying")
+            raise TimeoutError(
+                f"{self.pending} ledger records are not written yet; the writer keeps retrying"
+            )
         with self._cond:
             self._writer = None
             self._generation += 1
@@ -163,8 +177,9 @@ class Ledger:
             self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     # --- writing ------------------------------------------------------------------------------
@@ -177,7 +192,8 @@ class Ledger:
             self._check_accepting()
             self._queue.append(request)
             self._enqueued += 1
-            self._cond.notify()
+            if len(self._queue) == 1 or len(self._queue) == self.batch_size:
+                self._cond.notify_all()  # otherwise the writer is lingering and will come back
 
     def record_many(self, requests: Iterable[RequestRecord]) -> None:
         """Queue many requests at once (an import)."""
@@ -186,14 +202,19 @@ class Ledger:
             before = len(self._queue)
             self._queue.extend(requests)
             self._enqueued += len(self._queue) - before
-            self._cond.notify()
+            self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything queued before this call is committed; TimeoutError if not."""
         with self._cond:
             target = self._enqueued
-            if not self._cond.wait_for(lambda: self._done >= target, timeout):
-                raise TimeoutError(f"{target - self._done} ledger records are not written yet")
+            self._flushers += 1
+            self._cond.notify_all()
+            try:
+                if not self._cond.wait_for(lambda: self._done >= target, timeout):
+                    raise TimeoutError(f"{target - self._done} ledger records are not written yet")
+            finally:
+                self._flushers -= 1
 
     @property
     def pending(self) -> int:
@@ -228,6 +249,11 @@ class Ledger:
                     self._cond.wait()
                 if not self._queue:
                     return
+                if self.linger_s > 0:
+                    self._cond.wait_for(
+                        lambda: self._closing or self._flushers or len(self._queue) >= self.batch_size,
+                        self.linger_s,
+                    )
                 # Peek only: a record leaves the queue once it is committed.
                 batch = list(islice(self._queue, self.batch_size))
             try:
@@ -236,17 +262,23 @@ class Ledger:
                 delay = min(max(delay * 2, 0.05), self.retry_max_s)
                 if failing_since is None:
                     failing_since = time.monotonic()
-                    log.warning("the ledger cannot write to %s (%s); %d records stay queued in "
-                                "memory and are retried every %.0f s at most", self.path, exc,
-                                self.pending, self.retry_max_s)
+                    log.warning(
+                        "the ledger cannot write to %s (%s); %d records stay queued in "
+                        "memory and are retried every %.0f s at most",
+                        self.path,
+                        exc,
+                        self.pending,
+                        self.retry_max_s,
+                    )
                 else:
                     log.debug("ledger write retry failed: %s", exc)
                 self._retry_now.wait(delay)
                 self._retry_now.clear()
                 continue
             if failing_since is not None:
-                log.warning("the ledger writes again after %.1f s; nothing was lost",
-                            time.monotonic() - failing_since)
+                log.warning(
+                    "the ledger writes again after %.1f s; nothing was lost", time.monotonic() - failing_since
+                )
                 failing_since, delay = None, 0.0
             self._announce(written)
             with self._cond:
@@ -269,8 +301,11 @@ class Ledger:
                 self._announce(self._commit([record]))
             except _BAD_RECORD as exc:
                 rejected += 1
-                log.error("the ledger skips request %r, which cannot be stored: %r",
-                          getattr(record, "id", None), exc)
+                log.error(
+                    "the ledger skips request %r, which cannot be stored: %r",
+                    getattr(record, "id", None),
+                    exc,
+                )
         return [], rejected
 
     def _announce(self, records: list[RequestRecord]) -> None:
@@ -293,7 +328,7 @@ class Ledger:
         try:
             existing: set[str] = set()
             for i in range(0, len(ids), _ID_CHUNK):
-                chunk = ids[i:i + _ID_CHUNK]
+                chunk = ids[i : i + _ID_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 sql = f"SELECT id FROM requests WHERE id IN ({marks})"  # noqa: S608 - only ?s
                 existing.update(row[0] for row in conn.execute(sql, chunk))
@@ -335,8 +370,11 @@ class Ledger:
             conn = self._meta_conn
             if conn is None or self._writer is None:
                 raise RuntimeError("the ledger is not open")
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     # --- reading ------------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -386,9 +424,7 @@ class Ledger:
         with self._snapshot() as conn:
             return q.by_model(conn, since, until, sandbox)
 
-    def by_day(
-        self, since: float, until: float | None = None, sandbox: str | None = None
-    ) -> list[DayUsage]:
+    def by_day(self, since: float, until: float | None = None, sandbox: str | None = None) -> list[DayUsage]:
         """Usage per local calendar day in [since, until) (until None: now), oldest first; days
         without requests are left out. The first and last day count only their part in range."""
         until = time.time() if until is None else until

@@ -87,8 +87,11 @@ def _add(acc: list[int], values: Iterable[Any]) -> None:
 
 
 def segments(
-    conn: Connection, cuts: Sequence[float], sandbox: str | None,
-    rollup_exprs: Sequence[str], raw_exprs: Sequence[str],
+    conn: Connection,
+    cuts: Sequence[float],
+    sandbox: str | None,
+    rollup_exprs: Sequence[str],
+    raw_exprs: Sequence[str],
 ) -> list[list[int]]:
     """Sums for each segment [cuts[i], cuts[i+1]); ``cuts`` strictly increasing.
 
@@ -101,16 +104,17 @@ def segments(
     where, args = _sandbox_filter(sandbox)
     dirty = sorted({hour_of(c) for c in cuts if c % HOUR})
     skip = set(dirty)
-    rollup_sql = (f"SELECT hour, {', '.join(rollup_exprs)} FROM usage_hourly "
-                  f"WHERE hour BETWEEN ? AND ?{where} GROUP BY hour")
+    rollup_sql = (
+        f"SELECT hour, {', '.join(rollup_exprs)} FROM usage_hourly "
+        f"WHERE hour BETWEEN ? AND ?{where} GROUP BY hour"
+    )
     for hour, *values in conn.execute(rollup_sql, (hour_of(lo), _last_hour(hi), *args)):
         if hour not in skip:
             _add(out[bisect_right(cuts, hour * HOUR) - 1], values)
-    raw_sql = (f"SELECT {', '.join(raw_exprs)} FROM requests "
-               f"WHERE started_at >= ? AND started_at < ?{where}")
+    raw_sql = f"SELECT {', '.join(raw_exprs)} FROM requests WHERE started_at >= ? AND started_at < ?{where}"
     for hour in dirty:
         a, b = max(float(hour * HOUR), lo), min(float((hour + 1) * HOUR), hi)
-        inner = cuts[bisect_right(cuts, a):bisect_left(cuts, b)]
+        inner = cuts[bisect_right(cuts, a) : bisect_left(cuts, b)]
         for x, y in pairwise([a, *inner, b]):
             if x < y:
                 _add(out[bisect_right(cuts, x) - 1], conn.execute(raw_sql, (x, y, *args)).fetchone())
@@ -161,13 +165,17 @@ def summary(
     counts = [0, 0, 0, 0]
     hours: dict[int, list[int]] = {}
 
-    rollup_sql = ("SELECT hour, SUM(cost_nanos), SUM(requests), SUM(errors), SUM(unpriced), "
-                  "SUM(background_nanos), SUM(user_requests) FROM usage_hourly "
-                  f"WHERE hour BETWEEN ? AND ?{where} GROUP BY hour")
-    raw_sql = ("SELECT SUM(cost_nanos), COUNT(*), SUM(outcome = 'error'), SUM(cost_nanos IS NULL), "
-               "SUM(CASE WHEN triggered_by IN ('heartbeat', 'background') THEN cost_nanos END), "
-               "SUM(triggered_by = 'user') FROM requests "
-               f"WHERE started_at >= ? AND started_at < ?{where}")
+    rollup_sql = (
+        "SELECT hour, SUM(cost_nanos), SUM(requests), SUM(errors), SUM(unpriced), "
+        "SUM(background_nanos), SUM(user_requests) FROM usage_hourly "
+        f"WHERE hour BETWEEN ? AND ?{where} GROUP BY hour"
+    )
+    raw_sql = (
+        "SELECT SUM(cost_nanos), COUNT(*), SUM(outcome = 'error'), SUM(cost_nanos IS NULL), "
+        "SUM(CASE WHEN triggered_by IN ('heartbeat', 'background') THEN cost_nanos END), "
+        "SUM(triggered_by = 'user') FROM requests "
+        f"WHERE started_at >= ? AND started_at < ?{where}"
+    )
     pieces: list[tuple[int, float, Sequence[Any]]] = [
         (hour, float(hour * HOUR), values)
         for hour, *values in conn.execute(rollup_sql, (hour_of(lo), _last_hour(end), *args))
@@ -176,7 +184,7 @@ def summary(
     raw_in_window: list[tuple[float, float]] = []
     for hour in sorted(dirty):
         a, b = max(float(hour * HOUR), lo), min(float((hour + 1) * HOUR), end)
-        inner = cuts[bisect_right(cuts, a):bisect_left(cuts, b)]
+        inner = cuts[bisect_right(cuts, a) : bisect_left(cuts, b)]
         for x, y in pairwise([a, *inner, b]):
             if x < y:
                 pieces.append((hour, x, conn.execute(raw_sql, (x, y, *args)).fetchone()))
@@ -192,21 +200,30 @@ def summary(
             acc = hours.setdefault(hour, [0, 0])
             acc[0] += users or 0
             acc[1] += cost or 0
-    spend = {name: sum(by_rank[bisect_right(ordered, s):]) for name, s in starts.items()}
+    spend = {name: sum(by_rank[bisect_right(ordered, s) :]) for name, s in starts.items()}
 
     latency: dict[int, dict[int, int]] = {METRIC_DURATION: {}, METRIC_TTFB: {}}
     clean = [h for h in range(hour_of(win), _last_hour(end) + 1) if h not in dirty]
     if clean:
         # Cut hours were read from the requests table; leave them out of the histogram sums.
         skip = f" AND hour NOT IN ({_marks(dirty)})" if dirty else ""
-        hist_sql = ("SELECT bin, SUM(n) FROM latency_hourly WHERE metric = ? AND sandbox = ? "
-                    f"AND hour BETWEEN ? AND ?{skip} GROUP BY bin")
+        hist_sql = (
+            "SELECT bin, SUM(n) FROM latency_hourly WHERE metric = ? AND sandbox = ? "
+            f"AND hour BETWEEN ? AND ?{skip} GROUP BY bin"
+        )
         for metric, hist in latency.items():
-            params = (metric, ALL_SANDBOXES if sandbox is None else sandbox, clean[0], clean[-1],
-                      *sorted(dirty))
+            params = (
+                metric,
+                ALL_SANDBOXES if sandbox is None else sandbox,
+                clean[0],
+                clean[-1],
+                *sorted(dirty),
+            )
             hist.update(conn.execute(hist_sql, params).fetchall())
-    values_sql = ("SELECT duration_ms, ttfb_ms FROM requests WHERE started_at >= ? "
-                  f"AND started_at < ?{where} AND outcome = 'ok'")
+    values_sql = (
+        "SELECT duration_ms, ttfb_ms FROM requests WHERE started_at >= ? "
+        f"AND started_at < ?{where} AND outcome = 'ok'"
+    )
     durations, ttfbs = latency[METRIC_DURATION], latency[METRIC_TTFB]
     for x, y in raw_in_window:
         for duration, ttfb in conn.execute(values_sql, (x, y, *args)):
@@ -246,22 +263,43 @@ def spend_nanos(conn: Connection, since: float, sandbox: str | None) -> int:
     first = hour_of(since)
     if since % HOUR:
         first += 1
-        row = conn.execute(f"SELECT SUM(cost_nanos) FROM requests WHERE started_at >= ? "
-                           f"AND started_at < ?{where}", (since, float(first * HOUR), *args)).fetchone()
+        row = conn.execute(
+            f"SELECT SUM(cost_nanos) FROM requests WHERE started_at >= ? AND started_at < ?{where}",
+            (since, float(first * HOUR), *args),
+        ).fetchone()
         total += row[0] or 0
-    row = conn.execute(f"SELECT SUM(cost_nanos) FROM usage_hourly WHERE hour >= ?{where}",
-                       (first, *args)).fetchone()
+    row = conn.execute(
+        f"SELECT SUM(cost_nanos) FROM usage_hourly WHERE hour >= ?{where}", (first, *args)
+    ).fetchone()
     return total + (row[0] or 0)
 
 
-_MODEL_ROLLUP = ("SUM(requests)", "SUM(errors)", "SUM(input_tokens)", "SUM(output_tokens)",
-                 "SUM(cache_read_tokens)", "SUM(cache_write_5m_tokens)",
-                 "SUM(cache_write_1h_tokens)", "SUM(reasoning_tokens)", "SUM(cost_nanos)",
-                 "SUM(cache_savings_nanos)", "SUM(unpriced)")
-_MODEL_RAW = ("COUNT(*)", "SUM(outcome = 'error')", "SUM(input_tokens)", "SUM(output_tokens)",
-              "SUM(cache_read_tokens)", "SUM(cache_write_5m_tokens)",
-              "SUM(cache_write_1h_tokens)", "SUM(reasoning_tokens)", "SUM(cost_nanos)",
-              "SUM(cache_savings_nanos)", "SUM(cost_nanos IS NULL)")
+_MODEL_ROLLUP = (
+    "SUM(requests)",
+    "SUM(errors)",
+    "SUM(input_tokens)",
+    "SUM(output_tokens)",
+    "SUM(cache_read_tokens)",
+    "SUM(cache_write_5m_tokens)",
+    "SUM(cache_write_1h_tokens)",
+    "SUM(reasoning_tokens)",
+    "SUM(cost_nanos)",
+    "SUM(cache_savings_nanos)",
+    "SUM(unpriced)",
+)
+_MODEL_RAW = (
+    "COUNT(*)",
+    "SUM(outcome = 'error')",
+    "SUM(input_tokens)",
+    "SUM(output_tokens)",
+    "SUM(cache_read_tokens)",
+    "SUM(cache_write_5m_tokens)",
+    "SUM(cache_write_1h_tokens)",
+    "SUM(reasoning_tokens)",
+    "SUM(cost_nanos)",
+    "SUM(cache_savings_nanos)",
+    "SUM(cost_nanos IS NULL)",
+)
 
 
 def by_model(conn: Connection, since: float, until: float, sandbox: str | None) -> list[ModelUsage]:
@@ -271,13 +309,21 @@ def by_model(conn: Connection, since: float, until: float, sandbox: str | None) 
     sums: dict[tuple[str, str], list[int]] = {}
     queries: list[tuple[str, tuple[Any, ...]]] = []
     if first <= last:
-        queries.append((f"SELECT provider, model, {', '.join(_MODEL_ROLLUP)} FROM usage_hourly "
-                        f"WHERE hour BETWEEN ? AND ?{where} GROUP BY provider, model",
-                        (first, last, *args)))
+        queries.append(
+            (
+                f"SELECT provider, model, {', '.join(_MODEL_ROLLUP)} FROM usage_hourly "
+                f"WHERE hour BETWEEN ? AND ?{where} GROUP BY provider, model",
+                (first, last, *args),
+            )
+        )
     for a, b in pieces:
-        queries.append((f"SELECT provider, model, {', '.join(_MODEL_RAW)} FROM requests "
-                        f"WHERE started_at >= ? AND started_at < ?{where} GROUP BY provider, model",
-                        (a, b, *args)))
+        queries.append(
+            (
+                f"SELECT provider, model, {', '.join(_MODEL_RAW)} FROM requests "
+                f"WHERE started_at >= ? AND started_at < ?{where} GROUP BY provider, model",
+                (a, b, *args),
+            )
+        )
     for sql, params in queries:
         for provider, model, *values in conn.execute(sql, params):
             _add(sums.setdefault((provider, model), [0] * len(_MODEL_ROLLUP)), values)
@@ -286,12 +332,26 @@ def by_model(conn: Connection, since: float, until: float, sandbox: str | None) 
     return rows
 
 
-_DAY_ROLLUP = ("SUM(requests)", "SUM(errors)", "SUM(input_tokens)", "SUM(output_tokens)",
-               "SUM(cache_read_tokens)", "SUM(cache_write_5m_tokens + cache_write_1h_tokens)",
-               "SUM(cost_nanos)", "SUM(unpriced)")
-_DAY_RAW = ("COUNT(*)", "SUM(outcome = 'error')", "SUM(input_tokens)", "SUM(output_tokens)",
-            "SUM(cache_read_tokens)", "SUM(cache_write_5m_tokens + cache_write_1h_tokens)",
-            "SUM(cost_nanos)", "SUM(cost_nanos IS NULL)")
+_DAY_ROLLUP = (
+    "SUM(requests)",
+    "SUM(errors)",
+    "SUM(input_tokens)",
+    "SUM(output_tokens)",
+    "SUM(cache_read_tokens)",
+    "SUM(cache_write_5m_tokens + cache_write_1h_tokens)",
+    "SUM(cost_nanos)",
+    "SUM(unpriced)",
+)
+_DAY_RAW = (
+    "COUNT(*)",
+    "SUM(outcome = 'error')",
+    "SUM(input_tokens)",
+    "SUM(output_tokens)",
+    "SUM(cache_read_tokens)",
+    "SUM(cache_write_5m_tokens + cache_write_1h_tokens)",
+    "SUM(cost_nanos)",
+    "SUM(cost_nanos IS NULL)",
+)
 
 
 def by_day(
@@ -314,8 +374,7 @@ def by_day(
             days[-1] = nxt
     cuts.append(until)
     sums = segments(conn, cuts, sandbox, _DAY_ROLLUP, _DAY_RAW)
-    return [DayUsage(day.isoformat(), *values)
-            for day, values in zip(days, sums, strict=True) if values[0]]
+    return [DayUsage(day.isoformat(), *values) for day, values in zip(days, sums, strict=True) if values[0]]
 
 
 def series(
@@ -330,8 +389,9 @@ def series(
     starts = [since + i * width for i in range(buckets)]
     if any(b <= a for a, b in pairwise([*starts, until])):
         raise ValueError("the range is too short for that many buckets")
-    sums = segments(conn, [*starts, until], sandbox, ("SUM(cost_nanos)", "SUM(requests)"),
-                    ("SUM(cost_nanos)", "COUNT(*)"))
+    sums = segments(
+        conn, [*starts, until], sandbox, ("SUM(cost_nanos)", "SUM(requests)"), ("SUM(cost_nanos)", "COUNT(*)")
+    )
     return [SeriesPoint(start=s, cost_nanos=c, requests=n) for s, (c, n) in zip(starts, sums, strict=True)]
 
 
@@ -345,22 +405,35 @@ def top(conn: Connection, since: float, limit: int, sandbox: str | None) -> list
     where, args = _sandbox_filter(sandbox)
     # Two plans: walk the cost index from the top until `limit` rows match, or read the window
     # through the time index and sort. Pick by the row counts the rollup knows.
-    in_window = conn.execute(f"SELECT SUM(requests - unpriced) FROM usage_hourly "
-                             f"WHERE hour >= ?{where}", (hour_of(since), *args)).fetchone()[0] or 0
+    in_window = (
+        conn.execute(
+            f"SELECT SUM(requests - unpriced) FROM usage_hourly WHERE hour >= ?{where}",
+            (hour_of(since), *args),
+        ).fetchone()[0]
+        or 0
+    )
     total = conn.execute("SELECT SUM(requests - unpriced) FROM usage_hourly").fetchone()[0] or 0
     walk = limit * total / max(in_window, 1)
     index = "requests_by_cost" if walk < in_window else "requests_by_time"
-    return _records(conn, f"{SELECT_REQUEST} INDEXED BY {index} WHERE cost_nanos IS NOT NULL "
-                          f"AND started_at >= ?{where} ORDER BY cost_nanos DESC, started_at DESC "
-                          "LIMIT ?", (since, *args, limit))
+    return _records(
+        conn,
+        f"{SELECT_REQUEST} INDEXED BY {index} WHERE cost_nanos IS NOT NULL "
+        f"AND started_at >= ?{where} ORDER BY cost_nanos DESC, started_at DESC "
+        "LIMIT ?",
+        (since, *args, limit),
+    )
 
 
 def errors(conn: Connection, since: float, limit: int, sandbox: str | None) -> list[RequestRecord]:
     """See Ledger.errors."""
     where, args = _sandbox_filter(sandbox)
-    return _records(conn, f"{SELECT_REQUEST} INDEXED BY requests_errors_by_time "
-                          f"WHERE outcome = 'error' AND started_at >= ?{where} "
-                          "ORDER BY started_at DESC LIMIT ?", (since, *args, limit))
+    return _records(
+        conn,
+        f"{SELECT_REQUEST} INDEXED BY requests_errors_by_time "
+        f"WHERE outcome = 'error' AND started_at >= ?{where} "
+        "ORDER BY started_at DESC LIMIT ?",
+        (since, *args, limit),
+    )
 
 
 def recent(
@@ -372,14 +445,15 @@ def recent(
     if before is None:
         return _records(conn, f"{SELECT_REQUEST} WHERE 1{where}{order}", (*args, limit))
     if isinstance(before, str):
-        row = conn.execute("SELECT started_at, seq FROM requests WHERE id = ?",
-                           (before,)).fetchone()
+        row = conn.execute("SELECT started_at, seq FROM requests WHERE id = ?", (before,)).fetchone()
         if row is None:
             return []
-        return _records(conn, f"{SELECT_REQUEST} WHERE (started_at, seq) < (?, ?){where}{order}",
-                        (*row, *args, limit))
-    return _records(conn, f"{SELECT_REQUEST} WHERE started_at < ?{where}{order}",
-                    (float(before), *args, limit))
+        return _records(
+            conn, f"{SELECT_REQUEST} WHERE (started_at, seq) < (?, ?){where}{order}", (*row, *args, limit)
+        )
+    return _records(
+        conn, f"{SELECT_REQUEST} WHERE started_at < ?{where}{order}", (float(before), *args, limit)
+    )
 
 
 def get(conn: Connection, request_id: str) -> RequestRecord | None:

@@ -82,8 +82,14 @@ def bin_value(b: int) -> float:
 
 
 # --- DDL and migrations ------------------------------------------------------------------------
-_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-           "cache_write_1h_tokens", "reasoning_tokens")
+_TOKENS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+)
 _TOKEN_DDL = ",\n".join(f"    {name} INTEGER NOT NULL" for name in _TOKENS)
 
 _V1 = f"""
@@ -189,8 +195,7 @@ def create_file(path: Path) -> None:
 
 def connect(path: Path, *, busy_timeout_s: float, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with the ledger's pragmas."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                           timeout=busy_timeout_s)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -32768")  # 32 MiB per connection
     conn.execute("PRAGMA temp_store = MEMORY")
@@ -232,27 +237,67 @@ def _statements(script: str) -> list[str]:
 
 # --- rows <-> records --------------------------------------------------------------------------
 REQUEST_COLUMNS = (
-    "seq", "id", "started_at", "sandbox", "api", "provider", "model", "requested_model", "stream",
-    "status", "outcome", "error_kind", "error_message", "ttfb_ms", "duration_ms", "overhead_ms",
-    *_TOKENS, "usage_source", "cost_nanos", "cache_savings_nanos", "pricing_version",
-    "long_context", "triggered_by", "origin",
+    "seq",
+    "id",
+    "started_at",
+    "sandbox",
+    "api",
+    "provider",
+    "model",
+    "requested_model",
+    "stream",
+    "status",
+    "outcome",
+    "error_kind",
+    "error_message",
+    "ttfb_ms",
+    "duration_ms",
+    "overhead_ms",
+    *_TOKENS,
+    "usage_source",
+    "cost_nanos",
+    "cache_savings_nanos",
+    "pricing_version",
+    "long_context",
+    "triggered_by",
+    "origin",
 )
 ATTEMPT_COLUMNS = (
-    "request_seq", "attempt", "started_at", "provider", "model", "status", "error_kind",
-    "ttfb_ms", "duration_ms", *_TOKENS, "usage_source", "cost_nanos",
+    "request_seq",
+    "attempt",
+    "started_at",
+    "provider",
+    "model",
+    "status",
+    "error_kind",
+    "ttfb_ms",
+    "duration_ms",
+    *_TOKENS,
+    "usage_source",
+    "cost_nanos",
 )
-INSERT_REQUEST = (f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})")
-INSERT_ATTEMPT = (f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) "
-                  f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})")
+INSERT_REQUEST = (
+    f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+)
+INSERT_ATTEMPT = (
+    f"INSERT INTO attempts ({', '.join(ATTEMPT_COLUMNS)}) VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))})"
+)
 SELECT_REQUEST = f"SELECT {', '.join(REQUEST_COLUMNS[1:])} FROM requests"
-SELECT_ATTEMPTS = (f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts "
-                   "WHERE request_seq = (SELECT seq FROM requests WHERE id = ?) ORDER BY attempt")
+SELECT_ATTEMPTS = (
+    f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM attempts "
+    "WHERE request_seq = (SELECT seq FROM requests WHERE id = ?) ORDER BY attempt"
+)
 
 
 def _usage_values(u: Usage) -> tuple[int, ...]:
-    return (int(u.input_tokens), int(u.output_tokens), int(u.cache_read_tokens),
-            int(u.cache_write_5m_tokens), int(u.cache_write_1h_tokens), int(u.reasoning_tokens))
+    return (
+        int(u.input_tokens),
+        int(u.output_tokens),
+        int(u.cache_read_tokens),
+        int(u.cache_write_5m_tokens),
+        int(u.cache_write_1h_tokens),
+        int(u.reasoning_tokens),
+    )
 
 
 def _opt_float(value: float | None) -> float | None:
@@ -266,59 +311,121 @@ def _opt_int(value: int | None) -> int | None:
 def request_row(r: RequestRecord) -> list[Any]:
     """The requests-table row of a record, seq left None (TypeError/ValueError if malformed)."""
     return [
-        None, str(r.id), float(r.started_at), str(r.sandbox), str(r.api), str(r.provider),
-        str(r.model), str(r.requested_model), int(bool(r.stream)), int(r.status), str(r.outcome),
-        r.error_kind, r.error_message, _opt_float(r.ttfb_ms), float(r.duration_ms),
-        _opt_float(r.overhead_ms), *_usage_values(r.usage), str(r.usage.source),
-        _opt_int(r.cost.total_nanos), int(r.cost.cache_savings_nanos), str(r.cost.pricing_version),
-        int(bool(r.cost.long_context)), str(r.trigger), str(r.origin),
+        None,
+        str(r.id),
+        float(r.started_at),
+        str(r.sandbox),
+        str(r.api),
+        str(r.provider),
+        str(r.model),
+        str(r.requested_model),
+        int(bool(r.stream)),
+        int(r.status),
+        str(r.outcome),
+        r.error_kind,
+        r.error_message,
+        _opt_float(r.ttfb_ms),
+        float(r.duration_ms),
+        _opt_float(r.overhead_ms),
+        *_usage_values(r.usage),
+        str(r.usage.source),
+        _opt_int(r.cost.total_nanos),
+        int(r.cost.cache_savings_nanos),
+        str(r.cost.pricing_version),
+        int(bool(r.cost.long_context)),
+        str(r.trigger),
+        str(r.origin),
     ]
 
 
 def attempt_row(request_seq: int, a: AttemptRecord) -> tuple[Any, ...]:
     """The attempts-table row of one attempt of a request."""
     return (
-        request_seq, int(a.attempt), float(a.started_at), str(a.provider), str(a.model),
-        int(a.status), a.error_kind, _opt_float(a.ttfb_ms), float(a.duration_ms),
-        *_usage_values(a.usage), str(a.usage.source), _opt_int(a.cost_nanos),
+        request_seq,
+        int(a.attempt),
+        float(a.started_at),
+        str(a.provider),
+        str(a.model),
+        int(a.status),
+        a.error_kind,
+        _opt_float(a.ttfb_ms),
+        float(a.duration_ms),
+        *_usage_values(a.usage),
+        str(a.usage.source),
+        _opt_int(a.cost_nanos),
     )
 
 
 def _usage(values: Sequence[Any], source: Any) -> Usage:
     return Usage(
-        input_tokens=values[0], output_tokens=values[1], cache_read_tokens=values[2],
-        cache_write_5m_tokens=values[3], cache_write_1h_tokens=values[4],
-        reasoning_tokens=values[5], source=cast(UsageSource, source),
+        input_tokens=values[0],
+        output_tokens=values[1],
+        cache_read_tokens=values[2],
+        cache_write_5m_tokens=values[3],
+        cache_write_1h_tokens=values[4],
+        reasoning_tokens=values[5],
+        source=cast(UsageSource, source),
     )
 
 
 def request_from_row(row: Sequence[Any]) -> RequestRecord:
     """A RequestRecord from a SELECT_REQUEST row (attempts left empty)."""
     return RequestRecord(
-        id=row[0], started_at=row[1], sandbox=row[2], api=cast(Api, row[3]), provider=row[4],
-        model=row[5], requested_model=row[6], stream=bool(row[7]), status=row[8],
-        outcome=cast(Outcome, row[9]), error_kind=row[10], error_message=row[11],
-        ttfb_ms=row[12], duration_ms=row[13], overhead_ms=row[14],
+        id=row[0],
+        started_at=row[1],
+        sandbox=row[2],
+        api=cast(Api, row[3]),
+        provider=row[4],
+        model=row[5],
+        requested_model=row[6],
+        stream=bool(row[7]),
+        status=row[8],
+        outcome=cast(Outcome, row[9]),
+        error_kind=row[10],
+        error_message=row[11],
+        ttfb_ms=row[12],
+        duration_ms=row[13],
+        overhead_ms=row[14],
         usage=_usage(row[15:21], row[21]),
-        cost=Cost(total_nanos=row[22], cache_savings_nanos=row[23], pricing_version=row[24],
-                  long_context=bool(row[25])),
-        trigger=cast(Trigger, row[26]), origin=row[27],
+        cost=Cost(
+            total_nanos=row[22],
+            cache_savings_nanos=row[23],
+            pricing_version=row[24],
+            long_context=bool(row[25]),
+        ),
+        trigger=cast(Trigger, row[26]),
+        origin=row[27],
     )
 
 
 def attempt_from_row(row: Sequence[Any]) -> AttemptRecord:
     """An AttemptRecord from a row in ATTEMPT_COLUMNS order."""
     return AttemptRecord(
-        attempt=row[1], started_at=row[2], provider=row[3], model=row[4], status=row[5],
-        error_kind=row[6], ttfb_ms=row[7], duration_ms=row[8], usage=_usage(row[9:15], row[15]),
+        attempt=row[1],
+        started_at=row[2],
+        provider=row[3],
+        model=row[4],
+        status=row[5],
+        error_kind=row[6],
+        ttfb_ms=row[7],
+        duration_ms=row[8],
+        usage=_usage(row[9:15], row[15]),
         cost_nanos=row[16],
     )
 
 
 # --- rollup deltas -----------------------------------------------------------------------------
 # usage_hourly counters, in column order after the key.
-USAGE_COUNTERS = ("requests", "errors", "unpriced", "user_requests", *_TOKENS, "cost_nanos",
-                  "cache_savings_nanos", "background_nanos")
+USAGE_COUNTERS = (
+    "requests",
+    "errors",
+    "unpriced",
+    "user_requests",
+    *_TOKENS,
+    "cost_nanos",
+    "cache_savings_nanos",
+    "background_nanos",
+)
 UPSERT_USAGE = (
     f"INSERT INTO usage_hourly (hour, sandbox, provider, model, {', '.join(USAGE_COUNTERS)}) "
     f"VALUES (?, ?, ?, ?, {', '.join('?' * len(USAGE_COUNTERS))}) "
@@ -375,4 +482,3 @@ def usage_rows(usage: dict[UsageKey, list[int]]) -> list[tuple[Any, ...]]:
 
 def latency_rows(latency: dict[LatencyKey, int]) -> list[tuple[Any, ...]]:
     return [(*key, n) for key, n in latency.items()]
-

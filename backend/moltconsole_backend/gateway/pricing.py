@@ -94,19 +94,29 @@ class ModelPrice:
 
     def is_long(self, usage: Usage) -> bool:
         """Whether this request falls in the long-context tier (prompt strictly above threshold)."""
-        return (self.long is not None and self.long_context_threshold is not None
-                and usage.prompt_tokens > self.long_context_threshold)
+        return (
+            self.long is not None
+            and self.long_context_threshold is not None
+            and usage.prompt_tokens > self.long_context_threshold
+        )
 
     def cost(self, usage: Usage) -> Cost:
         """The exact cost of one response, rounded once to nano-dollars."""
         long = self.is_long(usage)
         r = self.long if long and self.long is not None else self.standard
         w5, w1 = usage.cache_write_5m_tokens, usage.cache_write_1h_tokens
-        usd_mtok = (usage.input_tokens * r.input + usage.output_tokens * r.output
-                    + usage.cache_read_tokens * r.cache_read
-                    + w5 * r.cache_write_5m + w1 * r.cache_write_1h)
-        savings = (usage.cache_read_tokens * (r.input - r.cache_read)
-                   - w5 * (r.cache_write_5m - r.input) - w1 * (r.cache_write_1h - r.input))
+        usd_mtok = (
+            usage.input_tokens * r.input
+            + usage.output_tokens * r.output
+            + usage.cache_read_tokens * r.cache_read
+            + w5 * r.cache_write_5m
+            + w1 * r.cache_write_1h
+        )
+        savings = (
+            usage.cache_read_tokens * (r.input - r.cache_read)
+            - w5 * (r.cache_write_5m - r.input)
+            - w1 * (r.cache_write_1h - r.input)
+        )
         return Cost(
             total_nanos=_to_nanos(usd_mtok),
             cache_savings_nanos=_to_nanos(savings),
@@ -169,8 +179,7 @@ def _fraction(value: Any, where: str) -> Fraction:
     try:
         result = Fraction(str(value).strip())
     except (ValueError, ZeroDivisionError):
-        raise PriceTableError(f"{where}: expected a price in USD per million tokens, "
-                              f"got {value!r}") from None
+        raise PriceTableError(f"{where}: expected a price in USD per million tokens, got {value!r}") from None
     if result < 0:
         raise PriceTableError(f"{where}: a price cannot be negative (got {value!r})")
     return result
@@ -181,19 +190,30 @@ def _scaled(rate: Fraction, old_input: Fraction, new_input: Fraction) -> Fractio
     return rate if old_input == 0 else rate * new_input / old_input
 
 
-def _build_price(model: str, vendor: str, version: str, values: Mapping[str, Any], where: str,
-                 ) -> ModelPrice:
+def _build_price(
+    model: str,
+    vendor: str,
+    version: str,
+    values: Mapping[str, Any],
+    where: str,
+) -> ModelPrice:
     unknown = sorted(set(values) - _MODEL_KEYS)
     if unknown:
-        raise PriceTableError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                              f"expected some of {', '.join(sorted(_MODEL_KEYS))}")
+        raise PriceTableError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(sorted(_MODEL_KEYS))}"
+        )
     for key in ("input", "output"):
         if key not in values:
             raise PriceTableError(f"{where}: missing {key}")
     rate = {k: _fraction(values[k], f"{where}.{k}") for k in _RATE_KEYS + _LONG_KEYS if k in values}
     inp = rate["input"]
-    standard = Rates(inp, rate["output"], rate.get("cache_read", inp),
-                     rate.get("cache_write_5m", inp), rate.get("cache_write_1h", inp))
+    standard = Rates(
+        inp,
+        rate["output"],
+        rate.get("cache_read", inp),
+        rate.get("cache_write_5m", inp),
+        rate.get("cache_write_1h", inp),
+    )
     threshold = values.get("long_context_threshold")
     if threshold is None:
         present = [k for k in _LONG_KEYS if k in values]
@@ -201,11 +221,14 @@ def _build_price(model: str, vendor: str, version: str, values: Mapping[str, Any
             raise PriceTableError(f"{where}: {present[0]} needs long_context_threshold")
         return ModelPrice(model, vendor, standard, version=version)
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise PriceTableError(f"{where}.long_context_threshold: expected a whole number of "
-                              f"prompt tokens >= 1, got {threshold!r}")
+        raise PriceTableError(
+            f"{where}.long_context_threshold: expected a whole number of "
+            f"prompt tokens >= 1, got {threshold!r}"
+        )
     long_in = rate.get("long_input", inp)
     long = Rates(
-        long_in, rate.get("long_output", standard.output),
+        long_in,
+        rate.get("long_output", standard.output),
         rate.get("long_cache_read", _scaled(standard.cache_read, inp, long_in)),
         rate.get("long_cache_write_5m", _scaled(standard.cache_write_5m, inp, long_in)),
         rate.get("long_cache_write_1h", _scaled(standard.cache_write_1h, inp, long_in)),
@@ -227,8 +250,9 @@ def parse_table(text: str, name: str = "prices.toml") -> ShippedTable:
         try:
             as_of = date.fromisoformat(as_of)
         except ValueError:
-            raise PriceTableError(f"{name}: as_of must be a date such as 2026-11-25, "
-                                  f"got {data['as_of']!r}") from None
+            raise PriceTableError(
+                f"{name}: as_of must be a date such as 2026-11-25, got {data['as_of']!r}"
+            ) from None
     if not isinstance(as_of, date):
         raise PriceTableError(f"{name}: as_of must be a date such as 2026-11-25")
     version = as_of.isoformat()
@@ -246,8 +270,7 @@ def parse_table(text: str, name: str = "prices.toml") -> ShippedTable:
             raise PriceTableError(f"{where}: unknown key(s) {', '.join(extra)}")
         source = section.get("source")
         if not isinstance(source, str) or not source.strip():
-            raise PriceTableError(f"{where}: needs a source note (where and when the prices "
-                                  "were read)")
+            raise PriceTableError(f"{where}: needs a source note (where and when the prices were read)")
         sources[vendor] = " ".join(source.split())
         models = section.get("models")
         if not isinstance(models, dict) or not models:
@@ -262,8 +285,10 @@ def parse_table(text: str, name: str = "prices.toml") -> ShippedTable:
                 raise PriceTableError(f"{mwhere}.aliases: expected a list of model ids")
             for ident in [key, *aliases]:
                 if ident != normalize_model_id(ident):
-                    raise PriceTableError(f"{mwhere}: id {ident!r} is not in normal form "
-                                          f"(expected {normalize_model_id(ident)!r})")
+                    raise PriceTableError(
+                        f"{mwhere}: id {ident!r} is not in normal form "
+                        f"(expected {normalize_model_id(ident)!r})"
+                    )
                 if ident in prices:
                     raise PriceTableError(f"{mwhere}: id {ident!r} is listed twice")
                 prices[ident] = price
@@ -295,9 +320,13 @@ class PriceTable:
     reads another table file instead of the shipped one (tests, or a newer table).
     """
 
-    def __init__(self, settings: GatewaySettings | None = None, *,
-                 table_path: Path | None = None,
-                 overrides: Mapping[str, PriceSettings] | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings | None = None,
+        *,
+        table_path: Path | None = None,
+        overrides: Mapping[str, PriceSettings] | None = None,
+    ) -> None:
         self.table = _load_file(str(table_path) if table_path is not None else None)
         given = dict(settings.prices) if settings is not None else {}
         given.update(overrides or {})

@@ -1,12 +1,13 @@
 """The AI gateway's proxy: the agent's LLM calls in, the real provider out, every request priced.
 
-A plain ASGI application (no framework routing on the hot path). For each request it:
+The handler behind the gateway's own HTTP server (``http_server.py``). For each request it:
 
 1. authenticates the sandbox by its gateway token (constant-time), never the provider key;
 2. checks the budgets, then forwards the body to the provider with the real key, retrying and
    falling back (to another model or provider) only while nothing has reached the agent yet;
 3. streams the provider's bytes to the agent unmodified and unbuffered while a copy is parsed
-   incrementally for usage and errors;
+   incrementally for usage and errors: each piece is written to the agent from the callback that
+   read it from the provider, with no task switch in between;
 4. records one ledger row for the request and one per upstream attempt, with the cost.
 
 Supported: Anthropic Messages (``/v1/messages``), OpenAI Chat Completions
@@ -24,7 +25,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,17 +33,13 @@ from moltconsole.settings import GatewaySettings, ProviderSettings
 
 from . import usage as usage_mod
 from .budgets import BudgetGuard
+from .http_server import Request, ResponseWriter
 from .pricing import PriceTable
 from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
 from .trigger import classify_trigger
-from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from .upstream import UpstreamAbandoned, UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 log = logging.getLogger(__name__)
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 OVERHEAD_HEADER = b"x-moltconsole-overhead-ms"
 REQUEST_ID_HEADER = b"x-moltconsole-request-id"
@@ -123,21 +120,6 @@ class _Target:
     model: str
 
 
-class UpstreamBroke(Exception):
-    """Raised to the server to drop the agent's connection after the provider's dropped."""
-
-
-class _QuietBreaks(logging.Filter):
-    """Keep the server's error log free of the deliberate UpstreamBroke (it is in the ledger)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, UpstreamBroke)
-
-
-logging.getLogger("uvicorn.error").addFilter(_QuietBreaks())
-
-
 class _Refused(Exception):
     """The gateway answers the agent itself (auth, budget, bad request, misconfiguration)."""
 
@@ -147,7 +129,7 @@ class _Refused(Exception):
 
 
 class GatewayProxy:
-    """The ASGI application the sandbox's OpenClaw sends its model requests to."""
+    """What the sandbox's OpenClaw sends its model requests to (served by ``http_server``)."""
 
     def __init__(
         self,
@@ -181,24 +163,20 @@ class GatewayProxy:
             await self._pool.close()
             self._pool = None
 
-    # -- ASGI ----------------------------------------------------------------------------------
+    # -- requests ------------------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
+    async def handle(self, request: Request, writer: ResponseWriter) -> None:
+        """Answer one request from the agent."""
+        path = request.path
         if path in ("/healthz", "/readyz"):
-            await _respond(send, 200, b'{"ok":true}')
+            writer.respond(200, b'{"ok":true}')
             return
         started = time.time()
         t0 = time.perf_counter()
         api, provider_name = self._route(path)
         if api is None:
-            await _error(
-                send,
+            _error(
+                writer,
                 "anthropic-messages",
                 404,
                 "not_found_error",
@@ -206,20 +184,20 @@ class GatewayProxy:
                 "/v1/messages, /v1/chat/completions and /v1/responses",
             )
             return
-        if scope["method"] != "POST":
-            await _error(send, api, 405, "invalid_request_error", f"{path} takes POST")
+        if request.method != "POST":
+            _error(writer, api, 405, "invalid_request_error", f"{path} takes POST")
             return
-        sandbox = self._authenticate(scope)
+        sandbox = self._authenticate(request.headers)
         if sandbox is None:
-            await _error(
-                send,
+            _error(
+                writer,
                 api,
                 401,
                 "authentication_error",
                 "invalid or missing moltconsole gateway token (x-api-key or Authorization)",
             )
             return
-        await _Exchange(self, scope, receive, send, api, provider_name, sandbox, started, t0).run()
+        await _Exchange(self, request, writer, api, provider_name, sandbox, started, t0).run()
 
     def _route(self, path: str) -> tuple[Api | None, str]:
         route = _ROUTES.get(path)
@@ -237,9 +215,9 @@ class GatewayProxy:
                 return route[0], head
         return None, ""
 
-    def _authenticate(self, scope: Scope) -> str | None:
+    def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> str | None:
         presented = b""
-        for name, value in scope["headers"]:
+        for name, value in headers:
             if name == b"x-api-key":
                 presented = value.strip()
                 break
@@ -322,16 +300,15 @@ class _Exchange:
     def __init__(
         self,
         proxy: GatewayProxy,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
+        request: Request,
+        writer: ResponseWriter,
         api: Api,
         provider_name: str,
         sandbox: str,
         started: float,
         t0: float,
     ) -> None:
-        self.proxy, self.scope, self.receive, self.send = proxy, scope, receive, send
+        self.proxy, self.request, self.writer = proxy, request, writer
         self.api, self.provider_name, self.sandbox = api, provider_name, sandbox
         self.started, self.t0 = started, t0
         self.id = uuid.uuid4().hex
@@ -341,10 +318,21 @@ class _Exchange:
         self.body: dict[str, Any] = {}
         self.requested_model = ""
         self.stream = False
+        self.in_flight: Any = None  # the upstream connection awaiting its response, if any
+        writer.on_lost = self._agent_gone
+
+    def _agent_gone(self) -> None:
+        if self.in_flight is not None:
+            self.in_flight.abandon()  # the provider stops generating for nobody
+
+    def _on_sent(self, conn: Any) -> None:
+        self.in_flight = conn
+        if self.writer.lost:
+            conn.abandon()
 
     async def run(self) -> None:
         try:
-            raw = await self._read_body()
+            raw = self.request.body
             try:
                 body = json.loads(raw)
             except ValueError:
@@ -360,24 +348,7 @@ class _Exchange:
             warning = self._budget(targets)
             await self._forward(raw, targets, warning)
         except _Refused as refused:
-            await self._refuse(refused)
-
-    async def _read_body(self) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise _Refused(499, "client_disconnected", "the agent went away before sending its request")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _Refused(
-                    413, "request_too_large", f"request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB"
-                )
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+            self._refuse(refused)
 
     def _budget(self, targets: list[_Target]) -> str:
         guard = self.proxy.guard
@@ -396,7 +367,7 @@ class _Exchange:
 
     async def _forward(self, raw: bytes, targets: list[_Target], warning: str) -> None:
         settings = self.proxy.settings
-        incoming = self.scope["headers"]
+        incoming = self.request.headers
         last_error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | None = None
         for target in targets:
             payload = self._payload(raw, target)
@@ -406,15 +377,21 @@ class _Exchange:
                 outcome = await self._attempt(target, url, headers, payload, warning)
                 if outcome is None:
                     return  # the response went to the agent and is recorded
+                if self.writer.lost:
+                    self._gone(target)
+                    return
                 last_error = outcome
                 status, _kind, _message, _body, _headers = outcome
                 if status not in RETRYABLE and status != 0:
-                    await self._relay_error(target, outcome)
+                    self._relay_error(target, outcome)
                     return
                 if retry < settings.retries:
                     await self._backoff(retry, _headers)
+                    if self.writer.lost:
+                        self._gone(target)
+                        return
         assert last_error is not None
-        await self._relay_error(targets[-1], last_error)
+        self._relay_error(targets[-1], last_error)
 
     def _payload(self, raw: bytes, target: _Target) -> bytes:
         body = self.body
@@ -467,7 +444,9 @@ class _Exchange:
         self.attempts.append(attempt)
         a0 = time.perf_counter()
         try:
-            response = await client.request("POST", url, headers, payload)
+            response = await client.request("POST", url, headers, payload, self._on_sent)
+        except UpstreamAbandoned:
+            return self._failed(attempt, a0, "client_disconnected", "the agent went away")
         except UpstreamTimeout as exc:
             return self._failed(attempt, a0, "timeout", f"no answer from {target.provider}: {exc}")
         except UpstreamError as exc:
@@ -518,40 +497,33 @@ class _Exchange:
         ]
         if warning:
             out_headers.append((BUDGET_HEADER, warning.encode("ascii", "replace")))
-        send = self.send
-        await send({"type": "http.response.start", "status": response.status, "headers": out_headers})
-        self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
-        outcome: Outcome = "ok"
-        cancelled = False
-        failure = ""
-
-        async def pump() -> None:
-            async for chunk in response.chunks():
-                parser.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-        pump_task = asyncio.ensure_future(pump())
-        watch_task = asyncio.ensure_future(_disconnected(self.receive))
-        try:
-            done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-            if pump_task in done:
-                exc = pump_task.exception()
-                if exc is not None:
-                    outcome, failure = "error", _stream_failure(exc)
-            else:
-                cancelled = True
-                pump_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pump_task
-        finally:
-            watch_task.cancel()
+        writer = self.writer
+        if writer.lost:
+            response.close()
+            cancelled, failure = True, ""
+        else:
+            writer.start(response.status, out_headers)
+            self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
+            relay = _Relay(writer, parser)
+            writer.on_lost = relay.lost
+            writer.on_pause = response.pause
+            writer.on_resume = response.resume
+            response.relay(relay)
+            result = await relay.finished
+            writer.on_pause = writer.on_resume = None
+            cancelled = result is _LOST
+            failure = _stream_failure(result) if isinstance(result, UpstreamError) else ""
             if cancelled or failure:
                 response.close()  # drops the upstream connection: the provider stops generating
             else:
                 response.release()
-        if not cancelled and not failure:
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if failure and not cancelled:
+                # The provider's connection broke: break the agent's too, so it sees a cut
+                # stream rather than one that looks complete.
+                writer.abort()
+            elif not cancelled:
+                writer.end()
+        outcome: Outcome = "error" if failure else "ok"
         end = time.perf_counter()
         parsed = parser.result(complete=not cancelled and not failure)
         attempt.duration_ms = (end - a0) * 1000
@@ -579,12 +551,8 @@ class _Exchange:
             duration_ms=(end - self.t0) * 1000,
             overhead_ms=overhead_ms,
         )
-        if failure and not cancelled:
-            # The provider's connection broke: break the agent's too, so it sees a cut stream
-            # rather than one that looks complete.
-            raise UpstreamBroke(failure)
 
-    async def _relay_error(
+    def _relay_error(
         self, target: _Target, error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]]
     ) -> None:
         """Hand the last upstream error to the agent as the provider sent it (or ours if none came)."""
@@ -595,14 +563,14 @@ class _Exchange:
             status = 502
             text = f"moltconsole gateway: {message} after {len(self.attempts)} attempt(s)"
             body = error_body(self.api, "api_error", text)
-            await _respond(self.send, status, body, [(b"content-type", b"application/json"), *ours])
+            self.writer.respond(status, body, [(b"content-type", b"application/json"), *ours])
         else:
             out = [
                 (k, v)
                 for k, v in headers
                 if k.lower() not in _DROP_RESPONSE and k.lower() != b"content-length"
             ]
-            await _respond(self.send, status, body, [*out, *ours])
+            self.writer.respond(status, body, [*out, *ours])
         self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
         self._finish(
             target=target,
@@ -616,9 +584,22 @@ class _Exchange:
             overhead_ms=overhead_ms,
         )
 
-    async def _refuse(self, refused: _Refused) -> None:
-        if refused.status != 499:
-            await _error(self.send, self.api, refused.status, refused.kind, refused.message)
+    def _gone(self, target: _Target) -> None:
+        """The agent went away before its response started: nothing to send, the row says so."""
+        self._finish(
+            target=target,
+            status=499,
+            outcome="cancelled",
+            kind="client_disconnected",
+            message="the agent disconnected before the response started",
+            usage=Usage(),
+            cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
+            duration_ms=(time.perf_counter() - self.t0) * 1000,
+            overhead_ms=None,
+        )
+
+    def _refuse(self, refused: _Refused) -> None:
+        _error(self.writer, self.api, refused.status, refused.kind, refused.message)
         if refused.kind in ("budget_exceeded", "gateway_config"):
             outcome: Outcome = "blocked" if refused.kind == "budget_exceeded" else "error"
             self._finish(
@@ -683,11 +664,41 @@ class _Exchange:
 _ROUTE_PATH: dict[Api, str] = {api: path for path, (api, _family) in _ROUTES.items()}
 
 
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
+_LOST = object()  # what a relay ends with when the agent went away
+
+
+class _Relay:
+    """The provider's body on its way to the agent, driven by the provider connection's callbacks.
+
+    Each piece is written to the agent first, then fed to the usage parser. ``finished`` ends
+    with None (complete), the provider's error, or ``_LOST``.
+    """
+
+    __slots__ = ("finished", "parse_failed", "parser", "writer")
+
+    def __init__(self, writer: ResponseWriter, parser: usage_mod.UsageParser) -> None:
+        self.writer = writer
+        self.parser = parser
+        self.finished: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self.parse_failed = False
+
+    def data(self, chunk: bytes) -> None:
+        self.writer.write(chunk)
+        if self.parse_failed:
             return
+        try:
+            self.parser.feed(chunk)
+        except Exception:  # the bytes still reach the agent; the ledger row says what is known
+            self.parse_failed = True
+            log.exception("could not parse the provider's response for usage; relaying it unparsed")
+
+    def done(self, error: UpstreamError | None) -> None:
+        if not self.finished.done():
+            self.finished.set_result(error)
+
+    def lost(self) -> None:
+        if not self.finished.done():
+            self.finished.set_result(_LOST)
 
 
 def _stream_failure(exc: BaseException) -> str:
@@ -707,24 +718,5 @@ def error_body(api: Api, kind: str, message: str) -> bytes:
     return json.dumps(payload).encode()
 
 
-async def _error(send: Send, api: Api, status: int, kind: str, message: str) -> None:
-    await _respond(send, status, error_body(api, kind, message))
-
-
-async def _respond(
-    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    out = list(headers) if headers is not None else [(b"content-type", b"application/json")]
-    out.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+def _error(writer: ResponseWriter, api: Api, status: int, kind: str, message: str) -> None:
+    writer.respond(status, error_body(api, kind, message))

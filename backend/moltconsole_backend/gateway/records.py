@@ -60,8 +60,12 @@ class Usage:
     @property
     def prompt_tokens(self) -> int:
         """Every prompt token, cached or not (what long-context tiers are measured on)."""
-        return (self.input_tokens + self.cache_read_tokens + self.cache_write_5m_tokens
-                + self.cache_write_1h_tokens)
+        return (
+            self.input_tokens
+            + self.cache_read_tokens
+            + self.cache_write_5m_tokens
+            + self.cache_write_1h_tokens
+        )
 
 
 @dataclass(slots=True)

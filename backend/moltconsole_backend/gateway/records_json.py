@@ -54,10 +54,7 @@ def from_json(data: Any) -> RequestRecord:
         cost=_cost(obj.get("cost", {"total_nanos": None}), "cost"),
         trigger=_choice(obj, "trigger", get_args(Trigger), "unknown"),  # type: ignore[arg-type]
         origin=_choice(obj, "origin", ("proxy", "cloudflare"), "proxy"),  # type: ignore[arg-type]
-        attempts=[
-            _attempt(item, f"attempts[{i}]")
-            for i, item in enumerate(_list(obj, "attempts"))
-        ],
+        attempts=[_attempt(item, f"attempts[{i}]") for i, item in enumerate(_list(obj, "attempts"))],
     )
 
 
@@ -171,7 +168,10 @@ def _bool(obj: dict[str, Any], key: str, default: Any = _MISSING, where: str = "
 
 
 def _choice(
-    obj: dict[str, Any], key: str, allowed: tuple[str, ...], default: Any = _MISSING,
+    obj: dict[str, Any],
+    key: str,
+    allowed: tuple[str, ...],
+    default: Any = _MISSING,
     where: str = "record",
 ) -> str:
     value = _get(obj, key, default, where)

@@ -16,7 +16,7 @@ import struct
 import threading
 from typing import Any
 
-import uvicorn
+from .http_server import HTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -65,40 +65,26 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:  # the backend owns the process's signals
-        yield
-
-
 class GatewayServer:
-    """uvicorn serving one ASGI app on a pre-bound socket, in a daemon thread."""
+    """The gateway's HTTP server on a pre-bound socket, in a daemon thread with its own loop.
 
-    def __init__(self, app: Any, sock: socket.socket) -> None:
+    ``app`` is the request handler (``GatewayProxy``): ``handle(request, writer)``, and
+    ``aclose()`` called once serving has stopped.
+    """
+
+    def __init__(self, app: Any, sock: socket.socket, *, max_body: int = 32 * 1024 * 1024) -> None:
         self.app = app
         self.sock = sock
+        self.max_body = max_body
         self.host, self.port = sock.getsockname()[:2]
-        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     def start(self, timeout: float = 10.0) -> None:
         """Start serving; returns once the server accepts connections."""
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            http=_http_impl(),
-            loop="none",
-            timeout_keep_alive=75,
-            timeout_graceful_shutdown=5,
-            server_header=False,
-            date_header=False,
-        )
-        self._server = _Server(config)
         self._thread = threading.Thread(target=self._run, name="ai-gateway", daemon=True)
         self._thread.start()
         if not self._started.wait(timeout):
@@ -110,16 +96,20 @@ class GatewayServer:
         loop = _new_loop()
         self.loop = loop
         asyncio.set_event_loop(loop)
-        server = self._server
-        assert server is not None
 
         async def main() -> None:
-            task = asyncio.ensure_future(server.serve(sockets=[self.sock]))
-            # uvicorn offers no startup event to wait on.
-            while not server.started and not task.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.005)
+            self._stop = asyncio.Event()
+            server = HTTPServer(self.app.handle, max_body=self.max_body)
+            await server.start(self.sock)
             self._started.set()
-            await task
+            try:
+                await self._stop.wait()
+            finally:
+                await server.close(grace=5.0)
+                closer = getattr(self.app, "aclose", None)
+                if closer is not None:
+                    with contextlib.suppress(Exception):
+                        await closer()
 
         try:
             loop.run_until_complete(main())
@@ -128,28 +118,18 @@ class GatewayServer:
             self._started.set()
             log.exception("the AI gateway stopped")
         finally:
-            with contextlib.suppress(Exception):
-                closer = getattr(self.app, "aclose", None)
-                if closer is not None:
-                    loop.run_until_complete(closer())
             loop.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop accepting, let running responses finish briefly, and join the thread."""
-        if self._server is not None:
-            self._server.should_exit = True
+        loop, event = self.loop, self._stop
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(event.set)
         if self._thread is not None:
             self._thread.join(timeout)
         with contextlib.suppress(OSError):
             self.sock.close()
-
-
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +20,8 @@ from .proxy import GatewayProxy, TokenRegistry
 from .server import GatewayServer, bind_tcp, bridge_address
 
 log = logging.getLogger(__name__)
+
+GIL_SWITCH_S = 0.001
 
 MODEL_TOKEN_FILE = "model-token"  # noqa: S105 - a file name, not a secret
 
@@ -66,6 +69,10 @@ class GatewayService:
             gw, self.tokens, self.prices, self.ledger.record, guard=self.guard, env=self.env
         )
         sock = bind_tcp(host, gw.port)
+        # The gateway's thread shares the GIL with the backend's other threads (API, logs,
+        # ledger). Python lets a thread that wants the GIL wait up to the switch interval, 5 ms
+        # by default, which would show as a stall in the agent's stream; 1 ms bounds that.
+        sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         self.server = GatewayServer(self.proxy, sock)
         await asyncio.to_thread(self.server.start)
         self.address = (self.server.host, self.server.port)

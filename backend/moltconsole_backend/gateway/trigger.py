@@ -63,8 +63,15 @@ BACKGROUND_SYSTEM_MARKERS = (
     "You are a context summarization assistant.",
 )
 
-_TOOL_RESULT_TYPES = frozenset({"tool_result", "function_call_output", "custom_tool_call_output",
-                                "computer_call_output", "mcp_call_output"})
+_TOOL_RESULT_TYPES = frozenset(
+    {
+        "tool_result",
+        "function_call_output",
+        "custom_tool_call_output",
+        "computer_call_output",
+        "mcp_call_output",
+    }
+)
 _TEXT_TYPES = frozenset({"text", "input_text"})
 
 
@@ -139,8 +146,8 @@ def _read(api: Api, message: Any) -> tuple[str, str]:
         return "other", ""
     content = message.get("content")
     if isinstance(content, list) and any(
-            isinstance(block, Mapping) and block.get("type") in _TOOL_RESULT_TYPES
-            for block in content):
+        isinstance(block, Mapping) and block.get("type") in _TOOL_RESULT_TYPES for block in content
+    ):
         return "tool", ""
     # A person's message even without text (an image, a file).
     return "user", _text_of(content, HEAD_CHARS + TAIL_CHARS + 1, keep_tail=True)
@@ -151,9 +158,13 @@ def _text_of(content: Any, limit: int, keep_tail: bool = False) -> str:
     if isinstance(content, str):
         text = content
     elif isinstance(content, list):
-        text = "".join(block.get("text", "") for block in content
-                       if isinstance(block, Mapping) and block.get("type") in _TEXT_TYPES
-                       and isinstance(block.get("text"), str))
+        text = "".join(
+            block.get("text", "")
+            for block in content
+            if isinstance(block, Mapping)
+            and block.get("type") in _TEXT_TYPES
+            and isinstance(block.get("text"), str)
+        )
     else:
         return ""
     if len(text) <= limit:

@@ -8,8 +8,9 @@ Responses are parsed by ``httptools`` (the C parser uvicorn uses), not by hand; 
 only owns the connections and the flow of bytes:
 
 - one write per request (request line, headers and body together);
-- body chunks are handed over as they arrive; reading pauses while the agent is slower than the
-  provider, so buffering stays bounded;
+- body chunks are handed over as they arrive: either to a sink's callback, in the same callback
+  that read them from the socket (``UpstreamResponse.relay``), or through ``chunks()``; reading
+  pauses while the agent is slower than the provider, so buffering stays bounded;
 - a silence longer than ``read_timeout`` fails the response; there is no total time limit;
 - a connection goes back to the pool only after a complete response that allows keep-alive;
   ``close()`` drops it, which is how an abandoned generation is cancelled upstream.
@@ -21,7 +22,8 @@ import asyncio
 import contextlib
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import httptools
@@ -38,6 +40,18 @@ class UpstreamError(Exception):
 
 class UpstreamTimeout(UpstreamError):
     """Connecting took longer than the connect timeout, or the provider fell silent."""
+
+
+class UpstreamAbandoned(UpstreamError):
+    """We dropped the request ourselves (the agent went away); never retried."""
+
+
+class Sink(Protocol):
+    """Where a relayed body goes, called from the connection's own callbacks."""
+
+    def data(self, chunk: bytes) -> None: ...
+
+    def done(self, error: UpstreamError | None) -> None: ...
 
 
 class _Connection(asyncio.Protocol):
@@ -65,6 +79,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.last_data = 0.0
+        self.sink: Sink | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -100,6 +115,9 @@ class _Connection(asyncio.Protocol):
             self.headers_done.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.data(body)
+            return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered >= HIGH_WATER and not self.paused and self.transport is not None:
@@ -110,6 +128,8 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.complete = True
         self._stop_timer()
+        if self.sink is not None:
+            self.sink.done(None)
         self._wake()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -120,6 +140,8 @@ class _Connection(asyncio.Protocol):
         if not self.headers_done.done():
             self.headers_done.set_exception(exc)
             self.headers_done.exception()  # retrieved here; request() raises it
+        if self.sink is not None and not self.complete:
+            self.sink.done(exc)
         self._wake()
         if self.transport is not None:
             self.transport.close()
@@ -142,6 +164,11 @@ class _Connection(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+
+    def abandon(self) -> None:
+        """Give up on the response in progress: the connection closes, the provider stops."""
+        if not self.complete:
+            self._fail(UpstreamAbandoned("the request was abandoned"))
 
     def send(self, request: bytes) -> None:
         self._reset()
@@ -183,6 +210,35 @@ class UpstreamResponse:
             finally:
                 conn.waiter = None
 
+    def relay(self, sink: Sink) -> None:
+        """Hand the body to ``sink`` from now on, as each piece is read; ``done`` ends it."""
+        conn = self._conn
+        while conn.chunks:
+            sink.data(conn.chunks.popleft())
+        conn.buffered = 0
+        if conn.error is not None:
+            sink.done(conn.error)
+        elif conn.complete:
+            sink.done(None)
+        else:
+            conn.sink = sink
+            if conn.paused:
+                self.resume()
+
+    def pause(self) -> None:
+        """Stop reading from the provider (the agent is behind)."""
+        conn = self._conn
+        if not conn.paused and conn.transport is not None and not conn.closed:
+            conn.paused = True
+            conn.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Read from the provider again."""
+        conn = self._conn
+        if conn.paused and conn.transport is not None and not conn.closed:
+            conn.paused = False
+            conn.transport.resume_reading()
+
     async def read(self) -> bytes:
         """The whole body."""
         return b"".join([chunk async for chunk in self.chunks()])
@@ -192,6 +248,7 @@ class UpstreamResponse:
         if not self._done:
             self._done = True
             conn = self._conn
+            conn.sink = None
             reusable = conn.complete and conn.error is None and not conn.closed and conn.keep_alive
             conn.pool._give_back(conn, reusable)
 
@@ -199,6 +256,7 @@ class UpstreamResponse:
         """Drop the connection: the provider sees the request abandoned and stops."""
         if not self._done:
             self._done = True
+            self._conn.sink = None
             self._conn.pool._give_back(self._conn, False)
 
 
@@ -242,9 +300,18 @@ class UpstreamPool:
         return conn
 
     async def request(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        on_sent: Callable[[_Connection], None] | None = None,
     ) -> UpstreamResponse:
-        """Send a request; returns once the response's status and headers arrived."""
+        """Send a request; returns once the response's status and headers arrived.
+
+        ``on_sent`` gets the connection as soon as the request is written, so the caller can
+        ``abandon()`` it before the response arrives.
+        """
         parts = urlsplit(url)
         scheme = parts.scheme
         host = parts.hostname or ""
@@ -261,11 +328,13 @@ class UpstreamPool:
                 reused = False
                 conn = await self._connect(origin)
             conn.send(payload)
+            if on_sent is not None:
+                on_sent(conn)
             try:
                 await conn.headers_done
-            except UpstreamError:
+            except UpstreamError as exc:
                 self._give_back(conn, False)
-                if not reused:
+                if not reused or isinstance(exc, UpstreamAbandoned):
                     raise
                 continue
             except BaseException:

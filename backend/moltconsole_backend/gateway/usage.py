@@ -32,8 +32,15 @@ from .records import Api, Usage, UsageSource
 
 # What went wrong, as the ledger and the Costs screen group it.
 ErrorKind = Literal[
-    "rate_limit", "overloaded", "auth", "quota", "invalid_request", "not_found", "timeout",
-    "server", "connect",
+    "rate_limit",
+    "overloaded",
+    "auth",
+    "quota",
+    "invalid_request",
+    "not_found",
+    "timeout",
+    "server",
+    "connect",
 ]
 
 MAX_ERROR_MESSAGE = 300
@@ -149,8 +156,11 @@ def _error_fields(obj: Any) -> tuple[str | None, str]:
     code = code if isinstance(code, str) and code else None
     # OpenAI's type is often generic ("invalid_request_error", "tokens") while its code says what
     # happened ("invalid_api_key", "rate_limit_exceeded"): prefer the code when it is telling.
-    if code and kind_for_type(code) and (etype is None or etype == "invalid_request_error"
-                                         or kind_for_type(etype) is None):
+    if (
+        code
+        and kind_for_type(code)
+        and (etype is None or etype == "invalid_request_error" or kind_for_type(etype) is None)
+    ):
         name: str | None = code
     else:
         name = etype or code
@@ -258,13 +268,23 @@ class _Base:
         else:
             source = "partial"
         usage = Usage(
-            input_tokens=self.input, output_tokens=self.output, cache_read_tokens=self.cache_read,
-            cache_write_5m_tokens=self.write_5m, cache_write_1h_tokens=self.write_1h,
-            reasoning_tokens=self.reasoning, source=source,
+            input_tokens=self.input,
+            output_tokens=self.output,
+            cache_read_tokens=self.cache_read,
+            cache_write_5m_tokens=self.write_5m,
+            cache_write_1h_tokens=self.write_1h,
+            reasoning_tokens=self.reasoning,
+            source=source,
         )
-        return ParsedResponse(usage=usage, model=self.model, finished=self.finished,
-                              stop_reason=self.stop_reason, error_kind=self.error_kind,
-                              error_type=self.error_type, error_message=self.error_message)
+        return ParsedResponse(
+            usage=usage,
+            model=self.model,
+            finished=self.finished,
+            stop_reason=self.stop_reason,
+            error_kind=self.error_kind,
+            error_type=self.error_type,
+            error_message=self.error_message,
+        )
 
     # Usage payloads of the three APIs.
 
@@ -272,8 +292,11 @@ class _Base:
         if not isinstance(usage, dict):
             return
         self.seen_usage = True
-        for key, attr in (("input_tokens", "input"), ("output_tokens", "output"),
-                          ("cache_read_input_tokens", "cache_read")):
+        for key, attr in (
+            ("input_tokens", "input"),
+            ("output_tokens", "output"),
+            ("cache_read_input_tokens", "cache_read"),
+        ):
             value = _int(usage, key)
             if value is not None:
                 setattr(self, attr, value)
@@ -290,8 +313,9 @@ class _Base:
             else:
                 self.write_5m, self.write_1h = total, 0
 
-    def _openai_usage(self, usage: Any, prompt_key: str, output_key: str, details: str,
-                      out_details: str) -> None:
+    def _openai_usage(
+        self, usage: Any, prompt_key: str, output_key: str, details: str, out_details: str
+    ) -> None:
         if not isinstance(usage, dict):
             return
         self.seen_usage = True
@@ -457,8 +481,7 @@ class OpenAIChatStreamParser(_SSE):
         if event == b"error":
             self._set_error(self._json(data))
             return
-        if self._first_seen and not _has_value(data, b'"usage"') \
-                and not _has_value(data, b'"error"'):
+        if self._first_seen and not _has_value(data, b'"usage"') and not _has_value(data, b'"error"'):
             return
         self._first_seen = True
         obj = self._json(data)
@@ -470,8 +493,13 @@ class OpenAIChatStreamParser(_SSE):
         self._set_model(obj.get("model"))
         usage = obj.get("usage")
         if isinstance(usage, dict):
-            self._openai_usage(usage, "prompt_tokens", "completion_tokens",
-                               "prompt_tokens_details", "completion_tokens_details")
+            self._openai_usage(
+                usage,
+                "prompt_tokens",
+                "completion_tokens",
+                "prompt_tokens_details",
+                "completion_tokens_details",
+            )
         choices = obj.get("choices")
         if isinstance(choices, list):
             for choice in choices:
@@ -482,10 +510,16 @@ class OpenAIChatStreamParser(_SSE):
 class OpenAIResponsesStreamParser(_SSE):
     """OpenAI Responses API, ``stream: true``."""
 
-    wanted = frozenset({
-        b"response.created", b"response.in_progress", b"response.completed",
-        b"response.incomplete", b"response.failed", b"error",
-    })
+    wanted = frozenset(
+        {
+            b"response.created",
+            b"response.in_progress",
+            b"response.completed",
+            b"response.incomplete",
+            b"response.failed",
+            b"error",
+        }
+    )
 
     def _dispatch(self, event: bytes, data: bytes) -> None:
         if not event:
@@ -513,8 +547,9 @@ def _read_response(parser: _Base, response: dict[str, Any]) -> None:
     parser._set_model(response.get("model"))
     usage = response.get("usage")
     if isinstance(usage, dict):
-        parser._openai_usage(usage, "input_tokens", "output_tokens", "input_tokens_details",
-                             "output_tokens_details")
+        parser._openai_usage(
+            usage, "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details"
+        )
     status = response.get("status")
     if status == "incomplete":
         details = response.get("incomplete_details")
@@ -584,8 +619,13 @@ class OpenAIChatJSONParser(_JSONBody):
             self._set_error(obj)
             return
         self._set_model(obj.get("model"))
-        self._openai_usage(obj.get("usage"), "prompt_tokens", "completion_tokens",
-                           "prompt_tokens_details", "completion_tokens_details")
+        self._openai_usage(
+            obj.get("usage"),
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+            "completion_tokens_details",
+        )
         choices = obj.get("choices")
         if isinstance(choices, list) and choices and isinstance(choices[0], dict):
             reason = choices[0].get("finish_reason")

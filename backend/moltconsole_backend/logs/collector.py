@@ -67,7 +67,7 @@ class LogQuery:
     def from_json(cls, data: object) -> LogQuery:
         """Validate a client's request object."""
         if not isinstance(data, dict):
-            raise QueryError("send a JSON object such as {\"tail\": 100, \"follow\": true}")
+            raise QueryError('send a JSON object such as {"tail": 100, "follow": true}')
         unknown = set(data) - {"tail", "since_seq", "since_time", "follow", "grep", "levels"}
         if unknown:
             raise QueryError(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -81,8 +81,9 @@ class LogQuery:
             return value
 
         since_time = data.get("since_time")
-        if since_time is not None and (not isinstance(since_time, int | float)
-                                       or isinstance(since_time, bool)):
+        if since_time is not None and (
+            not isinstance(since_time, int | float) or isinstance(since_time, bool)
+        ):
             raise QueryError("'since_time' must be epoch seconds (a number) or null")
         follow = data.get("follow", True)
         if not isinstance(follow, bool):
@@ -103,11 +104,16 @@ class LogQuery:
                 raise QueryError("'levels' must be a list of level names or null")
             bad = [v for v in levels if v not in (*LEVELS, "")]
             if bad:
-                raise QueryError(f"unknown level(s) {bad}; use {', '.join(LEVELS)} or \"\"")
+                raise QueryError(f'unknown level(s) {bad}; use {", ".join(LEVELS)} or ""')
             level_set = frozenset(levels)
-        return cls(tail=integer("tail"), since_seq=integer("since_seq"),
-                   since_time=float(since_time) if since_time is not None else None,
-                   follow=follow, grep=pattern, levels=level_set)
+        return cls(
+            tail=integer("tail"),
+            since_seq=integer("since_seq"),
+            since_time=float(since_time) if since_time is not None else None,
+            follow=follow,
+            grep=pattern,
+            levels=level_set,
+        )
 
     @property
     def filtered(self) -> bool:
@@ -127,8 +133,12 @@ class LogQuery:
 class LogCollector:
     """Collects one sandbox's logs into its spool and streams them to subscribers."""
 
-    def __init__(self, settings: Settings, manager: SandboxManager,
-                 client_factory: Callable[[], docker.DockerClient] = connect) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        manager: SandboxManager,
+        client_factory: Callable[[], docker.DockerClient] = connect,
+    ) -> None:
         self.settings = settings
         self.manager = manager
         self.directory = settings.sandbox_dir / "log-spool"
@@ -161,7 +171,9 @@ class LogCollector:
         self._loop = asyncio.get_running_loop()
         logs = self.settings.logs
         self.spool = await asyncio.to_thread(
-            Spool, self.directory, segment_bytes=logs.segment_mb << 20,
+            Spool,
+            self.directory,
+            segment_bytes=logs.segment_mb << 20,
             history_bytes=logs.history_mb << 20,
         )
         self._ring_first = self.spool.next_seq
@@ -171,8 +183,9 @@ class LogCollector:
         except OSError as exc:  # a full disk: tried again with the first batch
             self._cursor_trouble(exc)
         file_pos = FilePosition(**self._cursors.get("file", {}))
-        self._tailer = FileTailer(self.log_file, file_pos, max_line_bytes=logs.max_line_bytes,
-                                  sink=self.ingest)
+        self._tailer = FileTailer(
+            self.log_file, file_pos, max_line_bytes=logs.max_line_bytes, sink=self.ingest
+        )
         tailer = self._tailer
         self._tasks = [
             self._loop.create_task(self._supervise("log file", tailer.run)),
@@ -251,10 +264,11 @@ class LogCollector:
                         if client is None:
                             client = await asyncio.to_thread(self._client_factory)
                         reader = ContainerLogReader(
-                            client.api, status.container_id,
-                            last_ns={int(k): int(v)
-                                     for k, v in (self._cursors.get("docker") or {}).items()},
-                            max_line_bytes=self.settings.logs.max_line_bytes, sink=self.ingest,
+                            client.api,
+                            status.container_id,
+                            last_ns={int(k): int(v) for k, v in (self._cursors.get("docker") or {}).items()},
+                            max_line_bytes=self.settings.logs.max_line_bytes,
+                            sink=self.ingest,
                         )
                         self._reader = reader
                         await _in_own_thread(reader.run)
@@ -330,8 +344,7 @@ class LogCollector:
         """Warn once when the cursors cannot be saved (a restart would repeat lines), and
         once more when they can again, rather than with every batch."""
         if exc is not None and not self._cursors_failing:
-            log.warning("cannot save the log cursors (a backend restart will show some lines "
-                        "again): %s", exc)
+            log.warning("cannot save the log cursors (a backend restart will show some lines again): %s", exc)
         elif exc is None and self._cursors_failing:
             log.warning("saving the log cursors again")
         self._cursors_failing = exc is not None

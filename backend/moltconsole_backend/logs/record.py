@@ -36,8 +36,16 @@ from typing import Any
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 SOURCES = ("stdout", "stderr", "file")
 _LEVEL_ALIASES = {
-    "silly": "trace", "trace": "trace", "debug": "debug", "info": "info", "warn": "warn",
-    "warning": "warn", "error": "error", "err": "error", "fatal": "fatal", "critical": "fatal",
+    "silly": "trace",
+    "trace": "trace",
+    "debug": "debug",
+    "info": "info",
+    "warn": "warn",
+    "warning": "warn",
+    "error": "error",
+    "err": "error",
+    "fatal": "fatal",
+    "critical": "fatal",
 }
 # CSI (colours, cursor moves), OSC (titles, clipboard; ended by BEL or ST) and 2-byte escapes.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -86,8 +94,14 @@ class Record:
     def to_json(self) -> dict[str, Any]:
         """The API's record shape."""
         return {
-            "seq": self.seq, "time": self.time, "level": self.level, "subsystem": self.subsystem,
-            "message": self.message, "source": self.source, "raw": self.raw, "cut": self.cut,
+            "seq": self.seq,
+            "time": self.time,
+            "level": self.level,
+            "subsystem": self.subsystem,
+            "message": self.message,
+            "source": self.source,
+            "raw": self.raw,
+            "cut": self.cut,
         }
 
     def encode(self) -> str:
@@ -98,9 +112,14 @@ class Record:
     def from_json(cls, data: dict[str, Any]) -> Record:
         """The inverse of ``to_json``."""
         return cls(
-            time=float(data["time"]), level=str(data["level"]), subsystem=str(data["subsystem"]),
-            message=str(data["message"]), source=str(data["source"]), raw=str(data["raw"]),
-            cut=bool(data["cut"]), seq=int(data["seq"]),
+            time=float(data["time"]),
+            level=str(data["level"]),
+            subsystem=str(data["subsystem"]),
+            message=str(data["message"]),
+            source=str(data["source"]),
+            raw=str(data["raw"]),
+            cut=bool(data["cut"]),
+            seq=int(data["seq"]),
         )
 
 
@@ -196,8 +215,9 @@ def parse_human(text: str, *, source: str, received: float, cut: bool = False) -
             subsystem = ""
     if not level:
         level = stated_level(message) or _STREAM_LEVELS.get(source, "")
-    return Record(time=received, level=level, subsystem=subsystem, message=message, source=source,
-                  raw=text, cut=cut)
+    return Record(
+        time=received, level=level, subsystem=subsystem, message=message, source=source, raw=text, cut=cut
+    )
 
 
 def stated_level(message: str) -> str:
@@ -231,11 +251,12 @@ def _parse_json_console(text: str, *, raw: str, source: str, received: float) ->
     subsystem = data.get("subsystem") or data.get("module") or ""
     message = data.get("message", data.get("msg", ""))
     return Record(
-        time=received, level=level or _STREAM_LEVELS.get(source, ""),
+        time=received,
+        level=level or _STREAM_LEVELS.get(source, ""),
         subsystem=strip_ansi(subsystem if isinstance(subsystem, str) else str(subsystem)),
-        message=strip_ansi(message if isinstance(message, str)
-                           else json.dumps(message, ensure_ascii=False)),
-        source=source, raw=raw,
+        message=strip_ansi(message if isinstance(message, str) else json.dumps(message, ensure_ascii=False)),
+        source=source,
+        raw=raw,
     )
 
 
@@ -248,8 +269,9 @@ def parse_file_line(text: str, *, received: float, cut: bool = False) -> Record:
         except ValueError:
             data = None
     if not isinstance(data, dict):
-        return Record(time=received, level="", subsystem="", message=strip_ansi(text),
-                      source="file", raw=text, cut=cut)
+        return Record(
+            time=received, level="", subsystem="", message=strip_ansi(text), source="file", raw=text, cut=cut
+        )
     meta = data.get("_meta")
     meta = meta if isinstance(meta, dict) else {}
     level = normalize_level(meta.get("logLevelName") or data.get("level"))
@@ -258,9 +280,13 @@ def parse_file_line(text: str, *, received: float, cut: bool = False) -> Record:
     if isinstance(stamp, str):
         when = parse_time(stamp)
     return Record(
-        time=when if when is not None else received, level=level,
-        subsystem=strip_ansi(_subsystem(data, meta)), message=strip_ansi(_message(data)),
-        source="file", raw=text, cut=cut,
+        time=when if when is not None else received,
+        level=level,
+        subsystem=strip_ansi(_subsystem(data, meta)),
+        message=strip_ansi(_message(data)),
+        source="file",
+        raw=text,
+        cut=cut,
     )
 
 

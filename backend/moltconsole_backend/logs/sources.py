@@ -60,8 +60,9 @@ def docker_since(ns: int) -> str:
 class ContainerLogReader:
     """Follows one container's stdout/stderr until the stream ends or ``stop`` is called."""
 
-    def __init__(self, api: Any, container_id: str, *, last_ns: dict[int, int],
-                 max_line_bytes: int, sink: Sink) -> None:
+    def __init__(
+        self, api: Any, container_id: str, *, last_ns: dict[int, int], max_line_bytes: int, sink: Sink
+    ) -> None:
         self.api = api
         self.container_id = container_id
         self.last_ns = dict(last_ns)  # stream (1 stdout, 2 stderr) -> last timestamp taken
@@ -86,8 +87,7 @@ class ContainerLogReader:
         if self.last_ns:
             # A second of overlap: the other stream may lag a little; repeats are dropped.
             params["since"] = docker_since(max(0, max(self.last_ns.values()) - 1_000_000_000))
-        response = api._get(api._url("/containers/{0}/logs", self.container_id), params=params,
-                            stream=True)
+        response = api._get(api._url("/containers/{0}/logs", self.container_id), params=params, stream=True)
         api._raise_for_status(response)
         sock = api._get_raw_response_socket(response)
         api._disable_socket_timeout(sock)
@@ -151,9 +151,14 @@ class ContainerLogReader:
                 if stream in partial:
                     line = bytes(partial.pop(stream)) + line
                 line, cut = cut_line(line.rstrip(b"\r\n"), limit)
-                records.append(parse_human(line.decode("utf-8", "replace"),
-                                           source=_STREAMS.get(stream, "stdout"),
-                                           received=ns / 1e9, cut=cut))
+                records.append(
+                    parse_human(
+                        line.decode("utf-8", "replace"),
+                        source=_STREAMS.get(stream, "stdout"),
+                        received=ns / 1e9,
+                        cut=cut,
+                    )
+                )
             del buffer[:pos]
             if records:
                 total += len(records)
@@ -221,8 +226,9 @@ class FilePosition:
 class FileTailer:
     """Follows OpenClaw's JSON log file across rotations, truncations and restarts."""
 
-    def __init__(self, path: Path, position: FilePosition, *, max_line_bytes: int, sink: Sink,
-                 interval: float = 0.1) -> None:
+    def __init__(
+        self, path: Path, position: FilePosition, *, max_line_bytes: int, sink: Sink, interval: float = 0.1
+    ) -> None:
         self.path = path
         self.position = position
         self.max_line_bytes = max_line_bytes
@@ -315,8 +321,7 @@ class FileTailer:
                 if not line:
                     continue
                 line, cut = cut_line(line.rstrip(b"\r"), limit)
-                records.append(parse_file_line(line.decode("utf-8", "replace"), received=0.0,
-                                               cut=cut))
+                records.append(parse_file_line(line.decode("utf-8", "replace"), received=0.0, cut=cut))
             now = _now()
             for record in records:
                 if not record.time:

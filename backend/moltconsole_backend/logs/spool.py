@@ -55,7 +55,7 @@ def _write_all(fd: int, data: bytes) -> None:
     """Write all of ``data``: ``os.write`` may take less than it was given."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def line_seq(line: bytes) -> int:
@@ -85,7 +85,12 @@ class Spool:
     """
 
     def __init__(
-        self, directory: Path, *, segment_bytes: int, history_bytes: int, index_every: int = 256,
+        self,
+        directory: Path,
+        *,
+        segment_bytes: int,
+        history_bytes: int,
+        index_every: int = 256,
         reserve_bytes: int | None = None,
     ) -> None:
         self.directory = directory
@@ -184,8 +189,7 @@ class Spool:
                 good += len(line)
                 since_index += 1
         if good < segment.size:
-            log.warning("log spool %s: cutting %d bytes of a torn record", segment.path,
-                        segment.size - good)
+            log.warning("log spool %s: cutting %d bytes of a torn record", segment.path, segment.size - good)
             os.truncate(segment.path, good)
             segment.size = good
             kept = [e for e in segment.index if e[1] < good]
@@ -218,7 +222,8 @@ class Spool:
             # otherwise land after stale ones (from a cut record) or a torn one.
             expected = b"".join(_ENTRY.pack(*e) for e in segment.index)
             if os.fstat(index_fd).st_size != len(expected) or (
-                    expected and os.pread(index_fd, len(expected), 0) != expected):
+                expected and os.pread(index_fd, len(expected), 0) != expected
+            ):
                 os.ftruncate(index_fd, 0)
                 _write_all(index_fd, expected)
         except BaseException:
@@ -289,9 +294,11 @@ class Spool:
                     self._write(segment, blob, entries)
                 except OSError as exc:
                     out_of_space = exc.errno in _FULL_ERRNOS
-                    problem = (f"the disk holding {self.directory} is full ({exc.strerror})"
-                               if out_of_space else
-                               f"writing to {self.directory} fails ({exc.strerror or exc})")
+                    problem = (
+                        f"the disk holding {self.directory} is full ({exc.strerror})"
+                        if out_of_space
+                        else f"writing to {self.directory} fails ({exc.strerror or exc})"
+                    )
             if problem is not None:
                 for record in records:
                     record.seq = 0
@@ -359,19 +366,29 @@ class Spool:
             self.problem = problem
             self._lines_before_problem = self.lines_not_kept
             if out_of_space:
-                advice = ("until there is room again; writing resumes by itself then. Free disk "
-                          f"space there, or lower logs.history_mb (now {_size(self.history_bytes)}) "
-                          "so the history takes less")
+                advice = (
+                    "until there is room again; writing resumes by itself then. Free disk "
+                    f"space there, or lower logs.history_mb (now {_size(self.history_bytes)}) "
+                    "so the history takes less"
+                )
             else:
-                advice = ("while this lasts; every batch tries again. Check that disk (the kernel "
-                          "log, whether it was remounted read-only)")
-            log.warning("log history: %s. New log lines are dropped (and counted) instead of "
-                        "kept %s.", problem, advice)
+                advice = (
+                    "while this lasts; every batch tries again. Check that disk (the kernel "
+                    "log, whether it was remounted read-only)"
+                )
+            log.warning(
+                "log history: %s. New log lines are dropped (and counted) instead of kept %s.",
+                problem,
+                advice,
+            )
         self.lines_not_kept += count
 
     def _resume(self) -> None:
-        log.warning("log history: writing again; %d log lines were dropped while %s",
-                    self.lines_not_kept - self._lines_before_problem, self.problem)
+        log.warning(
+            "log history: writing again; %d log lines were dropped while %s",
+            self.lines_not_kept - self._lines_before_problem,
+            self.problem,
+        )
         self.problem = None
 
     def _enforce_bound(self) -> None:
@@ -419,8 +436,9 @@ class Spool:
             at = bisect.bisect_right(entries, (next_seq, 1 << 62, 0.0)) - 1
             offset = entries[at][1] if at >= 0 else 0
             try:
-                got = self._read_segment(segment.path, offset, sizes[position], next_seq,
-                                         max_records - len(out))
+                got = self._read_segment(
+                    segment.path, offset, sizes[position], next_seq, max_records - len(out)
+                )
             except FileNotFoundError:
                 got = []  # dropped while we read: go on with the next one
             if got:

@@ -53,9 +53,7 @@ async def decide(
                 "expired (requests last about 5 minutes) or been superseded by a newer one; "
                 "list them with: moltconsole devices"
             )
-        raise OperationError(
-            f"openclaw devices {decision} {request_id} failed (exit {code}): {_brief(text)}"
-        )
+        raise OperationError(f"openclaw devices {decision} {request_id} failed (exit {code}): {_brief(text)}")
     try:
         result = _json_document(out)
     except ValueError:
@@ -76,4 +74,4 @@ def _brief(text: str) -> str:
     if not lines:
         return "(no output)"
     brief = " | ".join(lines[-3:])
-    return brief if len(brief) <= BRIEF_MAX else "…" + brief[-(BRIEF_MAX - 1):]
+    return brief if len(brief) <= BRIEF_MAX else "…" + brief[-(BRIEF_MAX - 1) :]

@@ -57,8 +57,13 @@ T = TypeVar("T")
 RUNNING_STATES = (SandboxState.STARTING, SandboxState.READY, SandboxState.UNHEALTHY)
 SETTLED_STATES = frozenset(
     {
-        SandboxState.READY, SandboxState.STOPPED, SandboxState.ABSENT, SandboxState.CRASH_LOOP,
-        SandboxState.CONFIG_INVALID, SandboxState.FAILED, SandboxState.ENGINE_DOWN,
+        SandboxState.READY,
+        SandboxState.STOPPED,
+        SandboxState.ABSENT,
+        SandboxState.CRASH_LOOP,
+        SandboxState.CONFIG_INVALID,
+        SandboxState.FAILED,
+        SandboxState.ENGINE_DOWN,
         SandboxState.UNHEALTHY,
     }
 )
@@ -323,7 +328,8 @@ class SandboxManager:
     def _pump_events(self, client: docker.DockerClient, since: int) -> None:
         """Blocking: forward our container's events to the loop until the stream ends."""
         stream = client.events(
-            decode=True, since=since,
+            decode=True,
+            since=since,
             filters={"type": "container", "label": f"{spec.LABEL_SANDBOX}={self.settings.sandbox.name}"},
         )
         self._events_stream = stream
@@ -356,8 +362,13 @@ class SandboxManager:
             by_us = self._removing
             self._publish(self.lifecycle.on_removed(by_us, str(self.paths.state)))
         elif action == "oom":
-            self._broadcast({"type": "notice", "message": "the sandbox ran out of memory (OOM kill); "
-                             "raise sandbox.memory_limit if this repeats"})
+            self._broadcast(
+                {
+                    "type": "notice",
+                    "message": "the sandbox ran out of memory (OOM kill); "
+                    "raise sandbox.memory_limit if this repeats",
+                }
+            )
 
     async def _resync(self) -> None:
         """Derive the status from what the engine says now (startup, reconnect)."""
@@ -382,14 +393,22 @@ class SandboxManager:
             self._lost_while_running = False
             self.lifecycle.update(state=SandboxState.STARTING, container_id=container.id)
             await self._handle_exit(state.get("ExitCode"), str(container.id), None)
-        elif self.status.state not in (SandboxState.CRASHED, SandboxState.CRASH_LOOP,
-                                       SandboxState.CONFIG_INVALID, SandboxState.FAILED):
+        elif self.status.state not in (
+            SandboxState.CRASHED,
+            SandboxState.CRASH_LOOP,
+            SandboxState.CONFIG_INVALID,
+            SandboxState.FAILED,
+        ):
             self._lost_while_running = False
             finished = parse_docker_time(state.get("FinishedAt"))
-            self._publish(self.lifecycle.update(
-                state=SandboxState.STOPPED, container_id=container.id, reason="",
-                last_exit_code=state.get("ExitCode") if finished else None,
-            ))
+            self._publish(
+                self.lifecycle.update(
+                    state=SandboxState.STOPPED,
+                    container_id=container.id,
+                    reason="",
+                    last_exit_code=state.get("ExitCode") if finished else None,
+                )
+            )
         await self._restore_if_wanted()
 
     async def _restore_if_wanted(self) -> None:
@@ -411,7 +430,8 @@ class SandboxManager:
         labels = (container.attrs.get("Config") or {}).get("Labels") or {}
         image = (container.attrs.get("Config") or {}).get("Image")
         self.lifecycle.update(
-            container_id=container.id, image=image,
+            container_id=container.id,
+            image=image,
             openclaw_version=labels.get(spec.LABEL_VERSION),
         )
 
@@ -455,13 +475,18 @@ class SandboxManager:
                 return
             self._publish(self.lifecycle.on_readyz(ok, time.time(), detail))
             status = self.status
-            if status.state == SandboxState.STARTING and status.started_at is not None \
-                    and time.time() - status.started_at > sb.ready_timeout:
-                self._publish(self.lifecycle.update(
-                    state=SandboxState.UNHEALTHY,
-                    reason=f"the gateway is not ready {sb.ready_timeout:.0f}s after start; "
-                    f"look at its logs (docker logs {self.name}) or raise sandbox.ready_timeout",
-                ))
+            if (
+                status.state == SandboxState.STARTING
+                and status.started_at is not None
+                and time.time() - status.started_at > sb.ready_timeout
+            ):
+                self._publish(
+                    self.lifecycle.update(
+                        state=SandboxState.UNHEALTHY,
+                        reason=f"the gateway is not ready {sb.ready_timeout:.0f}s after start; "
+                        f"look at its logs (docker logs {self.name}) or raise sandbox.ready_timeout",
+                    )
+                )
             fast = self.status.state == SandboxState.STARTING
             await asyncio.sleep(sb.readyz_interval if fast else sb.health_interval)
 
@@ -619,8 +644,12 @@ class SandboxManager:
         client = await self._engine()
         sb = self.settings.sandbox
         builder = ImageBuilder(
-            client, repository=sb.image_repository, version=version, route=sb.build_route,
-            base_image=sb.base_image, cache_dir=self.settings.paths.cache_dir,
+            client,
+            repository=sb.image_repository,
+            version=version,
+            route=sb.build_route,
+            base_image=sb.base_image,
+            cache_dir=self.settings.paths.cache_dir,
         )
         tag = image_tag(sb.image_repository, version)
         if not force and await self._thread(builder.exists):
@@ -764,13 +793,19 @@ class SandboxManager:
         container = await self._running_container()
         client = await self._engine()
         try:
-            exec_id = str((await self._thread(
-                client.api.exec_create, container.id, cmd, stdout=True, stderr=True,
-                user=user or "",
-            ))["Id"])
-            output: Any = await self._thread(
-                client.api.exec_start, exec_id, stream=True, demux=True
+            exec_id = str(
+                (
+                    await self._thread(
+                        client.api.exec_create,
+                        container.id,
+                        cmd,
+                        stdout=True,
+                        stderr=True,
+                        user=user or "",
+                    )
+                )["Id"]
             )
+            output: Any = await self._thread(client.api.exec_start, exec_id, stream=True, demux=True)
         except docker.errors.APIError as exc:
             raise OperationError(f"exec failed: {api_error_text(exc)}") from None
         queue: asyncio.Queue[tuple[str, bytes] | BaseException | None] = asyncio.Queue()

@@ -91,8 +91,11 @@ def prepare_host_dirs(paths: SandboxPaths) -> None:
     if os.getuid() == 0:
         for directory in (paths.state, paths.logs):
             for current, dirs, files in os.walk(directory):
-                for name in (current, *(os.path.join(current, d) for d in dirs),
-                             *(os.path.join(current, f) for f in files)):
+                for name in (
+                    current,
+                    *(os.path.join(current, d) for d in dirs),
+                    *(os.path.join(current, f) for f in files),
+                ):
                     st = os.lstat(name)
                     if st.st_uid != uid or st.st_gid != gid:
                         os.lchown(name, uid, gid)

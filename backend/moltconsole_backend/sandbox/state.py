@@ -129,8 +129,12 @@ class SandboxLifecycle:
     def on_absent(self, reason: str = "") -> SandboxStatus:
         """There is no container."""
         return self.update(
-            state=SandboxState.ABSENT, reason=reason, container_id=None,
-            started_at=None, ready_at=None, restart_at=None,
+            state=SandboxState.ABSENT,
+            reason=reason,
+            container_id=None,
+            started_at=None,
+            ready_at=None,
+            restart_at=None,
         )
 
     def on_building(self, message: str) -> SandboxStatus:
@@ -151,8 +155,12 @@ class SandboxLifecycle:
         self._readyz_failures = 0
         self._expect_exit = False
         return self.update(
-            state=SandboxState.STARTING, reason="waiting for the gateway's /readyz",
-            container_id=container_id, started_at=started_at, ready_at=None, restart_at=None,
+            state=SandboxState.STARTING,
+            reason="waiting for the gateway's /readyz",
+            container_id=container_id,
+            started_at=started_at,
+            ready_at=None,
+            restart_at=None,
         )
 
     def on_readyz(self, ok: bool, now: float, detail: str = "") -> SandboxStatus:
@@ -190,7 +198,8 @@ class SandboxLifecycle:
                     f"{tail} Fix openclaw.json in the state directory "
                     "(or remove the offending key), then start the sandbox again."
                 ),
-                restart_at=None, **base,
+                restart_at=None,
+                **base,
             ), None
         window = self.policy.crash_loop_window
         self._crashes.append(now)
@@ -205,15 +214,15 @@ class SandboxLifecycle:
                     f"(last exit code {exit_code}); automatic restarts stopped.{tail} "
                     "Look at the logs, fix the cause, then start the sandbox again."
                 ),
-                restart_at=None, **base,
+                restart_at=None,
+                **base,
             ), None
-        delay = min(
-            self.policy.backoff_max, self.policy.backoff_initial * (2 ** (crashes - 1))
-        )
+        delay = min(self.policy.backoff_max, self.policy.backoff_initial * (2 ** (crashes - 1)))
         return self.update(
             state=SandboxState.CRASHED,
             reason=f"the gateway exited with code {exit_code}; restarting in {delay:.1f}s.{tail}",
-            restart_at=now + delay, **base,
+            restart_at=now + delay,
+            **base,
         ), ScheduleRestart(delay)
 
     def on_restarting(self) -> SandboxStatus:
@@ -223,8 +232,9 @@ class SandboxLifecycle:
     def on_removed(self, by_us: bool, state_dir: str) -> SandboxStatus:
         """The container was removed, by moltconsole or behind its back."""
         reason = (
-            "" if by_us else
-            f"the container was removed outside moltconsole; the state directory {state_dir} "
+            ""
+            if by_us
+            else f"the container was removed outside moltconsole; the state directory {state_dir} "
             "is kept. Start the sandbox to create it again."
         )
         self.update(desired=Desired.STOPPED if not by_us else self.status.desired)
