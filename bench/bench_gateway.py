@@ -9,6 +9,16 @@ HTTP/1.1 client on asyncio streams with keep-alive, so its own cost is small and
 every target. For each target it runs the same streams and reports time to first byte and to
 the last byte; "added" is the target's percentile minus the direct run's.
 
+Each stream is paced like a model generating: the fake sends its SSE events on a fixed schedule
+(every --chunk-delay seconds from the request). With 100 connections there are two arrival
+patterns, both reported:
+
+- spread: connection i starts i/100 of a stream's length in, so requests and events arrive
+  evenly, as they do from independent agents;
+- lockstep: all 100 start at once and, every stream being the same length, stay in step, so
+  every request and every SSE event arrives in a burst of 100 within a millisecond. The stress
+  case: the last event of a burst waits for the 99 before it in every process on the path.
+
 LiteLLM is looked for in $LITELLM_BIN, then /tmp/litellm-venv/bin/litellm; install it with
 `python -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]'`.
 """

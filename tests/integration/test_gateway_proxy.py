@@ -1,4 +1,4 @@
-"""The AI gateway over real HTTP: agent -> proxy (own thread, uvicorn) -> fake provider -> ledger.
+"""The AI gateway over real HTTP: agent -> proxy (own thread and server) -> fake provider -> ledger.
 
 The fake provider speaks Anthropic's and OpenAI's wire formats; everything else is real: the
 server, the sockets, httpx, SQLite.
@@ -353,6 +353,33 @@ async def test_a_client_disconnect_cancels_upstream_and_records_partial_usage(
     assert (row.outcome, row.error_kind) == ("cancelled", "client_disconnected")
     assert (row.usage.source, row.usage.input_tokens) == ("partial", 5000)
     assert row.cost.total_nanos == 5000 * 3000 + 1 * 15000  # message_start's output_tokens: 1
+
+
+async def test_an_agent_gone_before_the_answer_abandons_the_upstream_request(
+    make_gateway: Any,
+    fake: FakeServer,
+) -> None:
+    gw = await make_gateway()
+    fake.provider.queue(Reply(first_delay=60))  # the provider is slow to start answering
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = json.dumps(anthropic_body()).encode()
+    head = "".join(f"{k}: {v}\r\n" for k, v in agent_headers().items())
+    writer.write(
+        f"POST /v1/messages HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n{head}\r\n".encode() + body
+    )
+    async with asyncio.timeout(10):
+        await fake.provider.received.wait()
+    writer.close()  # the agent gives up while the provider has not answered yet
+    # The gateway drops the provider's request at once rather than leave it generating.
+    async with asyncio.timeout(10):
+        await fake.provider.seen[-1].disconnected.wait()
+    row = await gw.only_record()
+    assert (row.status, row.outcome, row.error_kind) == (499, "cancelled", "client_disconnected")
+    assert [(a.status, a.error_kind) for a in row.attempts] == [(0, "client_disconnected")]
+    assert row.cost.total_nanos == 0
+    del reader
 
 
 async def test_a_dropped_upstream_connection_is_recorded(make_gateway: Any, fake: FakeServer) -> None:

@@ -68,7 +68,7 @@ class FakeProvider:
         self.default = Reply()
         self.seen: list[Seen] = []
         self.keep_seen = True
-        self.new_request = asyncio.Condition() if _has_loop() else None
+        self.received = asyncio.Event()  # set at each request (binds to a loop on first use)
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -90,6 +90,7 @@ class FakeProvider:
         seen = Seen(scope["path"], headers, body)
         if self.keep_seen:
             self.seen.append(seen)
+            self.received.set()
         reply = self.replies.popleft() if self.replies else self.default
         path = scope["path"]
         api = (
@@ -104,8 +105,18 @@ class FakeProvider:
         if api is None:
             await _json(send, 404, {"error": {"type": "not_found_error", "message": f"no route {path}"}})
             return
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, seen))
+        try:
+            await self._answer(send, api, reply, body, seen)
+        finally:
+            watcher.cancel()
+
+    async def _answer(self, send: Any, api: str, reply: Reply, body: dict[str, Any], seen: Seen) -> None:
         if reply.first_delay:
-            await asyncio.sleep(reply.first_delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(seen.disconnected.wait(), reply.first_delay)
+            if seen.disconnected.is_set():
+                return  # the caller gave up before the response started
         if reply.behaviour == "status":
             await _json(send, reply.status, _error_payload(api, reply), retry_after=reply.retry_after)
             return
@@ -113,46 +124,34 @@ class FakeProvider:
         if not body.get("stream"):
             await _json(send, 200, _whole(api, model, reply))
             return
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, seen))
-        try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"),
-                        (b"request-id", b"req_fake"),
-                    ],
-                }
-            )
-            events = list(_events(api, model, reply, body))
-            # Paced on a fixed schedule from the first event, as a model generates: a late wake-up
-            # delays one event, it does not push every later one back.
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for index, event in enumerate(events):
-                if seen.disconnected.is_set():
-                    return
-                if reply.behaviour == "drop" and index == len(events) // 2:
-                    raise ConnectionResetError("the fake drops the connection mid-stream")
-                if reply.behaviour == "stall" and index == 2:
-                    await seen.disconnected.wait()
-                    return
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-                if reply.chunk_delay:
-                    await asyncio.sleep(max(0.0, start + (index + 1) * reply.chunk_delay - loop.time()))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            watcher.cancel()
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"request-id", b"req_fake"),
+                ],
+            }
+        )
+        events = list(_events(api, model, reply, body))
+        # Paced on a fixed schedule from the first event, as a model generates: a late wake-up
+        # delays one event, it does not push every later one back.
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for index, event in enumerate(events):
+            if seen.disconnected.is_set():
+                return
+            if reply.behaviour == "drop" and index == len(events) // 2:
+                raise ConnectionResetError("the fake drops the connection mid-stream")
+            if reply.behaviour == "stall" and index == 2:
+                await seen.disconnected.wait()
+                return
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            if reply.chunk_delay:
+                await asyncio.sleep(max(0.0, start + (index + 1) * reply.chunk_delay - loop.time()))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch_disconnect(receive: Any, seen: Seen) -> None:

@@ -218,6 +218,35 @@ def test_close_writes_everything_queued(path: Path) -> None:
         assert {r.id for r in again.recent(limit=10_000)} == set(ids)
 
 
+def test_a_burst_is_committed_together_after_the_linger(path: Path) -> None:
+    batches: list[set[str]] = []
+    committed = threading.Event()
+
+    def listener(r: RequestRecord) -> None:
+        with sqlite3.connect(path) as conn:  # what the listener's commit made visible at once
+            batches.append({row[0] for row in conn.execute("SELECT id FROM requests")})
+        committed.set()
+
+    with opened(path, linger_s=0.5) as ledger:
+        ledger.add_listener(listener)
+        for i in range(20):
+            ledger.record(req(f"r{i}", 1000.0 + i))
+        assert committed.wait(10)
+    # The first announcement already saw all twenty: one transaction, not twenty.
+    assert batches[0] == {f"r{i}" for i in range(20)}
+
+
+def test_flush_and_close_do_not_wait_out_the_linger(path: Path) -> None:
+    ledger = opened(path, linger_s=3600.0)  # an hour: a flush that waited would time out
+    ledger.record(req("a", 1000.0))
+    ledger.flush(timeout=10)
+    assert ledger.count() == 1
+    ledger.record(req("b", 2000.0))
+    ledger.close(timeout=10)
+    with opened(path) as again:
+        assert again.count() == 2
+
+
 def test_flush_makes_rows_visible_to_other_connections(ledger: Ledger, path: Path) -> None:
     write(ledger, req("a", 1000.0), req("b", 2000.0))
     with sqlite3.connect(path) as conn:

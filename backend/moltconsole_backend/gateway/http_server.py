@@ -87,6 +87,8 @@ class ResponseWriter:
         "_chunked",
         "_close_after",
         "_conn",
+        "_http_10",
+        "_no_body",
         "finished",
         "lost",
         "on_lost",
@@ -96,9 +98,11 @@ class ResponseWriter:
         "status",
     )
 
-    def __init__(self, conn: _Connection, close_after: bool) -> None:
+    def __init__(self, conn: _Connection, close_after: bool, http_10: bool = False) -> None:
         self._conn = conn
+        self._http_10 = http_10
         self._chunked = False
+        self._no_body = False
         self._close_after = close_after
         self.started = False
         self.finished = False
@@ -115,8 +119,10 @@ class ResponseWriter:
         self.started = True
         self.status = status
         has_length = any(name.lower() == b"content-length" for name, _ in headers)
-        http_10 = self._conn.http_10
-        if not has_length:
+        http_10 = self._http_10
+        if status < 200 or status in (204, 304):
+            self._no_body = True  # these never carry a body, so no framing either
+        elif not has_length:
             if http_10:
                 self._close_after = True
             else:
@@ -137,7 +143,7 @@ class ResponseWriter:
 
     def write(self, data: bytes) -> None:
         """Send a piece of the body now."""
-        if not data or self.finished:
+        if not data or self.finished or self._no_body:
             return  # an empty chunk would end a chunked body
         if self._chunked:
             self._conn.write(b"%x\r\n%b\r\n" % (len(data), data))
@@ -184,6 +190,7 @@ class _Connection(asyncio.Protocol):
         self.reading_paused = False
         self.writing_paused = False
         self.timer: asyncio.TimerHandle | None = None
+        self.completed_here = False  # a request ended within the read being parsed
         self._message_reset()
 
     def _message_reset(self) -> None:
@@ -193,6 +200,9 @@ class _Connection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.in_message = False
+        self.in_head = False  # between the first byte of a request and the end of its headers
+        self.head_seen = 0
+        self.continue_pending = False
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -202,12 +212,16 @@ class _Connection(asyncio.Protocol):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with contextlib.suppress(AttributeError, NotImplementedError):
+            transport.set_write_buffer_limits(high=HIGH_WATER)  # type: ignore[attr-defined]
         self.server.connections.add(self)
         self._arm(self.server.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
         if self.worker is None:
             self._arm(self.server.read_timeout)
+        was_in_head = self.in_head
+        self.completed_here = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -218,6 +232,14 @@ class _Connection(asyncio.Protocol):
                 self._reject(refuse.status, refuse.message)
             else:
                 self._reject(400, f"malformed HTTP request ({exc})")
+            return
+        if self.in_head and (was_in_head or not self.completed_here) and not self.closed:
+            # httptools keeps an unfinished header line to itself (on_header comes once it
+            # ends), so bound the bytes read inside a header section as well. (A read that
+            # also ended the previous request is not counted: its bytes are mostly that one's.)
+            self.head_seen += len(data)
+            if self.head_seen > MAX_HEADER_BYTES:
+                self._reject(431, "the request line and headers are over 64 KiB")
 
     def eof_received(self) -> bool | None:
         return None  # the agent closed its side: treat as gone, close ours
@@ -250,6 +272,7 @@ class _Connection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._message_reset()
         self.in_message = True
+        self.in_head = True
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -264,9 +287,11 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self.http_10 = self.parser.get_http_version() == "1.0"
         if self.parser.should_upgrade():
             raise _Refuse(400, "upgrades and CONNECT are not supported by the moltconsole gateway")
+        expect = False
         for name, value in self.headers:
             if name == b"content-length":
                 try:
@@ -276,7 +301,12 @@ class _Connection(asyncio.Protocol):
                 if length > self.server.max_body:
                     raise _Refuse(413, self._too_large())
             elif name == b"expect" and value.lower() == b"100-continue" and not self.http_10:
+                expect = True
+        if expect:
+            if self.worker is None:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            else:  # a response is in progress: the interim one must not cut into it
+                self.continue_pending = True
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
@@ -285,6 +315,7 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        self.completed_here = True
         path, _, query = self.url.partition(b"?")
         request = Request(
             method=self.parser.get_method().decode("ascii", "replace"),
@@ -313,7 +344,7 @@ class _Connection(asyncio.Protocol):
                 if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport:
                     self.reading_paused = False
                     self.transport.resume_reading()
-                writer = ResponseWriter(self, close_after=not request.keep_alive)
+                writer = ResponseWriter(self, close_after=not request.keep_alive, http_10=request.http_10)
                 self.current = writer
                 try:
                     await self.server.handler(request, writer)
@@ -328,6 +359,9 @@ class _Connection(asyncio.Protocol):
                         writer.abort()  # a handler that returns mid-response leaves it cut
                     elif not writer.lost:
                         writer.respond(500, _error_json("the moltconsole gateway sent no response"))
+                if self.continue_pending and not self.queue and not self.closed:
+                    self.continue_pending = False
+                    self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 if self.closed:
                     return
         finally:
@@ -366,7 +400,9 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     def _too_large(self) -> str:
-        return f"the request body is over {self.server.max_body // (1024 * 1024)} MiB"
+        limit = self.server.max_body
+        size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit:,} bytes"
+        return f"the request body is over {size}"
 
     # -- timeouts ------------------------------------------------------------------------------
 

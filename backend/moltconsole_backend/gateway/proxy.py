@@ -451,6 +451,10 @@ class _Exchange:
             return self._failed(attempt, a0, "timeout", f"no answer from {target.provider}: {exc}")
         except UpstreamError as exc:
             return self._failed(attempt, a0, "connect", f"cannot reach {target.provider}: {exc}")
+        finally:
+            # From here the connection is the response's to close or give back (and, given back,
+            # another request's): the agent going away no longer abandons it through us.
+            self.in_flight = None
         headers_at = time.perf_counter()
         self.waited += headers_at - a0
         attempt.status = response.status

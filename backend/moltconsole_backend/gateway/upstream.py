@@ -250,6 +250,8 @@ class UpstreamResponse:
             conn = self._conn
             conn.sink = None
             reusable = conn.complete and conn.error is None and not conn.closed and conn.keep_alive
+            if reusable:
+                self.resume()  # paused for a slow agent: the next request must be read
             conn.pool._give_back(conn, reusable)
 
     def close(self) -> None:
