@@ -26,6 +26,8 @@ from moltconsole.widgets.status_bar import StatusBar
 
 RUNNING = ("starting", "ready", "unhealthy")
 HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
+NO_SAMPLES = "· no samples yet"
+NOT_RUNNING = "· stopped"
 
 
 def _mib(value: float) -> str:
@@ -105,8 +107,9 @@ class DashboardScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._status: dict[str, Any] | None = None
-        self._cpu: deque[float] = deque([0.0], maxlen=HISTORY)
-        self._mem: deque[float] = deque([0.0], maxlen=HISTORY)
+        # Empty until the first sample: a one-sample sparkline would draw as a full bar.
+        self._cpu: deque[float] = deque(maxlen=HISTORY)
+        self._mem: deque[float] = deque(maxlen=HISTORY)
         self._pending: list[dict[str, Any]] = []
         self._last_state: str | None = None
 
@@ -115,9 +118,9 @@ class DashboardScreen(Screen[None]):
         with Horizontal(id="dash-top"):
             yield SandboxPanel(id="sandbox-panel")
             with Vertical(id="dash-resources"):
-                yield Static("CPU", id="dash-cpu-label")
+                yield Static(f"CPU {NO_SAMPLES}", id="dash-cpu-label")
                 yield Sparkline(list(self._cpu), id="dash-cpu")
-                yield Static("memory", id="dash-mem-label")
+                yield Static(f"memory {NO_SAMPLES}", id="dash-mem-label")
                 yield Sparkline(list(self._mem), id="dash-mem")
         with Horizontal(id="dash-bottom"):
             yield DataTable(id="dash-processes", cursor_type="none", zebra_stripes=True)
@@ -158,6 +161,9 @@ class DashboardScreen(Screen[None]):
             self._last_state = state
             reason = status.get("reason") if status else ""
             self._event(f"{state}" + (f": {reason}" if reason else ""))
+        if was_running and not self._sandbox_running():
+            self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
+            self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
         if self._sandbox_running() and not was_running:
             self.follow_stats()
             self._poll_processes()

@@ -22,6 +22,7 @@ import pytest
 from moltconsole_backend.gateway.http_server import (
     MAX_HEADER_BYTES,
     MAX_PIPELINED,
+    Admit,
     Handler,
     Headers,
     HTTPServer,
@@ -189,6 +190,7 @@ class Harness:
         max_body: int = 1024 * 1024,
         read_timeout: float = 10.0,
         idle_timeout: float = 10.0,
+        admit: Admit | None = None,
     ) -> Served:
         """Run ``handler`` on a fresh loopback socket; the requests it gets are recorded."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -201,7 +203,7 @@ class Harness:
             await handler(request, writer)
 
         server = HTTPServer(
-            recording, max_body=max_body, read_timeout=read_timeout, idle_timeout=idle_timeout
+            recording, max_body=max_body, admit=admit, read_timeout=read_timeout, idle_timeout=idle_timeout
         )
         served = Served(server, sock.getsockname()[1])
         await server.start(sock)
@@ -691,6 +693,54 @@ async def test_a_pipelined_100_continue_does_not_cut_into_the_response_in_progre
     await client.send(b"data")
     second = await client.response()
     assert (second.status, second.body) == (200, b"data")
+
+
+async def test_a_request_refused_on_its_headers_is_answered_before_its_body_is_sent(
+    harness: Harness,
+) -> None:
+    def admit(path: str, headers: Headers) -> tuple[int, bytes] | None:
+        return None if (b"x-api-key", b"right") in headers else (401, b'{"error":"who are you?"}')
+
+    served = await harness.serve(echo_body, admit=admit, max_body=64 * 1024 * 1024)
+    # Admitted: the body is read and handled.
+    client = await harness.connect(served)
+    await client.send(http("POST", "/v1/messages", "X-Api-Key: right", body=b"hello"))
+    assert (await client.response()).body == b"hello"
+    # Refused: 32 MiB announced, none sent; the answer comes anyway, and the connection closes.
+    intruder = await harness.connect(served)
+    await intruder.send(
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong\r\nContent-Length: 33554432\r\n\r\n"
+    )
+    refused = await intruder.response()
+    assert (refused.status, refused.body) == (401, b'{"error":"who are you?"}')
+    assert await intruder.until_closed() == b""
+    assert [r.path for r in served.requests] == ["/v1/messages"]  # the handler never saw it
+
+
+async def test_a_bad_request_behind_a_streaming_response_waits_its_turn(harness: Harness) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: Request, writer: ResponseWriter) -> None:
+        writer.start(200, TEXT)
+        writer.write(b"one")
+        started.set()
+        await release.wait()
+        writer.write(b"two")
+        writer.end()
+
+    served = await harness.serve(handler)
+    client = await harness.connect(served)
+    await client.send(http("GET", "/slow"))
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    first = await client.head()
+    assert await client.chunk(first) == b"one"
+    await client.send(b"NOT HTTP AT ALL\r\n\r\n")  # pipelined garbage while /slow streams
+    release.set()
+    await client.body(first)
+    assert first.chunks == [b"one", b"two"]  # the response in progress was not cut
+    second = await client.response()
+    assert second.status == 400 and second.header("connection") == "close"
+    assert await client.until_closed() == b""
 
 
 # -- the agent going away, and handlers that fail ----------------------------------------------

@@ -69,6 +69,9 @@ class Request:
 
 
 Handler = Callable[[Request, "ResponseWriter"], Awaitable[None]]
+# Looks at a request's path and headers before its body is read: None to go on, or the
+# (status, JSON body) to refuse it with. Keeps unauthenticated callers from making us buffer.
+Admit = Callable[[str, Headers], tuple[int, bytes] | None]
 
 
 class ResponseWriter:
@@ -185,12 +188,14 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.http_10 = False
         self.queue: deque[Request] = deque()
+        self.queued_bytes = 0  # request bodies parsed ahead, not yet answered
         self.worker: asyncio.Task[None] | None = None
         self.current: ResponseWriter | None = None
         self.reading_paused = False
         self.writing_paused = False
         self.timer: asyncio.TimerHandle | None = None
         self.completed_here = False  # a request ended within the read being parsed
+        self.rejected: bytes | None = None  # the refusal to send once earlier responses are out
         self._message_reset()
 
     def _message_reset(self) -> None:
@@ -218,6 +223,8 @@ class _Connection(asyncio.Protocol):
         self._arm(self.server.idle_timeout)
 
     def data_received(self, data: bytes) -> None:
+        if self.rejected is not None:
+            return  # the stream went bad; what follows is not parsed
         if self.worker is None:
             self._arm(self.server.read_timeout)
         was_in_head = self.in_head
@@ -229,7 +236,7 @@ class _Connection(asyncio.Protocol):
                 return
             refuse = exc.__context__
             if isinstance(refuse, _Refuse):
-                self._reject(refuse.status, refuse.message)
+                self._reject(refuse.status, refuse.message, refuse.body)
             else:
                 self._reject(400, f"malformed HTTP request ({exc})")
             return
@@ -291,6 +298,11 @@ class _Connection(asyncio.Protocol):
         self.http_10 = self.parser.get_http_version() == "1.0"
         if self.parser.should_upgrade():
             raise _Refuse(400, "upgrades and CONNECT are not supported by the moltconsole gateway")
+        admit = self.server.admit
+        if admit is not None:
+            refusal = admit(self.url.partition(b"?")[0].decode("latin-1"), self.headers)
+            if refusal is not None:  # refused on its headers: its body is never read
+                raise _Refuse(refusal[0], "", refusal[1])
         expect = False
         for name, value in self.headers:
             if name == b"content-length":
@@ -328,7 +340,9 @@ class _Connection(asyncio.Protocol):
         )
         self._message_reset()
         self.queue.append(request)
-        if len(self.queue) >= MAX_PIPELINED and self.transport is not None and not self.reading_paused:
+        self.queued_bytes += len(request.body)
+        too_much = len(self.queue) >= MAX_PIPELINED or self.queued_bytes > self.server.max_body
+        if too_much and self.transport is not None and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
         if self.worker is None:
@@ -341,7 +355,14 @@ class _Connection(asyncio.Protocol):
         try:
             while self.queue and not self.closed:
                 request = self.queue.popleft()
-                if self.reading_paused and len(self.queue) < MAX_PIPELINED // 2 and self.transport:
+                self.queued_bytes -= len(request.body)
+                if (
+                    self.reading_paused
+                    and self.rejected is None
+                    and len(self.queue) < MAX_PIPELINED // 2
+                    and self.queued_bytes <= self.server.max_body // 2
+                    and self.transport
+                ):
                     self.reading_paused = False
                     self.transport.resume_reading()
                 writer = ResponseWriter(self, close_after=not request.keep_alive, http_10=request.http_10)
@@ -367,6 +388,7 @@ class _Connection(asyncio.Protocol):
         finally:
             self.worker = None
             self.current = None
+            self._send_rejection()
             if not self.closed:
                 self._arm(self.server.read_timeout if self.in_message else self.server.idle_timeout)
 
@@ -384,20 +406,32 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _reject(self, status: int, message: str) -> None:
-        """Answer a request we will not serve, then close: the byte stream can't be trusted."""
-        if self.worker is None and self.transport is not None and not self.closed:
-            body = _error_json(message)
-            head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
-                status,
-                HTTPStatus(status).phrase.encode(),
-                len(body),
-            )
-            self.transport.write(head + b"connection: close\r\n\r\n" + body)
+    def _reject(self, status: int, message: str, body: bytes | None = None) -> None:
+        """Answer a request we will not serve, then close: the byte stream can't be trusted.
+
+        Behind a response in progress, the refusal waits its turn (the earlier responses are
+        not cut) and nothing more is read.
+        """
+        if self.closed or self.transport is None or self.rejected is not None:
+            return
+        body = _error_json(message) if body is None else body
+        head = b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+            status,
+            HTTPStatus(status).phrase.encode(),
+            len(body),
+        )
+        self.rejected = head + b"connection: close\r\n\r\n" + body
+        if self.worker is None:
+            self._send_rejection()
+        elif not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _send_rejection(self) -> None:
+        if self.rejected is not None and self.transport is not None and not self.closed:
+            self.transport.write(self.rejected)
             self.closed = True
             self.transport.close()
-        else:
-            self.abort()
 
     def _too_large(self) -> str:
         limit = self.server.max_body
@@ -432,9 +466,9 @@ class _Connection(asyncio.Protocol):
 
 
 class _Refuse(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: bytes | None = None) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.body = status, message, body
 
 
 def _error_json(message: str) -> bytes:
@@ -449,10 +483,12 @@ class HTTPServer:
         handler: Handler,
         *,
         max_body: int,
+        admit: Admit | None = None,
         read_timeout: float = 60.0,
         idle_timeout: float = 75.0,
     ) -> None:
         self.handler = handler
+        self.admit = admit
         self.max_body = max_body
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout

@@ -37,7 +37,14 @@ from .http_server import Request, ResponseWriter
 from .pricing import PriceTable
 from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
 from .trigger import classify_trigger
-from .upstream import UpstreamAbandoned, UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
+from .upstream import (
+    UpstreamAbandoned,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,7 @@ BUDGET_HEADER = b"x-moltconsole-budget-warning"
 # Upstream answers worth another try before anything reached the agent.
 RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
 MAX_BODY_BYTES = 32 * 1024 * 1024
+AUTH_REFUSED = "invalid or missing moltconsole gateway token (x-api-key or Authorization)"
 MAX_RETRY_AFTER = 30.0
 
 _ROUTES: dict[str, tuple[Api, str]] = {
@@ -194,10 +202,17 @@ class GatewayProxy:
                 api,
                 401,
                 "authentication_error",
-                "invalid or missing moltconsole gateway token (x-api-key or Authorization)",
+                AUTH_REFUSED,
             )
             return
         await _Exchange(self, request, writer, api, provider_name, sandbox, started, t0).run()
+
+    def admit(self, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
+        """Refuse a request without a valid token on its headers alone, before its body is read."""
+        if path in ("/healthz", "/readyz") or self._authenticate(headers) is not None:
+            return None
+        api, _ = self._route(path)
+        return 401, error_body(api or "anthropic-messages", "authentication_error", AUTH_REFUSED)
 
     def _route(self, path: str) -> tuple[Api | None, str]:
         route = _ROUTES.get(path)
@@ -318,14 +333,14 @@ class _Exchange:
         self.body: dict[str, Any] = {}
         self.requested_model = ""
         self.stream = False
-        self.in_flight: Any = None  # the upstream connection awaiting its response, if any
+        self.in_flight: UpstreamConnection | None = None  # sent, its response not yet begun
         writer.on_lost = self._agent_gone
 
     def _agent_gone(self) -> None:
         if self.in_flight is not None:
             self.in_flight.abandon()  # the provider stops generating for nobody
 
-    def _on_sent(self, conn: Any) -> None:
+    def _on_sent(self, conn: UpstreamConnection) -> None:
         self.in_flight = conn
         if self.writer.lost:
             conn.abandon()

@@ -99,7 +99,9 @@ class GatewayServer:
 
         async def main() -> None:
             self._stop = asyncio.Event()
-            server = HTTPServer(self.app.handle, max_body=self.max_body)
+            server = HTTPServer(
+                self.app.handle, max_body=self.max_body, admit=getattr(self.app, "admit", None)
+            )
             await server.start(self.sock)
             self._started.set()
             try:

@@ -178,6 +178,9 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
 
 
+UpstreamConnection = _Connection  # what ``request(on_sent=...)`` hands over, to ``abandon()``
+
+
 class UpstreamResponse:
     """A response being received: status and headers now, the body through ``chunks()``."""
 
