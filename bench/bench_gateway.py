@@ -292,6 +292,8 @@ def main() -> None:
                 ("x-api-key", "sk-litellm-master"),
                 ("Authorization", "Bearer sk-litellm-master"),
             )
+        elif args.no_litellm:
+            print("LiteLLM skipped (--no-litellm): comparing with the direct run only")
         else:
             print("LiteLLM not found: comparing with the direct run only (see the docstring)")
 
