@@ -164,6 +164,7 @@ class DashboardScreen(Screen[None]):
         if was_running and not self._sandbox_running():
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
             self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
+            self.query_one("#dash-processes", DataTable).clear()  # those processes are gone
         if self._sandbox_running() and not was_running:
             self.follow_stats()
             self._poll_processes()
@@ -195,6 +196,8 @@ class DashboardScreen(Screen[None]):
 
     @on(StatsArrived)
     def _stats(self, event: StatsArrived) -> None:
+        if not self._sandbox_running():
+            return  # a sample still in flight when the sandbox stopped: the labels say "stopped"
         sample = event.sample
         self._cpu.append(float(sample.get("cpu_percent", 0.0)))
         self._mem.append(float(sample.get("memory_bytes", 0)))
@@ -221,6 +224,8 @@ class DashboardScreen(Screen[None]):
 
     @on(ProcessesArrived)
     def _processes(self, event: ProcessesArrived) -> None:
+        if not self._sandbox_running():
+            return  # a table fetched just before the sandbox stopped
         table = self.query_one("#dash-processes", DataTable)
         titles = [str(t) for t in event.table.get("titles") or []]
         with self.app.batch_update():

@@ -218,3 +218,33 @@ async def test_number_keys_switch_screens_and_the_header_follows(backend_process
         await pilot.press("1")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)
+
+
+async def test_resources_say_stopped_and_drop_late_samples_when_the_sandbox_stops(
+    backend_process: Path,
+) -> None:
+    from textual.widgets import DataTable, Static
+
+    from moltconsole.screens.dashboard import DashboardScreen, ProcessesArrived, StatsArrived
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        cpu = screen.query_one("#dash-cpu-label", Static)
+        processes = screen.query_one("#dash-processes", DataTable)
+        assert "no samples yet" in str(cpu.render())
+        running = {**(app.status or {}), "state": "ready"}
+        screen.apply_status(running, True)
+        screen.post_message(StatsArrived({"cpu_percent": 12.5, "memory_bytes": 1 << 20}))
+        screen.post_message(ProcessesArrived({"titles": ["PID", "CMD"], "processes": [["7", "openclaw"]]}))
+        await pilot.pause()
+        assert str(cpu.render()) == "CPU 12.5%" and processes.row_count == 1
+        screen.apply_status({**running, "state": "stopped"}, True)
+        # A sample and a table already on their way when the sandbox stopped.
+        screen.post_message(StatsArrived({"cpu_percent": 99.0, "memory_bytes": 1 << 20}))
+        screen.post_message(ProcessesArrived({"titles": ["PID", "CMD"], "processes": [["7", "openclaw"]]}))
+        await pilot.pause()
+        assert str(cpu.render()) == "CPU · stopped"
+        assert processes.row_count == 0
