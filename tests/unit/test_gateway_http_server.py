@@ -289,6 +289,30 @@ async def echo_body(request: Request, writer: ResponseWriter) -> None:
 # -- requests and responses --------------------------------------------------------------------
 
 
+class HeldStream:
+    """A handler that streams ``first``, waits for ``release``, then streams ``second`` and ends.
+
+    With ``only``, other paths go to ``other``. ``started`` is set once ``first`` is written.
+    """
+
+    def __init__(
+        self, first: bytes, second: bytes, only: str | None = None, other: Handler | None = None
+    ) -> None:
+        self.first, self.second, self.only, self.other = first, second, only, other
+        self.started, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, request: Request, writer: ResponseWriter) -> None:
+        if self.only is not None and request.path != self.only and self.other is not None:
+            await self.other(request, writer)
+            return
+        writer.start(200, TEXT)
+        writer.write(self.first)
+        self.started.set()
+        await self.release.wait()
+        writer.write(self.second)
+        writer.end()
+
+
 async def test_request_fields_and_a_content_length_response(harness: Harness) -> None:
     served = await harness.serve(reply_ok)
     client = await harness.connect(served)
@@ -660,18 +684,8 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(harness: 
 async def test_a_pipelined_100_continue_does_not_cut_into_the_response_in_progress(
     harness: Harness, reads: Reads
 ) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def handler(request: Request, writer: ResponseWriter) -> None:
-        if request.path != "/slow":
-            await echo_body(request, writer)
-            return
-        writer.start(200, TEXT)
-        writer.write(b"one")
-        started.set()
-        await release.wait()
-        writer.write(b"two")
-        writer.end()
+    handler = HeldStream(b"one", b"two", only="/slow", other=echo_body)
+    started, release = handler.started, handler.release
 
     served = await harness.serve(handler)
     client = await harness.connect(served)
@@ -718,15 +732,8 @@ async def test_a_request_refused_on_its_headers_is_answered_before_its_body_is_s
 
 
 async def test_a_bad_request_behind_a_streaming_response_waits_its_turn(harness: Harness) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def handler(request: Request, writer: ResponseWriter) -> None:
-        writer.start(200, TEXT)
-        writer.write(b"one")
-        started.set()
-        await release.wait()
-        writer.write(b"two")
-        writer.end()
+    handler = HeldStream(b"one", b"two")
+    started, release = handler.started, handler.release
 
     served = await harness.serve(handler)
     client = await harness.connect(served)
@@ -941,18 +948,8 @@ async def test_a_slow_reader_pauses_and_resumes_the_writer(harness: Harness) -> 
 
 
 async def test_close_lets_a_streamed_response_finish_and_refuses_new_connections(harness: Harness) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def handler(request: Request, writer: ResponseWriter) -> None:
-        if request.path != "/stream":
-            await reply_ok(request, writer)
-            return
-        writer.start(200, TEXT)
-        writer.write(b"first")
-        started.set()
-        await release.wait()
-        writer.write(b"second")
-        writer.end()
+    handler = HeldStream(b"first", b"second", only="/stream", other=reply_ok)
+    started, release = handler.started, handler.release
 
     served = await harness.serve(handler)
     idle = await harness.connect(served)
