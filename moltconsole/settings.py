@@ -215,6 +215,18 @@ class GatewaySettings(_Section):
     budget_action: Literal["block", "fallback"] = "block"
     budget_fallback_model: str = ""
     cloudflare: CloudflareSettings = Field(default_factory=CloudflareSettings)
+    # Limits of the gateway's HTTP server, held under attack (see the README's gateway section).
+    max_connections: int = Field(default=512, ge=1, le=100_000)  # all clients together
+    max_connections_per_client: int = Field(default=128, ge=1, le=100_000)  # per source address
+    header_timeout: float = Field(default=10.0, gt=0)  # the whole request head, however it trickles
+    body_timeout: float = Field(default=60.0, gt=0)  # the whole body, from the end of the head
+    max_body_mb: int = Field(default=32, ge=1, le=1024)  # one request body (413 beyond)
+    max_bodies_mb: int = Field(default=128, ge=1, le=65536)  # bodies held at once, all connections (503 beyond)
+    # After this many bad tokens from one source within a minute, it is refused (429) for a while.
+    auth_failures_per_minute: int = Field(default=20, ge=1, le=100_000)
+    # After the agent hangs up mid-stream, keep reading the provider's answer for its usage, this long.
+    drain_timeout: float = Field(default=30.0, ge=0)
+    drain_max_mb: int = Field(default=8, ge=0, le=1024)
 
     @field_validator("bind_address")
     @classmethod
