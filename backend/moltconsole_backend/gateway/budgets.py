@@ -4,6 +4,13 @@ The guard keeps running totals in memory so a check costs a few dictionary looku
 ledger query. The totals are re-read from the ledger now and then (and when the day or month
 turns), which also picks up rows the gateway did not write itself (Cloudflare imports).
 
+The totals are exact, not eventually right: a request's cost is counted the moment it is known
+(``add``, from the gateway's thread), while the ledger writes its row a little later (from its
+own thread). So the guard keeps what it added as *pending*, by request id, until a refresh finds
+the row in the ledger; a refresh reads the ledger's totals and which pending ids are stored in
+one snapshot, so a request is counted once whether its row was written before, during or after
+the refresh. Both sides take a lock held for a few dictionary operations only.
+
 A budget is a soft limit: requests already in flight when it is reached still finish and are
 counted, so the spend can end slightly above it.
 """
@@ -12,8 +19,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,8 +34,12 @@ log = logging.getLogger(__name__)
 Action = Literal["allow", "block", "fallback"]
 OVERALL = "*"  # the key of the overall totals
 
-# How a spend total is read from the ledger: (since epoch seconds, sandbox or None) -> nanos.
-SpendReader = Callable[[float, str | None], int]
+# How spend is read from the ledger, in one snapshot: the total since each (epoch seconds,
+# sandbox or None), and which of the ids returned by the callable (called once the snapshot is
+# taken) the ledger holds. ``Ledger.spend_totals`` is one.
+SpendReader = Callable[
+    [Sequence[tuple[float, str | None]], Callable[[], Collection[str]]], tuple[list[int], set[str]]
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +83,14 @@ class BudgetGuard:
         self._read = read_spend
         self._clock = clock
         self._refresh_every = refresh_every
+        self._lock = threading.Lock()
+        # Committed spend as of the last refresh, and what was added since and not yet found in
+        # the ledger: id -> (started_at, sandbox, nanos), with its sums per key for the period.
         self._day: dict[str, int] = {}
         self._month: dict[str, int] = {}
+        self._pending: dict[str, tuple[float, str, int]] = {}
+        self._pending_day: dict[str, int] = {}
+        self._pending_month: dict[str, int] = {}
         self._period: tuple[float, float] = (0.0, 0.0)
         self._refreshed = float("-inf")
         self._warned: set[tuple[str, str, float]] = set()
@@ -96,10 +114,28 @@ class BudgetGuard:
         now = self._clock()
         day, month = day_start(now), month_start(now)
         keys: list[str | None] = [None, *self._settings.sandbox_budgets]
-        self._day = {k or OVERALL: self._read(day, k) for k in keys}
-        self._month = {k or OVERALL: self._read(month, k) for k in keys}
-        self._period = (day, month)
-        self._refreshed = now
+        windows = [(day, k) for k in keys] + [(month, k) for k in keys]
+
+        def pending_ids() -> list[str]:
+            with self._lock:
+                return list(self._pending)
+
+        totals, found = self._read(windows, pending_ids)
+        with self._lock:
+            for record_id in found:
+                self._pending.pop(record_id, None)
+            for record_id, (started, _, _) in list(self._pending.items()):
+                if started < month:  # a past month's, never to count again
+                    del self._pending[record_id]
+            n = len(keys)
+            self._day = {k or OVERALL: totals[i] for i, k in enumerate(keys)}
+            self._month = {k or OVERALL: totals[n + i] for i, k in enumerate(keys)}
+            self._period = (day, month)
+            self._pending_day = dict.fromkeys(self._day, 0)
+            self._pending_month = dict.fromkeys(self._day, 0)
+            for started, sandbox, nanos in self._pending.values():
+                self._count(sandbox, nanos, started)
+            self._refreshed = now
 
     def needs_refresh(self) -> bool:
         """True when the totals are stale or the day or month has turned."""
@@ -108,14 +144,31 @@ class BudgetGuard:
         now = self._clock()
         return now - self._refreshed >= self._refresh_every or day_start(now) != self._period[0]
 
-    def add(self, sandbox: str, nanos: int | None) -> None:
-        """Count a request's cost as soon as it is known."""
-        if not nanos:
+    def add(self, sandbox: str, nanos: int | None, record_id: str, started_at: float) -> None:
+        """Count a request's cost as soon as it is known (its ledger row may come later)."""
+        if not nanos or not self.enabled:
             return
+        with self._lock:
+            self._pending[record_id] = (started_at, sandbox, nanos)
+            self._count(sandbox, nanos, started_at)
+
+    def _count(self, sandbox: str, nanos: int, started_at: float) -> None:
+        day, month = self._period
         for key in (OVERALL, sandbox):
-            if key in self._day:
-                self._day[key] += nanos
-                self._month[key] += nanos
+            if key in self._pending_day:
+                if started_at >= day:
+                    self._pending_day[key] += nanos
+                if started_at >= month:
+                    self._pending_month[key] += nanos
+
+    def spent_nanos(self, sandbox: str | None = None) -> tuple[int, int]:
+        """(today, this month) as counted now, overall or for a sandbox with a budget."""
+        key = sandbox or OVERALL
+        with self._lock:
+            return (
+                self._day.get(key, 0) + self._pending_day.get(key, 0),
+                self._month.get(key, 0) + self._pending_month.get(key, 0),
+            )
 
     def check(self, sandbox: str) -> BudgetDecision:
         """Decide whether the sandbox's next request may go upstream."""
@@ -128,9 +181,10 @@ class BudgetGuard:
         ):
             if b is None:
                 continue
+            spent_day, spent_month = self.spent_nanos(key)
             for period, spent, limit_usd, setting in (
-                ("daily", self._day.get(key, 0), b.daily_usd, "daily_usd"),
-                ("monthly", self._month.get(key, 0), b.monthly_usd, "monthly_usd"),
+                ("daily", spent_day, b.daily_usd, "daily_usd"),
+                ("monthly", spent_month, b.monthly_usd, "monthly_usd"),
             ):
                 limit = _nanos(limit_usd)
                 if limit is None:

@@ -33,7 +33,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from datetime import tzinfo
 from itertools import islice
 from pathlib import Path
@@ -415,6 +415,23 @@ class Ledger:
         """Priced spend of requests started at or after ``since`` (for budgets)."""
         with self._snapshot() as conn:
             return q.spend_nanos(conn, since, sandbox)
+
+    def spend_totals(
+        self, windows: Sequence[tuple[float, str | None]], ids: Callable[[], Collection[str]]
+    ) -> tuple[list[int], set[str]]:
+        """For budgets, in one snapshot: the priced spend since each (since, sandbox), and which
+        of the request ids ``ids()`` returns are stored. ``ids`` is called once the snapshot is
+        taken, so a row written later is never among the ids found nor in the totals."""
+        with self._snapshot() as conn:
+            totals = [q.spend_nanos(conn, since, sandbox) for since, sandbox in windows]
+            wanted = list(ids())
+            found: set[str] = set()
+            for at in range(0, len(wanted), 500):
+                part = wanted[at : at + 500]
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(f"SELECT id FROM requests WHERE id IN ({marks})", part)  # noqa: S608
+                found.update(row[0] for row in rows)
+        return totals, found
 
     def by_model(
         self, since: float, until: float | None = None, sandbox: str | None = None
