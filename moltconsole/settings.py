@@ -16,7 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "MOLTCONSOLE_"
 ENV_NESTING = "__"
@@ -124,10 +133,13 @@ class ConsoleSettings(_Section):
 class ProviderSettings(_Section):
     """An upstream the AI gateway forwards to, with the credentials the sandbox never sees.
 
-    ``api`` is the wire protocol it speaks. The key comes from ``api_key_env`` (an environment
-    variable of the backend) or, discouraged, ``api_key`` in the file. ``headers`` are sent
-    upstream as given; a value ``"env:NAME"`` is read from the backend's environment, e.g. a
+    ``api`` is the wire protocol it speaks. The key comes from ``api_key_env`` (a variable read
+    from the keys file or the backend's environment) or, discouraged, ``api_key`` in the file.
+    ``headers`` are sent upstream as given; a value ``"env:NAME"`` is read the same way, e.g. a
     Cloudflare AI Gateway's ``cf-aig-authorization = "env:CF_AIG_TOKEN"``.
+
+    A section naming a built-in provider (``BUILT_IN_PROVIDERS``) starts from the built-in's
+    values and overrides only what it sets.
     """
 
     api: Literal["anthropic", "openai"]
@@ -144,15 +156,18 @@ class ProviderSettings(_Section):
         return value.rstrip("/")
 
 
+# The providers every configuration has; a [gateway.providers.<name>] section of the same name
+# overrides only the fields it sets.
+BUILT_IN_PROVIDERS: dict[str, dict[str, str]] = {
+    "anthropic": {
+        "api": "anthropic", "base_url": "https://api.anthropic.com", "api_key_env": "ANTHROPIC_API_KEY",
+    },
+    "openai": {"api": "openai", "base_url": "https://api.openai.com", "api_key_env": "OPENAI_API_KEY"},
+}
+
+
 def _default_providers() -> dict[str, ProviderSettings]:
-    return {
-        "anthropic": ProviderSettings(
-            api="anthropic", base_url="https://api.anthropic.com", api_key_env="ANTHROPIC_API_KEY"
-        ),
-        "openai": ProviderSettings(
-            api="openai", base_url="https://api.openai.com", api_key_env="OPENAI_API_KEY"
-        ),
-    }
+    return {name: ProviderSettings.model_validate(values) for name, values in BUILT_IN_PROVIDERS.items()}
 
 
 class PriceSettings(_Section):
@@ -221,12 +236,45 @@ class GatewaySettings(_Section):
     header_timeout: float = Field(default=10.0, gt=0)  # the whole request head, however it trickles
     body_timeout: float = Field(default=60.0, gt=0)  # the whole body, from the end of the head
     max_body_mb: int = Field(default=32, ge=1, le=1024)  # one request body (413 beyond)
-    max_bodies_mb: int = Field(default=128, ge=1, le=65536)  # bodies held at once, all connections (503 beyond)
+    # Bodies held in memory at once, all connections together (503 beyond).
+    max_bodies_mb: int = Field(default=128, ge=1, le=65536)
     # After this many bad tokens from one source within a minute, it is refused (429) for a while.
     auth_failures_per_minute: int = Field(default=20, ge=1, le=100_000)
     # After the agent hangs up mid-stream, keep reading the provider's answer for its usage, this long.
     drain_timeout: float = Field(default=30.0, ge=0)
     drain_max_mb: int = Field(default=8, ge=0, le=1024)
+
+    # Providers the configuration names itself (a section of its own), built-in or not.
+    _named_providers: frozenset[str] = PrivateAttr(default=frozenset())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_named_providers(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        named = data.get("providers") if isinstance(data, Mapping) else None
+        result = handler(data)
+        if isinstance(named, Mapping) and isinstance(result, GatewaySettings):
+            result._named_providers = frozenset(named)
+        return result
+
+    @property
+    def named_providers(self) -> frozenset[str]:
+        """Providers with a section of their own in the configuration (not only built in)."""
+        return self._named_providers
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _inherit_built_ins(cls, value: Any) -> Any:
+        """The built-in providers, each overlaid by a section of its name; other sections as given."""
+        if not isinstance(value, Mapping):
+            return value  # pydantic says what is wrong with it
+        merged: dict[str, Any] = dict(_default_providers())
+        for name, section in value.items():
+            built_in = BUILT_IN_PROVIDERS.get(name)
+            if built_in is not None and isinstance(section, Mapping):
+                merged[name] = {**built_in, **section}
+            else:
+                merged[name] = section
+        return merged
 
     @field_validator("bind_address")
     @classmethod
@@ -248,6 +296,8 @@ class PathSettings(_Section):
     data_dir: Path = Field(default_factory=lambda: _xdg("XDG_DATA_HOME", ".local/share"))
     cache_dir: Path = Field(default_factory=lambda: _xdg("XDG_CACHE_HOME", ".cache"))
     runtime_dir: Path = Field(default_factory=lambda: _runtime_dir())
+    # Provider keys (NAME=value lines, mode 0600); empty: <data_dir>/keys.env.
+    keys_file: Path | None = None
 
 
 class Settings(_Section):
@@ -269,6 +319,11 @@ class Settings(_Section):
     def ledger_path(self) -> Path:
         """The AI gateway's SQLite ledger of requests and their cost."""
         return self.paths.data_dir / "ledger.sqlite"
+
+    @property
+    def keys_path(self) -> Path:
+        """The provider keys file (``moltconsole keys``), read by the backend on every change."""
+        return self.paths.keys_file or self.paths.data_dir / "keys.env"
 
     @property
     def sandbox_dir(self) -> Path:
@@ -358,6 +413,13 @@ def _describe(exc: ValidationError, path: Path, origin: Mapping[tuple[str, ...],
             lines.append(f"  {key} (in {where}): unknown setting. Check the spelling or remove it.")
             continue
         message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing" and loc[:2] == ("gateway", "providers") and loc[3:] == ("api",):
+            lines.append(
+                f"  {key} (in {where}): a new provider needs its wire protocol: add "
+                'api = "anthropic" or api = "openai" (only anthropic and openai are built in '
+                "and may leave it out)."
+            )
+            continue
         if err["type"] == "missing":
             lines.append(f"  {key} (in {where}): {message}; add it.")
             continue

@@ -105,3 +105,51 @@ def test_errors_never_show_a_provider_key(tmp_path: Path) -> None:
     assert "gateway.providers.mine.base_url" in text and "add it" in text
     assert "gateway.providers.other.api" in text
     assert "SECRET" not in text
+
+
+def test_a_built_in_provider_section_keeps_what_it_does_not_override(tmp_path: Path) -> None:
+    # Issue 9, item 5: overriding only the URL used to drop api_key_env (and demanded api).
+    path = write(tmp_path, '[gateway.providers.anthropic]\nbase_url = "https://proxy.example/anthropic/"\n')
+    providers = load_settings(path, env={}).gateway.providers
+    anthropic = providers["anthropic"]
+    assert (anthropic.api, anthropic.base_url, anthropic.api_key_env) == (
+        "anthropic", "https://proxy.example/anthropic", "ANTHROPIC_API_KEY"
+    )
+    assert providers["openai"].api_key_env == "OPENAI_API_KEY"  # the other built-in stays too
+
+
+def test_a_built_in_provider_section_may_override_every_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[gateway.providers.openai]\napi = "openai"\nbase_url = "https://llm.example"\n'
+        'api_key_env = "MY_OPENAI_KEY"\nheaders = { "x-team" = "env:TEAM" }\n',
+    )
+    openai = load_settings(path, env={}).gateway.providers["openai"]
+    assert (openai.base_url, openai.api_key_env, openai.headers) == (
+        "https://llm.example", "MY_OPENAI_KEY", {"x-team": "env:TEAM"}
+    )
+
+
+def test_a_new_provider_keeps_the_built_ins_beside_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '[gateway.providers.backup]\napi = "anthropic"\nbase_url = "https://b.example"\n')
+    providers = load_settings(path, env={}).gateway.providers
+    assert set(providers) == {"anthropic", "openai", "backup"}
+    assert providers["backup"].api_key_env == ""  # a new provider inherits nothing
+    assert providers["anthropic"].api_key_env == "ANTHROPIC_API_KEY"
+
+
+def test_a_new_provider_without_api_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    path = write(tmp_path, '[gateway.providers.backup]\nbase_url = "https://b.example"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    text = str(caught.value)
+    assert "gateway.providers.backup.api" in text
+    assert 'api = "anthropic" or api = "openai"' in text
+    assert "only anthropic and openai are built in" in text
+
+
+def test_the_keys_file_lives_in_the_data_dir_unless_configured(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[paths]\ndata_dir = "{tmp_path}/data"\n')
+    assert load_settings(path, env={}).keys_path == tmp_path / "data" / "keys.env"
+    path = write(tmp_path, f'[paths]\nkeys_file = "{tmp_path}/etc/keys.env"\n')
+    assert load_settings(path, env={}).keys_path == tmp_path / "etc" / "keys.env"
