@@ -293,3 +293,258 @@ async def test_https_with_certificate_verification(tmp_path: Path) -> None:
         await default.request("POST", f"https://localhost:{server.port}/", [], b"")
     await default.close()
     await server.stop()
+
+
+class Collect:
+    """A relay sink that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.finished: asyncio.Future[UpstreamError | None] = asyncio.get_running_loop().create_future()
+
+    def data(self, chunk: bytes) -> None:
+        assert not self.finished.done(), f"bytes after the end of the response: {chunk!r}"
+        self.body += chunk
+
+    def done(self, error: UpstreamError | None) -> None:
+        assert not self.finished.done(), "done twice"
+        self.finished.set_result(error)
+
+
+async def test_interim_responses_are_skipped_and_never_reach_the_next_request(pool: UpstreamPool) -> None:
+    # 103 and 100 before the real answer: agent A used to take the 103 as its response, and
+    # the 200 stayed on the pooled connection for agent B.
+    async def hints_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            n += 1
+            body = b"answer %d" % n
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.02)  # the final response in a later segment
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nx-n: %d\r\n\r\n%s" % (len(body), n, body))
+            await writer.drain()
+
+    server = await Server(hints_first).start()
+    url = f"http://127.0.0.1:{server.port}/v1/messages"
+    async with asyncio.timeout(5):
+        first = await pool.request("POST", url, [], b"{}")
+        assert first.status == 200
+        assert list(first.raw_headers) == [(b"content-length", b"8"), (b"x-n", b"1")]
+        assert await first.read() == b"answer 1"
+        first.release()
+        second = await pool.request("POST", url, [], b"{}")
+        assert second.status == 200
+        sink = Collect()
+        second.relay(sink)
+        assert await sink.finished is None
+        assert sink.body == b"answer 2"
+        second.release()
+    assert server.connections == 1  # a complete final response: the connection is reused
+    await server.stop()
+
+
+async def test_interim_and_final_response_in_one_segment(pool: UpstreamPool) -> None:
+    async def together(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(
+            b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(b"data: 1\n\n")
+        )
+        await writer.drain()
+
+    server = await Server(together).start()
+    async with asyncio.timeout(5):
+        response = await pool.request("POST", f"http://127.0.0.1:{server.port}/", [], b"")
+        assert response.status == 200
+        assert list(response.raw_headers) == [(b"transfer-encoding", b"chunked")]
+        assert await response.read() == b"data: 1\n\n"
+        response.release()
+    await server.stop()
+
+
+async def test_a_101_is_an_error_and_drops_the_connection(pool: UpstreamPool) -> None:
+    closed = asyncio.Event()
+
+    async def switches(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+        writer.write(b"\x81\x05hello")
+        await writer.drain()
+        await reader.read()  # until the client hangs up
+        closed.set()
+
+    server = await Server(switches).start()
+    async with asyncio.timeout(5):
+        with pytest.raises(UpstreamError, match="101"):
+            await pool.request("POST", f"http://127.0.0.1:{server.port}/", [], b"")
+        await closed.wait()
+    await server.stop()
+
+
+async def test_an_interim_response_then_silence_is_never_pooled() -> None:
+    pool = UpstreamPool(connect_timeout=5, read_timeout=0.3)
+    stalled = asyncio.Event()
+
+    async def hint_then_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n")
+        await writer.drain()
+        await stalled.wait()
+
+    server = await Server(hint_then_nothing).start()
+    async with asyncio.timeout(5):
+        with pytest.raises(UpstreamTimeout):
+            await pool.request("POST", f"http://127.0.0.1:{server.port}/", [], b"")
+    assert not pool._idle.get(("http", "127.0.0.1", server.port))
+    stalled.set()
+    await pool.close()
+    await server.stop()
+
+
+async def test_a_stray_response_in_the_same_segment_is_never_relayed(pool: UpstreamPool) -> None:
+    # Two responses to one request: the second used to reach the agent (two content-length
+    # headers, extra bytes), or the next request that took the pooled connection.
+    async def two_answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = 0
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            n += 1
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nok %d" % n
+                + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nstray"
+            )
+            await writer.drain()
+
+    server = await Server(two_answers).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        first = await pool.request("POST", url, [], b"")
+        sink = Collect()
+        first.relay(sink)
+        assert await sink.finished is None
+        await asyncio.sleep(0.05)  # anything late would reach the sink (Collect asserts)
+        assert sink.body == b"ok 1"
+        assert list(first.raw_headers) == [(b"content-length", b"4")]
+        first.release()
+        second = await pool.request("POST", url, [], b"")
+        assert await second.read() == b"ok 1"  # a fresh connection's first answer, not "stray"
+        assert list(second.raw_headers) == [(b"content-length", b"4")]
+        second.release()
+    assert server.connections == 2  # the connection that said too much was not reused
+    await server.stop()
+
+
+async def test_garbage_after_a_complete_response_does_not_fail_it(pool: UpstreamPool) -> None:
+    async def trailing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokNOT HTTP AT ALL")
+            await writer.drain()
+
+    server = await Server(trailing).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        for _ in range(2):
+            response = await pool.request("POST", url, [], b"")
+            assert await response.read() == b"ok"
+            response.release()
+    assert server.connections == 2
+    await server.stop()
+
+
+async def test_bytes_sent_while_idle_close_the_pooled_connection(pool: UpstreamPool) -> None:
+    released = asyncio.Event()
+    hung_up = asyncio.Event()
+
+    async def late_stray(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-first: 1\r\n\r\nfirst")
+        await writer.drain()
+        await released.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-stray: 1\r\n\r\nstray")
+        await writer.drain()
+        await reader.read()  # the client hangs up on a connection that talks out of turn
+        hung_up.set()
+
+    async def fresh(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfresh")
+        await writer.drain()
+
+    server = await Server(late_stray).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        first = await pool.request("POST", url, [], b"")
+        assert await first.read() == b"first"
+        headers = list(first.raw_headers)
+        first.release()
+        released.set()
+        await hung_up.wait()
+        assert list(first.raw_headers) == headers  # a later message never touches them
+        server.handler = fresh
+        second = await pool.request("POST", url, [], b"")
+        assert await second.read() == b"fresh"
+        second.release()
+    assert server.connections == 2
+    await server.stop()
+
+
+async def test_a_framed_body_cut_by_the_close_is_an_error(pool: UpstreamPool) -> None:
+    # "connection: close" with a content-length: the end of the connection does not end the
+    # body early; only a response without length or chunking is delimited by the close.
+    async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 10\r\n\r\nabc")
+        await writer.drain()
+
+    server = await Server(short).start()
+    response = await pool.request("POST", f"http://127.0.0.1:{server.port}/", [], b"")
+    async with asyncio.timeout(5):
+        sink = Collect()
+        response.relay(sink)
+        error = await sink.finished
+    assert isinstance(error, UpstreamError)
+    assert sink.body == b"abc"
+    response.close()
+    await server.stop()
+
+
+async def test_a_response_released_before_its_end_is_never_reused(pool: UpstreamPool) -> None:
+    async def slow_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nabc")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(b"def")
+            await writer.drain()
+
+    server = await Server(slow_body).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        for _ in range(2):
+            response = await pool.request("POST", url, [], b"")
+            async for chunk in response.chunks():
+                assert chunk == b"abc"
+                break
+            response.release()  # not read to the end
+        response = await pool.request("POST", url, [], b"")
+        assert await response.read() == b"abcdef"
+        response.release()
+    assert server.connections == 3
+    await server.stop()

@@ -12,6 +12,11 @@ only owns the connections and the flow of bytes:
   that read them from the socket (``UpstreamResponse.relay``), or through ``chunks()``; reading
   pauses while the agent is slower than the provider, so buffering stays bounded;
 - a silence longer than ``read_timeout`` fails the response; there is no total time limit;
+- interim responses (``100 Continue``, ``103 Early Hints``) are skipped: the caller gets the
+  final response's status and headers only; a ``101`` (never asked for) is an error;
+- nothing beyond the final response's framing is ever relayed: a provider that sends anything
+  after it (a second response, garbage, bytes while the connection is idle) loses the
+  connection, so those bytes reach neither this response's sink nor the next request's;
 - a connection goes back to the pool only after a complete response that allows keep-alive;
   ``close()`` drops it, which is how an abandoned generation is cancelled upstream.
 """
@@ -46,6 +51,10 @@ class UpstreamAbandoned(UpstreamError):
     """We dropped the request ourselves (the agent went away); never retried."""
 
 
+class _Stop(Exception):
+    """Raised from a parser callback to stop parsing what is left of the segment."""
+
+
 class Sink(Protocol):
     """Where a relayed body goes, called from the connection's own callbacks."""
 
@@ -62,14 +71,17 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.closed = False
+        self.closed = False  # lost, or dropped by us: never handed out again
         self.timer: asyncio.TimerHandle | None = None
         self._reset()
+        self.awaiting = False  # nothing asked yet: any byte now is one too many
 
     def _reset(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
+        self.awaiting = True  # a request is out and its final response not yet whole
+        self.status = 0  # of the final response; 0 until its headers arrived
         self.keep_alive = False
+        self.framed = False  # a length or chunking, so the end of the connection is no end
         self.headers: list[tuple[bytes, bytes]] = []
         self.headers_done: asyncio.Future[None] = self.loop.create_future()
         self.chunks: deque[bytes] = deque()
@@ -87,30 +99,57 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not subclasses
 
     def data_received(self, data: bytes) -> None:
+        if not self.awaiting:
+            self._drop()  # idle, or after the response's end: nothing may come now
+            return
         self.last_data = self.loop.time()
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Stop):  # raised by a sink, say
+                self._fail(UpstreamError(f"handling the provider's response failed ({exc.__context__!r})"))
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"the provider sent a malformed response ({exc})"))
+            if self.awaiting:
+                self._fail(UpstreamError(f"the provider sent a malformed response ({exc})"))
+            else:
+                self._drop()  # not HTTP, after a complete response
+        except httptools.HttpParserUpgrade:  # pragma: no cover - a 101 stops at its headers
+            self._fail(UpstreamError("the provider switched protocols (101), which was never asked for"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._stop_timer()
-        if not self.complete:
-            if self.status and not self.keep_alive:
+        self.pool._forget(self)
+        if self.awaiting:
+            if self.status and not self.keep_alive and not self.framed:
                 self.on_message_complete()  # a response delimited by the end of the connection
             else:
                 self._fail(UpstreamError("the provider closed the connection mid-response"))
 
     # -- httptools callbacks -------------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if not self.awaiting:
+            # A second response to one request: the connection is out of step, never reused.
+            self._drop()
+            raise _Stop
+        self.headers = []  # a fresh list per message: an interim's headers are not the answer's
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:  # we never ask for an upgrade; what follows is not HTTP
+                self._fail(UpstreamError("the provider switched protocols (101), which was never asked for"))
+                raise _Stop
+            return  # 100 Continue, 103 Early Hints: the final response follows
+        self.status = status
         # Read now: once the message is complete the parser no longer knows.
         self.keep_alive = self.parser.should_keep_alive()
+        if not self.keep_alive:  # only then can the end of the connection end the body
+            self.framed = any(_frames(name, value) for name, value in self.headers)
         if not self.headers_done.done():
             self.headers_done.set_result(None)
 
@@ -126,6 +165,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if not self.status:
+            return  # the end of an interim response
+        self.awaiting = False
         self.complete = True
         self._stop_timer()
         if self.sink is not None:
@@ -135,6 +177,7 @@ class _Connection(asyncio.Protocol):
     # -- helpers -------------------------------------------------------------------------------
 
     def _fail(self, exc: UpstreamError) -> None:
+        self.awaiting = False
         if self.error is None:
             self.error = exc
         if not self.headers_done.done():
@@ -143,6 +186,14 @@ class _Connection(asyncio.Protocol):
         if self.sink is not None and not self.complete:
             self.sink.done(exc)
         self._wake()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _drop(self) -> None:
+        """Close a connection that sent more than its response: it never serves another request."""
+        self.closed = True
+        self._stop_timer()
+        self.pool._forget(self)
         if self.transport is not None:
             self.transport.close()
 
@@ -178,6 +229,12 @@ class _Connection(asyncio.Protocol):
         self.transport.write(request)
 
 
+def _frames(name: bytes, value: bytes) -> bool:
+    """Whether this header delimits the body, so that the body cannot end with the connection."""
+    name = name.lower()
+    return name == b"content-length" or (name == b"transfer-encoding" and b"chunked" in value.lower())
+
+
 UpstreamConnection = _Connection  # what ``request(on_sent=...)`` hands over, to ``abandon()``
 
 
@@ -187,7 +244,8 @@ class UpstreamResponse:
     def __init__(self, conn: _Connection) -> None:
         self._conn = conn
         self.status = conn.status
-        self.raw_headers = conn.headers
+        # A copy of the final response's headers: nothing later on the connection touches them.
+        self.raw_headers: tuple[tuple[bytes, bytes], ...] = tuple(conn.headers)
         self._done = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -355,6 +413,13 @@ class UpstreamPool:
             if not conn.closed:
                 return conn
         return None
+
+    def _forget(self, conn: _Connection) -> None:
+        """A connection that closed (or was dropped): out of the idle list and the set."""
+        self._all.discard(conn)
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
 
     def _give_back(self, conn: _Connection, reusable: bool) -> None:
         conn._stop_timer()
