@@ -548,3 +548,28 @@ async def test_a_response_released_before_its_end_is_never_reused(pool: Upstream
         response.release()
     assert server.connections == 3
     await server.stop()
+
+
+async def test_connections_the_provider_closed_leave_the_pool(pool: UpstreamPool) -> None:
+    gone = asyncio.Event()
+
+    async def one_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        gone.set()
+
+    server = await Server(one_then_close).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        for _ in range(5):
+            gone.clear()
+            response = await pool.request("POST", url, [], b"")
+            assert await response.read() == b"ok"
+            response.release()
+            await gone.wait()
+            await asyncio.sleep(0.01)  # the close reaches the client
+    assert len(pool._all) == 0  # none kept for closing later, none handed out again
+    await server.stop()
