@@ -241,7 +241,7 @@ class GatewaySettings(_Section):
     # After this many bad tokens from one source within a minute, it is refused (429) for a while.
     auth_failures_per_minute: int = Field(default=20, ge=1, le=100_000)
     # After the agent hangs up mid-stream, keep reading the provider's answer for its usage, this long.
-    drain_timeout: float = Field(default=30.0, ge=0)
+    drain_timeout: float = Field(default=10.0, ge=0)
     drain_max_mb: int = Field(default=8, ge=0, le=1024)
 
     # Providers the configuration names itself (a section of its own), built-in or not.

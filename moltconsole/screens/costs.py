@@ -657,7 +657,9 @@ def record_fields(r: RequestRecord) -> Table:
     row("cache write 1h", tokens(u.cache_write_1h_tokens))
     row("reasoning", tokens(u.reasoning_tokens) + " (part of output)")
     source = {"provider": "reported by the provider", "partial": "partial: the stream ended early",
-              "none": "none: no usage was reported", "imported": "imported"}[u.source]
+              "none": "none: no usage was reported", "imported": "imported",
+              "estimated": "estimated: the provider's report never came; counted from the "
+                           "request and the output relayed"}.get(u.source, u.source)
     row("usage", source)
     if c.total_nanos is None:
         row("cost", Text("no price: this model is not in the price table; add it under "

@@ -1,69 +1,56 @@
 """The AI gateway's proxy: the agent's LLM calls in, the real provider out, every request priced.
 
-The handler behind the gateway's own HTTP server (``http_server.py``). For each request it:
+The handler behind the gateway's own HTTP server (``http_server.py``). This module decides who
+may call and where a call goes; ``exchange.py`` carries one call through:
 
-1. authenticates the sandbox by its gateway token (constant-time), never the provider key;
-2. checks the budgets, then forwards the body to the provider with the real key, retrying and
-   falling back (to another model or provider) only while nothing has reached the agent yet;
-3. streams the provider's bytes to the agent unmodified and unbuffered while a copy is parsed
-   incrementally for usage and errors: each piece is written to the agent from the callback that
-   read it from the provider, with no task switch in between;
-4. records one ledger row for the request and one per upstream attempt, with the cost.
-
-Supported: Anthropic Messages (``/v1/messages``), OpenAI Chat Completions
-(``/v1/chat/completions``) and Responses (``/v1/responses``). A provider can be named in the path
-(``/<provider>/v1/messages``); otherwise the configured default for that API serves it.
+1. ``admit`` looks at a request's headers before its body is read: the sandbox's gateway token
+   (constant-time), never the provider key. A source that keeps presenting bad tokens is told
+   to slow down (429) instead of being checked over and over, and refusals are counted and
+   logged (without the token);
+2. ``handle`` routes it: ``/v1/messages`` (Anthropic Messages), ``/v1/chat/completions`` and
+   ``/v1/responses`` (OpenAI), optionally behind a provider's name (``/<provider>/v1/messages``);
+3. ``targets`` lists the provider and model to try and their fallbacks; ``upstream_headers``
+   swaps the agent's token for the provider's real key; ``redactor`` keeps every configured key
+   out of what is relayed back.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
-import json
 import logging
+import math
 import os
+import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from moltconsole.settings import GatewaySettings, ProviderSettings
 
-from . import usage as usage_mod
 from .budgets import BudgetGuard
+from .exchange import Exchange, Refused, connection_tokens, error_body
 from .http_server import Request, ResponseWriter
 from .pricing import PriceTable
-from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
-from .trigger import classify_trigger
-from .upstream import (
-    UpstreamAbandoned,
-    UpstreamConnection,
-    UpstreamError,
-    UpstreamPool,
-    UpstreamResponse,
-    UpstreamTimeout,
-)
+from .records import Api, RequestRecord
+from .redact import Redactor
+from .request_body import BodyReader
+from .upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 
-OVERHEAD_HEADER = b"x-moltconsole-overhead-ms"
-REQUEST_ID_HEADER = b"x-moltconsole-request-id"
-BUDGET_HEADER = b"x-moltconsole-budget-warning"
-
-# Upstream answers worth another try before anything reached the agent.
-RETRYABLE = frozenset({408, 429, 500, 502, 503, 504, 529})
-MAX_BODY_BYTES = 32 * 1024 * 1024
 AUTH_REFUSED = "invalid or missing moltconsole gateway token (x-api-key or Authorization)"
-MAX_RETRY_AFTER = 30.0
+HEALTH_PATHS = ("/healthz", "/readyz")
 
-_ROUTES: dict[str, tuple[Api, str]] = {
+ROUTES: dict[str, tuple[Api, str]] = {
     "/v1/messages": ("anthropic-messages", "anthropic"),
     "/v1/chat/completions": ("openai-chat", "openai"),
     "/v1/responses": ("openai-responses", "openai"),
 }
-# Request headers never passed upstream: the agent's credentials, and hop-by-hop headers.
+ROUTE_PATH: dict[Api, str] = {api: path for path, (api, _family) in ROUTES.items()}
+
+# Request headers never passed upstream: the agent's credentials, and hop-by-hop headers
+# (plus whatever the request's own Connection header names).
 _DROP_REQUEST = frozenset(
     {
         b"host",
@@ -83,19 +70,6 @@ _DROP_REQUEST = frozenset(
         b"expect",
     }
 )
-_DROP_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"transfer-encoding",
-        b"upgrade",
-        b"set-cookie",
-        b"trailer",
-        b"proxy-authenticate",
-        b"date",
-        b"server",
-    }
-)
 
 
 class TokenRegistry:
@@ -107,10 +81,13 @@ class TokenRegistry:
             self.add(token, sandbox)
 
     def add(self, token: str, sandbox: str) -> None:
-        """Accept ``token`` as the given sandbox's credential."""
+        """Accept ``token`` as the given sandbox's credential (replacing its previous one)."""
         if token:
-            self._tokens = [(t, s) for t, s in self._tokens if s != sandbox]
-            self._tokens.append((token.encode(), sandbox))
+            self._tokens = [(t, s) for t, s in self._tokens if s != sandbox] + [(token.encode(), sandbox)]
+
+    def remove(self, sandbox: str) -> None:
+        """Refuse the sandbox's token from now on."""
+        self._tokens = [(t, s) for t, s in self._tokens if s != sandbox]
 
     def sandbox_for(self, presented: bytes) -> str | None:
         """The sandbox whose token was presented, or None. Looks at every token either way."""
@@ -122,18 +99,81 @@ class TokenRegistry:
 
 
 @dataclass(slots=True)
-class _Target:
+class _Bucket:
+    tokens: float
+    at: float
+    logged_at: float = float("-inf")
+    refused: int = 0
+
+
+@dataclass(slots=True)
+class AuthStats:
+    """Requests refused for their token, as ``moltconsole status`` shows them."""
+
+    refused: int = 0  # 401: a missing or wrong token
+    throttled: int = 0  # 429: from a source past gateway.auth_failures_per_minute
+    sources: set[str] = field(default_factory=set)  # addresses refused since start (bounded)
+
+
+class AuthThrottle:
+    """Bad tokens per source address: a token bucket of ``per_minute`` failures.
+
+    A valid token is never slowed down. Once a source has used up its bucket, its bad requests
+    get 429 with a retry-after until the bucket refills, and are no longer logged one by one.
+    """
+
+    MAX_SOURCES = 10_000
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.clock = clock
+        self.stats = AuthStats()
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def failed(self, peer: str) -> float:
+        """Count a bad token from ``peer``: 0 to answer 401, else the seconds to ask it to wait."""
+        now = self.clock()
+        with self._lock:
+            bucket = self._buckets.get(peer)
+            if bucket is None:
+                if len(self._buckets) >= self.MAX_SOURCES:
+                    self._prune(now)
+                bucket = self._buckets[peer] = _Bucket(self.capacity, now)
+            bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.at) * self.rate)
+            bucket.at = now
+            bucket.refused += 1
+            if len(self.stats.sources) < 1000:
+                self.stats.sources.add(peer)
+            if bucket.tokens >= 1.0:
+                bucket.tokens -= 1.0
+                self.stats.refused += 1
+                if now - bucket.logged_at >= 60.0:
+                    bucket.logged_at = now
+                    log.warning(
+                        "AI gateway: refused a request from %s with a missing or invalid token "
+                        "(%d refused from that address so far)",
+                        peer or "an unknown address",
+                        bucket.refused,
+                    )
+                return 0.0
+            self.stats.throttled += 1
+            return max(1.0, math.ceil((1.0 - bucket.tokens) / self.rate))
+
+    def _prune(self, now: float) -> None:
+        full = [p for p, b in self._buckets.items() if b.tokens + (now - b.at) * self.rate >= self.capacity]
+        for peer in full or list(self._buckets)[: self.MAX_SOURCES // 2]:
+            del self._buckets[peer]
+
+
+@dataclass(slots=True)
+class Target:
+    """One place to send a request: a configured provider and the model to ask it for."""
+
     provider: str
     settings: ProviderSettings
     model: str
-
-
-class _Refused(Exception):
-    """The gateway answers the agent itself (auth, budget, bad request, misconfiguration)."""
-
-    def __init__(self, status: int, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.kind, self.message = status, kind, message
 
 
 class GatewayProxy:
@@ -148,6 +188,7 @@ class GatewayProxy:
         *,
         guard: BudgetGuard | None = None,
         env: Mapping[str, str] | None = None,
+        body_reader: BodyReader | None = None,
     ) -> None:
         self.settings = settings
         self.tokens = tokens
@@ -156,66 +197,74 @@ class GatewayProxy:
         self.guard = guard
         self._env = os.environ if env is None else env
         self._pool: UpstreamPool | None = None
+        self.bodies = body_reader or BodyReader()
+        self.throttle = AuthThrottle(settings.auth_failures_per_minute)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def _http(self) -> UpstreamPool:
+    def http(self) -> UpstreamPool:
+        """The pool of connections to the providers (made on first use, in the gateway's loop)."""
         if self._pool is None:
             s = self.settings
             self._pool = UpstreamPool(connect_timeout=s.connect_timeout, read_timeout=s.read_timeout)
         return self._pool
 
     async def aclose(self) -> None:
-        """Close the upstream connections."""
+        """Close the upstream connections and the body readers."""
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        self.bodies.close()
 
     # -- requests ------------------------------------------------------------------------------
+
+    def admit(
+        self, path: str, headers: list[tuple[bytes, bytes]], peer: str = ""
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]] | None:
+        """Refuse a request without a valid token on its headers alone, before its body is read."""
+        if path in HEALTH_PATHS or self._authenticate(headers) is not None:
+            return None
+        api = self.route(path)[0] or "anthropic-messages"
+        wait = self.throttle.failed(peer)
+        if wait:
+            message = (
+                f"too many requests with an invalid moltconsole gateway token from {peer or 'this address'}; "
+                f"retry in {wait:.0f} s"
+            )
+            return 429, error_body(api, "rate_limit_error", message), [(b"retry-after", b"%d" % wait)]
+        return 401, error_body(api, "authentication_error", AUTH_REFUSED), []
 
     async def handle(self, request: Request, writer: ResponseWriter) -> None:
         """Answer one request from the agent."""
         path = request.path
-        if path in ("/healthz", "/readyz"):
+        if path in HEALTH_PATHS:
             writer.respond(200, b'{"ok":true}')
             return
         started = time.time()
         t0 = time.perf_counter()
-        api, provider_name = self._route(path)
+        api, provider_name = self.route(path)
         if api is None:
-            _error(
-                writer,
-                "anthropic-messages",
-                404,
-                "not_found_error",
+            message = (
                 f"the moltconsole gateway has no route {path!r}; it serves "
-                "/v1/messages, /v1/chat/completions and /v1/responses",
+                "/v1/messages, /v1/chat/completions and /v1/responses"
             )
+            writer.respond(404, error_body("anthropic-messages", "not_found_error", message))
             return
         if request.method != "POST":
-            _error(writer, api, 405, "invalid_request_error", f"{path} takes POST")
+            writer.respond(405, error_body(api, "invalid_request_error", f"{path} takes POST"))
             return
         sandbox = self._authenticate(request.headers)
         if sandbox is None:
-            _error(
-                writer,
-                api,
-                401,
-                "authentication_error",
-                AUTH_REFUSED,
-            )
+            if self.throttle.failed(request.peer):
+                writer.respond(429, error_body(api, "rate_limit_error", "too many invalid tokens"))
+            else:
+                writer.respond(401, error_body(api, "authentication_error", AUTH_REFUSED))
             return
-        await _Exchange(self, request, writer, api, provider_name, sandbox, started, t0).run()
+        await Exchange(self, request, writer, api, provider_name, sandbox, started, t0).run()
 
-    def admit(self, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes] | None:
-        """Refuse a request without a valid token on its headers alone, before its body is read."""
-        if path in ("/healthz", "/readyz") or self._authenticate(headers) is not None:
-            return None
-        api, _ = self._route(path)
-        return 401, error_body(api or "anthropic-messages", "authentication_error", AUTH_REFUSED)
-
-    def _route(self, path: str) -> tuple[Api | None, str]:
-        route = _ROUTES.get(path)
+    def route(self, path: str) -> tuple[Api | None, str]:
+        """The API a path speaks and the provider that serves it (None when nothing does)."""
+        route = ROUTES.get(path)
         if route is not None:
             api, family = route
             default = (
@@ -225,7 +274,7 @@ class GatewayProxy:
         # /<provider>/v1/...
         head, sep, rest = path[1:].partition("/")
         if sep and head in self.settings.providers:
-            route = _ROUTES.get("/" + rest)
+            route = ROUTES.get("/" + rest)
             if route is not None:
                 return route[0], head
         return None, ""
@@ -243,27 +292,49 @@ class GatewayProxy:
             return None
         return self.tokens.sandbox_for(presented)
 
+    # -- providers -----------------------------------------------------------------------------
+
     def key_for(self, name: str, provider: ProviderSettings) -> str:
         """The provider's real key, from the config or the backend's environment."""
         key = provider.api_key or (self._env.get(provider.api_key_env, "") if provider.api_key_env else "")
         if not key and not provider.headers:
             hint = (
-                f"set {provider.api_key_env} in the backend's environment or " if provider.api_key_env else ""
+                f"set {provider.api_key_env} with 'moltconsole keys set {provider.api_key_env}' or "
+                if provider.api_key_env
+                else ""
             )
-            raise _Refused(
+            raise Refused(
                 502,
                 "gateway_config",
-                f"moltconsole has no API key for provider {name!r}: {hint}"
-                f"set gateway.providers.{name}.api_key_env in the moltconsole config, "
-                "then restart the backend",
+                ledger_kind="gateway_config",
+                message=f"moltconsole has no API key for provider {name!r}: {hint}"
+                f"set gateway.providers.{name}.api_key_env in the moltconsole config",
             )
         return key
+
+    def _header_value(self, value: str) -> str:
+        return self._env.get(value[4:], "") if value.startswith("env:") else value
+
+    def redactor(self) -> Redactor:
+        """Every secret the gateway holds (keys, secret headers, the Cloudflare token), to redact."""
+        secrets: list[str] = []
+        for provider in self.settings.providers.values():
+            secrets.append(provider.api_key)
+            if provider.api_key_env:
+                secrets.append(self._env.get(provider.api_key_env, ""))
+            for value in provider.headers.values():
+                secrets.append(self._header_value(value))
+        cloudflare = self.settings.cloudflare.api_token_env
+        if cloudflare:
+            secrets.append(self._env.get(cloudflare, ""))
+        return Redactor(s for s in secrets if s)
 
     def upstream_headers(
         self, name: str, provider: ProviderSettings, incoming: list[tuple[bytes, bytes]]
     ) -> list[tuple[str, str]]:
-        """The agent's headers minus its credentials, plus the provider's real ones."""
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming if k not in _DROP_REQUEST]
+        """The agent's headers minus its credentials and hop-by-hop ones, plus the provider's."""
+        drop = _DROP_REQUEST | connection_tokens(incoming)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming if k not in drop]
         headers.append(("accept-encoding", "identity"))
         key = self.key_for(name, provider)
         if key:
@@ -272,17 +343,15 @@ class GatewayProxy:
             else:
                 headers.append(("authorization", "Bearer " + key))
         for header, value in provider.headers.items():
-            if value.startswith("env:"):
-                value = self._env.get(value[4:], "")
-            headers.append((header.lower(), value))
+            headers.append((header.lower(), self._header_value(value)))
         return headers
 
-    def targets(self, api: Api, provider_name: str, model: str) -> list[_Target]:
+    def targets(self, api: Api, provider_name: str, model: str) -> list[Target]:
         """The first choice and its configured fallbacks, all of the same API family."""
         family = "anthropic" if api == "anthropic-messages" else "openai"
-        out: list[_Target] = []
+        out: list[Target] = []
         for spec in [f"{provider_name}/{model}", *self.settings.fallbacks.get(model, [])]:
-            target = self._target(spec, provider_name)
+            target = self.target(spec, provider_name)
             if target is None:
                 log.warning("gateway fallback %r names no configured provider; skipped", spec)
                 continue
@@ -293,449 +362,32 @@ class GatewayProxy:
                 continue
             out.append(target)
         if not out:
-            raise _Refused(
+            raise Refused(
                 502,
                 "gateway_config",
-                f"moltconsole gateway: provider {provider_name!r} is not configured "
+                ledger_kind="gateway_config",
+                message=f"moltconsole gateway: provider {provider_name!r} is not configured "
                 f"(gateway.providers.{provider_name})",
             )
         return out
 
-    def _target(self, spec: str, default_provider: str) -> _Target | None:
+    def target(self, spec: str, default_provider: str) -> Target | None:
+        """``model`` or ``provider/model`` as a Target (None when the provider is unknown)."""
         provider, sep, model = spec.partition("/")
         if not sep or provider not in self.settings.providers:
             provider, model = default_provider, spec
         settings = self.settings.providers.get(provider)
-        return _Target(provider, settings, model) if settings is not None else None
+        return Target(provider, settings, model) if settings is not None else None
 
+    def upstream_url(self, target: Target, api: Api) -> str:
+        """Where a request of ``api`` goes at ``target``'s provider."""
+        return target.settings.base_url + ROUTE_PATH[api]
 
-class _Exchange:
-    """One request from the agent, through every upstream attempt, to its ledger row."""
-
-    def __init__(
-        self,
-        proxy: GatewayProxy,
-        request: Request,
-        writer: ResponseWriter,
-        api: Api,
-        provider_name: str,
-        sandbox: str,
-        started: float,
-        t0: float,
-    ) -> None:
-        self.proxy, self.request, self.writer = proxy, request, writer
-        self.api, self.provider_name, self.sandbox = api, provider_name, sandbox
-        self.started, self.t0 = started, t0
-        self.id = uuid.uuid4().hex
-        self.waited = 0.0  # seconds spent waiting on upstream or backing off (not our overhead)
-        self.attempts: list[AttemptRecord] = []
-        self.ttfb_ms: float | None = None
-        self.body: dict[str, Any] = {}
-        self.requested_model = ""
-        self.stream = False
-        self.in_flight: UpstreamConnection | None = None  # sent, its response not yet begun
-        writer.on_lost = self._agent_gone
-
-    def _agent_gone(self) -> None:
-        if self.in_flight is not None:
-            self.in_flight.abandon()  # the provider stops generating for nobody
-
-    def _on_sent(self, conn: UpstreamConnection) -> None:
-        self.in_flight = conn
-        if self.writer.lost:
-            conn.abandon()
-
-    async def run(self) -> None:
-        try:
-            raw = self.request.body
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                raise _Refused(400, "invalid_request_error", "the request body is not valid JSON") from None
-            if not isinstance(body, dict):
-                raise _Refused(400, "invalid_request_error", "the request body must be a JSON object")
-            self.body = body
-            self.requested_model = usage_mod.request_model(self.api, body)
-            if not self.requested_model:
-                raise _Refused(400, "invalid_request_error", "the request names no model")
-            self.stream = usage_mod.wants_stream(self.api, body)
-            targets = self.proxy.targets(self.api, self.provider_name, self.requested_model)
-            warning = self._budget(targets)
-            await self._forward(raw, targets, warning)
-        except _Refused as refused:
-            self._refuse(refused)
-
-    def _budget(self, targets: list[_Target]) -> str:
-        guard = self.proxy.guard
-        if guard is None:
-            return ""
-        decision = guard.check(self.sandbox)
-        if decision.action == "block":
-            raise _Refused(402, "budget_exceeded", decision.message)
-        if decision.action == "fallback":
-            cheap = self.proxy._target(self.proxy.settings.budget_fallback_model, targets[0].provider)
-            if cheap is None or cheap.settings.api != targets[0].settings.api:
-                raise _Refused(402, "budget_exceeded", decision.message)
-            targets[:] = [cheap]
-            return decision.message + f" Serving {cheap.model} instead."
-        return decision.warning
-
-    async def _forward(self, raw: bytes, targets: list[_Target], warning: str) -> None:
-        settings = self.proxy.settings
-        incoming = self.request.headers
-        last_error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | None = None
-        for target in targets:
-            payload = self._payload(raw, target)
-            headers = self.proxy.upstream_headers(target.provider, target.settings, incoming)
-            url = target.settings.base_url + _ROUTE_PATH[self.api]
-            for retry in range(settings.retries + 1):
-                outcome = await self._attempt(target, url, headers, payload, warning)
-                if outcome is None:
-                    return  # the response went to the agent and is recorded
-                if self.writer.lost:
-                    self._gone(target)
-                    return
-                last_error = outcome
-                status, _kind, _message, _body, _headers = outcome
-                if status not in RETRYABLE and status != 0:
-                    self._relay_error(target, outcome)
-                    return
-                if retry < settings.retries:
-                    await self._backoff(retry, _headers)
-                    if self.writer.lost:
-                        self._gone(target)
-                        return
-        assert last_error is not None
-        self._relay_error(targets[-1], last_error)
-
-    def _payload(self, raw: bytes, target: _Target) -> bytes:
-        body = self.body
-        changed = False
-        if target.model != self.requested_model:
-            body = {**body, "model": target.model}
-            changed = True
-        if self.api == "openai-chat" and self.stream:
-            options = body.get("stream_options")
-            if not (isinstance(options, dict) and options.get("include_usage")):
-                # Without it OpenAI reports no usage on a stream, and the request could not be priced.
-                body = {
-                    **body,
-                    "stream_options": {
-                        **(options if isinstance(options, dict) else {}),
-                        "include_usage": True,
-                    },
-                }
-                changed = True
-        return json.dumps(body, separators=(",", ":")).encode() if changed else raw
-
-    async def _backoff(self, retry: int, headers: list[tuple[bytes, bytes]]) -> None:
-        delay = self.proxy.settings.retry_backoff * (2**retry)
-        for name, value in headers:
-            if name == b"retry-after":
-                with contextlib.suppress(ValueError):
-                    delay = max(delay, min(float(value), MAX_RETRY_AFTER))
-        if delay > 0:
-            t = time.perf_counter()
-            await asyncio.sleep(delay)
-            self.waited += time.perf_counter() - t
-
-    async def _attempt(
-        self,
-        target: _Target,
-        url: str,
-        headers: list[tuple[str, str]],
-        payload: bytes,
-        warning: str,
-    ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]] | None:
-        """One upstream call. None when the response went to the agent; else the error to weigh."""
-        client = self.proxy._http()
-        attempt = AttemptRecord(
-            attempt=len(self.attempts) + 1,
-            started_at=time.time(),
-            provider=target.provider,
-            model=target.model,
-            status=0,
-        )
-        self.attempts.append(attempt)
-        a0 = time.perf_counter()
-        try:
-            response = await client.request("POST", url, headers, payload, self._on_sent)
-        except UpstreamAbandoned:
-            return self._failed(attempt, a0, "client_disconnected", "the agent went away")
-        except UpstreamTimeout as exc:
-            return self._failed(attempt, a0, "timeout", f"no answer from {target.provider}: {exc}")
-        except UpstreamError as exc:
-            return self._failed(attempt, a0, "connect", f"cannot reach {target.provider}: {exc}")
-        finally:
-            # From here the connection is the response's to close or give back (and, given back,
-            # another request's): the agent going away no longer abandons it through us.
-            self.in_flight = None
-        headers_at = time.perf_counter()
-        self.waited += headers_at - a0
-        attempt.status = response.status
-        attempt.ttfb_ms = (headers_at - a0) * 1000
-        if response.status >= 400:
-            try:
-                body = await response.read()
-            except UpstreamError:
-                body = b""
-            finally:
-                response.release()
-            self.waited += time.perf_counter() - headers_at
-            kind, message = usage_mod.error_kind_for(response.status, body)
-            attempt.error_kind = kind
-            attempt.duration_ms = (time.perf_counter() - a0) * 1000
-            return response.status, kind, message, body, list(response.raw_headers)
-        await self._relay(target, attempt, response, a0, warning)
-        return None
-
-    def _failed(
-        self, attempt: AttemptRecord, a0: float, kind: str, message: str
-    ) -> tuple[int, str, str, bytes, list[tuple[bytes, bytes]]]:
-        elapsed = time.perf_counter() - a0
-        self.waited += elapsed
-        attempt.error_kind = kind
-        attempt.duration_ms = elapsed * 1000
-        return 0, kind, message, b"", []
-
-    async def _relay(
-        self,
-        target: _Target,
-        attempt: AttemptRecord,
-        response: UpstreamResponse,
-        a0: float,
-        warning: str,
-    ) -> None:
-        """Stream an upstream response to the agent, parsing a copy, until the end or a disconnect."""
-        parser = usage_mod.parser_for(self.api, self.stream)
-        out_headers = [(k, v) for k, v in response.raw_headers if k.lower() not in _DROP_RESPONSE]
-        overhead_ms = (time.perf_counter() - self.t0 - self.waited) * 1000
-        out_headers += [
-            (OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()),
-            (REQUEST_ID_HEADER, self.id.encode()),
-        ]
-        if warning:
-            out_headers.append((BUDGET_HEADER, warning.encode("ascii", "replace")))
-        writer = self.writer
-        if writer.lost:
-            response.close()
-            cancelled, failure = True, ""
-        else:
-            writer.start(response.status, out_headers)
-            self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
-            relay = _Relay(writer, parser)
-            writer.on_lost = relay.lost
-            writer.on_pause = response.pause
-            writer.on_resume = response.resume
-            response.relay(relay)
-            result = await relay.finished
-            writer.on_pause = writer.on_resume = None
-            cancelled = result is _LOST
-            failure = _stream_failure(result) if isinstance(result, UpstreamError) else ""
-            if cancelled or failure:
-                response.close()  # drops the upstream connection: the provider stops generating
-            else:
-                response.release()
-            if failure and not cancelled:
-                # The provider's connection broke: break the agent's too, so it sees a cut
-                # stream rather than one that looks complete.
-                writer.abort()
-            elif not cancelled:
-                writer.end()
-        outcome: Outcome = "error" if failure else "ok"
-        end = time.perf_counter()
-        parsed = parser.result(complete=not cancelled and not failure)
-        attempt.duration_ms = (end - a0) * 1000
-        attempt.usage = parsed.usage
-        if cancelled:
-            outcome = "cancelled"
-        elif parsed.error_kind:
-            outcome = "error"
-        elif not failure and self.stream and not parsed.finished:
-            outcome, failure = "error", "the provider's stream ended without its final event"
-        kind = parsed.error_kind or ("stream_broken" if failure else None)
-        if cancelled:
-            kind = "client_disconnected"
-        attempt.error_kind = kind
-        cost = self.proxy.prices.cost(target.provider, target.model, parsed.usage)
-        attempt.cost_nanos = cost.total_nanos
-        self._finish(
-            target=target,
-            status=response.status,
-            outcome=outcome,
-            kind=kind,
-            message=parsed.error_message or failure or None,
-            usage=parsed.usage,
-            cost=cost,
-            duration_ms=(end - self.t0) * 1000,
-            overhead_ms=overhead_ms,
-        )
-
-    def _relay_error(
-        self, target: _Target, error: tuple[int, str, str, bytes, list[tuple[bytes, bytes]]]
-    ) -> None:
-        """Hand the last upstream error to the agent as the provider sent it (or ours if none came)."""
-        status, kind, message, body, headers = error
-        overhead_ms = (time.perf_counter() - self.t0 - self.waited) * 1000
-        ours = [(OVERHEAD_HEADER, f"{overhead_ms:.3f}".encode()), (REQUEST_ID_HEADER, self.id.encode())]
-        if status == 0:
-            status = 502
-            text = f"moltconsole gateway: {message} after {len(self.attempts)} attempt(s)"
-            body = error_body(self.api, "api_error", text)
-            self.writer.respond(status, body, [(b"content-type", b"application/json"), *ours])
-        else:
-            out = [
-                (k, v)
-                for k, v in headers
-                if k.lower() not in _DROP_RESPONSE and k.lower() != b"content-length"
-            ]
-            self.writer.respond(status, body, [*out, *ours])
-        self.ttfb_ms = (time.perf_counter() - self.t0) * 1000
-        self._finish(
-            target=target,
-            status=status,
-            outcome="error",
-            kind=kind,
-            message=message,
-            usage=Usage(),
-            cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
-            duration_ms=(time.perf_counter() - self.t0) * 1000,
-            overhead_ms=overhead_ms,
-        )
-
-    def _gone(self, target: _Target) -> None:
-        """The agent went away before its response started: nothing to send, the row says so."""
-        self._finish(
-            target=target,
-            status=499,
-            outcome="cancelled",
-            kind="client_disconnected",
-            message="the agent disconnected before the response started",
-            usage=Usage(),
-            cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
-            duration_ms=(time.perf_counter() - self.t0) * 1000,
-            overhead_ms=None,
-        )
-
-    def _refuse(self, refused: _Refused) -> None:
-        _error(self.writer, self.api, refused.status, refused.kind, refused.message)
-        if refused.kind in ("budget_exceeded", "gateway_config"):
-            outcome: Outcome = "blocked" if refused.kind == "budget_exceeded" else "error"
-            self._finish(
-                target=None,
-                status=refused.status,
-                outcome=outcome,
-                kind=refused.kind,
-                message=refused.message,
-                usage=Usage(),
-                cost=Cost(total_nanos=0, pricing_version=self.proxy.prices.version),
-                duration_ms=(time.perf_counter() - self.t0) * 1000,
-                overhead_ms=None,
-            )
-
-    def _finish(
-        self,
-        *,
-        target: _Target | None,
-        status: int,
-        outcome: Outcome,
-        kind: str | None,
-        message: str | None,
-        usage: Usage,
-        cost: Cost,
-        duration_ms: float,
-        overhead_ms: float | None,
-    ) -> None:
-        try:
-            trigger = classify_trigger(self.api, self.body) if self.body else "unknown"
-        except Exception:  # a heuristic must never lose the ledger row
-            trigger = "unknown"
-        record = RequestRecord(
-            id=self.id,
-            started_at=self.started,
-            sandbox=self.sandbox,
-            api=self.api,
-            provider=target.provider if target else self.provider_name,
-            model=target.model if target else self.requested_model,
-            requested_model=self.requested_model,
-            stream=self.stream,
-            status=status,
-            outcome=outcome,
-            error_kind=kind,
-            error_message=(message or None) and str(message)[:500],
-            ttfb_ms=self.ttfb_ms,
-            duration_ms=duration_ms,
-            overhead_ms=overhead_ms,
-            usage=usage,
-            cost=cost,
-            trigger=trigger,
-            origin="proxy",
-            attempts=self.attempts,
-        )
-        if self.proxy.guard is not None:
-            self.proxy.guard.add(self.sandbox, cost.total_nanos)
-        try:
-            self.proxy.record(record)
-        except Exception:
-            log.exception("could not queue ledger row %s", self.id)
-
-
-_ROUTE_PATH: dict[Api, str] = {api: path for path, (api, _family) in _ROUTES.items()}
-
-
-_LOST = object()  # what a relay ends with when the agent went away
-
-
-class _Relay:
-    """The provider's body on its way to the agent, driven by the provider connection's callbacks.
-
-    Each piece is written to the agent first, then fed to the usage parser. ``finished`` ends
-    with None (complete), the provider's error, or ``_LOST``.
-    """
-
-    __slots__ = ("finished", "parse_failed", "parser", "writer")
-
-    def __init__(self, writer: ResponseWriter, parser: usage_mod.UsageParser) -> None:
-        self.writer = writer
-        self.parser = parser
-        self.finished: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self.parse_failed = False
-
-    def data(self, chunk: bytes) -> None:
-        self.writer.write(chunk)
-        if self.parse_failed:
-            return
-        try:
-            self.parser.feed(chunk)
-        except Exception:  # the bytes still reach the agent; the ledger row says what is known
-            self.parse_failed = True
-            log.exception("could not parse the provider's response for usage; relaying it unparsed")
-
-    def done(self, error: UpstreamError | None) -> None:
-        if not self.finished.done():
-            self.finished.set_result(error)
-
-    def lost(self) -> None:
-        if not self.finished.done():
-            self.finished.set_result(_LOST)
-
-
-def _stream_failure(exc: BaseException) -> str:
-    if isinstance(exc, UpstreamTimeout):
-        return "the provider sent nothing for longer than gateway.read_timeout"
-    if isinstance(exc, UpstreamError):
-        return f"the provider's connection broke mid-response ({type(exc).__name__})"
-    return f"relaying the response failed ({type(exc).__name__})"
-
-
-def error_body(api: Api, kind: str, message: str) -> bytes:
-    """An error in the shape the agent's SDK for that API understands."""
-    if api == "anthropic-messages":
-        payload: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": message}}
-    else:
-        payload = {"error": {"message": message, "type": kind, "code": kind, "param": None}}
-    return json.dumps(payload).encode()
-
-
-def _error(writer: ResponseWriter, api: Api, status: int, kind: str, message: str) -> None:
-    writer.respond(status, error_body(api, kind, message))
+    def stats(self) -> dict[str, Any]:
+        """Refusals so far, for the status API."""
+        s = self.throttle.stats
+        return {
+            "auth_refused": s.refused,
+            "auth_throttled": s.throttled,
+            "auth_sources": sorted(s.sources)[:20],
+        }

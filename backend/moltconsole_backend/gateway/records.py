@@ -19,7 +19,10 @@ NANOS_PER_USD = 1_000_000_000
 #   partial   - the stream ended early (client gone, error mid-stream); counts so far
 #   none      - no usage could be read (e.g. refused before any upstream call)
 #   imported  - taken from another gateway's logs (Cloudflare AI Gateway)
-UsageSource = Literal["provider", "partial", "none", "imported"]
+#   estimated - the provider's report never came (the agent left and the provider's answer
+#               could not be read to its end, or a stream ended without one): counted from the
+#               request's size and the output relayed, so a budget still sees it
+UsageSource = Literal["provider", "partial", "none", "imported", "estimated"]
 
 # Which API the agent called.
 Api = Literal["anthropic-messages", "openai-chat", "openai-responses"]

@@ -5,36 +5,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
 from moltconsole.settings import Settings
 
-from ..sandbox.spec import SandboxPaths, read_or_create_token
+from ..sandbox.spec import model_token_path, read_or_create_token, write_new_token
 from .budgets import BudgetGuard
+from .keys import KeyEnvironment, missing_keys
 from .ledger import Ledger
 from .pricing import PriceTable
 from .proxy import GatewayProxy, TokenRegistry
 from .server import GatewayServer, bind_tcp, bridge_address
+from .status import BudgetState, GatewayStatus, MissingKey
 
 log = logging.getLogger(__name__)
 
 GIL_SWITCH_S = 0.001
 
-MODEL_TOKEN_FILE = "model-token"  # noqa: S105 - a file name, not a secret
-
 
 class GatewayService:
-    """Starts and stops the gateway; the API reads its ledger and budgets through it."""
+    """Starts and stops the gateway; the API reads its ledger and budgets through it.
+
+    It also owns the sandboxes' gateway tokens (``token_for``, ``rotate``): the manager asks it
+    for the token a new container gets, so the proxy knows every token the moment it exists.
+
+    ``env`` is where provider keys and ``env:NAME`` header values are looked up on every
+    request; by default the keys file over the backend's environment (``KeyEnvironment``).
+    """
 
     def __init__(self, settings: Settings, env: Mapping[str, str] | None = None) -> None:
         self.settings = settings
-        self.env = os.environ if env is None else env
+        self.env: Mapping[str, str] = KeyEnvironment(settings.keys_path) if env is None else env
         self.ledger = Ledger(settings.ledger_path)
         self.prices = PriceTable(settings.gateway)
-        self.guard = BudgetGuard(settings.gateway, self._spend)
+        self.guard = BudgetGuard(settings.gateway, self.ledger.spend_totals)
         self.tokens = TokenRegistry()
         self.proxy: GatewayProxy | None = None
         self.server: GatewayServer | None = None
@@ -51,9 +57,9 @@ class GatewayService:
         gw = self.settings.gateway
         if not gw.enabled:
             return
-        paths = SandboxPaths(self.settings.sandbox_dir)
-        token = await asyncio.to_thread(read_or_create_token, paths.secrets / MODEL_TOKEN_FILE)
-        self.tokens.add(token, self.settings.sandbox.name)
+        # A sandbox still running from before this backend started presents its saved token.
+        await asyncio.to_thread(self.token_for, self.settings.sandbox.name)
+        self._warn_missing_keys()
         host = gw.bind_address
         if host == "auto":
             found = bridge_address()
@@ -99,12 +105,59 @@ class GatewayService:
         """The overall (daily, monthly) limits in nanos, for the Costs screen."""
         return self.guard.limits_nanos()
 
-    def status(self) -> dict[str, Any]:
+    # --- gateway tokens ---------------------------------------------------------------------
+    def token_for(self, sandbox: str) -> str:
+        """The sandbox's gateway token (created and saved on first use), accepted from now on."""
+        token = read_or_create_token(model_token_path(self.settings.paths.data_dir, sandbox))
+        self.tokens.add(token, sandbox)
+        return token
+
+    def rotate(self, sandbox: str) -> str:
+        """A new token for the sandbox, saved and accepted at once; the old one is refused."""
+        token = write_new_token(model_token_path(self.settings.paths.data_dir, sandbox))
+        self.tokens.add(token, sandbox)
+        log.info("gateway token of sandbox %s replaced; the previous one is refused from now on", sandbox)
+        return token
+
+    # --- what needs the user's attention ----------------------------------------------------
+    def missing_keys(self) -> list[MissingKey]:
+        """The credentials the providers in use lack right now (the keys file is re-read)."""
+        return missing_keys(self.settings.gateway, self.env)
+
+    def keys_file_error(self) -> str:
+        """Why the keys file is not read, or ""."""
+        return self.env.file_error if isinstance(self.env, KeyEnvironment) else ""
+
+    def _warn_missing_keys(self) -> None:
+        for gap in self.missing_keys():
+            log.warning("%s (keys file: %s)", gap.message, self.settings.keys_path)
+
+    def budget_state(self) -> BudgetState:
+        """Whether the sandbox's budget is spent or past its warning threshold, and why."""
+        if not self.settings.gateway.enabled or not self.guard.enabled:
+            return BudgetState()
+        decision = self.guard.check(self.settings.sandbox.name)
+        if decision.action != "allow":
+            return BudgetState("spent", decision.action, decision.message)
+        if decision.warning:
+            return BudgetState("warning", "allow", decision.warning)
+        return BudgetState("ok")
+
+    def gateway_status(self) -> GatewayStatus:
         """What the dashboard and `status` show about the gateway."""
-        return {
-            "enabled": self.settings.gateway.enabled,
-            "listening": f"{self.address[0]}:{self.address[1]}" if self.address else None,
-        }
+        enabled = self.settings.gateway.enabled
+        return GatewayStatus(
+            enabled=enabled,
+            listening=f"{self.address[0]}:{self.address[1]}" if self.address else None,
+            keys_file=str(self.settings.keys_path),
+            keys_file_error=self.keys_file_error(),
+            missing_keys=self.missing_keys() if enabled else [],
+            budget=self.budget_state(),
+        )
+
+    def status(self) -> dict[str, Any]:
+        """``gateway_status`` in its wire form (the ``gateway`` block of health and status)."""
+        return self.gateway_status().to_json()
 
     async def stop(self) -> None:
         """Stop serving and flush every ledger row to disk."""

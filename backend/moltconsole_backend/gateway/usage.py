@@ -46,6 +46,10 @@ ErrorKind = Literal[
 MAX_ERROR_MESSAGE = 300
 MAX_BODY_BYTES = 64 * 1024 * 1024  # a non-streamed response longer than this is not parsed
 MAX_LINE_BYTES = 8 * 1024 * 1024  # an SSE line longer than this is dropped
+# Estimates, used only when a provider's usage report never arrived: English text averages about
+# four characters a token in Anthropic's and OpenAI's tokenizers.
+CHARS_PER_TOKEN = 4
+JSON_ENVELOPE_BYTES = 400
 
 _SECRET_RE = re.compile(r"\b(?:sk|key|pk|rk)-[A-Za-z0-9_\-*.]{6,}|\bBearer\s+\S+", re.IGNORECASE)
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
@@ -73,6 +77,13 @@ class UsageParser(Protocol):
 
     def result(self, complete: bool) -> ParsedResponse:
         """What was read. ``complete``: the body reached its end (no disconnect, no cut)."""
+
+    def estimate(self, input_tokens: int) -> Usage:
+        """Usage guessed from what was relayed, when the provider's own report never came.
+
+        ``input_tokens`` is the request side's estimate; a prompt count the provider already
+        reported (Anthropic's ``message_start``) wins over it. Call after ``result``.
+        """
 
 
 # --- errors ---------------------------------------------------------------------------------
@@ -259,6 +270,22 @@ class _Base:
         if isinstance(value, str) and value:
             self.model = value
 
+    def _relayed_output_tokens(self) -> int:
+        return 0
+
+    def estimate(self, input_tokens: int) -> Usage:
+        """Usage guessed from what was relayed (see ``UsageParser.estimate``)."""
+        reported_prompt = self.input + self.cache_read + self.write_5m + self.write_1h
+        return Usage(
+            input_tokens=self.input if reported_prompt else max(0, input_tokens),
+            output_tokens=max(self.output, self._relayed_output_tokens()),
+            cache_read_tokens=self.cache_read,
+            cache_write_5m_tokens=self.write_5m,
+            cache_write_1h_tokens=self.write_1h,
+            reasoning_tokens=self.reasoning,
+            source="estimated",
+        )
+
     def _result(self, complete: bool) -> ParsedResponse:
         source: UsageSource
         if not self.seen_usage:
@@ -345,6 +372,11 @@ class _SSE(_Base):
         self._data: list[bytes] = []
         self._skip_line = False  # the current line overflowed MAX_LINE_BYTES
         self._closed = False
+        # The data lines not decoded (content deltas): their count, bytes and the shortest one,
+        # whose length approximates the JSON framing every delta carries around its text.
+        self._skipped_lines = 0
+        self._skipped_bytes = 0
+        self._shortest = 1 << 30
 
     def feed(self, chunk: bytes) -> None:
         if not chunk or self._closed:
@@ -401,6 +433,12 @@ class _SSE(_Base):
             if self._want:
                 value = line[5:]
                 self._data.append(value[1:] if value[:1] == b" " else value)
+            else:
+                n = len(line)
+                self._skipped_lines += 1
+                self._skipped_bytes += n
+                if n < self._shortest:
+                    self._shortest = n
         elif first == 0x65 and line.startswith(b"event:"):  # 'e'
             name = line[6:].strip()
             self._event = name
@@ -425,12 +463,23 @@ class _SSE(_Base):
     def _dispatch(self, event: bytes, data: bytes) -> None:
         raise NotImplementedError
 
+    def _relayed_output_tokens(self) -> int:
+        lines = self._skipped_lines
+        if not lines:
+            return 0
+        # Every delta's text is at least one character; the rest of the shortest line is framing.
+        text = self._skipped_bytes - lines * max(0, self._shortest - 1)
+        return max(lines, -(-text // CHARS_PER_TOKEN))
+
     @staticmethod
     def _json(data: bytes) -> Any:
         try:
             return json.loads(data)
         except (ValueError, RecursionError):
             return None
+
+
+SSEParser = _SSE  # what every streamed-response parser is
 
 
 class AnthropicStreamParser(_SSE):
@@ -570,11 +619,17 @@ class _JSONBody(_Base):
         self._size = 0
         self._overflow = False
         self._done = False
+        self._received = 0
+
+    def _relayed_output_tokens(self) -> int:
+        # A cut JSON body: its bytes beyond a typical envelope, at the usual characters a token.
+        return max(0, self._received - JSON_ENVELOPE_BYTES) // CHARS_PER_TOKEN
 
     def feed(self, chunk: bytes) -> None:
         if not chunk or self._overflow:
             return
         self._size += len(chunk)
+        self._received = self._size
         if self._size > MAX_BODY_BYTES:
             self._parts.clear()
             self._overflow = True
