@@ -6,7 +6,8 @@ and cumulative in ``message_delta``), OpenAI Chat Completions (chunks, ``include
 chunk, ``[DONE]``) and OpenAI Responses (``response.*`` events), streaming or not. Tests script
 what comes next: an error status, an SSE ``error`` event after the 200, a slow stream, a dropped
 connection. Every request it receives is kept, headers included, so tests can see which key
-arrived.
+arrived. ``close_connections`` makes it answer ``connection: close`` and hang up after each
+response, as some providers and proxies in front of them do (the client reconnects each time).
 
 Run standalone for benchmarks: ``python -m tests.support.fake_llm --port 0`` prints its URL.
 """
@@ -69,6 +70,7 @@ class FakeProvider:
         self.seen: list[Seen] = []
         self.keep_seen = True
         self.received = asyncio.Event()  # set at each request (binds to a loop on first use)
+        self.close_connections = False  # "connection: close" on every response
 
     def queue(self, *replies: Reply) -> None:
         self.replies.extend(replies)
@@ -76,6 +78,8 @@ class FakeProvider:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
+        if self.close_connections:
+            send = _closing(send)
         raw = b""
         while True:
             message = await receive()
@@ -152,6 +156,17 @@ class FakeProvider:
             if reply.chunk_delay:
                 await asyncio.sleep(max(0.0, start + (index + 1) * reply.chunk_delay - loop.time()))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _closing(send: Any) -> Any:
+    """``send`` that adds ``connection: close`` to the response's headers (uvicorn then closes)."""
+
+    async def closing_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+        await send(message)
+
+    return closing_send
 
 
 async def _watch_disconnect(receive: Any, seen: Seen) -> None:
@@ -463,9 +478,11 @@ def main() -> None:  # pragma: no cover - used by the benchmark
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--chunk-delay", type=float, default=0.0)
+    parser.add_argument("--close", action="store_true", help="close the connection after each response")
     args = parser.parse_args()
     provider = FakeProvider()
     provider.keep_seen = False
+    provider.close_connections = args.close
     provider.default = Reply(chunks=args.chunks, chunk_delay=args.chunk_delay)
 
     async def run() -> None:

@@ -573,3 +573,18 @@ async def test_connections_the_provider_closed_leave_the_pool(pool: UpstreamPool
             await asyncio.sleep(0.01)  # the close reaches the client
     assert len(pool._all) == 0  # none kept for closing later, none handed out again
     await server.stop()
+
+
+async def test_a_provider_that_closes_after_each_response(pool: UpstreamPool) -> None:
+    from tests.support.fake_llm import FakeServer
+
+    async with FakeServer() as fake:
+        fake.provider.close_connections = True
+        body = b'{"model": "claude-sonnet-4-6", "stream": true, "messages": []}'
+        for _ in range(3):
+            response = await pool.request("POST", fake.url + "/v1/messages", [], body)
+            assert (b"connection", b"close") in response.raw_headers
+            assert (await response.read()).endswith(b'data: {"type":"message_stop"}\n\n')
+            response.release()
+            assert not pool._idle.get(("http", "127.0.0.1", fake.port))  # never pooled
+        assert len(fake.provider.seen) == 3  # one send each: no stale-connection retry
