@@ -8,145 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from moltconsole.settings import BudgetSettings, GatewaySettings, ProviderSettings
-from moltconsole_backend.gateway.budgets import BudgetGuard
-from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.pricing import PriceTable
+from moltconsole.settings import BudgetSettings, ProviderSettings
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
-from moltconsole_backend.gateway.proxy import GatewayProxy, TokenRegistry
 from moltconsole_backend.gateway.records import RequestRecord
-from moltconsole_backend.gateway.server import GatewayServer, bind_tcp
 from tests.support.fake_llm import FakeServer, Reply
-
-TOKEN = "sandbox-token-0123456789"
-ANTHROPIC_KEY = "sk-ant-real-key-never-in-the-sandbox"
-OPENAI_KEY = "sk-openai-real-key"
-NANO = 1_000_000_000
-
-
-@dataclass
-class Gateway:
-    url: str
-    fake: FakeServer
-    ledger: Ledger
-    proxy: GatewayProxy
-    records: dict[str, RequestRecord] = field(default_factory=dict)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def record(self, request_id: str, timeout: float = 10.0) -> RequestRecord:
-        """The ledger row of a request, once the ledger committed it."""
-        async with asyncio.timeout(timeout):
-            while request_id not in self.records:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.records[request_id]
-
-    async def only_record(self, timeout: float = 10.0) -> RequestRecord:
-        async with asyncio.timeout(timeout):
-            while not self.records:
-                self.arrived.clear()
-                await self.arrived.wait()
-        assert len(self.records) == 1
-        return next(iter(self.records.values()))
-
-
-def gateway_settings(fake_url: str, **overrides: Any) -> GatewaySettings:
-    providers = {
-        "anthropic": ProviderSettings(api="anthropic", base_url=fake_url, api_key_env="ANTHROPIC_API_KEY"),
-        "openai": ProviderSettings(api="openai", base_url=fake_url, api_key_env="OPENAI_API_KEY"),
-        "backup": ProviderSettings(api="anthropic", base_url=fake_url, api_key="sk-backup-key"),
-    }
-    values: dict[str, Any] = {
-        "bind_address": "127.0.0.1",
-        "port": 0,
-        "providers": providers,
-        "retry_backoff": 0.0,
-    }
-    values.update(overrides)
-    return GatewaySettings(**values)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeServer]:
-    async with FakeServer() as server:
-        yield server
-
-
-@pytest.fixture
-async def make_gateway(tmp_path: Path, fake: FakeServer) -> AsyncIterator[Callable[..., Any]]:
-    made: list[tuple[GatewayServer, Ledger]] = []
-
-    async def make(
-        *, env: dict[str, str] | None = None, seed: list[RequestRecord] | None = None, **overrides: Any
-    ) -> Gateway:
-        settings = gateway_settings(fake.url, **overrides)
-        ledger = Ledger(tmp_path / f"ledger{len(made)}.sqlite")
-        ledger.open()
-        for row in seed or []:
-            ledger.record(row)
-        ledger.flush()
-        guard = BudgetGuard(settings, ledger.spend_totals)
-        guard.refresh()
-        proxy = GatewayProxy(
-            settings,
-            TokenRegistry({TOKEN: "sb1"}),
-            PriceTable(settings),
-            ledger.record,
-            guard=guard,
-            env={"ANTHROPIC_API_KEY": ANTHROPIC_KEY, "OPENAI_API_KEY": OPENAI_KEY} if env is None else env,
-        )
-        server = GatewayServer(proxy, bind_tcp("127.0.0.1", 0))
-        server.start()
-        made.append((server, ledger))
-        gw = Gateway(f"http://127.0.0.1:{server.port}", fake, ledger, proxy)
-        loop = asyncio.get_running_loop()
-
-        def arrived(record: RequestRecord) -> None:
-            def apply() -> None:
-                gw.records[record.id] = record
-                gw.arrived.set()
-
-            loop.call_soon_threadsafe(apply)
-
-        ledger.add_listener(arrived)
-        return gw
-
-    yield make
-    for server, ledger in made:
-        server.stop()
-        ledger.close()
-
-
-def anthropic_body(stream: bool = True, model: str = "claude-sonnet-4-6") -> dict[str, Any]:
-    return {
-        "model": model,
-        "max_tokens": 1024,
-        "stream": stream,
-        "messages": [{"role": "user", "content": "Say hello."}],
-    }
-
-
-def agent_headers(token: str = TOKEN) -> dict[str, str]:
-    return {"x-api-key": token, "anthropic-version": "2023-06-01", "content-type": "application/json"}
-
-
-async def post(
-    url: str, path: str, body: dict[str, Any], headers: dict[str, str] | None = None, timeout: float = 30.0
-) -> tuple[httpx.Response, bytes]:
-    async with httpx.AsyncClient(timeout=timeout) as client:
-        async with client.stream(
-            "POST", url + path, json=body, headers=agent_headers() if headers is None else headers
-        ) as response:
-            data = await response.aread()
-    return response, data
+from tests.support.gateway import (
+    ANTHROPIC_KEY,
+    NANO,
+    OPENAI_KEY,
+    TOKEN,
+    agent_headers,
+    anthropic_body,
+    post,
+)
 
 
 async def test_anthropic_stream_arrives_unmodified_and_is_priced(make_gateway: Any, fake: FakeServer) -> None:

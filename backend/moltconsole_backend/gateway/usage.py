@@ -362,6 +362,7 @@ class _SSE(_Base):
     """Splits a byte stream into SSE events; subclasses say which events to decode."""
 
     wanted: frozenset[bytes] = frozenset()
+    text_keys: tuple[bytes, ...] = ()  # where a content delta's text sits, for estimates
 
     def __init__(self) -> None:
         super().__init__()
@@ -372,11 +373,9 @@ class _SSE(_Base):
         self._data: list[bytes] = []
         self._skip_line = False  # the current line overflowed MAX_LINE_BYTES
         self._closed = False
-        # The data lines not decoded (content deltas): their count, bytes and the shortest one,
-        # whose length approximates the JSON framing every delta carries around its text.
-        self._skipped_lines = 0
-        self._skipped_bytes = 0
-        self._shortest = 1 << 30
+        # The data lines not decoded (content deltas): how many carried text, and how much.
+        self._text_lines = 0
+        self._text_chars = 0
 
     def feed(self, chunk: bytes) -> None:
         if not chunk or self._closed:
@@ -434,11 +433,7 @@ class _SSE(_Base):
                 value = line[5:]
                 self._data.append(value[1:] if value[:1] == b" " else value)
             else:
-                n = len(line)
-                self._skipped_lines += 1
-                self._skipped_bytes += n
-                if n < self._shortest:
-                    self._shortest = n
+                self._skipped(line)
         elif first == 0x65 and line.startswith(b"event:"):  # 'e'
             name = line[6:].strip()
             self._event = name
@@ -463,13 +458,31 @@ class _SSE(_Base):
     def _dispatch(self, event: bytes, data: bytes) -> None:
         raise NotImplementedError
 
+    def _skipped(self, line: bytes) -> None:
+        """Count the text a content delta carries (its JSON string, escapes included)."""
+        for key in self.text_keys:
+            at = line.find(key)
+            if at < 0:
+                continue
+            start = at + len(key)
+            end = line.find(b'"', start)
+            while end >= 0:
+                back = end
+                while back > start and line[back - 1] == 0x5C:  # backslashes before the quote
+                    back -= 1
+                if (end - back) % 2 == 0:
+                    break  # not escaped: the string ends here
+                end = line.find(b'"', end + 1)
+            if end < 0:
+                end = len(line)
+            self._text_lines += 1
+            self._text_chars += end - start
+            return
+
     def _relayed_output_tokens(self) -> int:
-        lines = self._skipped_lines
-        if not lines:
+        if not self._text_lines:
             return 0
-        # Every delta's text is at least one character; the rest of the shortest line is framing.
-        text = self._skipped_bytes - lines * max(0, self._shortest - 1)
-        return max(lines, -(-text // CHARS_PER_TOKEN))
+        return max(self._text_lines, -(-self._text_chars // CHARS_PER_TOKEN))
 
     @staticmethod
     def _json(data: bytes) -> Any:
@@ -486,6 +499,7 @@ class AnthropicStreamParser(_SSE):
     """Anthropic Messages API, ``stream: true``."""
 
     wanted = frozenset({b"message_start", b"message_delta", b"message_stop", b"error"})
+    text_keys = (b'"text":"', b'"partial_json":"', b'"thinking":"')
 
     def _dispatch(self, event: bytes, data: bytes) -> None:
         if not event:
@@ -518,6 +532,7 @@ class OpenAIChatStreamParser(_SSE):
     """OpenAI Chat Completions API, ``stream: true``."""
 
     wanted = frozenset({b"", b"error", b"message"})
+    text_keys = (b'"content":"', b'"arguments":"', b'"reasoning_content":"', b'"refusal":"')
 
     def __init__(self) -> None:
         super().__init__()
@@ -531,6 +546,7 @@ class OpenAIChatStreamParser(_SSE):
             self._set_error(self._json(data))
             return
         if self._first_seen and not _has_value(data, b'"usage"') and not _has_value(data, b'"error"'):
+            self._skipped(data)  # a content chunk: only counted, for an estimate
             return
         self._first_seen = True
         obj = self._json(data)
@@ -559,6 +575,7 @@ class OpenAIChatStreamParser(_SSE):
 class OpenAIResponsesStreamParser(_SSE):
     """OpenAI Responses API, ``stream: true``."""
 
+    text_keys = (b'"delta":"',)
     wanted = frozenset(
         {
             b"response.created",
