@@ -85,7 +85,7 @@ async def test_when_the_provider_is_gone_too_the_usage_is_estimated_and_counted(
     make_gateway: Any, fake: FakeServer, api: str
 ) -> None:
     gw = await make_gateway(drain_timeout=0.2, budget=BudgetSettings(daily_usd=100.0))
-    path, body, marker = APIS[api]
+    path, body, _marker = APIS[api]
     long_prompt = {**body}
     text = "word " * 4000  # about 5,000 tokens of prompt by the estimate (20,000 characters)
     if api == "anthropic" or api == "openai-chat":
