@@ -130,6 +130,18 @@ class BackendClient:
         )
         return result
 
+    async def rotate_token(self, *, wait: bool = True) -> dict[str, Any]:
+        """Give the sandbox a new gateway token (the old one is refused at once); a sandbox that
+        was wanted running is re-created and started with it. Returns the resulting status."""
+        return await self.action("rotate-token", wait=wait)
+
+    async def keys(self) -> dict[str, Any]:
+        """The provider keys the backend sees: ``{"keys_file", "keys_file_error", "keys": [{"name",
+        "source" ("file" | "environment" | null), "hint", "used_by", "shadowed"}], "missing":
+        [MissingKey...], "pid"}``. Values never leave the backend, only masked hints."""
+        result: dict[str, Any] = await self._request("GET", "/v1/keys")
+        return result
+
     async def processes(self) -> dict[str, Any]:
         """The container's process table."""
         result: dict[str, Any] = await self._request("GET", "/v1/sandbox/processes")

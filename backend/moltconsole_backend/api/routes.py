@@ -1,7 +1,7 @@
 """The backend's HTTP and WebSocket API (Starlette). Version 1, JSON in and out.
 
-Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes, /v1/devices
-            POST /v1/sandbox/{start,stop,restart,destroy,rebuild}
+Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes, /v1/devices, /v1/keys
+            POST /v1/sandbox/{start,stop,restart,destroy,rebuild,rotate-token}
             POST /v1/devices/{request_id}/{approve,reject}
 Streams:    WS   /v1/events (status changes, build progress), /v1/stats, /v1/exec
             WS   /v1/logs (history then live records; see ``logs_`` below)
@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import moltconsole
 from moltconsole_backend.api.cost_routes import cost_routes
+from moltconsole_backend.gateway.keys import KeyEnvironment, hint, referenced_variables
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryError
 from moltconsole_backend.sandbox import devices
@@ -69,7 +70,15 @@ def create_app(
         )
 
     async def status(_: Request) -> Response:
-        return JSONResponse(manager.status.to_json())
+        body = manager.status.to_json()
+        body["gateway"] = gateway.status() if gateway is not None else None
+        return JSONResponse(body)
+
+    async def keys(_: Request) -> Response:
+        """Names of the provider keys, where each comes from and a masked hint: never a value."""
+        if gateway is None:
+            return error("operation", "this backend runs no AI gateway", 409)
+        return JSONResponse(await asyncio.to_thread(keys_report, gateway))
 
     def action(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
@@ -90,6 +99,8 @@ def create_app(
                         except ValueError:
                             return error("request", f"{version!r} is not an OpenClaw version", 400)
                     result = await manager.rebuild(version or None)
+                elif name == "rotate-token":
+                    result = await manager.rotate_token()
                 else:
                     result = await getattr(manager, name)()
                 return JSONResponse(result.to_json())
@@ -196,13 +207,14 @@ def create_app(
         Route("/v1/status", status),
         Route("/v1/sandbox/processes", processes),
         Route("/v1/devices", device_list),
+        Route("/v1/keys", keys),
         Route("/v1/devices/{request_id}/{decision}", device_decide, methods=["POST"]),
         WebSocketRoute("/v1/events", events),
         WebSocketRoute("/v1/stats", stats),
         WebSocketRoute("/v1/exec", exec_),
         WebSocketRoute("/v1/logs", logs_),
     ]
-    for name in ("start", "stop", "restart", "destroy", "rebuild"):
+    for name in ("start", "stop", "restart", "destroy", "rebuild", "rotate-token"):
         routes.append(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]))
     if gateway is not None:
         routes += cost_routes(gateway.ledger, gateway.budgets)
@@ -210,6 +222,37 @@ def create_app(
 
 
 _background: set[asyncio.Task[Any]] = set()
+
+
+def keys_report(gateway: GatewayService) -> dict[str, Any]:
+    """``GET /v1/keys``: every variable the providers read and every name in the keys file.
+
+    ``source`` is ``file``, ``environment`` (the backend's own) or null; ``shadowed`` says the
+    backend's environment also has a value, which the file's overrides. Values never leave.
+    """
+    env = gateway.env
+    used_by = referenced_variables(gateway.settings.gateway)
+    names = list(used_by)
+    if isinstance(env, KeyEnvironment):
+        names += [n for n in env.file_names() if n not in used_by]
+    rows = []
+    for name in names:
+        value = env.get(name, "")
+        source = env.source(name) if isinstance(env, KeyEnvironment) else ("environment" if value else None)
+        rows.append({
+            "name": name,
+            "source": source,
+            "hint": hint(value) if value else "",
+            "used_by": used_by.get(name, []),
+            "shadowed": source == "file" and isinstance(env, KeyEnvironment) and env.in_environment(name),
+        })
+    return {
+        "keys_file": str(gateway.settings.keys_path),
+        "keys_file_error": gateway.keys_file_error(),
+        "keys": rows,
+        "missing": [m.to_json() for m in gateway.missing_keys()],
+        "pid": os.getpid(),
+    }
 
 
 async def _json(result: Awaitable[Any]) -> Response:

@@ -32,7 +32,11 @@ SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 
 
 class BackendAlreadyRunning(Exception):
-    """Another backend holds the lock for this runtime directory."""
+    """Another backend holds the lock for this runtime directory (``pid``: its process, if known)."""
+
+    def __init__(self, message: str, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class BackendStartError(Exception):
@@ -103,9 +107,11 @@ class BackendService:
 
     def __init__(self, settings: Settings, manager: SandboxManager | None = None) -> None:
         self.settings = settings
-        self.manager = manager or SandboxManager(settings)
-        self.logs = LogCollector(settings, self.manager)
         self.gateway = GatewayService(settings)
+        self.manager = manager or SandboxManager(settings)
+        # The gateway hands out the agent's token, so a new container's token works at once.
+        self.manager.model_tokens = self.gateway
+        self.logs = LogCollector(settings, self.manager)
         self._gateway_started = False
         self._logs_started = False
         self.socket_path = settings.socket_path
@@ -123,7 +129,8 @@ class BackendService:
             pid = fh.read().strip() or "?"
             fh.close()
             raise BackendAlreadyRunning(
-                f"a moltconsole backend is already running (pid {pid}) on {self.socket_path}"
+                f"a moltconsole backend is already running (pid {pid}) on {self.socket_path}",
+                int(pid) if pid.isdigit() else None,
             ) from None
         fh.seek(0)
         fh.truncate()

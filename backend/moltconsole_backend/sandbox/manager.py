@@ -95,6 +95,8 @@ class SandboxManager:
         )
         self.paths = spec.SandboxPaths(settings.sandbox_dir)
         self.model_gateway: str | None = None  # set by the backend once the AI gateway listens
+        # Who hands out the agent's gateway token; the backend sets its gateway service here.
+        self.model_tokens: spec.ModelTokens = spec.FileModelTokens(settings.paths.data_dir)
         self.name = spec.container_name(settings)
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -680,7 +682,9 @@ class SandboxManager:
         self._check_port_free()
         await self._thread(spec.prepare_host_dirs, self.paths)
         gateway_token = spec.read_or_create_token(self.paths.secrets / "gateway-token")
-        model_token = spec.read_or_create_token(self.paths.secrets / "model-token")
+        # Every new container gets a new model token: one removed behind our back (docker rm)
+        # leaves no token that still works.
+        model_token = self.model_tokens.rotate(self.settings.sandbox.name)
         env = spec.container_env(self.settings, gateway_token, model_token)
         kwargs = spec.create_kwargs(self.settings, tag, version, self.paths, env)
         try:
@@ -737,6 +741,8 @@ class SandboxManager:
     async def _destroy(self) -> None:
         await self._stop()
         container = await self._find()
+        # The gone container's model token must not keep working (nor pass to the next one).
+        self.model_tokens.rotate(self.settings.sandbox.name)
         if container is None:
             return
         self._removing = True
@@ -774,6 +780,22 @@ class SandboxManager:
             if was_running:
                 self.lifecycle.want_running()
                 await self._start_container()
+        return self.status
+
+    async def rotate_token(self) -> SandboxStatus:
+        """Replace the agent's gateway token; the old one is refused from this moment.
+
+        A container carries its token in its environment, which cannot change, so the
+        container is removed (the state directory is kept, as with destroy) and, if the sandbox
+        was wanted running, created and started again with the new token. Otherwise the next
+        start creates it with the new token.
+        """
+        async with self._operation("rotate the gateway token"):
+            was_running = self.status.desired == Desired.RUNNING
+            await self._destroy()  # rotates the token, even without a container
+            if was_running:
+                self.lifecycle.want_running()
+                await self._start_container()  # creates the container: with another new token
         return self.status
 
     # --- inside the container --------------------------------------------------------------

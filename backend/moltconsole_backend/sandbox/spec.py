@@ -9,7 +9,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from moltconsole.settings import Settings
 
@@ -68,11 +68,16 @@ def container_user() -> tuple[int, int]:
 
 def read_or_create_token(path: Path) -> str:
     """A random token persisted with owner-only permissions, so it survives backend restarts."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if path.exists():
         token = path.read_text(encoding="utf-8").strip()
         if token:
             return token
+    return write_new_token(path)
+
+
+def write_new_token(path: Path) -> str:
+    """A fresh random token, replacing whatever ``path`` held (atomically, mode 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -80,6 +85,45 @@ def read_or_create_token(path: Path) -> str:
         fh.write(token + "\n")
     os.replace(tmp, path)
     return token
+
+
+MODEL_TOKEN_FILE = "model-token"  # noqa: S105 - a file name, not a secret
+
+
+def model_token_path(data_dir: Path, sandbox: str) -> Path:
+    """Where a sandbox's gateway token (the agent's only model credential) is kept."""
+    return SandboxPaths(data_dir / "sandboxes" / sandbox).secrets / MODEL_TOKEN_FILE
+
+
+class ModelTokens(Protocol):
+    """Hands out the token a sandbox's agent presents to the AI gateway.
+
+    The gateway service is the one owner in a backend: a token it hands out or rotates is
+    known to the gateway at once, and a rotated one is refused from then on.
+    """
+
+    def token_for(self, sandbox: str) -> str:
+        """The sandbox's current token, created on first use."""
+        ...
+
+    def rotate(self, sandbox: str) -> str:
+        """Replace the sandbox's token; the old one stops working."""
+        ...
+
+
+class FileModelTokens:
+    """Tokens kept on disk only, for a manager running without a gateway (tests, tools)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def token_for(self, sandbox: str) -> str:
+        """The sandbox's current token, created on first use."""
+        return read_or_create_token(model_token_path(self.data_dir, sandbox))
+
+    def rotate(self, sandbox: str) -> str:
+        """Replace the sandbox's token on disk."""
+        return write_new_token(model_token_path(self.data_dir, sandbox))
 
 
 def prepare_host_dirs(paths: SandboxPaths) -> None:
