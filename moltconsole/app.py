@@ -63,10 +63,12 @@ class MoltConsole(App[None]):
 
     def __init__(
         self, settings: Settings, *, clock: Callable[[], float] = time.time,
-        client: BackendClient | None = None,
+        client: BackendClient | None = None, notices: Iterable[str] = (),
     ) -> None:
         super().__init__()
         self.settings = settings
+        # What the launcher had to say (a backend started without keys), shown once mounted.
+        self._notices = list(notices)
         self.clock = clock
         self.client = client or BackendClient(settings.socket_path)
         self.status: dict[str, Any] | None = None
@@ -95,6 +97,8 @@ class MoltConsole(App[None]):
         self._apply_console_settings()
         self.switch_mode("dashboard")
         self.follow_events()
+        for text in self._notices:
+            self.notify(text, title="backend", severity="error", markup=False, timeout=30)
 
     def _apply_console_settings(self) -> None:
         console = self.settings.console

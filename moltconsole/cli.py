@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     costs_format = costs.add_mutually_exclusive_group()
     costs_format.add_argument("--json", action="store_true", help="print JSON (money in nanos and USD)")
     costs_format.add_argument("--csv", action="store_true", help="print CSV with a header row")
+    keys = sub.add_parser(
+        "keys", help="provider keys in the keys file, read by the backend without a restart"
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    keys_set = keys_sub.add_parser(
+        "set", help="store a key: prompts without echo, or reads stdin when it is not a terminal"
+    )
+    keys_set.add_argument("name", help="the variable, e.g. ANTHROPIC_API_KEY")
+    keys_ls = keys_sub.add_parser("ls", help="names, where each comes from, and a masked hint")
+    keys_ls.add_argument("--json", action="store_true", help="print JSON")
+    keys_rm = keys_sub.add_parser("rm", help="remove a key from the keys file")
+    keys_rm.add_argument("name")
+    sub.add_parser(
+        "rotate-token",
+        help="give the sandbox a new gateway token; a running sandbox is re-created with it",
+    )
     return parser
 
 
@@ -95,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(settings)
     if command is None:
         return _console(settings)
+    if command == "keys":
+        return _keys(settings, args)
     if command == "devices" and args.decision and not args.request_id:
         parser.error(f"devices {args.decision} needs a request id (see: moltconsole devices)")
     if command == "exec":
@@ -179,7 +197,13 @@ def _serve(settings: Settings) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         asyncio.run(serve_forever(settings))
-    except (BackendAlreadyRunning, BackendStartError) as exc:
+    except BackendAlreadyRunning as exc:
+        print(f"moltconsole serve: {exc}", file=sys.stderr)
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # our own look at it is no news
+        for line in asyncio.run(running_backend_advice(settings, exc.pid, os.environ)):
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_FAILED
+    except BackendStartError as exc:
         print(f"moltconsole serve: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -187,11 +211,56 @@ def _serve(settings: Settings) -> int:
     return EXIT_OK
 
 
+async def running_backend_advice(
+    settings: Settings, pid: int | None, environ: Mapping[str, str]
+) -> list[str]:
+    """What ``serve`` says about the backend that holds the lock: which providers it lacks keys
+    for, and how to hand them over without replacing it (or how to replace it)."""
+    from moltconsole_backend.gateway.status import GatewayStatus
+
+    stop = f"kill {pid}" if pid else "stop it"
+    try:
+        async with BackendClient(settings.socket_path, timeout=10) as client:
+            gateway = GatewayStatus.from_json((await client.health()).get("gateway"))
+    except BackendError as exc:
+        return [f"It does not answer ({exc}); stop it ({stop}) and run moltconsole serve again."]
+    if not gateway.enabled:
+        return ["Its AI gateway is off (gateway.enabled = false)."]
+    lines = []
+    if gateway.keys_file_error:
+        lines.append(f"It cannot read its keys file: {gateway.keys_file_error}")
+    if not gateway.missing_keys:
+        lines.append("It has a key for every provider in use; it keeps serving.")
+        return lines
+    lacking = ", ".join(
+        f"provider {m.provider} ({m.variable or 'no variable named'})" for m in gateway.missing_keys
+    )
+    them = "it" if len(gateway.missing_keys) == 1 else "them"
+    lines.append(f"It has no key for: {lacking}, so the agent's calls to {them} fail.")
+    for m in gateway.missing_keys:
+        if m.variable and environ.get(m.variable):
+            lines.append(
+                f"This shell has {m.variable}: hand it over without a restart: "
+                f"printenv {m.variable} | moltconsole keys set {m.variable}"
+            )
+        elif m.command:
+            lines.append(f"Set {m.variable} with: {m.command} (the running backend reads it at once)")
+        else:
+            lines.append(m.message)
+    lines.append(
+        f"Or replace it: {stop}, then run moltconsole serve again (keys in the keys file "
+        f"{gateway.keys_file or settings.keys_path} do not depend on the shell that starts it)."
+    )
+    return lines
+
+
 def _console(settings: Settings) -> int:
     from moltconsole.launcher import ensure_backend
 
+    notices: list[str] = []
+
     async def attach() -> None:
-        client = await ensure_backend(settings)
+        client = await ensure_backend(settings, notice=notices.append)
         await client.aclose()
 
     try:
@@ -201,23 +270,30 @@ def _console(settings: Settings) -> int:
         return EXIT_NO_BACKEND
     from moltconsole.app import MoltConsole
 
-    MoltConsole(settings).run()
+    MoltConsole(settings, notices=notices).run()
     return EXIT_OK
 
 
-async def _gateway_line(client: BackendClient) -> str:
-    """Where the AI gateway listens and what it spent today, for `status`."""
+async def _gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[str]:
+    """Where the AI gateway listens, what it spent today, and what needs attention (missing
+    keys, a budget spent or past its warning threshold), for `status`."""
     from moltconsole.widgets.cost_format import money
+    from moltconsole_backend.gateway.status import GatewayStatus
 
-    gateway = (await client.health()).get("gateway") or {}
-    if not gateway.get("enabled"):
-        return "AI gateway: off (gateway.enabled = false)"
-    where = gateway.get("listening") or "not listening"
+    block = status["gateway"] if "gateway" in status else (await client.health()).get("gateway")
+    gateway = GatewayStatus.from_json(block)
+    if not gateway.enabled:
+        return ["AI gateway: off (gateway.enabled = false)"]
+    where = gateway.listening or "not listening"
     try:
         summary = await client.costs_summary()
     except BackendError:
-        return f"AI gateway: {where}"
-    return f"AI gateway: {where}, spent today {money(summary.today_nanos)}"
+        lines = [f"AI gateway: {where}"]
+    else:
+        lines = [f"AI gateway: {where}, spent today {money(summary.today_nanos)}"]
+    for severity, text in gateway.problems():
+        lines.append(f"  {'!' if severity == 'error' else '~'} {sanitize(text)}")
+    return lines
 
 
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
@@ -229,7 +305,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
                 print(json.dumps(status, indent=2))
                 return EXIT_OK
             print(format_status(status))
-            print(await _gateway_line(client))
+            print("\n".join(await _gateway_lines(client, status)))
         return EXIT_OK
     from moltconsole.launcher import ensure_backend
 
@@ -245,6 +321,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             return await _destroy(client, settings)
         if command == "rebuild":
             return await _start_like(client, "rebuild", wait=True, version=args.version)
+        if command == "rotate-token":
+            return await _start_like(client, "rotate-token", wait=True)
         if command == "exec":
             return await _exec(client, args.argv)
         if command == "ps":
@@ -315,13 +393,18 @@ async def _start_like(client: BackendClient, action: str, *, wait: bool, **body:
     if error is not None:
         print(f"moltconsole: {action} failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    if action == "rotate-token":
+        print("gateway token replaced: the previous one is refused from now on")
     if status["state"] == "ready":
+        if action == "rotate-token":
+            print("the sandbox was re-created with the new token (its state is kept)")
         print(f"ready in {time.monotonic() - started:.1f}s")
         return EXIT_OK
-    if action == "rebuild" and status["state"] in ("absent", "stopped") \
+    if action in ("rebuild", "rotate-token") and status["state"] in ("absent", "stopped") \
             and status.get("desired") == "stopped":
         print("image rebuilt; the sandbox was not running, so it was not started. "
-              "Start it with: moltconsole start")
+              "Start it with: moltconsole start" if action == "rebuild" else
+              "the sandbox was not running; its next start creates it with the new token")
         return EXIT_OK
     reason = status.get("reason")
     container = status.get("container_id")
@@ -499,6 +582,182 @@ async def _logs(client: BackendClient, args: argparse.Namespace) -> int:
         elif kind == "caught_up" and not args.follow:
             break
     return EXIT_OK
+
+
+# --- keys -----------------------------------------------------------------------------------
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    """``moltconsole keys set|ls|rm``: the keys file is edited here, without the backend, and
+    the backend (when one runs) is asked what it now sees. A value is never printed or logged."""
+    from moltconsole_backend.gateway.keys import KeysFileError, valid_name
+
+    name = getattr(args, "name", "")
+    if args.keys_command != "ls" and not valid_name(name):
+        print(f"moltconsole keys: {name!r} is not a variable name (letters, digits and _, not "
+              "starting with a digit), e.g. ANTHROPIC_API_KEY", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.keys_command == "set":
+            return _keys_set(settings, name)
+        if args.keys_command == "rm":
+            return _keys_rm(settings, name)
+        return _keys_ls(settings, json_output=args.json)
+    except KeysFileError as exc:
+        print(f"moltconsole keys: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def read_secret(name: str) -> str:
+    """The value for ``name``: typed at a prompt that does not echo, or read from stdin when it
+    is not a terminal (``printenv NAME | moltconsole keys set NAME``). Surrounding whitespace,
+    such as the newline a pipe adds, is dropped."""
+    import getpass
+
+    tty = sys.stdin.isatty()
+    value = getpass.getpass(f"value for {name} (not shown): ") if tty else sys.stdin.read()
+    return value.strip()
+
+
+def _keys_set(settings: Settings, name: str) -> int:
+    from moltconsole_backend.gateway.keys import hint, referenced_variables, set_key
+
+    value = read_secret(name)
+    if not value:
+        print(f"moltconsole keys: no value given for {name}; nothing was written", file=sys.stderr)
+        return EXIT_USAGE
+    if "\n" in value:
+        print(f"moltconsole keys: the value for {name} has more than one line; give one key "
+              "(nothing was written)", file=sys.stderr)
+        return EXIT_USAGE
+    path = settings.keys_path
+    replaced = set_key(path, name, value)
+    print(f"{name} {'replaced' if replaced else 'stored'} in {path} ({hint(value)})")
+    readers = referenced_variables(settings.gateway)
+    if name not in readers:
+        known = ", ".join(sorted(readers)) or "none"
+        print(f"note: no configured provider reads {name} (they read: {known}); check the "
+              "spelling, or name it in the config (api_key_env or an env: header)", file=sys.stderr)
+    for line in asyncio.run(_backend_view(settings, name, expect="file")):
+        print(line)
+    return EXIT_OK
+
+
+def _keys_rm(settings: Settings, name: str) -> int:
+    from moltconsole_backend.gateway.keys import remove_key
+
+    path = settings.keys_path
+    if not remove_key(path, name):
+        print(f"moltconsole keys: {name} is not in {path}; nothing removed", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{name} removed from {path}")
+    for line in asyncio.run(_backend_view(settings, name, expect=None)):
+        print(line)
+    return EXIT_OK
+
+
+async def _backend_view(settings: Settings, name: str, expect: str | None) -> list[str]:
+    """What a running backend now sees for ``name`` (it re-reads the file by itself)."""
+    try:
+        async with BackendClient(settings.socket_path, timeout=10) as client:
+            report = await client.keys()
+    except BackendUnreachable:
+        return ["no backend is running; the next one reads the keys file when it starts"]
+    except BackendError as exc:
+        return [f"the backend could not say what it sees: {exc}"]
+    pid = report.get("pid") or "?"
+    if report.get("keys_file") != str(settings.keys_path):
+        return [f"warning: the running backend (pid {pid}) reads its keys from "
+                f"{report.get('keys_file')}, not {settings.keys_path}: it was started with "
+                "another configuration"]
+    if report.get("keys_file_error"):
+        return [f"warning: the running backend (pid {pid}) cannot read the keys file: "
+                f"{report['keys_file_error']}"]
+    row = next((r for r in report.get("keys") or [] if r.get("name") == name), None)
+    source = row.get("source") if row else None
+    if expect == "file" and source == "file":
+        lines = [f"the running backend (pid {pid}) uses it from now on; no restart needed"]
+    elif expect is None and source == "environment":
+        lines = [f"the running backend (pid {pid}) still has {name} in its own environment and "
+                 "uses that; restart it from a shell without it to drop it"]
+    else:
+        lines = [f"the running backend (pid {pid}) no longer has {name}"]
+    lines += [f"still missing: {m.get('message')}" for m in report.get("missing") or []]
+    return lines
+
+
+def _keys_ls(settings: Settings, *, json_output: bool) -> int:
+    report = asyncio.run(_keys_report(settings))
+    if json_output:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(format_keys(report))
+    return EXIT_OK
+
+
+async def _keys_report(settings: Settings) -> dict[str, Any]:
+    """The running backend's view of the keys; without one, the keys file and this shell."""
+    try:
+        async with BackendClient(settings.socket_path, timeout=10) as client:
+            report = await client.keys()
+        report["backend"] = "running"
+        return report
+    except BackendUnreachable:
+        pass
+    from moltconsole_backend.gateway.keys import (
+        KeyEnvironment,
+        hint,
+        missing_keys,
+        read_keys,
+        referenced_variables,
+    )
+
+    read_keys(settings.keys_path)  # a file that may not be read is an error here, not a blank
+    env = KeyEnvironment(settings.keys_path)
+    used_by = referenced_variables(settings.gateway)
+    names = list(used_by) + [n for n in env.file_names() if n not in used_by]
+    rows = []
+    for name in names:
+        value = env.get(name, "")
+        source = env.source(name)
+        rows.append({
+            "name": name, "source": source, "hint": hint(value) if value else "",
+            "used_by": used_by.get(name, []),
+            "shadowed": source == "file" and env.in_environment(name),
+        })
+    return {
+        "backend": "none", "keys_file": str(settings.keys_path), "keys_file_error": "",
+        "keys": rows, "missing": [m.to_json() for m in missing_keys(settings.gateway, env)],
+    }
+
+
+def format_keys(report: dict[str, Any]) -> str:
+    """``moltconsole keys ls``: one row per variable; hints only, never a value."""
+    running = report.get("backend") != "none"
+    env_label = "environment" if running else "this shell"
+    rows = []
+    for row in report.get("keys") or []:
+        source = row.get("source")
+        where = {"file": "keys file", "environment": env_label}.get(str(source), "missing")
+        if row.get("shadowed"):
+            where += f" (overrides {env_label})"
+        rows.append([str(row.get("name")), where, str(row.get("hint") or "-"),
+                     ", ".join(row.get("used_by") or []) or "-"])
+    lines = [format_table(["NAME", "FROM", "HINT", "USED BY"], rows)] if rows else ["no keys"]
+    lines.append("")
+    lines.append(f"keys file: {report.get('keys_file')}")
+    if running:
+        lines.append(f"as seen by the running backend (pid {report.get('pid', '?')}); the keys "
+                     "file overrides its environment")
+    else:
+        lines.append("no backend is running: 'this shell' is what one started from here would "
+                     "see besides the keys file")
+    if report.get("keys_file_error"):
+        lines.append(f"! {report['keys_file_error']}")
+    for missing in report.get("missing") or []:
+        lines.append(f"! {missing.get('message')}")
+    return "\n".join(lines)
 
 
 # --- formatting --------------------------------------------------------------------------
