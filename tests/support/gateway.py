@@ -155,10 +155,11 @@ class RawProvider:
 
     For what the fake provider cannot be made to do: echo the request's headers, send a stream
     that never reports its usage, send headers the gateway must not relay. ``answer`` gets the
-    request's head and body and returns the whole response; the connection closes after it.
+    request's head and body and returns the whole response, or its parts to send in separate
+    writes a moment apart (so they arrive as separate reads); the connection closes after it.
     """
 
-    def __init__(self, answer: Callable[[bytes, bytes], bytes]) -> None:
+    def __init__(self, answer: Callable[[bytes, bytes], bytes | list[bytes]]) -> None:
         self.answer = answer
         self.requests: list[tuple[bytes, bytes]] = []
         self.url = ""
@@ -185,8 +186,12 @@ class RawProvider:
                     length = int(value)
             body = await reader.readexactly(length)
             self.requests.append((head, body))
-            writer.write(self.answer(head, body))
-            await writer.drain()
+            answer = self.answer(head, body)
+            for i, part in enumerate([answer] if isinstance(answer, bytes) else answer):
+                if i:
+                    await asyncio.sleep(0.05)
+                writer.write(part)
+                await writer.drain()
         finally:
             writer.close()
 

@@ -15,10 +15,11 @@ or decoding longer than ``PARSE_TIMEOUT`` seconds.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import json
 import logging
-import multiprocessing
+import pickle
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +73,7 @@ def read_request(api: Api, raw: bytes) -> tuple[RequestFacts, dict[str, Any]]:
         stream=usage_mod.wants_stream(api, body),
         include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
         trigger=trigger,
-        input_estimate=estimate_input_tokens(body),
+        input_estimate=estimate_input_tokens(body, len(raw)),
     )
     return facts, body
 
@@ -90,94 +91,149 @@ def rewrite_request(body: dict[str, Any], model: str | None, include_usage: bool
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def estimate_input_tokens(body: Any) -> int:
+PROMPT_FIELDS = ("system", "messages", "tools", "input", "instructions", "tool_choice")
+MAX_WALK = 200_000  # values looked at for an estimate; the rest is estimated from its size
+
+
+def estimate_input_tokens(body: dict[str, Any], raw_size: int = 0) -> int:
     """Prompt tokens, roughly: characters of text over four, plus a flat cost per image.
 
-    Only used when a provider's usage never arrives; base64 payloads count as images, not text.
+    Only used when a provider's usage never arrives. Base64 payloads count as images, not text.
+    Only the prompt's fields are walked, and at most ``MAX_WALK`` values of them; past that the
+    rest of the body counts by its size.
     """
     chars = 0
     images = 0
-    stack = [body]
-    while stack:
+    stack: list[Any] = [body.get(name) for name in PROMPT_FIELDS if name in body]
+    walked = 0
+    while stack and walked < MAX_WALK:
         item = stack.pop()
+        walked += 1
         if isinstance(item, str):
             chars += len(item)
         elif isinstance(item, dict):
             for key, value in item.items():
                 if isinstance(value, str) and (key == "data" or value.startswith("data:")):
                     images += 1  # an inline image or document: base64, not prompt text
-                elif key != "model":
+                else:
                     stack.append(value)
         elif isinstance(item, list):
             stack.extend(item)
+    if stack:
+        chars = max(chars, raw_size)
     return -(-chars // usage_mod.CHARS_PER_TOKEN) + images * IMAGE_TOKENS
 
 
-def _read_in_worker(api: Api, raw: bytes) -> RequestFacts:
-    return read_request(api, raw)[0]
-
-
-def _rewrite_in_worker(api: Api, raw: bytes, model: str | None, include_usage: bool) -> bytes:
-    _facts, body = read_request(api, raw)
-    return rewrite_request(body, model, include_usage)
-
-
 class BodyReader:
-    """Reads request bodies: small ones in place, large ones in worker processes."""
+    """Reads request bodies: small ones in place, large ones in worker processes.
+
+    A worker is ``python -m moltconsole_backend.gateway.body_worker``, started on first need and
+    kept; each takes one body at a time over its stdin and answers on its stdout (length-prefixed
+    pickles, between this process and its own child only). A worker that takes longer than
+    ``timeout`` is killed, and the body refused.
+    """
 
     def __init__(self, inline_bytes: int = INLINE_BYTES, timeout: float = PARSE_TIMEOUT) -> None:
         self.inline_bytes = inline_bytes
         self.timeout = timeout
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the backend has threads, and a forked child would inherit their locks.
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn")
-            )
-        return self._pool
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._slots: asyncio.Semaphore | None = None
 
     async def read(self, api: Api, raw: bytes) -> ParsedBody:
         """The body's facts. Raises BadRequest."""
         if len(raw) <= self.inline_bytes:
             facts, body = read_request(api, raw)
             return ParsedBody(facts, raw, body, self)
-        offloaded: RequestFacts = await self._offload(_read_in_worker, api, raw)
+        offloaded: RequestFacts = await self._offload("read", api, raw, None, False)
         return ParsedBody(offloaded, raw, None, self)
 
-    async def _offload(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        for attempt in (1, 2):
-            pool = self._executor()
-            future = loop.run_in_executor(pool, fn, *args)
+    async def _offload(self, op: str, api: Api, raw: bytes, model: str | None, include_usage: bool) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(WORKERS)
+        async with self._slots:
+            worker = self._idle.pop() if self._idle else None
+            if worker is None or worker.dead:
+                worker = await _Worker.start()
+                self._all.add(worker)
             try:
-                return await asyncio.wait_for(future, self.timeout)
+                status, value = await asyncio.wait_for(
+                    worker.call((op, api, raw, model, include_usage)), self.timeout
+                )
             except TimeoutError:
-                # A worker stuck on one body: replace the pool so the next bodies are not queued behind it.
-                self._discard(pool)
+                worker.kill()  # stuck in json.loads: it would never take another body
+                self._all.discard(worker)
                 raise BadRequest(
                     f"the request body took over {self.timeout:.0f} s to read; it is refused"
                 ) from None
-            except concurrent.futures.process.BrokenProcessPool:
-                self._discard(pool)
-                if attempt == 2:
-                    raise BadRequest(
-                        "the request body could not be read (the reader process failed)"
-                    ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _discard(self, pool: concurrent.futures.ProcessPoolExecutor) -> None:
-        if self._pool is pool:
-            self._pool = None
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.kill()  # a worker stuck in json.loads never finishes on its own
-        pool.shutdown(wait=False, cancel_futures=True)
+            except (OSError, EOFError, asyncio.IncompleteReadError, pickle.UnpicklingError):
+                worker.kill()
+                self._all.discard(worker)
+                raise BadRequest("the request body could not be read (the reader process failed)") from None
+            self._idle.append(worker)
+        if status == "bad":
+            raise BadRequest(str(value))
+        return value
 
     def close(self) -> None:
         """Stop the worker processes."""
-        if self._pool is not None:
-            self._discard(self._pool)
+        for worker in self._all:
+            worker.kill()
+        self._all.clear()
+        self._idle.clear()
+
+
+class _Worker:
+    """One body-reading child process."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.dead = False
+
+    @classmethod
+    async def start(cls) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "moltconsole_backend.gateway.body_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def call(self, message: tuple[Any, ...]) -> tuple[str, Any]:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        stdin.write(len(data).to_bytes(8, "big") + data)
+        await stdin.drain()
+        size = int.from_bytes(await stdout.readexactly(8), "big")
+        answer: tuple[str, Any] = pickle.loads(await stdout.readexactly(size))  # noqa: S301 - our own child
+        return answer
+
+    def kill(self) -> None:
+        self.dead = True
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+
+
+def serve_worker(stdin: Any, stdout: Any) -> None:
+    """The worker's loop: read a body, answer its facts (or its rewrite), until stdin closes."""
+    while True:
+        head = stdin.read(8)
+        if len(head) < 8:
+            return
+        op, api, raw, model, include_usage = pickle.loads(stdin.read(int.from_bytes(head, "big")))  # noqa: S301
+        try:
+            facts, body = read_request(api, raw)
+            value: Any = facts if op == "read" else rewrite_request(body, model, include_usage)
+            answer: tuple[str, Any] = ("ok", value)
+        except BadRequest as exc:
+            answer = ("bad", str(exc))
+        data = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        stdout.write(len(data).to_bytes(8, "big") + data)
+        stdout.flush()
 
 
 class ParsedBody:
@@ -203,6 +259,6 @@ class ParsedBody:
         if self._body is not None:
             return rewrite_request(self._body, new_model, include_usage)
         result: bytes = await self._reader._offload(
-            _rewrite_in_worker, api, self.raw, new_model, include_usage
+            "rewrite", api, self.raw, new_model, include_usage
         )
         return result
