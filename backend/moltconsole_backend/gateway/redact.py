@@ -20,12 +20,13 @@ MIN_SECRET = 8  # shorter values are not treated as secrets (they would match or
 class Redactor:
     """Replaces known secrets in bytes, whole or streamed."""
 
-    __slots__ = ("_held", "_longest", "_secrets")
+    __slots__ = ("_alphabet", "_held", "_longest", "_secrets")
 
     def __init__(self, secrets: Iterable[str | bytes]) -> None:
         found = {s.encode() if isinstance(s, str) else s for s in secrets}
         self._secrets = sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True)
         self._longest = len(self._secrets[0]) if self._secrets else 0
+        self._alphabet = frozenset(b for s in self._secrets for b in s)  # bytes a secret can end a chunk with
         self._held = b""
 
     def __bool__(self) -> bool:
@@ -61,6 +62,8 @@ class Redactor:
     def _partial_tail(self, data: bytes) -> int:
         """The length of the longest end of ``data`` that begins some secret (0 if none)."""
         n = len(data)
+        if not n or data[-1] not in self._alphabet:
+            return 0  # e.g. an SSE event's blank line: no secret contains a newline
         window = min(n, self._longest - 1)
         best = 0
         for secret in self._secrets:
