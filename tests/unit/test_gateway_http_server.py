@@ -70,13 +70,13 @@ class Response:
     def chunked(self) -> bool:
         return self.header("transfer-encoding") == "chunked"
 
-    def error_message(self) -> str:
-        """The message of the gateway's JSON error body (its shape checked on the way)."""
+    def error_message(self, kind: str = "api_error") -> str:
+        """The message of the gateway's JSON error body (its shape, in Anthropic's, checked)."""
         assert self.header("content-type") == "application/json"
         assert self.header("content-length") == str(len(self.body))
         payload = json.loads(self.body)
         assert payload["type"] == "error"
-        assert payload["error"]["type"] == "api_error"
+        assert payload["error"]["type"] == kind
         message: str = payload["error"]["message"]
         return message
 
@@ -141,7 +141,11 @@ class Client:
         return await self.body(await self.head())
 
     async def until_closed(self) -> bytes:
-        """Everything the server sends until it closes the connection (a reset counts as closed)."""
+        """Everything the server sends until it closes the connection (a reset counts as closed).
+
+        Then this side closes too, as a client does: a server that refused a request waits
+        for that (see ``_Connection._linger``).
+        """
         data = bytearray()
         async with asyncio.timeout(TIMEOUT):
             while True:
@@ -152,6 +156,7 @@ class Client:
                 if not piece:
                     break
                 data += piece
+        self.close()
         return bytes(data)
 
     def close(self) -> None:
@@ -188,11 +193,15 @@ class Harness:
         handler: Handler,
         *,
         max_body: int = 1024 * 1024,
-        read_timeout: float = 10.0,
         idle_timeout: float = 10.0,
         admit: Admit | None = None,
+        **limits: float,
     ) -> Served:
-        """Run ``handler`` on a fresh loopback socket; the requests it gets are recorded."""
+        """Run ``handler`` on a fresh loopback socket; the requests it gets are recorded.
+
+        ``limits`` are the server's other keyword arguments (``header_timeout``,
+        ``max_connections``, ...).
+        """
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
@@ -202,9 +211,7 @@ class Harness:
             served.requests.append(request)
             await handler(request, writer)
 
-        server = HTTPServer(
-            recording, max_body=max_body, admit=admit, read_timeout=read_timeout, idle_timeout=idle_timeout
-        )
+        server = HTTPServer(recording, max_body=max_body, admit=admit, idle_timeout=idle_timeout, **limits)
         served = Served(server, sock.getsockname()[1])
         await server.start(sock)
         self.served.append(served)
@@ -544,6 +551,7 @@ async def test_a_content_length_over_max_body_is_refused_before_the_body(harness
     assert "request body is over" in response.error_message()
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert served.server.stats.too_large == 1
 
     # At the limit exactly, the body is accepted.
     client = await harness.connect(served)
@@ -569,6 +577,7 @@ async def test_a_chunked_body_growing_over_max_body_is_refused(harness: Harness)
     assert "request body is over" in response.error_message()
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert (served.server.stats.too_large, served.server.stats.bodies_bytes_held) == (1, 0)
 
 
 def padded_headers(count: int) -> list[str]:
@@ -592,6 +601,7 @@ async def test_a_header_section_over_64_kib_is_refused(harness: Harness) -> None
     assert "over 64 KiB" in response.error_message()
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert served.server.stats.too_large == 1
 
     # Just under the limit is fine.
     client = await harness.connect(served)
@@ -600,13 +610,14 @@ async def test_a_header_section_over_64_kib_is_refused(harness: Harness) -> None
 
 
 async def test_a_header_line_that_never_ends_is_refused_without_waiting_for_its_end(harness: Harness) -> None:
-    served = await harness.serve(reply_ok, read_timeout=0.3)
+    served = await harness.serve(reply_ok, header_timeout=0.3)
     client = await harness.connect(served)
     # One header value over the limit, still unterminated: the server must not keep buffering it.
     await client.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"v" * (MAX_HEADER_BYTES + 1024))
     response = await client.response()
     assert response.status == 431, f"expected 431 at once, got {response.status} {response.reason}"
     assert await client.until_closed() == b""
+    assert (served.server.stats.too_large, served.server.stats.head_timeouts) == (1, 0)
 
 
 @pytest.mark.parametrize(
@@ -634,6 +645,7 @@ async def test_a_malformed_request_gets_400_and_the_connection_closes(
     assert response.error_message()
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert served.server.stats.malformed == 1
 
 
 @pytest.mark.parametrize(
@@ -662,6 +674,7 @@ async def test_upgrades_and_connect_get_400(harness: Harness, request_bytes: byt
     assert "upgrades and CONNECT are not supported" in response.error_message()
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert served.server.stats.malformed == 1
 
 
 # -- Expect: 100-continue ----------------------------------------------------------------------
@@ -712,8 +725,8 @@ async def test_a_pipelined_100_continue_does_not_cut_into_the_response_in_progre
 async def test_a_request_refused_on_its_headers_is_answered_before_its_body_is_sent(
     harness: Harness,
 ) -> None:
-    def admit(path: str, headers: Headers) -> tuple[int, bytes] | None:
-        return None if (b"x-api-key", b"right") in headers else (401, b'{"error":"who are you?"}')
+    def admit(path: str, headers: Headers, peer: str) -> tuple[int, bytes, Headers] | None:
+        return None if (b"x-api-key", b"right") in headers else (401, b'{"error":"who are you?"}', [])
 
     served = await harness.serve(echo_body, admit=admit, max_body=64 * 1024 * 1024)
     # Admitted: the body is read and handled.
@@ -863,7 +876,6 @@ async def test_a_response_broken_off_mid_stream_cuts_the_connection(
 async def test_an_idle_keep_alive_connection_is_closed(harness: Harness) -> None:
     served = await harness.serve(reply_ok, idle_timeout=0.2)
     loop = asyncio.get_running_loop()
-    silent = await harness.connect(served)  # never sends anything
     client = await harness.connect(served)
     sent = loop.time()
     await client.send(http("GET", "/"))
@@ -871,25 +883,48 @@ async def test_an_idle_keep_alive_connection_is_closed(harness: Harness) -> None
 
     assert await client.until_closed() == b""
     assert loop.time() - sent >= 0.19  # closed for being idle, not at once after the response
-    assert await silent.until_closed() == b""
+    assert served.server.stats.head_timeouts == 0  # an idle close is no timeout
+
+
+async def test_a_new_connection_that_sends_nothing_is_closed_at_the_header_timeout(harness: Harness) -> None:
+    served = await harness.serve(reply_ok, header_timeout=0.2, idle_timeout=10.0)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    silent = await harness.connect(served)  # never sends anything
+    assert await silent.until_closed() == b""  # nothing to answer: closed without a response
+    assert loop.time() - began >= 0.19
+    assert served.server.stats.head_timeouts == 1
 
 
 @pytest.mark.parametrize(
-    "partial",
+    ("partial", "message", "counter"),
     [
-        pytest.param(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-", id="in-headers"),
-        pytest.param(http("POST", "/v1/messages", body=b'{"model":"m"}')[:-4], id="in-body"),
+        pytest.param(
+            b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-",
+            "the request's headers did not arrive within 0.2 s (gateway.header_timeout)",
+            "head_timeouts",
+            id="in-headers",
+        ),
+        pytest.param(
+            http("POST", "/v1/messages", body=b'{"model":"m"}')[:-4],
+            "the request's body did not arrive within 0.3 s of its headers (gateway.body_timeout)",
+            "body_timeouts",
+            id="in-body",
+        ),
     ],
 )
-async def test_a_stalled_request_gets_408_and_the_connection_closes(harness: Harness, partial: bytes) -> None:
-    served = await harness.serve(reply_ok, read_timeout=0.2)
+async def test_a_stalled_request_gets_408_and_the_connection_closes(
+    harness: Harness, partial: bytes, message: str, counter: str
+) -> None:
+    served = await harness.serve(reply_ok, header_timeout=0.2, body_timeout=0.3)
     client = await harness.connect(served)
     await client.send(partial)
     response = await client.response()
     assert (response.status, response.header("connection")) == (408, "close")
-    assert response.error_message() == "the request stalled; send it whole"
+    assert response.error_message() == message
     assert await client.until_closed() == b""
     assert served.requests == []
+    assert getattr(served.server.stats, counter) == 1
 
 
 async def test_a_long_response_is_not_cut_by_the_timeouts(harness: Harness) -> None:
@@ -903,7 +938,7 @@ async def test_a_long_response_is_not_cut_by_the_timeouts(harness: Harness) -> N
         writer.write(b"done")
         writer.end()
 
-    served = await harness.serve(slow, read_timeout=0.1, idle_timeout=0.1)
+    served = await harness.serve(slow, header_timeout=0.1, body_timeout=0.1, idle_timeout=0.1)
     client = await harness.connect(served)
     await client.send(http("GET", "/"))
     await asyncio.wait_for(started.wait(), TIMEOUT)
