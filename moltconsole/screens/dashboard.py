@@ -1,7 +1,15 @@
-"""The dashboard: sandbox state and health, resources, processes, pairing requests, events."""
+"""The dashboard: sandbox state and health, resources, processes, pairing requests, events.
+
+Above them, only while there is something to act on, the AI gateway's alerts: a provider in use
+without a key (with the command that sets it) and a budget that is spent (red) or past its
+warning threshold (yellow). They come from the ``gateway`` block of ``/v1/health``, fetched
+every few seconds and at each reconnection; a change of the backend's pid there means the
+backend was replaced, which the events log says (and a notification, if the new one lacks keys).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -23,9 +31,11 @@ from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.untrusted import sanitize
 from moltconsole.widgets.status_bar import StatusBar
+from moltconsole_backend.gateway.status import GatewayStatus, budget_line
 
 RUNNING = ("starting", "ready", "unhealthy")
 HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
+GATEWAY_POLL_S = 5.0  # how often the gateway's keys and budget are looked at
 NO_SAMPLES = "· no samples yet"
 NOT_RUNNING = "· stopped"
 
@@ -81,6 +91,24 @@ class ProcessesArrived(Message):
         self.table = table
 
 
+class GatewayArrived(Message):
+    """The backend's health: its pid and its gateway block (keys, budget)."""
+
+    def __init__(self, health: dict[str, Any]) -> None:
+        super().__init__()
+        self.health = health
+
+
+def key_alerts(gateway: GatewayStatus) -> str:
+    """One short line per missing credential (the command names the variable), or ""."""
+    lines = []
+    if gateway.keys_file_error:
+        lines.append(f"keys file not read: {gateway.keys_file_error}")
+    for gap in gateway.missing_keys:
+        lines.append(f"{gap.provider} has no key: {gap.command}" if gap.command else gap.message)
+    return "\n".join(lines)
+
+
 class DevicesArrived(Message):
     """Pending pairing requests and paired devices."""
 
@@ -112,9 +140,15 @@ class DashboardScreen(Screen[None]):
         self._mem: deque[float] = deque(maxlen=HISTORY)
         self._pending: list[dict[str, Any]] = []
         self._last_state: str | None = None
+        self._backend_pid: int | None = None
+        self._connected: bool | None = None
+        self.gateway: GatewayStatus | None = None  # the last gateway block seen
+        self.gateway_seen = asyncio.Event()  # set once a gateway block is on screen
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
+        yield Static(id="dash-keys", classes="alert -error")
+        yield Static(id="dash-budget", classes="alert")
         with Horizontal(id="dash-top"):
             yield SandboxPanel(id="sandbox-panel")
             with Vertical(id="dash-resources"):
@@ -141,6 +175,10 @@ class DashboardScreen(Screen[None]):
         self.set_interval(1.0, self._tick)  # keeps the uptime current between events
         self.set_interval(5.0, self._poll_processes)
         self.set_interval(30.0, self.action_refresh_devices)
+        self.query_one("#dash-keys").display = False
+        self.query_one("#dash-budget").display = False
+        self.fetch_gateway()
+        self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
 
     def _now(self) -> float:
         clock = getattr(self.app, "clock", time.time)
@@ -154,6 +192,9 @@ class DashboardScreen(Screen[None]):
     def apply_status(self, status: dict[str, Any] | None, connected: bool | None) -> None:
         """Show a new status snapshot (called by the app for every event)."""
         was_running = self._sandbox_running()
+        if connected and self._connected is False:
+            self.fetch_gateway()  # back after a loss: maybe another backend, with other keys
+        self._connected = connected
         self._status = status
         self.query_one(SandboxPanel).show(status, self._now())
         state = status["state"] if status else None
@@ -208,6 +249,46 @@ class DashboardScreen(Screen[None]):
         self.query_one("#dash-mem-label", Static).update(
             f"memory {_mib(sample.get('memory_bytes', 0))}" + (f" / {_mib(limit)}" if limit else "")
         )
+
+    @work(exclusive=True, group="gateway")
+    async def fetch_gateway(self) -> None:
+        """One look at the backend's health: its pid, missing keys and budget state."""
+        try:
+            health = await self.app.client.health()  # type: ignore[attr-defined]
+        except BackendError:
+            return
+        self.post_message(GatewayArrived(health))
+
+    @on(GatewayArrived)
+    def _gateway(self, event: GatewayArrived) -> None:
+        gateway = GatewayStatus.from_json(event.health.get("gateway"))
+        pid = event.health.get("pid")
+        if isinstance(pid, int):
+            if self._backend_pid is not None and pid != self._backend_pid:
+                self._event(f"the backend was replaced (pid {self._backend_pid} -> {pid})")
+                if gateway.missing_keys:
+                    lacking = ", ".join(f"{m.provider} ({m.variable})" for m in gateway.missing_keys)
+                    self.app.notify(
+                        f"the backend was replaced (now pid {pid}) and has no key for {lacking}: "
+                        "the agent's model calls fail. "
+                        + "; ".join(m.command for m in gateway.missing_keys if m.command),
+                        title="backend", severity="error", markup=False, timeout=30,
+                    )
+            self._backend_pid = pid
+        self.gateway = gateway
+        keys = self.query_one("#dash-keys", Static)
+        keys_text = key_alerts(gateway)
+        keys.update(Text(sanitize(keys_text)))
+        keys.display = bool(keys_text)
+        budget = self.query_one("#dash-budget", Static)
+        budget_text = budget_line(gateway.budget)
+        budget.update(Text(sanitize(budget_text)))
+        budget.set_class(gateway.budget.level == "spent", "-error")
+        budget.set_class(gateway.budget.level == "warning", "-warning")
+        budget.display = bool(budget_text)
+        # Alerts take lines from the facts above, not from the lists below (see dashboard.tcss).
+        self.set_class(bool(keys_text or budget_text), "-alerts")
+        self.gateway_seen.set()
 
     def _poll_processes(self) -> None:
         if self._sandbox_running():

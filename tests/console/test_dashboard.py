@@ -21,32 +21,75 @@ from moltconsole.settings import load_settings
 FIXED_ROOT = Path("/tmp/mc-snapshot")  # fixed, so paths on screen are the same every run
 
 
-@pytest.fixture(scope="module")
-def backend_process() -> Iterator[Path]:
-    """A real `moltconsole serve` with a fixed sandbox that has no container."""
-    shutil.rmtree(FIXED_ROOT, ignore_errors=True)
-    FIXED_ROOT.mkdir()
-    config = FIXED_ROOT / "config.toml"
-    config.write_text(
-        '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
-        f'[paths]\ndata_dir = "{FIXED_ROOT}/data"\nruntime_dir = "{FIXED_ROOT}/run"\n'
-        '[gateway]\nport = 18798\nbind_address = "127.0.0.1"\n'
-    )
-    log_path = FIXED_ROOT / "backend.log"  # a file, not a pipe: nobody drains a pipe while tests run
+ALERTS_ROOT = Path("/tmp/mc-snapshot-alerts")
+SPENT_NANOS = 5_100_000_000  # $5.10 against a $5.00 daily budget
+
+
+def _backend_environ(**keys: str) -> dict[str, str]:
+    """The test's environment minus provider keys and moltconsole settings, plus ``keys``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MOLTCONSOLE_") and k not in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY")}
+    return {**env, **keys}
+
+
+def _serve_fixed(root: Path, toml: str, env: dict[str, str]) -> Iterator[Path]:
+    """Run `moltconsole serve` on a fixed directory until the module's tests are done."""
+    config = root / "config.toml"
+    config.write_text(toml)
+    log_path = root / "backend.log"  # a file, not a pipe: nobody drains a pipe while tests run
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "moltconsole", "--config", str(config), "serve"],
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, env=env,
         )
     try:
-        problem = asyncio.run(_wait_until_serving(process, FIXED_ROOT / "run" / "backend.sock"))
+        problem = asyncio.run(_wait_until_serving(process, root / "run" / "backend.sock"))
         if problem is not None:
             pytest.fail(f"{problem}; its output:\n{log_path.read_text(errors='replace')}")
         yield config
     finally:
         process.terminate()
         process.wait(timeout=30)
-        shutil.rmtree(FIXED_ROOT, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def backend_process() -> Iterator[Path]:
+    """A real `moltconsole serve` with a fixed sandbox that has no container, and a key."""
+    shutil.rmtree(FIXED_ROOT, ignore_errors=True)
+    FIXED_ROOT.mkdir()
+    yield from _serve_fixed(
+        FIXED_ROOT,
+        '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
+        f'[paths]\ndata_dir = "{FIXED_ROOT}/data"\nruntime_dir = "{FIXED_ROOT}/run"\n'
+        '[gateway]\nport = 18798\nbind_address = "127.0.0.1"\n',
+        _backend_environ(ANTHROPIC_API_KEY="sk-ant-snapshot-key-not-real-0000"),
+    )
+
+
+@pytest.fixture(scope="module")
+def alerts_backend() -> Iterator[Path]:
+    """A backend started without any provider key whose $5.00 daily budget is spent."""
+    from moltconsole_backend.gateway.ledger import Ledger
+    from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
+
+    shutil.rmtree(ALERTS_ROOT, ignore_errors=True)
+    (ALERTS_ROOT / "data").mkdir(parents=True)
+    with Ledger(ALERTS_ROOT / "data" / "ledger.sqlite") as ledger:
+        ledger.record(RequestRecord(
+            id="spent", started_at=time.time(), sandbox="alerts", api="anthropic-messages",
+            provider="anthropic", model="claude-sonnet-4-6", requested_model="claude-sonnet-4-6",
+            stream=True, status=200, outcome="ok", usage=Usage(input_tokens=1, source="provider"),
+            cost=Cost(total_nanos=SPENT_NANOS, pricing_version="test"),
+        ))
+        ledger.flush()
+    yield from _serve_fixed(
+        ALERTS_ROOT,
+        '[sandbox]\nname = "alerts"\ngateway_port = 18797\n'
+        f'[paths]\ndata_dir = "{ALERTS_ROOT}/data"\nruntime_dir = "{ALERTS_ROOT}/run"\n'
+        '[gateway]\nport = 18796\nbind_address = "127.0.0.1"\nbudget = { daily_usd = 5.0 }\n',
+        _backend_environ(),
+    )
 
 
 async def _wait_until_serving(process: subprocess.Popen[bytes], socket_path: Path) -> str | None:
@@ -248,3 +291,93 @@ async def test_resources_say_stopped_and_drop_late_samples_when_the_sandbox_stop
         await pilot.pause()
         assert str(cpu.render()) == "CPU · stopped"
         assert processes.row_count == 0
+
+
+# --- the AI gateway's alerts: missing keys, budget ---------------------------------------------
+async def wait_for_gateway(pilot: Any) -> None:
+    from moltconsole.screens.dashboard import DashboardScreen
+
+    await wait_for_status(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, DashboardScreen)
+    await asyncio.wait_for(screen.gateway_seen.wait(), 10)
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_dashboard_alerts_snapshot(alerts_backend: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(alerts_backend), terminal_size=size, run_before=wait_for_gateway)
+
+
+async def test_missing_key_and_spent_budget_are_shown_and_a_key_set_clears_its_line(
+    alerts_backend: Path,
+) -> None:
+    from textual.widgets import Static
+
+    from moltconsole.screens.dashboard import DashboardScreen
+    from moltconsole_backend.gateway.keys import remove_key, set_key
+
+    app = make_app(alerts_backend)
+    keys_file = ALERTS_ROOT / "data" / "keys.env"
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_gateway(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        keys = screen.query_one("#dash-keys", Static)
+        budget = screen.query_one("#dash-budget", Static)
+        assert keys.display and str(keys.render()) == (
+            "anthropic has no key: moltconsole keys set ANTHROPIC_API_KEY"
+        )
+        assert budget.display and budget.has_class("-error")
+        assert str(budget.render()).startswith(
+            "budget spent, requests are blocked: the daily limit of $5.00 for the overall budget "
+            "is spent ($5.10)"
+        )
+        try:
+            set_key(keys_file, "ANTHROPIC_API_KEY", "sk-ant-set-while-the-console-is-open-1")
+            screen.gateway_seen.clear()
+            screen.fetch_gateway()  # what the 5-second timer does
+            await asyncio.wait_for(screen.gateway_seen.wait(), 10)
+            await pilot.pause()
+            assert not keys.display  # the same backend has it now: no restart
+            assert budget.display
+        finally:
+            remove_key(keys_file, "ANTHROPIC_API_KEY")
+
+
+async def test_a_budget_past_its_warning_is_yellow_and_a_new_backend_pid_is_announced(
+    backend_process: Path,
+) -> None:
+    from textual.widgets import Static
+
+    from moltconsole.screens.dashboard import DashboardScreen, GatewayArrived
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_gateway(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        budget = screen.query_one("#dash-budget", Static)
+        keys = screen.query_one("#dash-keys", Static)
+        assert not budget.display and not keys.display  # a key and no budget: nothing to say
+        health = await app.client.health()
+        warned = {
+            **health,
+            "pid": health["pid"] + 1,  # as another backend would answer
+            "gateway": {
+                **health["gateway"],
+                "missing_keys": [{"provider": "anthropic", "variable": "ANTHROPIC_API_KEY",
+                                  "command": "moltconsole keys set ANTHROPIC_API_KEY",
+                                  "message": "provider anthropic has no key"}],
+                "budget": {"level": "warning", "action": "allow",
+                           "message": "daily overall budget 85% spent ($4.25 of $5.00)"},
+            },
+        }
+        screen.post_message(GatewayArrived(warned))
+        await pilot.pause()
+        assert budget.display and budget.has_class("-warning") and not budget.has_class("-error")
+        assert str(budget.render()) == "budget warning: daily overall budget 85% spent ($4.25 of $5.00)"
+        assert keys.display
+        messages = [n.message for n in app._notifications]
+        assert any(f"now pid {health['pid'] + 1}" in m and "moltconsole keys set ANTHROPIC_API_KEY" in m
+                   for m in messages)
