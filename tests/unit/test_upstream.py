@@ -588,3 +588,38 @@ async def test_a_provider_that_closes_after_each_response(pool: UpstreamPool) ->
             response.release()
             assert not pool._idle.get(("http", "127.0.0.1", fake.port))  # never pooled
         assert len(fake.provider.seen) == 3  # one send each: no stale-connection retry
+
+
+async def test_a_closed_connection_is_freed_without_the_garbage_collector(pool: UpstreamPool) -> None:
+    # Under load with a provider that closes after each response, every request's connection
+    # used to be left in reference cycles (parser and transport pointing back at it) that only
+    # the cyclic collector frees, and its full collections stalled the gateway.
+    import gc
+    import weakref
+
+    hung_up = asyncio.Event()
+
+    async def close_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()  # the client closes a connection that said "close"
+        hung_up.set()
+
+    server = await Server(close_after).start()
+    gc.collect()
+    gc.disable()
+    try:
+        response = await pool.request("POST", f"http://127.0.0.1:{server.port}/", [], b"")
+        assert await response.read() == b"ok"
+        response.release()
+        conn = weakref.ref(response._conn)
+        del response
+        async with asyncio.timeout(5):
+            await hung_up.wait()
+        for _ in range(10):  # the loop runs connection_lost and lets go of the transport
+            await asyncio.sleep(0)
+        assert conn() is None
+    finally:
+        gc.enable()
+    await server.stop()

@@ -77,7 +77,7 @@ class _Connection(asyncio.Protocol):
         self.awaiting = False  # nothing asked yet: any byte now is one too many
 
     def _reset(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self.awaiting = True  # a request is out and its final response not yet whole
         self.status = 0  # of the final response; 0 until its headers arrived
         self.keep_alive = False
@@ -103,6 +103,7 @@ class _Connection(asyncio.Protocol):
             self._drop()  # idle, or after the response's end: nothing may come now
             return
         self.last_data = self.loop.time()
+        assert self.parser is not None  # only a lost connection has none, and it reads no more
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -125,6 +126,12 @@ class _Connection(asyncio.Protocol):
                 self.on_message_complete()  # a response delimited by the end of the connection
             else:
                 self._fail(UpstreamError("the provider closed the connection mid-response"))
+        # The parser and the transport point back at this object: without these cycles a closed
+        # connection is freed at once rather than by the cyclic garbage collector, whose full
+        # collections stalled the gateway under load (one connection per request when the
+        # provider closes after each response).
+        self.parser = None
+        self.transport = None
 
     # -- httptools callbacks -------------------------------------------------------------------
 
@@ -139,7 +146,9 @@ class _Connection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        status = self.parser.get_status_code()
+        parser = self.parser
+        assert parser is not None  # called by it
+        status = parser.get_status_code()
         if status < 200:
             if status == 101:  # we never ask for an upgrade; what follows is not HTTP
                 self._fail(UpstreamError("the provider switched protocols (101), which was never asked for"))
@@ -147,7 +156,7 @@ class _Connection(asyncio.Protocol):
             return  # 100 Continue, 103 Early Hints: the final response follows
         self.status = status
         # Read now: once the message is complete the parser no longer knows.
-        self.keep_alive = self.parser.should_keep_alive()
+        self.keep_alive = parser.should_keep_alive()
         if not self.keep_alive:  # only then can the end of the connection end the body
             self.framed = any(_frames(name, value) for name, value in self.headers)
         if not self.headers_done.done():
