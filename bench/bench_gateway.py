@@ -1,6 +1,7 @@
 """Benchmark: the AI gateway's added latency, side by side with LiteLLM's proxy, same fake upstream.
 
     .venv/bin/python bench/bench_gateway.py [--requests 3000] [--concurrency 100]
+    .venv/bin/python bench/bench_gateway.py --arrivals saturate [--clients 20] [--requests 4000]
 
 Three processes share the machine's cores: the fake provider (tests/support/fake_llm.py, real
 HTTP, Anthropic and OpenAI SSE), the proxy under test (the real `moltconsole serve`, or LiteLLM's
@@ -18,6 +19,13 @@ patterns, both reported:
 - lockstep: all 100 start at once and, every stream being the same length, stay in step, so
   every request and every SSE event arrives in a burst of 100 within a millisecond. The stress
   case: the last event of a burst waits for the 99 before it in every process on the path.
+
+A third pattern, ``--arrivals saturate``, is a closed loop that saturates the machine instead of
+pacing: --clients connections (20) each send their next request as soon as the previous answer
+is complete, the fake answers at once (no --chunk-delay) and closes its connection after each
+response, so every proxied request also pays a TCP connect to the provider (the direct run
+reconnects too, and its connect is counted). It runs a non-streamed and a streamed Anthropic
+request; what it shows is the tail under CPU contention, beside the median.
 
 LiteLLM is looked for in $LITELLM_BIN, then /tmp/litellm-venv/bin/litellm; install it with
 `python -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]'`.
@@ -73,9 +81,13 @@ async def one_connection(
     reader, writer = await asyncio.open_connection(host, port)
     if start_after:
         await asyncio.sleep(start_after)
+    closed = False
     try:
         for _ in range(count):
             t0 = time.perf_counter()
+            if closed:  # the server closes after each answer: connect again, inside the timing
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             t_first_byte = time.perf_counter()
@@ -108,6 +120,7 @@ async def one_connection(
             for line in head.split(b"\r\n"):
                 if line.lower().startswith(b"x-moltconsole-overhead-ms:"):
                     run.overhead.append(float(line.split(b":")[1]))
+            closed = b"\r\nconnection: close\r\n" in headers
     finally:
         writer.close()
 
@@ -155,7 +168,7 @@ def wait_http(port: int, timeout: float = 60.0) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout:.0f} s")
 
 
-def start_fake(chunks: int, delay: float) -> tuple[subprocess.Popen[str], str]:
+def start_fake(chunks: int, delay: float, close: bool = False) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -167,6 +180,7 @@ def start_fake(chunks: int, delay: float) -> tuple[subprocess.Popen[str], str]:
             str(chunks),
             "--chunk-delay",
             str(delay),
+            *(["--close"] if close else []),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -261,19 +275,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument(
         "--arrivals",
-        choices=("both", "spread", "lockstep"),
+        choices=("both", "spread", "lockstep", "saturate"),
         default="both",
         help="spread: the streams' starts are spread evenly over one stream's length, as independent "
         "agents' would be; lockstep: all start together, so every request and every SSE event "
-        "arrives in bursts of `concurrency` (the stress case)",
+        "arrives in bursts of `concurrency` (the stress case); saturate: a closed loop of --clients "
+        "connections against a fake that answers at once and closes after each response",
     )
+    parser.add_argument("--clients", type=int, default=20, help="closed-loop clients for --arrivals saturate")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="mc-benchgw-", dir="/tmp"))
     processes: list[subprocess.Popen[bytes] | subprocess.Popen[str]] = []
     try:
-        fake, fake_url = start_fake(args.chunks, args.chunk_delay)
+        saturate = args.arrivals == "saturate"
+        fake, fake_url = start_fake(args.chunks, 0.0 if saturate else args.chunk_delay, close=saturate)
         processes.append(fake)
         fake_port = int(fake_url.rsplit(":", 1)[1])
         gw, gw_port, token = start_moltconsole(root, fake_url)
@@ -297,17 +314,17 @@ def main() -> None:
         else:
             print("LiteLLM not found: comparing with the direct run only (see the docstring)")
 
-        workloads = {
-            "anthropic /v1/messages stream": (
-                "/v1/messages",
-                {
-                    "model": "claude-sonnet-4-6",
-                    "max_tokens": 256,
-                    "stream": True,
-                    "messages": [{"role": "user", "content": "Say hello."}],
-                },
-                0,
-            ),
+        anthropic_body = {
+            "model": "claude-sonnet-4-6",
+            "max_tokens": 256,
+            "messages": [{"role": "user", "content": "Say hello."}],
+        }
+        saturate_workloads = {
+            "anthropic /v1/messages": ("/v1/messages", anthropic_body, 0),
+            "anthropic /v1/messages stream": ("/v1/messages", {**anthropic_body, "stream": True}, 0),
+        }
+        paced_workloads = {
+            "anthropic /v1/messages stream": ("/v1/messages", {**anthropic_body, "stream": True}, 0),
             "openai /v1/chat/completions stream": (
                 "/v1/chat/completions",
                 {
@@ -319,9 +336,16 @@ def main() -> None:
                 1,
             ),
         }
+        workloads = saturate_workloads if saturate else paced_workloads
         stream_s = (args.chunks + 4) * args.chunk_delay  # deltas plus the framing events
-        modes = {"both": ("spread", "lockstep"), "spread": ("spread",), "lockstep": ("lockstep",)}
-        cases = [(1, "-")] + [(args.concurrency, mode) for mode in modes[args.arrivals]]
+        modes = {
+            "both": ("spread", "lockstep"),
+            "spread": ("spread",),
+            "lockstep": ("lockstep",),
+            "saturate": ("closed",),
+        }
+        parallel = args.clients if saturate else args.concurrency
+        cases = [(1, "-")] + [(parallel, mode) for mode in modes[args.arrivals]]
         results: dict[tuple[str, str, int, str], Run] = {}
         for concurrency, arrivals in cases:
             total = args.requests if concurrency > 1 else max(40, args.requests // 50)
@@ -368,7 +392,13 @@ def main() -> None:
                     f"moltconsole's own overhead header ({name}, c={concurrency} {arrivals}): p50 "
                     f"{statistics.median(run.overhead):.3f} ms, p99 {pct(run.overhead, 99):.3f} ms"
                 )
-        print("\ntargets: added p50 < 1 ms and p99 < 5 ms at c=100; TTFB within 2 ms of direct")
+        if saturate:
+            print(
+                f"\nclosed loop: {args.clients} clients, each sending its next request when the last "
+                "answer is complete; the fake answers at once and closes after each response"
+            )
+        else:
+            print("\ntargets: added p50 < 1 ms and p99 < 5 ms at c=100; TTFB within 2 ms of direct")
         print("times in ms; 'added' = target percentile minus the direct run's percentile")
     finally:
         for process in reversed(processes):
