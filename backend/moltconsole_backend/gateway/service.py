@@ -79,7 +79,17 @@ class GatewayService:
         # ledger). Python lets a thread that wants the GIL wait up to the switch interval, 5 ms
         # by default, which would show as a stall in the agent's stream; 1 ms bounds that.
         sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
-        self.server = GatewayServer(self.proxy, sock)
+        mib = 1024 * 1024
+        self.server = GatewayServer(
+            self.proxy,
+            sock,
+            max_body=gw.max_body_mb * mib,
+            max_bodies_bytes=gw.max_bodies_mb * mib,
+            max_connections=gw.max_connections,
+            max_connections_per_client=gw.max_connections_per_client,
+            header_timeout=gw.header_timeout,
+            body_timeout=gw.body_timeout,
+        )
         await asyncio.to_thread(self.server.start)
         self.address = (self.server.host, self.server.port)
         log.info("AI gateway listening on %s:%d", *self.address)
