@@ -7,16 +7,46 @@ the agent's socket (see ``ResponseWriter.write``), so an event costs one parser 
 ``write``, and a request costs one task. Requests are parsed by ``httptools`` (llhttp), not by
 hand.
 
-What it does, and refuses:
+What it does:
 
-- keep-alive and pipelining (pipelined requests are answered in order);
-- bodies up to ``max_body`` bytes (413 beyond), header sections up to ``MAX_HEADER_BYTES`` (431);
+- keep-alive and pipelining (pipelined requests are answered in order; reading pauses while
+  ``MAX_PIPELINED`` requests or ``max_body`` bytes of bodies wait behind the one answered);
 - ``Expect: 100-continue``; HTTP/1.0 clients get close-delimited responses;
-- no upgrades and no CONNECT (400); malformed requests get 400 and the connection closes;
-- a request that stalls for ``read_timeout`` seconds, or a connection idle for
-  ``idle_timeout`` seconds between requests, is closed;
 - when the agent goes away, the response's ``on_lost`` callback runs at once (the proxy uses it
-  to cancel the generation upstream).
+  to cancel the generation upstream);
+- ``admit`` sees each request's path, headers and client address before its body is read, and
+  may refuse it with its own status, JSON body and headers (a 401, a 429 with retry-after).
+
+Its limits, with the setting behind each, and what happens past it (every refusal is counted
+in ``HTTPServer.stats``):
+
+- connections: ``max_connections`` open at once (gateway.max_connections, 512) and
+  ``max_connections_per_client`` from one source address (gateway.max_connections_per_client,
+  128). A connection past either is answered 503 at once, with ``retry-after: 1`` and an
+  ``overloaded_error`` naming the setting, and closed;
+- the head: the request line and headers up to ``MAX_HEADER_BYTES`` (64 KiB, counting an
+  unfinished line too), else 431; all of it within ``header_timeout`` of its first byte
+  (gateway.header_timeout, 10 s), however it trickles in, else 408. A new connection must begin
+  its first request within ``header_timeout`` too, else it is closed;
+- the body: up to ``max_body`` bytes (gateway.max_body_mb, 32 MiB), else 413, before any of it
+  is read when a content-length says so; all of it within ``body_timeout`` of the end of the
+  head (gateway.body_timeout, 60 s), else 408. For a request pipelined behind a response, both
+  deadlines count from the end of that response at the earliest;
+- what a chunked body carries besides itself: trailers are dropped, never forwarded; trailers,
+  chunk extensions and chunk-size lines may add up to ``MAX_HEADER_BYTES`` over the reads that
+  bring less body than that (a read that brings more starts the count again), else 431;
+- bodies held in memory, all connections together: ``max_bodies_bytes`` (gateway.max_bodies_mb,
+  128 MiB). A body is reserved when its content-length is read (a chunked one as it grows) and
+  released when its handler returns or its connection is gone; one that would pass the total
+  gets 503 with ``retry-after: 1`` and an ``overloaded_error``. A body is assembled in place,
+  never held twice, and once no body is held after many were, the heap is trimmed so the
+  process does not stay at its peak;
+- no upgrades and no CONNECT (400); malformed requests get 400;
+- a connection idle for ``idle_timeout`` seconds between requests is closed.
+
+After any refusal the connection closes, without cutting the responses before it: the refusal
+is followed by a FIN, and what the client still sends is read and dropped for up to
+``linger_timeout`` seconds, so that a reset does not destroy the refusal before it is read.
 """
 
 from __future__ import annotations
