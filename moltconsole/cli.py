@@ -705,30 +705,14 @@ async def _keys_report(settings: Settings) -> dict[str, Any]:
         return report
     except BackendUnreachable:
         pass
-    from moltconsole_backend.gateway.keys import (
-        KeyEnvironment,
-        hint,
-        missing_keys,
-        read_keys,
-        referenced_variables,
-    )
+    from moltconsole_backend.gateway.keys import KeyEnvironment, key_rows, missing_keys, read_keys
 
     read_keys(settings.keys_path)  # a file that may not be read is an error here, not a blank
     env = KeyEnvironment(settings.keys_path)
-    used_by = referenced_variables(settings.gateway)
-    names = list(used_by) + [n for n in env.file_names() if n not in used_by]
-    rows = []
-    for name in names:
-        value = env.get(name, "")
-        source = env.source(name)
-        rows.append({
-            "name": name, "source": source, "hint": hint(value) if value else "",
-            "used_by": used_by.get(name, []),
-            "shadowed": source == "file" and env.in_environment(name),
-        })
     return {
         "backend": "none", "keys_file": str(settings.keys_path), "keys_file_error": "",
-        "keys": rows, "missing": [m.to_json() for m in missing_keys(settings.gateway, env)],
+        "keys": key_rows(settings.gateway, env),
+        "missing": [m.to_json() for m in missing_keys(settings.gateway, env)],
     }
 
 

@@ -154,7 +154,7 @@ def test_a_missing_file_holds_no_keys(tmp_path: Path) -> None:
 def test_the_file_overrides_the_environment_and_changes_are_seen_at_once(tmp_path: Path) -> None:
     path = tmp_path / "keys.env"
     environ = {"ANTHROPIC_API_KEY": "from-env", "OPENAI_API_KEY": "openai-env"}
-    env = KeyEnvironment(path, environ)
+    env = KeyEnvironment(path, environ, recheck_every=0)  # look at the file on every lookup
     assert env.get("ANTHROPIC_API_KEY") == "from-env" and env.source("ANTHROPIC_API_KEY") == "environment"
     set_key(path, "ANTHROPIC_API_KEY", ANTHROPIC)
     assert env.get("ANTHROPIC_API_KEY") == ANTHROPIC and env.source("ANTHROPIC_API_KEY") == "file"
@@ -169,6 +169,22 @@ def test_the_file_overrides_the_environment_and_changes_are_seen_at_once(tmp_pat
     assert env.get("OPENAI_API_KEY") == "openai-env"
 
 
+def test_the_request_path_looks_at_the_file_at_most_every_interval_and_refresh_looks_now(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "keys.env"
+    set_key(path, "ANTHROPIC_API_KEY", "sk-first")
+    env = KeyEnvironment(path, {}, recheck_every=3600)
+    assert env.get("ANTHROPIC_API_KEY") == "sk-first"
+    set_key(path, "ANTHROPIC_API_KEY", "sk-second")
+    assert env.get("ANTHROPIC_API_KEY") == "sk-first"  # no system call per lookup
+    assert env.source("ANTHROPIC_API_KEY") == "file"  # reporting looks at the file now...
+    assert env.get("ANTHROPIC_API_KEY") == "sk-second"  # ...and the lookups see what it found
+    remove_key(path, "ANTHROPIC_API_KEY")
+    env.refresh()
+    assert env.get("ANTHROPIC_API_KEY") is None
+
+
 def test_an_empty_value_in_the_file_does_not_hide_the_environment(tmp_path: Path) -> None:
     path = private_file(tmp_path / "keys.env", "ANTHROPIC_API_KEY=\n")
     env = KeyEnvironment(path, {"ANTHROPIC_API_KEY": "from-env"})
@@ -178,7 +194,7 @@ def test_an_empty_value_in_the_file_does_not_hide_the_environment(tmp_path: Path
 def test_an_exposed_file_is_ignored_until_fixed(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = private_file(tmp_path / "keys.env", f"ANTHROPIC_API_KEY={ANTHROPIC}\n")
     path.chmod(0o644)
-    env = KeyEnvironment(path, {})
+    env = KeyEnvironment(path, {}, recheck_every=0)
     assert env.get("ANTHROPIC_API_KEY") is None
     assert "chmod 600" in env.file_error
     assert sum("chmod 600" in r.getMessage() for r in caplog.records) == 1

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 import moltconsole
 from moltconsole_backend.api.cost_routes import cost_routes
-from moltconsole_backend.gateway.keys import KeyEnvironment, hint, referenced_variables
+from moltconsole_backend.gateway.keys import key_rows
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryError
 from moltconsole_backend.sandbox import devices
@@ -225,31 +225,12 @@ _background: set[asyncio.Task[Any]] = set()
 
 
 def keys_report(gateway: GatewayService) -> dict[str, Any]:
-    """``GET /v1/keys``: every variable the providers read and every name in the keys file.
-
-    ``source`` is ``file``, ``environment`` (the backend's own) or null; ``shadowed`` says the
-    backend's environment also has a value, which the file's overrides. Values never leave.
-    """
-    env = gateway.env
-    used_by = referenced_variables(gateway.settings.gateway)
-    names = list(used_by)
-    if isinstance(env, KeyEnvironment):
-        names += [n for n in env.file_names() if n not in used_by]
-    rows = []
-    for name in names:
-        value = env.get(name, "")
-        source = env.source(name) if isinstance(env, KeyEnvironment) else ("environment" if value else None)
-        rows.append({
-            "name": name,
-            "source": source,
-            "hint": hint(value) if value else "",
-            "used_by": used_by.get(name, []),
-            "shadowed": source == "file" and isinstance(env, KeyEnvironment) and env.in_environment(name),
-        })
+    """``GET /v1/keys``: the keys the gateway sees (``key_rows``: names, sources, masked hints),
+    what the providers in use lack, and the keys file's path and state. Values never leave."""
     return {
         "keys_file": str(gateway.settings.keys_path),
         "keys_file_error": gateway.keys_file_error(),
-        "keys": rows,
+        "keys": key_rows(gateway.settings.gateway, gateway.env),
         "missing": [m.to_json() for m in gateway.missing_keys()],
         "pid": os.getpid(),
     }

@@ -12,7 +12,9 @@ file. A file that group or others can access, or that belongs to someone else, i
 The gateway looks a key up on every request in ``KeyEnvironment``: the file first, then the
 backend's own environment. The file wins because it is where ``keys set`` writes, the user's
 latest word; a stale key in the environment of whoever started the backend must not shadow it.
-The file is re-read whenever its inode, size or mtime change, so ``keys set`` needs no restart.
+The file is re-read whenever its inode, size, mtime or mode change, so ``keys set`` needs no
+restart: the gateway looks at the file at most every ``RECHECK_S`` on its hot path, and at once
+whenever the backend is asked about its keys (``moltconsole keys set`` asks right after writing).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import os
 import re
 import stat
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from moltconsole.settings import GatewaySettings, ProviderSettings
 
@@ -43,6 +46,9 @@ _KIND_RE = re.compile(r"^(?:[a-z]{2,5}-){1,2}")
 _WHITESPACE = " \t\r"
 _COMMENTS = "#;"
 HINT_MIN_LENGTH = 20  # shorter values show none of their characters
+# How stale the gateway's view of the keys file may be: a stat per lookup would cost the request
+# path a system call per key (several per request) for a file that changes a few times a year.
+RECHECK_S = 0.5
 
 Source = Literal["file", "environment"]
 
@@ -294,21 +300,35 @@ def remove_key(path: Path, name: str) -> bool:
 class KeyEnvironment(Mapping[str, str]):
     """The keys file over the backend's environment, as one live read-only mapping.
 
-    Every lookup checks the file's identity (one ``stat``) and re-reads it when it changed, so
-    the gateway sees ``moltconsole keys set`` at its next request. A file that may not be read
-    (mode, owner, encoding) counts as empty and ``file_error`` says why; the error is logged
-    once per version of the file. An empty value in the file counts as not set.
+    A lookup checks the file's identity (one ``stat``) when the last check is more than
+    ``recheck_every`` seconds old, and re-reads the file when it changed; ``refresh`` checks at
+    once, and so do the methods that report on the file (``source``, ``file_error``,
+    ``file_names``). A file that may not be read (mode, owner, encoding) counts as empty and
+    ``file_error`` says why; the error is logged once per version of the file. An empty value in
+    the file counts as not set.
     """
 
-    def __init__(self, path: Path, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, path: Path, environ: Mapping[str, str] | None = None, *, recheck_every: float = RECHECK_S,
+    ) -> None:
         self.path = path
         self._environ = os.environ if environ is None else environ
+        self._recheck_every = recheck_every
         self._lock = threading.Lock()
         self._signature: tuple[int, int, int, int] | None = None
+        self._checked_until = float("-inf")
         self._values: dict[str, str] = {}
         self._error = ""
 
-    def _file(self) -> dict[str, str]:
+    def refresh(self) -> None:
+        """Look at the file now (re-read it if it changed)."""
+        self._file(fresh=True)
+
+    def _file(self, *, fresh: bool = False) -> dict[str, str]:
+        now = time.monotonic()
+        if not fresh and now < self._checked_until:
+            return self._values
+        self._checked_until = now + self._recheck_every
         try:
             info = os.stat(self.path)
             signature = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode)
@@ -339,12 +359,12 @@ class KeyEnvironment(Mapping[str, str]):
     @property
     def file_error(self) -> str:
         """Why the keys file is not used ("" when it is, or when there is none)."""
-        self._file()
+        self._file(fresh=True)
         return self._error
 
     def source(self, name: str) -> Source | None:
         """Where ``name`` comes from: the file, the backend's environment, or nowhere."""
-        if self._file().get(name):
+        if self._file(fresh=True).get(name):
             return "file"
         if self._environ.get(name):
             return "environment"
@@ -356,7 +376,7 @@ class KeyEnvironment(Mapping[str, str]):
 
     def file_names(self) -> list[str]:
         """The names the keys file holds."""
-        return list(self._file())
+        return list(self._file(fresh=True))
 
     def __getitem__(self, name: str) -> str:
         value = self._file().get(name)
@@ -453,3 +473,27 @@ def referenced_variables(gw: GatewaySettings) -> dict[str, list[str]]:
     if gw.cloudflare.account_id and gw.cloudflare.api_token_env:
         out.setdefault(gw.cloudflare.api_token_env, []).append("cloudflare import")
     return out
+
+
+def key_rows(gw: GatewaySettings, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``moltconsole keys ls``: every variable the configuration reads and every name in the
+    keys file, with ``source`` (``file``, ``environment`` or None), a masked ``hint``, what
+    reads it (``used_by``) and whether a file value overrides one in the environment
+    (``shadowed``). Never a value."""
+    live = env if isinstance(env, KeyEnvironment) else None
+    if live is not None:
+        live.refresh()
+    used_by = referenced_variables(gw)
+    names = list(used_by) + [n for n in (live.file_names() if live else []) if n not in used_by]
+    rows = []
+    for name in names:
+        value = env.get(name, "")
+        source: Source | None = live.source(name) if live else ("environment" if value else None)
+        rows.append({
+            "name": name,
+            "source": source,
+            "hint": hint(value) if value else "",
+            "used_by": used_by.get(name, []),
+            "shadowed": bool(live and source == "file" and live.in_environment(name)),
+        })
+    return rows

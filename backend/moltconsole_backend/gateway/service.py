@@ -131,7 +131,9 @@ class GatewayService:
 
     # --- what needs the user's attention ----------------------------------------------------
     def missing_keys(self) -> list[MissingKey]:
-        """The credentials the providers in use lack right now (the keys file is re-read)."""
+        """The credentials the providers in use lack right now (the keys file is looked at now)."""
+        if isinstance(self.env, KeyEnvironment):
+            self.env.refresh()
         return missing_keys(self.settings.gateway, self.env)
 
     def keys_file_error(self) -> str:
