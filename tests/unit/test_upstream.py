@@ -623,3 +623,27 @@ async def test_a_closed_connection_is_freed_without_the_garbage_collector(pool: 
     finally:
         gc.enable()
     await server.stop()
+
+
+async def test_a_broken_answer_on_a_reused_connection_is_not_sent_again(pool: UpstreamPool) -> None:
+    # Only a pooled connection that died before answering anything (closed while idle) is
+    # retried on a fresh one: a provider that answered, even badly, has the request already.
+    async def ok_then_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await read_request(reader)
+        writer.write(b"NOT HTTP\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    server = await Server(ok_then_garbage).start()
+    url = f"http://127.0.0.1:{server.port}/"
+    async with asyncio.timeout(5):
+        first = await pool.request("POST", url, [], b"")
+        assert await first.read() == b"ok"
+        first.release()
+        with pytest.raises(UpstreamError, match="malformed"):
+            await pool.request("POST", url, [], b"")
+    assert server.connections == 1  # not sent again on a fresh connection
+    await server.stop()

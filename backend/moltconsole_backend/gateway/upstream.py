@@ -91,6 +91,7 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.last_data = 0.0
+        self.answered = False  # a byte arrived since the request went out
         self.sink: Sink | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
@@ -103,6 +104,7 @@ class _Connection(asyncio.Protocol):
             self._drop()  # idle, or after the response's end: nothing may come now
             return
         self.last_data = self.loop.time()
+        self.answered = True
         assert self.parser is not None  # only a lost connection has none, and it reads no more
         try:
             self.parser.feed_data(data)
@@ -393,7 +395,9 @@ class UpstreamPool:
         lines = [f"{method} {target} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers if "\r" not in value and "\n" not in value]
         payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        # A pooled connection may have been closed by the provider while idle: one fresh retry.
+        # A pooled connection may have been closed by the provider while idle: one fresh retry,
+        # only when it ended without a byte of answer (a provider that answered, however badly,
+        # or fell silent, has the request; sending it again could run it twice).
         for reused in (True, False):
             conn = self._take(origin) if reused else None
             if conn is None:
@@ -406,7 +410,7 @@ class UpstreamPool:
                 await conn.headers_done
             except UpstreamError as exc:
                 self._give_back(conn, False)
-                if not reused or isinstance(exc, UpstreamAbandoned):
+                if not reused or conn.answered or isinstance(exc, UpstreamAbandoned | UpstreamTimeout):
                     raise
                 continue
             except BaseException:
