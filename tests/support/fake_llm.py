@@ -304,7 +304,7 @@ def _events(api: str, model: str, reply: Reply, body: dict[str, Any]) -> list[by
     pieces = _pieces(reply.text, reply.chunks)
     error = {"type": "error", "error": {"type": reply.error_type, "message": reply.error_message}}
     if api == "anthropic":
-        start = {
+        start: dict[str, Any] = {
             "id": "msg_fake01",
             "type": "message",
             "role": "assistant",
