@@ -126,6 +126,7 @@ class DashboardScreen(Screen[None]):
         Binding("r", "sandbox('restart')", "Restart", id="sandbox.restart"),
         Binding("b", "rebuild", "Rebuild", id="sandbox.rebuild", show=False),
         Binding("D", "destroy", "Destroy", id="sandbox.destroy", show=False),
+        Binding("T", "rotate_token", "Rotate token", id="sandbox.rotate_token", show=False),
         Binding("e", "shell", "Shell", id="sandbox.shell"),
         Binding("a", "decide('approve')", "Approve", id="devices.approve", show=False),
         Binding("j", "decide('reject')", "Reject", id="devices.reject", show=False),
@@ -393,6 +394,16 @@ class DashboardScreen(Screen[None]):
             "The agent's state and logs are kept; a running sandbox restarts."
         )
         self.app.push_screen(ConfirmScreen(question, "rebuild"), self._confirmed("rebuild"))
+
+    def action_rotate_token(self) -> None:
+        """Give the agent a new gateway token, after a confirmation that says what restarts."""
+        question = (
+            "Give the agent a new gateway token?\n\n"
+            "The current token is refused at once. A running sandbox is re-created with the new "
+            "one and started again (its state and logs are kept); a stopped one gets it at its "
+            "next start."
+        )
+        self.app.push_screen(ConfirmScreen(question, "rotate"), self._confirmed("rotate-token"))
 
     def _confirmed(self, name: str) -> Any:
         async def after(confirmed: bool | None) -> None:

@@ -202,13 +202,29 @@ async def test_destroy_needs_a_yes_and_says_what_is_kept(backend_process: Path) 
         assert calls == ["destroy"]
 
 
+async def test_rotate_token_asks_first_and_says_what_restarts(backend_process: Path) -> None:
+    app = make_app(backend_process)
+    calls = record_actions(app)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        await pilot.press("T")
+        await pilot.pause()
+        question = str(app.screen.query_one("#confirm-question").render())
+        assert "refused at once" in question and "re-created" in question
+        await pilot.press("n")
+        await pilot.pause()
+        assert calls == []
+        await pilot.press("T", "y")
+        assert await calls.next_call() == "rotate-token"
+
+
 async def test_palette_offers_every_action_of_the_screen(backend_process: Path) -> None:
     app = make_app(backend_process)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for_status(pilot)
         titles = {command.title for command in app.get_system_commands(app.screen)}
-        assert {"Start", "Stop", "Restart", "Rebuild", "Destroy", "Shell", "Approve", "Reject",
-                "Dashboard", "Logs", "Help"} <= titles
+        assert {"Start", "Stop", "Restart", "Rebuild", "Destroy", "Rotate token", "Shell", "Approve",
+                "Reject", "Dashboard", "Logs", "Help"} <= titles
 
 
 async def test_keys_can_be_remapped_by_binding_id(backend_process: Path) -> None:
