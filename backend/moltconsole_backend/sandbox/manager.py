@@ -741,9 +741,8 @@ class SandboxManager:
     async def _destroy(self) -> None:
         await self._stop()
         container = await self._find()
-        # The gone container's model token must not keep working (nor pass to the next one).
-        self.model_tokens.rotate(self.settings.sandbox.name)
         if container is None:
+            self._retire_token()
             return
         self._removing = True
         try:
@@ -757,8 +756,13 @@ class SandboxManager:
             raise self._fail(f"Docker could not remove the sandbox: {api_error_text(exc)}") from None
         finally:
             self._removing = False
+        self._retire_token()
         if self.status.state != SandboxState.ABSENT:
             self._publish(self.lifecycle.on_absent())
+
+    def _retire_token(self) -> None:
+        """The removed container's model token stops working now (and never passes to the next)."""
+        self.model_tokens.rotate(self.settings.sandbox.name)
 
     async def rebuild(self, version: str | None = None) -> SandboxStatus:
         """Build the image (for ``version`` or the configured one) and recreate the container.
