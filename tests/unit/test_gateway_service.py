@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from moltconsole.settings import BudgetSettings, GatewaySettings, PathSettings, SandboxSettings, Settings
@@ -89,12 +90,22 @@ async def test_the_gateway_block_names_missing_keys_and_sees_keys_set_later(
 
 def spend(ledger_service: GatewayService, usd: float) -> None:
     now = time.time()
-    ledger_service.ledger.record(RequestRecord(
-        id=f"r{now}", started_at=now, sandbox="alpha", api="anthropic-messages", provider="anthropic",
-        model="claude-sonnet-4-6", requested_model="claude-sonnet-4-6", stream=True, status=200,
-        outcome="ok", usage=Usage(input_tokens=1, output_tokens=1, source="provider"),
-        cost=Cost(total_nanos=round(usd * NANO), pricing_version="test"),
-    ))
+    ledger_service.ledger.record(
+        RequestRecord(
+            id=f"r{now}",
+            started_at=now,
+            sandbox="alpha",
+            api="anthropic-messages",
+            provider="anthropic",
+            model="claude-sonnet-4-6",
+            requested_model="claude-sonnet-4-6",
+            stream=True,
+            status=200,
+            outcome="ok",
+            usage=Usage(input_tokens=1, output_tokens=1, source="provider"),
+            cost=Cost(total_nanos=round(usd * NANO), pricing_version="test"),
+        )
+    )
     ledger_service.ledger.flush()
 
 
@@ -125,3 +136,24 @@ async def test_the_gateway_block_says_when_a_budget_is_spent_or_past_its_warning
 
 async def test_no_budget_reads_as_none(service: GatewayService) -> None:
     assert GatewayStatus.from_json(service.status()).budget.level == "none"
+
+
+async def test_the_gateway_block_counts_refusals_by_reason(tmp_path: Path) -> None:
+    service = GatewayService(
+        make_settings(tmp_path, auth_failures_per_minute=2), env={"ANTHROPIC_API_KEY": "k"}
+    )
+    await service.start()
+    try:
+        assert service.address is not None
+        url = f"http://{service.address[0]}:{service.address[1]}/v1/messages"
+        async with httpx.AsyncClient() as client:
+            codes = [
+                (await client.post(url, json={}, headers={"x-api-key": "wrong"})).status_code
+                for _ in range(3)
+            ]
+        assert codes == [401, 401, 429]
+        refusals = GatewayStatus.from_json(service.status()).refusals
+        assert (refusals["auth_refused"], refusals["auth_throttled"]) == (2, 1)
+        assert refusals["connections_refused"] == 0 and refusals["bodies_bytes_held"] == 0
+    finally:
+        await service.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Mapping
@@ -165,7 +166,18 @@ class GatewayService:
             keys_file_error=self.keys_file_error(),
             missing_keys=self.missing_keys() if enabled else [],
             budget=self.budget_state(),
+            refusals=self.refusals(),
         )
+
+    def refusals(self) -> dict[str, int]:
+        """What the gateway refused since it started, and what it holds now."""
+        out: dict[str, int] = {}
+        if self.server is not None:
+            out.update(dataclasses.asdict(self.server.stats()))
+        if self.proxy is not None:
+            stats = self.proxy.throttle.stats
+            out.update(auth_refused=stats.refused, auth_throttled=stats.throttled)
+        return out
 
     def status(self) -> dict[str, Any]:
         """``gateway_status`` in its wire form (the ``gateway`` block of health and status)."""

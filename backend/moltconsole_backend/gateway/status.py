@@ -80,6 +80,9 @@ class GatewayStatus:
     keys_file_error: str = ""  # why the keys file is not read (bad mode, owner, syntax)
     missing_keys: list[MissingKey] = field(default_factory=list)
     budget: BudgetState = field(default_factory=BudgetState)
+    # Requests and connections refused since the gateway started, by reason (bad tokens, the
+    # limits of its HTTP server), and what it holds now (open connections, body bytes).
+    refusals: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The wire form."""
@@ -90,6 +93,7 @@ class GatewayStatus:
             "keys_file_error": self.keys_file_error,
             "missing_keys": [m.to_json() for m in self.missing_keys],
             "budget": self.budget.to_json(),
+            "refusals": dict(self.refusals),
         }
 
     @classmethod
@@ -105,6 +109,11 @@ class GatewayStatus:
             missing_keys=[MissingKey.from_json(m) for m in data.get("missing_keys") or []
                           if isinstance(m, dict)],
             budget=BudgetState.from_json(data.get("budget")),
+            refusals={
+                str(k): int(v)
+                for k, v in (data.get("refusals") or {}).items()
+                if isinstance(v, int) and not isinstance(v, bool)
+            },
         )
 
     def problems(self) -> list[tuple[str, str]]:
