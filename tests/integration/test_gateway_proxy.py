@@ -329,12 +329,20 @@ async def test_a_spent_budget_blocks_with_an_error_the_agent_reports(
 ) -> None:
     gw = await make_gateway(budget=BudgetSettings(daily_usd=1.0), seed=[spent_row(NANO + 1)])
     response, data = await post(gw.url, "/v1/messages", anthropic_body())
-    assert response.status_code == 402
+    # A rate-limit error without retry-after: the one answer OpenClaw shows as written and
+    # neither retries nor holds against the key (see exchange.budget_refusal).
+    assert response.status_code == 429
+    assert "retry-after" not in response.headers and response.headers["x-should-retry"] == "false"
     error = json.loads(data)["error"]
-    assert "daily limit of $1.00" in error["message"] and "gateway.budget.daily_usd" in error["message"]
+    assert error["type"] == "rate_limit_error"
+    assert error["message"] == (
+        "moltconsole budget reached: the daily limit of $1.00 for the overall budget is spent ($1.00); "
+        "it resets at local midnight. Raise gateway.budget.daily_usd in the moltconsole config to "
+        "continue now."
+    )
     assert fake.provider.seen == []
     row = await gw.only_record()  # the seeded row came before the listener
-    assert (row.outcome, row.error_kind, row.status) == ("blocked", "budget_exceeded", 402)
+    assert (row.outcome, row.error_kind, row.status) == ("blocked", "budget_exceeded", 429)
 
 
 async def test_a_spent_budget_can_fall_back_to_a_cheaper_model(make_gateway: Any, fake: FakeServer) -> None:

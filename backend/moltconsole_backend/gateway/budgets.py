@@ -182,20 +182,15 @@ class BudgetGuard:
             if b is None:
                 continue
             spent_day, spent_month = self.spent_nanos(key)
-            for period, spent, limit_usd, setting in (
-                ("daily", spent_day, b.daily_usd, "daily_usd"),
-                ("monthly", spent_month, b.monthly_usd, "monthly_usd"),
+            for period, spent, limit_usd in (
+                ("daily", spent_day, b.daily_usd),
+                ("monthly", spent_month, b.monthly_usd),
             ):
                 limit = _nanos(limit_usd)
                 if limit is None:
                     continue
                 if spent >= limit:
-                    where = "gateway.budget" if key == OVERALL else f"gateway.sandbox_budgets.{sandbox}"
-                    message = (
-                        f"moltconsole budget reached: the {period} limit of {usd(limit)} for the "
-                        f"{label} budget is spent ({usd(spent)}). Raise {where}.{setting} in the "
-                        f"moltconsole config, or wait for the next {'day' if period == 'daily' else 'month'}."
-                    )
+                    message = spent_message(period, limit, spent, None if key == OVERALL else sandbox)
                     action: Action = "fallback" if self._fallback_ready() else "block"
                     self._warn_once(key, period, f"{message} Requests are now {action}ed.")
                     return BudgetDecision(action, message)
@@ -215,6 +210,30 @@ class BudgetGuard:
         if marker not in self._warned:
             self._warned.add(marker)
             log.warning("%s", message)
+
+
+MAX_MESSAGE = 300  # OpenClaw shows a provider's rate-limit text verbatim only up to this length
+
+
+def spent_message(period: str, limit: int, spent: int, sandbox: str | None) -> str:
+    """What the agent is told when a budget is spent.
+
+    The agent's own rules decide how it reads this (OpenClaw 2026.9: see exchange.budget_refusal):
+    the message names the period ("daily"/"monthly", so it does not retry), says when it resets
+    (so it is shown to the user as written), stays under 300 characters, and uses none of the
+    words OpenClaw takes for a billing failure (credits, balance, payment, "spend limit", ...),
+    which would make it disable the provider for ten minutes and more.
+    """
+    name = sandbox if sandbox is None or len(sandbox) <= 24 else sandbox[:23] + "…"
+    label = "overall" if name is None else f"sandbox {name!r}"
+    where = "gateway.budget" if name is None else f"gateway.sandbox_budgets.{name}"
+    resets = "at local midnight" if period == "daily" else "on the 1st of next month"
+    setting = "daily_usd" if period == "daily" else "monthly_usd"
+    return (
+        f"moltconsole budget reached: the {period} limit of {usd(limit)} for the {label} budget is "
+        f"spent ({usd(spent)}); it resets {resets}. Raise {where}.{setting} in the moltconsole "
+        "config to continue now."
+    )
 
 
 def _limited(b: BudgetSettings) -> bool:

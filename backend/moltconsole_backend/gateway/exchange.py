@@ -516,13 +516,31 @@ class Exchange:
 
 
 # The agent-facing answer when a budget is spent; see budget_refusal.
-BUDGET_STATUS = 402
-BUDGET_KIND = "budget_exceeded"
+BUDGET_STATUS = 429
+BUDGET_ERROR_TYPE = "rate_limit_error"
+BUDGET_KIND = "budget_exceeded"  # in the ledger
 
 
 def budget_refusal(message: str) -> Refused:
-    """What the agent gets when a budget is spent."""
-    return Refused(BUDGET_STATUS, BUDGET_KIND, message, ledger_kind=BUDGET_KIND)
+    """What the agent gets when a budget is spent: a 429 rate-limit error without retry-after.
+
+    Read from OpenClaw 2026.9.6's provider-error classification and measured with the real
+    agent: a 402 (or billing words at any status) is a *billing* failure, shown as "your API key
+    has run out of credits" and followed by disabling the provider key for 10 minutes (doubling
+    up to 24 h), stored in the agent's state so a restart does not lift it. A 429
+    ``rate_limit_error`` is the one category whose text OpenClaw shows the user as written (if
+    it says when it resets and stays under 300 characters: ``budgets.spent_message``); with
+    "daily"/"monthly" in it, OpenClaw does not retry, and it stores no cooldown for the key, so
+    the next turn after the budget is raised goes through at once. A ``retry-after`` header
+    would make OpenClaw fall back to its generic "API rate limit reached" text.
+    """
+    return Refused(
+        BUDGET_STATUS,
+        BUDGET_ERROR_TYPE,
+        message,
+        headers=[(b"x-should-retry", b"false")],
+        ledger_kind=BUDGET_KIND,
+    )
 
 
 _LOST = object()  # the agent went away and the provider's answer was not drained

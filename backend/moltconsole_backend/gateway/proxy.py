@@ -39,6 +39,9 @@ from .upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 
+# On a 502 OpenClaw retries for 90 s (8 more requests) unless retry-after is longer than that
+# window: with it, one request and the error at once (measured with OpenClaw 2026.9.6).
+CONFIG_RETRY_AFTER = [(b"retry-after", b"120")]
 AUTH_REFUSED = "invalid or missing moltconsole gateway token (x-api-key or Authorization)"
 HEALTH_PATHS = ("/healthz", "/readyz")
 
@@ -306,6 +309,7 @@ class GatewayProxy:
             raise Refused(
                 502,
                 "gateway_config",
+                headers=CONFIG_RETRY_AFTER,
                 ledger_kind="gateway_config",
                 message=f"moltconsole has no API key for provider {name!r}: {hint}"
                 f"set gateway.providers.{name}.api_key_env in the moltconsole config",
@@ -365,6 +369,7 @@ class GatewayProxy:
             raise Refused(
                 502,
                 "gateway_config",
+                headers=CONFIG_RETRY_AFTER,
                 ledger_kind="gateway_config",
                 message=f"moltconsole gateway: provider {provider_name!r} is not configured "
                 f"(gateway.providers.{provider_name})",
