@@ -345,9 +345,8 @@ async def test_missing_key_and_spent_budget_are_shown_and_a_key_set_clears_its_l
             "anthropic has no key: moltconsole keys set ANTHROPIC_API_KEY"
         )
         assert budget.display and budget.has_class("-error")
-        assert str(budget.render()).startswith(
-            "budget spent, requests are blocked: the daily limit of $5.00 for the overall budget "
-            "is spent ($5.10)"
+        assert str(budget.render()) == (
+            "daily budget spent ($5.10 of $5.00): blocked; raise gateway.budget.daily_usd"
         )
         try:
             set_key(keys_file, "ANTHROPIC_API_KEY", "sk-ant-set-while-the-console-is-open-1")

@@ -49,6 +49,7 @@ class BudgetDecision:
     action: Action
     message: str = ""  # why, with the numbers, for the agent's error and the log
     warning: str = ""  # set when a warn threshold is passed but the request may go on
+    summary: str = ""  # once spent: one short line for a status display
 
 
 def usd(nanos: int) -> str:
@@ -190,10 +191,12 @@ class BudgetGuard:
                 if limit is None:
                     continue
                 if spent >= limit:
-                    message = spent_message(period, limit, spent, None if key == OVERALL else sandbox)
+                    scope = None if key == OVERALL else sandbox
+                    message = spent_message(period, limit, spent, scope)
                     action: Action = "fallback" if self._fallback_ready() else "block"
                     self._warn_once(key, period, f"{message} Requests are now {action}ed.")
-                    return BudgetDecision(action, message)
+                    summary = spent_summary(period, limit, spent, scope, action)
+                    return BudgetDecision(action, message, summary=summary)
                 if spent * 100 >= limit * self._settings.budget_warn_percent:
                     warning = (
                         f"{period} {label} budget {spent * 100 / limit:.0f}% spent "
@@ -234,6 +237,15 @@ def spent_message(period: str, limit: int, spent: int, sandbox: str | None) -> s
         f"spent ({usd(spent)}); it resets {resets}. Raise {where}.{setting} in the moltconsole "
         "config to continue now."
     )
+
+
+def spent_summary(period: str, limit: int, spent: int, sandbox: str | None, action: Action) -> str:
+    """One short line for a spent budget: the period, the numbers, the effect, what to raise."""
+    where = "gateway.budget" if sandbox is None else f"gateway.sandbox_budgets.{sandbox}"
+    setting = "daily_usd" if period == "daily" else "monthly_usd"
+    label = "" if sandbox is None else f" of {sandbox}"
+    effect = "blocked" if action == "block" else "to the fallback model"
+    return f"{period} budget{label} spent ({usd(spent)} of {usd(limit)}): {effect}; raise {where}.{setting}"
 
 
 def _limited(b: BudgetSettings) -> bool:

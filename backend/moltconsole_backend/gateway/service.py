@@ -151,7 +151,7 @@ class GatewayService:
             return BudgetState()
         decision = self.guard.check(self.settings.sandbox.name)
         if decision.action != "allow":
-            return BudgetState("spent", decision.action, decision.message)
+            return BudgetState("spent", decision.action, decision.message, decision.summary)
         if decision.warning:
             return BudgetState("warning", "allow", decision.warning)
         return BudgetState("ok")

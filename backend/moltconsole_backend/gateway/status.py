@@ -51,10 +51,11 @@ class BudgetState:
     level: BudgetLevel = "none"
     action: BudgetAction = "allow"
     message: str = ""
+    summary: str = ""  # once spent: one short line (period, numbers, the setting to raise)
 
     def to_json(self) -> dict[str, str]:
         """The wire form."""
-        return {"level": self.level, "action": self.action, "message": self.message}
+        return {"level": self.level, "action": self.action, "message": self.message, "summary": self.summary}
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> BudgetState:
@@ -67,6 +68,7 @@ class BudgetState:
             level=level if level in ("none", "ok", "warning", "spent") else "none",
             action=action if action in ("allow", "block", "fallback") else "allow",
             message=str(data.get("message") or ""),
+            summary=str(data.get("summary") or ""),
         )
 
 
@@ -131,11 +133,13 @@ class GatewayStatus:
 
 def budget_line(budget: BudgetState) -> str:
     """One line for a budget that is spent or past its warning threshold."""
+    if budget.level == "spent" and budget.summary:
+        return budget.summary
     if budget.level == "spent":
         effect = "requests are blocked" if budget.action == "block" else (
             "requests go to the budget fallback model"
         )
-        reason = budget.message.removeprefix("moltconsole budget reached: ")
+        reason = budget.summary or budget.message.removeprefix("moltconsole budget reached: ")
         return f"budget spent, {effect}: {reason}"
     if budget.level == "warning":
         return f"budget warning: {budget.message}"
