@@ -20,9 +20,16 @@ from moltconsole.settings import BudgetSettings, GatewaySettings, ProviderSettin
 from moltconsole_backend.gateway.budgets import BudgetGuard
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
 from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
 from tests.support.fake_llm import FakeServer, Reply
-from tests.support.gateway import TOKEN, RawProvider, agent_headers, anthropic_body, post, sse_response
+from tests.support.gateway import (
+    TOKEN,
+    RawProvider,
+    agent_headers,
+    anthropic_body,
+    post,
+    priced_row,
+    sse_response,
+)
 
 # (path, body, what marks one content delta in the stream, price per input / output token in nanos)
 APIS: dict[str, tuple[str, dict[str, Any], bytes]] = {
@@ -169,23 +176,6 @@ async def test_a_budget_refusal_carries_the_request_id_and_overhead_headers(
     assert not fake.provider.seen  # nothing went upstream
 
 
-def priced_row(request_id: str, nanos: int, started: float) -> RequestRecord:
-    return RequestRecord(
-        id=request_id,
-        started_at=started,
-        sandbox="sb1",
-        api="anthropic-messages",
-        provider="anthropic",
-        model="claude-sonnet-4-6",
-        requested_model="claude-sonnet-4-6",
-        stream=True,
-        status=200,
-        outcome="ok",
-        usage=Usage(input_tokens=1, source="provider"),
-        cost=Cost(total_nanos=nanos, pricing_version="test"),
-    )
-
-
 def test_budget_totals_lose_no_request_recorded_during_a_refresh(tmp_path: Any) -> None:
     """The gateway's thread adds costs and queues rows while another thread refreshes."""
     settings = GatewaySettings(budget=BudgetSettings(daily_usd=1000.0, monthly_usd=10_000.0))
@@ -207,7 +197,7 @@ def test_budget_totals_lose_no_request_recorded_during_a_refresh(tmp_path: Any) 
         for i in range(n):
             # As the proxy does: count the cost, then queue the ledger row.
             guard.add("sb1", nanos, f"r{i}", now)
-            ledger.record(priced_row(f"r{i}", nanos, now))
+            ledger.record(priced_row(nanos, request_id=f"r{i}", started=now))
             if i % 100 == 0:
                 ledger.flush()
         stop.set()

@@ -15,7 +15,6 @@ import pytest
 
 from moltconsole.settings import BudgetSettings, ProviderSettings
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
-from moltconsole_backend.gateway.records import RequestRecord
 from tests.support.fake_llm import FakeServer, Reply
 from tests.support.gateway import (
     ANTHROPIC_KEY,
@@ -25,6 +24,7 @@ from tests.support.gateway import (
     agent_headers,
     anthropic_body,
     post,
+    priced_row,
 )
 
 
@@ -303,31 +303,10 @@ async def test_a_missing_provider_key_says_what_to_set(make_gateway: Any, fake: 
     assert fake.provider.seen == []
 
 
-def spent_row(nanos: int) -> RequestRecord:
-    import time
-
-    from moltconsole_backend.gateway.records import Cost, Usage
-
-    return RequestRecord(
-        id="seed",
-        started_at=time.time(),
-        sandbox="sb1",
-        api="anthropic-messages",
-        provider="anthropic",
-        model="claude-sonnet-4-6",
-        requested_model="claude-sonnet-4-6",
-        stream=True,
-        status=200,
-        outcome="ok",
-        usage=Usage(input_tokens=1, source="provider"),
-        cost=Cost(total_nanos=nanos),
-    )
-
-
 async def test_a_spent_budget_blocks_with_an_error_the_agent_reports(
     make_gateway: Any, fake: FakeServer
 ) -> None:
-    gw = await make_gateway(budget=BudgetSettings(daily_usd=1.0), seed=[spent_row(NANO + 1)])
+    gw = await make_gateway(budget=BudgetSettings(daily_usd=1.0), seed=[priced_row(NANO + 1)])
     response, data = await post(gw.url, "/v1/messages", anthropic_body())
     # A rate-limit error without retry-after: the one answer OpenClaw shows as written and
     # neither retries nor holds against the key (see exchange.budget_refusal).
@@ -350,7 +329,7 @@ async def test_a_spent_budget_can_fall_back_to_a_cheaper_model(make_gateway: Any
         sandbox_budgets={"sb1": BudgetSettings(monthly_usd=1.0)},
         budget_action="fallback",
         budget_fallback_model="claude-haiku-4-5",
-        seed=[spent_row(2 * NANO)],
+        seed=[priced_row(2 * NANO)],
     )
     response, _ = await post(gw.url, "/v1/messages", anthropic_body())
     assert response.status_code == 200
@@ -360,7 +339,7 @@ async def test_a_spent_budget_can_fall_back_to_a_cheaper_model(make_gateway: Any
 
 async def test_a_budget_warning_header_near_the_limit(make_gateway: Any, fake: FakeServer) -> None:
     gw = await make_gateway(
-        budget=BudgetSettings(daily_usd=1.0), budget_warn_percent=50, seed=[spent_row(NANO * 6 // 10)]
+        budget=BudgetSettings(daily_usd=1.0), budget_warn_percent=50, seed=[priced_row(NANO * 6 // 10)]
     )
     response, _ = await post(gw.url, "/v1/messages", anthropic_body())
     assert response.status_code == 200

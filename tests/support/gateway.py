@@ -8,6 +8,7 @@ import the fixtures by name.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from moltconsole_backend.gateway.budgets import BudgetGuard
 from moltconsole_backend.gateway.ledger import Ledger
 from moltconsole_backend.gateway.pricing import PriceTable
 from moltconsole_backend.gateway.proxy import GatewayProxy, TokenRegistry
-from moltconsole_backend.gateway.records import RequestRecord
+from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
 from moltconsole_backend.gateway.server import GatewayServer, bind_tcp
 from tests.support.fake_llm import FakeServer
 
@@ -148,8 +149,6 @@ async def post(
     return response, data
 
 
-
-
 class RawProvider:
     """A provider that answers every request with bytes the test wrote by hand, over real TCP.
 
@@ -203,4 +202,24 @@ def sse_response(events: list[bytes], extra_headers: bytes = b"") -> bytes:
         + extra_headers
         + b"\r\n"
         + b"".join(events)
+    )
+
+
+def priced_row(
+    nanos: int, *, request_id: str = "seed", started: float | None = None, sandbox: str = "sb1"
+) -> RequestRecord:
+    """A finished, priced ledger row (spend already made), for budget tests."""
+    return RequestRecord(
+        id=request_id,
+        started_at=time.time() if started is None else started,
+        sandbox=sandbox,
+        api="anthropic-messages",
+        provider="anthropic",
+        model="claude-sonnet-4-6",
+        requested_model="claude-sonnet-4-6",
+        stream=True,
+        status=200,
+        outcome="ok",
+        usage=Usage(input_tokens=1, source="provider"),
+        cost=Cost(total_nanos=nanos, pricing_version="test"),
     )

@@ -13,9 +13,9 @@ import pytest
 
 from moltconsole.settings import BudgetSettings, GatewaySettings, PathSettings, SandboxSettings, Settings
 from moltconsole_backend.gateway.keys import set_key
-from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.gateway.status import GatewayStatus
+from tests.support.gateway import priced_row
 
 NANO = 1_000_000_000
 
@@ -91,20 +91,7 @@ async def test_the_gateway_block_names_missing_keys_and_sees_keys_set_later(
 def spend(ledger_service: GatewayService, usd: float) -> None:
     now = time.time()
     ledger_service.ledger.record(
-        RequestRecord(
-            id=f"r{now}",
-            started_at=now,
-            sandbox="alpha",
-            api="anthropic-messages",
-            provider="anthropic",
-            model="claude-sonnet-4-6",
-            requested_model="claude-sonnet-4-6",
-            stream=True,
-            status=200,
-            outcome="ok",
-            usage=Usage(input_tokens=1, output_tokens=1, source="provider"),
-            cost=Cost(total_nanos=round(usd * NANO), pricing_version="test"),
-        )
+        priced_row(round(usd * NANO), request_id=f"r{now}", started=now, sandbox="alpha")
     )
     ledger_service.ledger.flush()
 
