@@ -31,7 +31,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.records import AttemptRecord, Cost, RequestRecord, Trigger, Usage
+from moltconsole_shared.wire.records import AttemptRecord, Cost, RequestRecord, Trigger, Usage
 
 DAY = 86400.0
 TARGET_MS = 100.0

@@ -1,3 +1,5 @@
 """moltconsole: run OpenClaw in a hardened sandbox, with a keyboard-driven console."""
 
-__version__ = "0.1.0"
+from moltconsole_shared import __version__
+
+__all__ = ["__version__"]

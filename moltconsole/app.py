@@ -88,9 +88,8 @@ class MoltConsole(App[None]):
     def _costs_screen(self) -> Screen[Any]:
         from moltconsole.screens.costs import CostsScreen
 
-        screen: Screen[Any] = CostsScreen(
-            self.client, clock=self.clock, warn_percent=self.settings.gateway.budget_warn_percent
-        )
+        # Budgets and their warning threshold are the backend's: the screen reads them from the API.
+        screen: Screen[Any] = CostsScreen(self.client, clock=self.clock)
         return screen
 
     def on_mount(self) -> None:
@@ -109,6 +108,10 @@ class MoltConsole(App[None]):
             self.notify(f"unknown theme {console.theme!r} in console.theme; known: {known}",
                         severity="warning", timeout=10)
         if console.keymap:
+            from moltconsole.keymap import binding_ids, unknown_keymap_ids
+
+            for line in unknown_keymap_ids(console.keymap, binding_ids((type(self),))):
+                self.notify(line, severity="warning", timeout=10, markup=False)
             self.set_keymap(console.keymap)
 
     async def on_unmount(self) -> None:

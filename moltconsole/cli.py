@@ -1,4 +1,9 @@
-"""``moltconsole`` command line: the console by default, plus scriptable sandbox actions."""
+"""``moltconsole`` command line: the console by default, plus scriptable sandbox actions.
+
+Everything here talks to the backend through its API. The verbs that work on the backend's own
+settings and files (``serve``, ``keys``: :data:`BACKEND_VERBS`) are run by the backend's command
+line, which this one becomes (``exec``) with the same arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,19 @@ import json
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from moltconsole.client import EXEC_STDERR, BackendClient, BackendError, BackendUnreachable
 from moltconsole.formatting import duration
 from moltconsole.settings import ConfigError, Settings, load_settings
-from moltconsole.untrusted import sanitize
-from moltconsole_backend.gateway.reports import Summary
+from moltconsole_shared.commands import BACKEND_MODULE, BACKEND_VERBS, backend_verb
+from moltconsole_shared.durations import DurationError, parse_duration
+from moltconsole_shared.table import format_table
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.reports import Summary
+from moltconsole_shared.wire.status import GatewayStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -42,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", help="run the backend in the foreground (for systemd)")
+    for verb, text in BACKEND_VERBS.items():
+        # Listed for --help; main() hands them to the backend's parser, arguments and all.
+        backend = sub.add_parser(verb, help=text, add_help=False)
+        backend.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     status = sub.add_parser("status", help="show the sandbox state")
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     for name, text in (
@@ -78,18 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     costs_format = costs.add_mutually_exclusive_group()
     costs_format.add_argument("--json", action="store_true", help="print JSON (money in nanos and USD)")
     costs_format.add_argument("--csv", action="store_true", help="print CSV with a header row")
-    keys = sub.add_parser(
-        "keys", help="provider keys in the keys file, read by the backend without a restart"
-    )
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
-    keys_set = keys_sub.add_parser(
-        "set", help="store a key: prompts without echo, or reads stdin when it is not a terminal"
-    )
-    keys_set.add_argument("name", help="the variable, e.g. ANTHROPIC_API_KEY")
-    keys_ls = keys_sub.add_parser("ls", help="names, where each comes from, and a masked hint")
-    keys_ls.add_argument("--json", action="store_true", help="print JSON")
-    keys_rm = keys_sub.add_parser("rm", help="remove a key from the keys file")
-    keys_rm.add_argument("name")
     sub.add_parser(
         "rotate-token",
         help="give the sandbox a new gateway token; a running sandbox is re-created with it",
@@ -99,20 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``moltconsole`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if backend_verb(argv) is not None:
+        return run_backend_cli(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in BACKEND_VERBS:  # reached with options spelled unlike backend_verb expects
+        return run_backend_cli(argv)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_USAGE
     command = args.command
-    if command == "serve":
-        return _serve(settings)
     if command is None:
         return _console(settings)
-    if command == "keys":
-        return _keys(settings, args)
     if command == "devices" and args.decision and not args.request_id:
         parser.error(f"devices {args.decision} needs a request id (see: moltconsole devices)")
     if command == "exec":
@@ -152,6 +153,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run_backend_cli(argv: list[str]) -> int:
+    """Become ``python -m moltconsole_backend ARGV``: its output, prompts and exit code are ours.
+
+    Returns only when that cannot start.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    command = [sys.executable, "-m", BACKEND_MODULE, *argv]
+    try:
+        os.execv(sys.executable, command)  # noqa: S606 - our own interpreter, no shell involved
+    except OSError as exc:
+        print(f"moltconsole: cannot run the backend's command line ({sys.executable} -m "
+              f"{BACKEND_MODULE}): {exc.strerror}. Reinstall moltconsole (scripts/setup.sh).",
+              file=sys.stderr)
+    return EXIT_FAILED
+
+
 def exec_argv(remainder: list[str]) -> list[str]:
     """The command for ``exec``: argparse's REMAINDER minus the one ``--`` that ends our options.
 
@@ -167,12 +185,12 @@ def _confirm_destroy(settings: Settings) -> int | None:
         print("moltconsole: destroy removes the sandbox container; when not run interactively, "
               "confirm with: moltconsole destroy --yes", file=sys.stderr)
         return EXIT_USAGE
-    state_dir = settings.sandbox_dir / "state"
     try:
-        answer = input(
-            f"Remove the sandbox container? The state directory {state_dir} and the logs are "
-            "kept. [y/N] "
+        state_dir = asyncio.run(_state_dir(settings))
+        kept = f"The state directory {state_dir} and the logs are" if state_dir else (
+            "Its state directory and its logs are"
         )
+        answer = input(f"Remove the sandbox container? {kept} kept. [y/N] ")
     except KeyboardInterrupt:
         print()
         return EXIT_INTERRUPTED
@@ -185,73 +203,14 @@ def _confirm_destroy(settings: Settings) -> int | None:
     return None
 
 
-def _serve(settings: Settings) -> int:
-    import logging
-
-    from moltconsole_backend.api.service import (
-        BackendAlreadyRunning,
-        BackendStartError,
-        serve_forever,
-    )
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        asyncio.run(serve_forever(settings))
-    except BackendAlreadyRunning as exc:
-        print(f"moltconsole serve: {exc}", file=sys.stderr)
-        logging.getLogger("httpx").setLevel(logging.WARNING)  # our own look at it is no news
-        for line in asyncio.run(running_backend_advice(settings, exc.pid, os.environ)):
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_FAILED
-    except BackendStartError as exc:
-        print(f"moltconsole serve: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        pass
-    return EXIT_OK
-
-
-async def running_backend_advice(
-    settings: Settings, pid: int | None, environ: Mapping[str, str]
-) -> list[str]:
-    """What ``serve`` says about the backend that holds the lock: which providers it lacks keys
-    for, and how to hand them over without replacing it (or how to replace it)."""
-    from moltconsole_backend.gateway.status import GatewayStatus
-
-    stop = f"kill {pid}" if pid else "stop it"
+async def _state_dir(settings: Settings) -> str | None:
+    """The sandbox's state directory, as the backend says (None when none answers yet)."""
     try:
         async with BackendClient(settings.socket_path, timeout=10) as client:
-            gateway = GatewayStatus.from_json((await client.health()).get("gateway"))
-    except BackendError as exc:
-        return [f"It does not answer ({exc}); stop it ({stop}) and run moltconsole serve again."]
-    if not gateway.enabled:
-        return ["Its AI gateway is off (gateway.enabled = false)."]
-    lines = []
-    if gateway.keys_file_error:
-        lines.append(f"It cannot read its keys file: {gateway.keys_file_error}")
-    if not gateway.missing_keys:
-        lines.append("It has a key for every provider in use; it keeps serving.")
-        return lines
-    lacking = ", ".join(
-        f"provider {m.provider} ({m.variable or 'no variable named'})" for m in gateway.missing_keys
-    )
-    them = "it" if len(gateway.missing_keys) == 1 else "them"
-    lines.append(f"It has no key for: {lacking}, so the agent's calls to {them} fail.")
-    for m in gateway.missing_keys:
-        if m.variable and environ.get(m.variable):
-            lines.append(
-                f"This shell has {m.variable}: hand it over without a restart: "
-                f"printenv {m.variable} | moltconsole keys set {m.variable}"
-            )
-        elif m.command:
-            lines.append(f"Set {m.variable} with: {m.command} (the running backend reads it at once)")
-        else:
-            lines.append(m.message)
-    lines.append(
-        f"Or replace it: {stop}, then run moltconsole serve again (keys in the keys file "
-        f"{gateway.keys_file or settings.keys_path} do not depend on the shell that starts it)."
-    )
-    return lines
+            state_dir = (await client.status()).get("state_dir")
+    except BackendError:
+        return None
+    return str(state_dir) if state_dir else None
 
 
 def _console(settings: Settings) -> int:
@@ -278,7 +237,6 @@ async def _gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[
     """Where the AI gateway listens, what it spent today, and what needs attention (missing
     keys, a budget spent or past its warning threshold), for `status`."""
     from moltconsole.widgets.cost_format import money
-    from moltconsole_backend.gateway.status import GatewayStatus
 
     block = status["gateway"] if "gateway" in status else (await client.health()).get("gateway")
     gateway = GatewayStatus.from_json(block)
@@ -318,7 +276,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             print(format_status(status))
             return EXIT_OK
         if command == "destroy":
-            return await _destroy(client, settings)
+            return await _destroy(client)
         if command == "rebuild":
             return await _start_like(client, "rebuild", wait=True, version=args.version)
         if command == "rotate-token":
@@ -474,10 +432,10 @@ async def _act_and_follow(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def _destroy(client: BackendClient, settings: Settings) -> int:
+async def _destroy(client: BackendClient) -> int:
     status = await client.action("destroy")
     print(format_status(status))
-    print(f"kept: {status.get('state_dir') or settings.sandbox_dir / 'state'}")
+    print(f"kept: {status.get('state_dir') or 'the state directory and the logs'}")
     return EXIT_OK
 
 
@@ -514,14 +472,13 @@ async def _devices(client: BackendClient, args: argparse.Namespace) -> int:
 
 def parse_since(text: str, now: float | None = None) -> float:
     """``--since``: a duration ago (``90s``, ``10m``, ``1h``, ``2d``) or an ISO 8601 time."""
-    import re
     from datetime import datetime
 
     now = time.time() if now is None else now
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m|h|d)", text.strip())
-    if match:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-        return now - float(match.group(1)) * unit
+    try:
+        return now - parse_duration(text)
+    except DurationError:
+        pass
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -584,166 +541,6 @@ async def _logs(client: BackendClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- keys -----------------------------------------------------------------------------------
-def _keys(settings: Settings, args: argparse.Namespace) -> int:
-    """``moltconsole keys set|ls|rm``: the keys file is edited here, without the backend, and
-    the backend (when one runs) is asked what it now sees. A value is never printed or logged."""
-    from moltconsole_backend.gateway.keys import KeysFileError, valid_name
-
-    name = getattr(args, "name", "")
-    if args.keys_command != "ls" and not valid_name(name):
-        print(f"moltconsole keys: {name!r} is not a variable name (letters, digits and _, not "
-              "starting with a digit), e.g. ANTHROPIC_API_KEY", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        if args.keys_command == "set":
-            return _keys_set(settings, name)
-        if args.keys_command == "rm":
-            return _keys_rm(settings, name)
-        return _keys_ls(settings, json_output=args.json)
-    except KeysFileError as exc:
-        print(f"moltconsole keys: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def read_secret(name: str) -> str:
-    """The value for ``name``: typed at a prompt that does not echo, or read from stdin when it
-    is not a terminal (``printenv NAME | moltconsole keys set NAME``). Surrounding whitespace,
-    such as the newline a pipe adds, is dropped."""
-    import getpass
-
-    tty = sys.stdin.isatty()
-    value = getpass.getpass(f"value for {name} (not shown): ") if tty else sys.stdin.read()
-    return value.strip()
-
-
-def _keys_set(settings: Settings, name: str) -> int:
-    from moltconsole_backend.gateway.keys import hint, referenced_variables, set_key
-
-    value = read_secret(name)
-    if not value:
-        print(f"moltconsole keys: no value given for {name}; nothing was written", file=sys.stderr)
-        return EXIT_USAGE
-    if "\n" in value:
-        print(f"moltconsole keys: the value for {name} has more than one line; give one key "
-              "(nothing was written)", file=sys.stderr)
-        return EXIT_USAGE
-    path = settings.keys_path
-    replaced = set_key(path, name, value)
-    print(f"{name} {'replaced' if replaced else 'stored'} in {path} ({hint(value)})")
-    readers = referenced_variables(settings.gateway)
-    if name not in readers:
-        known = ", ".join(sorted(readers)) or "none"
-        print(f"note: no configured provider reads {name} (they read: {known}); check the "
-              "spelling, or name it in the config (api_key_env or an env: header)", file=sys.stderr)
-    for line in asyncio.run(_backend_view(settings, name, expect="file")):
-        print(line)
-    return EXIT_OK
-
-
-def _keys_rm(settings: Settings, name: str) -> int:
-    from moltconsole_backend.gateway.keys import remove_key
-
-    path = settings.keys_path
-    if not remove_key(path, name):
-        print(f"moltconsole keys: {name} is not in {path}; nothing removed", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"{name} removed from {path}")
-    for line in asyncio.run(_backend_view(settings, name, expect=None)):
-        print(line)
-    return EXIT_OK
-
-
-async def _backend_view(settings: Settings, name: str, expect: str | None) -> list[str]:
-    """What a running backend now sees for ``name`` (it re-reads the file by itself)."""
-    try:
-        async with BackendClient(settings.socket_path, timeout=10) as client:
-            report = await client.keys()
-    except BackendUnreachable:
-        return ["no backend is running; the next one reads the keys file when it starts"]
-    except BackendError as exc:
-        return [f"the backend could not say what it sees: {exc}"]
-    pid = report.get("pid") or "?"
-    if report.get("keys_file") != str(settings.keys_path):
-        return [f"warning: the running backend (pid {pid}) reads its keys from "
-                f"{report.get('keys_file')}, not {settings.keys_path}: it was started with "
-                "another configuration"]
-    if report.get("keys_file_error"):
-        return [f"warning: the running backend (pid {pid}) cannot read the keys file: "
-                f"{report['keys_file_error']}"]
-    row = next((r for r in report.get("keys") or [] if r.get("name") == name), None)
-    source = row.get("source") if row else None
-    if expect == "file" and source == "file":
-        lines = [f"the running backend (pid {pid}) uses it from now on; no restart needed"]
-    elif expect is None and source == "environment":
-        lines = [f"the running backend (pid {pid}) still has {name} in its own environment and "
-                 "uses that; restart it from a shell without it to drop it"]
-    else:
-        lines = [f"the running backend (pid {pid}) no longer has {name}"]
-    lines += [f"still missing: {m.get('message')}" for m in report.get("missing") or []]
-    return lines
-
-
-def _keys_ls(settings: Settings, *, json_output: bool) -> int:
-    report = asyncio.run(_keys_report(settings))
-    if json_output:
-        print(json.dumps(report, indent=2))
-        return EXIT_OK
-    print(format_keys(report))
-    return EXIT_OK
-
-
-async def _keys_report(settings: Settings) -> dict[str, Any]:
-    """The running backend's view of the keys; without one, the keys file and this shell."""
-    try:
-        async with BackendClient(settings.socket_path, timeout=10) as client:
-            report = await client.keys()
-        report["backend"] = "running"
-        return report
-    except BackendUnreachable:
-        pass
-    from moltconsole_backend.gateway.keys import KeyEnvironment, key_rows, missing_keys, read_keys
-
-    read_keys(settings.keys_path)  # a file that may not be read is an error here, not a blank
-    env = KeyEnvironment(settings.keys_path)
-    return {
-        "backend": "none", "keys_file": str(settings.keys_path), "keys_file_error": "",
-        "keys": key_rows(settings.gateway, env),
-        "missing": [m.to_json() for m in missing_keys(settings.gateway, env)],
-    }
-
-
-def format_keys(report: dict[str, Any]) -> str:
-    """``moltconsole keys ls``: one row per variable; hints only, never a value."""
-    running = report.get("backend") != "none"
-    env_label = "environment" if running else "this shell"
-    rows = []
-    for row in report.get("keys") or []:
-        source = row.get("source")
-        where = {"file": "keys file", "environment": env_label}.get(str(source), "missing")
-        if row.get("shadowed"):
-            where += f" (overrides {env_label})"
-        rows.append([str(row.get("name")), where, str(row.get("hint") or "-"),
-                     ", ".join(row.get("used_by") or []) or "-"])
-    lines = [format_table(["NAME", "FROM", "HINT", "USED BY"], rows)] if rows else ["no keys"]
-    lines.append("")
-    lines.append(f"keys file: {report.get('keys_file')}")
-    if running:
-        lines.append(f"as seen by the running backend (pid {report.get('pid', '?')}); the keys "
-                     "file overrides its environment")
-    else:
-        lines.append("no backend is running: 'this shell' is what one started from here would "
-                     "see besides the keys file")
-    if report.get("keys_file_error"):
-        lines.append(f"! {report['keys_file_error']}")
-    for missing in report.get("missing") or []:
-        lines.append(f"! {missing.get('message')}")
-    return "\n".join(lines)
-
-
 # --- formatting --------------------------------------------------------------------------
 def format_log_record(record: dict[str, Any]) -> str:
     """``HH:MM:SS.mmm LEVEL subsystem message``, local time, with sandbox text made inert."""
@@ -775,17 +572,6 @@ def format_status(status: dict[str, Any]) -> str:
     if status.get("state_dir"):
         lines.append(f"state dir  {status['state_dir']}")
     return "\n".join(lines)
-
-
-def format_table(titles: list[str], rows: list[list[str]]) -> str:
-    """A plain text table; the last column is not padded."""
-    cells = [[sanitize(str(c)) for c in row] for row in [titles, *rows]]
-    widths = [max(len(r[i]) for r in cells if i < len(r)) for i in range(len(titles))]
-    out = []
-    for row in cells:
-        parts = [c.ljust(widths[i]) if i < len(row) - 1 else c for i, c in enumerate(row)]
-        out.append("  ".join(parts))
-    return "\n".join(out)
 
 
 def format_devices(data: dict[str, Any]) -> str:

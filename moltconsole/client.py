@@ -12,10 +12,10 @@ import httpx
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
 
-from moltconsole.untrusted import sanitize
-from moltconsole_backend.gateway.records import RequestRecord
-from moltconsole_backend.gateway.records_json import RecordFormatError, from_json
-from moltconsole_backend.gateway.reports import DayUsage, ModelUsage, SeriesPoint, Summary
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.records import RequestRecord
+from moltconsole_shared.wire.records_json import RecordFormatError, from_json
+from moltconsole_shared.wire.reports import DayUsage, ModelUsage, SeriesPoint, Summary
 
 EXEC_STDOUT = 1
 EXEC_STDERR = 2

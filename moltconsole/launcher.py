@@ -12,7 +12,7 @@ from typing import Any
 
 from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.settings import Settings
-from moltconsole_backend.gateway.status import GatewayStatus
+from moltconsole_shared.wire.status import GatewayStatus
 
 
 def backend_log_path(settings: Settings) -> str:

@@ -1,7 +1,7 @@
 """What the Logs screen shows: log records, filters, search and time windows (no Textual here).
 
 Everything a record carries that the agent produced (message, raw line, subsystem) is passed
-through :func:`moltconsole.untrusted.sanitize` when the record is built, so nothing downstream can
+through :func:`moltconsole_shared.untrusted.sanitize` when the record is built, so nothing downstream can
 forget to. Lines are cut to :data:`MATCH_LIMIT` characters before any regex runs on them: a
 pathological pattern over a 16 KiB line must not freeze the console (Toolong #55).
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from moltconsole.untrusted import sanitize
+from moltconsole_shared.durations import parse_duration
+from moltconsole_shared.untrusted import sanitize
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ LEVEL_FLOORS: tuple[str | None, ...] = (None, "debug", "info", "warn", "error")
 
 # Time windows as (label, seconds); None is "all".
 TIME_WINDOWS: tuple[tuple[str, float | None], ...] = (
-    ("all", None), ("1m", 60.0), ("5m", 300.0), ("15m", 900.0), ("1h", 3600.0),
+    ("all", None), *((label, parse_duration(label)) for label in ("1m", "5m", "15m", "1h")),
 )
 
 

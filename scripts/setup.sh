@@ -38,7 +38,7 @@ if [ ! -x .venv/bin/python ]; then
   say "creating the Python environment (.venv)"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import moltconsole, moltconsole_backend, pytest' >/dev/null 2>&1 \
+if ! .venv/bin/python -c 'import moltconsole, moltconsole_backend, moltconsole_shared, pytest' >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.installed ]; then
   say "installing moltconsole and its dependencies"
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'

@@ -20,8 +20,9 @@ import pytest
 import pytest_asyncio
 
 from moltconsole.client import BackendClient
-from moltconsole.settings import GatewaySettings, PathSettings, SandboxSettings, Settings, load_settings
 from moltconsole_backend.api.service import BackendService
+from moltconsole_backend.settings import GatewaySettings, SandboxSettings, Settings, load_settings
+from moltconsole_shared.paths import PathSettings
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -35,15 +35,15 @@ from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 from textual.worker import Worker, WorkerState
 
 from moltconsole.client import BackendError
-from moltconsole.untrusted import sanitize
 from moltconsole.widgets.cost_chart import CostChart
 from moltconsole.widgets.cost_format import NO_PRICE, WINDOWS, millis, money, tokens
 from moltconsole.widgets.cost_summary import CostSummary
 from moltconsole.widgets.cost_table import CostTable
 from moltconsole.widgets.status_bar import StatusBar
-from moltconsole_backend.gateway.records import RequestRecord
-from moltconsole_backend.gateway.records_json import to_json
-from moltconsole_backend.gateway.reports import ModelUsage, SeriesPoint, Summary
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.records import RequestRecord
+from moltconsole_shared.wire.records_json import to_json
+from moltconsole_shared.wire.reports import ModelUsage, SeriesPoint, Summary
 
 PANES = ("chart", "models", "top", "errors", "tail")
 # One chart bar per bucket: an hour over a day, six hours over a week, a day over a month.
@@ -210,13 +210,11 @@ class CostsScreen(Screen[None]):
     ]
 
     def __init__(
-        self, client: CostSource, *, clock: Callable[[], float] = time.time,
-        warn_percent: float = 80.0, name: str | None = None,
+        self, client: CostSource, *, clock: Callable[[], float] = time.time, name: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.client = client
         self.clock = clock
-        self.warn_percent = warn_percent
         self.window = "24h"
         self.pane = "chart"
         self.snapshot: CostSnapshot | None = None
@@ -385,7 +383,7 @@ class CostsScreen(Screen[None]):
         empty = not snap.recent and not snap.models and not self._tail
         self.query_one("#costs-body").display = not empty
         self.query_one("#costs-empty").display = empty
-        self.query_one(CostSummary).show(snap.summary, snap.window, self.warn_percent)
+        self.query_one(CostSummary).show(snap.summary, snap.window, snap.summary.budget_warn_percent)
         self.query_one(CostChart).show(snap.series, snap.bucket_seconds)
         self._fill_models(snap.models)
         # Free requests (refused, failed before any token) are not "costliest".

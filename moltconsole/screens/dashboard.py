@@ -29,9 +29,9 @@ from textual.widgets import DataTable, Footer, RichLog, Sparkline, Static
 from moltconsole.client import BackendError
 from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
-from moltconsole.untrusted import sanitize
 from moltconsole.widgets.status_bar import StatusBar
-from moltconsole_backend.gateway.status import GatewayStatus, budget_line
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.status import GatewayStatus, budget_line
 
 RUNNING = ("starting", "ready", "unhealthy")
 HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)

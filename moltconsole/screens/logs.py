@@ -53,9 +53,9 @@ from moltconsole.logfilter import (
     next_in_cycle,
     window_start,
 )
-from moltconsole.untrusted import sanitize
 from moltconsole.widgets.log_view import LogView
 from moltconsole.widgets.status_bar import StatusBar
+from moltconsole_shared.untrusted import sanitize
 
 BATCH_INTERVAL = 1 / 15  # seconds; the issue asks for 10-20 repaints a second, not one per line
 INBOX_SIZE = 256  # server messages buffered ahead of the batcher; beyond it the socket backs up

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from moltconsole.widgets.cost_format import money
-from moltconsole_backend.gateway.reports import SeriesPoint
+from moltconsole_shared.wire.reports import SeriesPoint
 
 EIGHTHS = " ▁▂▃▄▅▆▇█"
 

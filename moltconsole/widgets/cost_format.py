@@ -5,17 +5,13 @@ No Textual here: the command line uses these too. Money arrives as integer nano-
 
 from __future__ import annotations
 
-import re
-
-from moltconsole_backend.gateway.records import NANOS_PER_USD
+from moltconsole_shared.durations import parse_duration
+from moltconsole_shared.wire.records import NANOS_PER_USD
 
 NO_PRICE = "no price"
 
 # The time windows the Costs screen cycles through, and their length in seconds.
-WINDOWS: dict[str, float] = {"24h": 86_400.0, "7d": 7 * 86_400.0, "30d": 30 * 86_400.0}
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
+WINDOWS: dict[str, float] = {label: parse_duration(label) for label in ("24h", "7d", "30d")}
 
 
 def money(nanos: int | float | None) -> str:
@@ -65,10 +61,3 @@ def percent(part: float, whole: float) -> str:
         return "-"
     return f"{100 * part / whole:.1f}%"
 
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``10m``, ``24h``, ``7d``; ValueError otherwise."""
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration such as 90s, 10m, 24h or 7d")
-    return float(match.group(1)) * _UNITS[match.group(2)]

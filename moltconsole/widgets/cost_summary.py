@@ -8,7 +8,7 @@ from textual.widget import Widget
 
 from moltconsole.formatting import duration
 from moltconsole.widgets.cost_format import millis, money, percent, rate
-from moltconsole_backend.gateway.reports import Percentiles, Summary
+from moltconsole_shared.wire.reports import Percentiles, Summary
 
 LABEL_WIDTH = 8
 BAR_MIN = 10

@@ -52,11 +52,11 @@ class Backend:
         self.socket = socket
 
 
-def _backend(records: list[Any]) -> Iterator[Backend]:
+def _backend(records: list[Any], warn_percent: float = 80.0) -> Iterator[Backend]:
     root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
     ledger = open_ledger(root / "ledger.sqlite", records)
     try:
-        with local_time_utc(), serve_in_thread(cost_app(ledger), root / "api.sock"):
+        with local_time_utc(), serve_in_thread(cost_app(ledger, warn_percent), root / "api.sock"):
             yield Backend(ledger, root / "api.sock")
     finally:
         ledger.close()
@@ -91,7 +91,7 @@ class CostsApp(App[None]):
         self.copied: list[str] = []
 
     def on_mount(self) -> None:
-        self.push_screen(CostsScreen(self.client, clock=lambda: T0, warn_percent=80.0))
+        self.push_screen(CostsScreen(self.client, clock=lambda: T0))
 
     async def on_unmount(self) -> None:
         await self.client.aclose()
@@ -383,7 +383,7 @@ async def test_number_key_3_opens_costs_in_the_console(seeded: Backend) -> None:
 # --- pieces ----------------------------------------------------------------------------------------
 def test_chart_sums_neighbouring_buckets_when_too_narrow() -> None:
     from moltconsole.widgets.cost_chart import merge_points
-    from moltconsole_backend.gateway.reports import SeriesPoint
+    from moltconsole_shared.wire.reports import SeriesPoint
 
     points = [SeriesPoint(start=float(i), cost_nanos=i, requests=1) for i in range(10)]
     merged = merge_points(points, 4)
@@ -391,6 +391,15 @@ def test_chart_sums_neighbouring_buckets_when_too_narrow() -> None:
         (0.0, 3, 3), (3.0, 12, 3), (6.0, 21, 3), (9.0, 9, 1),
     ]
     assert merge_points(points, 10) == points
+
+
+async def test_the_warn_mark_is_where_the_backend_says() -> None:
+    # gateway.budget_warn_percent is the backend's setting: the screen takes it from the API.
+    for backend in _backend(seeded_records(), warn_percent=50.0):
+        app = CostsApp(backend.socket)
+        async with app.run_test(size=(160, 48)) as pilot:
+            screen = await settled(pilot)
+            assert screen.query_one(CostSummary).warn_percent == 50.0
 
 
 def test_budget_bar_marks_the_warn_level_and_colours_by_share() -> None:

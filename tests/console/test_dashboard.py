@@ -71,7 +71,7 @@ def backend_process() -> Iterator[Path]:
 def alerts_backend() -> Iterator[Path]:
     """A backend started without any provider key whose $5.00 daily budget is spent."""
     from moltconsole_backend.gateway.ledger import Ledger
-    from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
+    from moltconsole_shared.wire.records import Cost, RequestRecord, Usage
 
     shutil.rmtree(ALERTS_ROOT, ignore_errors=True)
     (ALERTS_ROOT / "data").mkdir(parents=True)
@@ -246,6 +246,16 @@ async def test_unknown_theme_is_reported_not_fatal(backend_process: Path) -> Non
         await wait_for_status(pilot)
         messages = [n.message for n in app._notifications]
         assert any("unknown theme 'no-such-theme'" in m for m in messages)
+
+
+async def test_unknown_keymap_id_is_reported_not_fatal(backend_process: Path) -> None:
+    app = make_app(backend_process, '[console]\nkeymap = { "sandbox.strat" = "S", "logs.pause" = "space" }\n')
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        messages = [n.message for n in app._notifications]
+        assert any("unknown binding id 'sandbox.strat' in console.keymap; did you mean 'sandbox.start'"
+                   in m for m in messages)
+        assert not any("logs.pause" in m for m in messages)  # a real id is applied quietly
 
 
 async def test_lost_backend_shows_a_banner(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ import docker
 import pytest
 
 from moltconsole.client import BackendClient
-from moltconsole.settings import BudgetSettings, GatewaySettings, ProviderSettings, Settings
 from moltconsole_backend.api.service import BackendService
+from moltconsole_backend.settings import BudgetSettings, GatewaySettings, ProviderSettings, Settings
 from tests.conftest import SandboxEnv, free_port, wait_state
 from tests.support.fake_llm import FakeServer, Reply
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from moltconsole.settings import ProviderSettings
 from moltconsole_backend.gateway.exchange import REQUEST_ID_HEADER
+from moltconsole_backend.settings import ProviderSettings
 from tests.support.fake_llm import FakeServer, Reply
 from tests.support.gateway import (
     ANTHROPIC_KEY,

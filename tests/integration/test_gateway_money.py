@@ -16,10 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from moltconsole.settings import BudgetSettings, GatewaySettings, ProviderSettings
 from moltconsole_backend.gateway.budgets import BudgetGuard
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
 from moltconsole_backend.gateway.ledger import Ledger
+from moltconsole_backend.settings import BudgetSettings, GatewaySettings, ProviderSettings
 from tests.support.fake_llm import FakeServer, Reply
 from tests.support.gateway import (
     TOKEN,

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from moltconsole.settings import BudgetSettings, ProviderSettings
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
+from moltconsole_backend.settings import BudgetSettings, ProviderSettings
 from tests.support.fake_llm import FakeServer, Reply
 from tests.support.gateway import (
     ANTHROPIC_KEY,

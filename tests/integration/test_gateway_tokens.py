@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from moltconsole.client import BackendClient
-from moltconsole.settings import GatewaySettings, ProviderSettings
 from moltconsole_backend.api.service import BackendService
+from moltconsole_backend.settings import GatewaySettings, ProviderSettings
 from tests.conftest import SandboxEnv, free_port
 from tests.support.fake_llm import FakeServer
 

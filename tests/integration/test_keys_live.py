@@ -24,9 +24,10 @@ import pytest
 
 from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.launcher import ensure_backend
-from moltconsole.settings import load_settings
+from moltconsole.settings import load_settings as load_console_settings
 from moltconsole_backend.api.service import BackendService
-from moltconsole_backend.gateway.status import GatewayStatus
+from moltconsole_backend.settings import load_settings
+from moltconsole_shared.wire.status import GatewayStatus
 from tests.conftest import free_port
 from tests.support.fake_llm import FakeServer
 
@@ -184,7 +185,7 @@ async def test_a_backend_started_from_a_keyless_shell_is_announced_with_what_to_
     for var in KEY_VARS:
         monkeypatch.delenv(var, raising=False)
     config = write_config(root, fake.url, free_port())
-    settings = load_settings(config, env={})
+    settings = load_console_settings(config, env={})
     notices: list[str] = []
     client = await ensure_backend(settings, notice=notices.append)
     try:

@@ -17,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from moltconsole.settings import GatewaySettings, ProviderSettings
 from moltconsole_backend.gateway.budgets import BudgetGuard
 from moltconsole_backend.gateway.ledger import Ledger
 from moltconsole_backend.gateway.pricing import PriceTable
 from moltconsole_backend.gateway.proxy import GatewayProxy, TokenRegistry
-from moltconsole_backend.gateway.records import Cost, RequestRecord, Usage
 from moltconsole_backend.gateway.server import GatewayServer, bind_tcp
+from moltconsole_backend.settings import GatewaySettings, ProviderSettings
+from moltconsole_shared.wire.records import Cost, RequestRecord, Usage
 from tests.support.fake_llm import FakeServer
 
 TOKEN = "sandbox-token-0123456789"

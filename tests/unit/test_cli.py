@@ -28,7 +28,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from moltconsole import cli
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
-from moltconsole.settings import PathSettings, SandboxSettings, Settings
+from moltconsole.settings import PathSettings, Settings
 from tests.unit.test_client import serve_asgi, wait_readable
 
 GUARD = 10.0  # a hang fails the test after this long instead of blocking the run
@@ -48,9 +48,8 @@ def short_dir() -> Iterator[Path]:
 
 
 def settings_in(root: Path) -> Settings:
-    """Settings whose every path is under ``root``."""
+    """The console's settings, with every path under ``root``."""
     return Settings(
-        sandbox=SandboxSettings(name="clitest", gateway_port=18799),
         paths=PathSettings(data_dir=root / "data", cache_dir=root / "cache", runtime_dir=root / "run"),
     )
 
@@ -403,6 +402,28 @@ def test_destroy_not_interactive_needs_yes(
     assert cli.main(["--config", str(config_file), "destroy"]) == cli.EXIT_USAGE
     assert "moltconsole destroy --yes" in capsys.readouterr().err
     assert destroy_client.actions == []
+
+
+def test_destroy_prompt_names_the_state_directory_the_backend_reports(
+    monkeypatch: pytest.MonkeyPatch, short_dir: Path,
+) -> None:
+    # The sandbox's directories are the backend's settings: the console asks, it does not read them.
+    from tests.unit.test_cost_routes import serve_in_thread
+
+    backend = FakeBackend({**status("ready", "running"), "state_dir": "/srv/moltconsole/state"})
+    settings = settings_in(short_dir)
+    settings.paths.runtime_dir.mkdir()
+    asked: list[str] = []
+    monkeypatch.setattr(sys, "stdin", _Tty())
+    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "n")
+    with serve_in_thread(backend.app(), settings.socket_path):
+        assert cli._confirm_destroy(settings) == cli.EXIT_OK
+    assert cli._confirm_destroy(settings) == cli.EXIT_OK  # no backend answers now
+    assert asked == [
+        "Remove the sandbox container? The state directory /srv/moltconsole/state and the logs are "
+        "kept. [y/N] ",
+        "Remove the sandbox container? Its state directory and its logs are kept. [y/N] ",
+    ]
 
 
 async def test_destroy_prompt_in_a_terminal_exits_at_once_on_sigint(

@@ -23,7 +23,7 @@ import pytest
 from moltconsole import cli
 from moltconsole.widgets.cost_format import money
 from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.reports import Summary
+from moltconsole_shared.wire.reports import Summary
 from tests.unit.test_cost_routes import (
     DAY,
     cost_app,

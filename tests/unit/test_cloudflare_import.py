@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from moltconsole.settings import CloudflareSettings, GatewaySettings, PriceSettings
 from moltconsole_backend.gateway.cloudflare import (
     CACHE_HIT_PRICING,
     CLOUDFLARE_PRICING,
@@ -30,6 +29,7 @@ from moltconsole_backend.gateway.cloudflare import (
 )
 from moltconsole_backend.gateway.ledger import Ledger
 from moltconsole_backend.gateway.pricing import PriceTable
+from moltconsole_backend.settings import CloudflareSettings, GatewaySettings, PriceSettings
 from tests.support.fake_cloudflare import FakeCloudflare, iso
 
 TOKEN = "cf-test-token-0123456789"

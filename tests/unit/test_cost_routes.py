@@ -31,8 +31,8 @@ from starlette.routing import BaseRoute, Route
 from moltconsole.client import BackendClient, BackendError
 from moltconsole_backend.api.cost_routes import cost_routes
 from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.records import AttemptRecord, Cost, RequestRecord, Usage
-from moltconsole_backend.gateway.records_json import from_json
+from moltconsole_shared.wire.records import AttemptRecord, Cost, RequestRecord, Usage
+from moltconsole_shared.wire.records_json import from_json
 from tests.unit.test_client import serve_asgi
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z: "now" for every seeded figure
@@ -198,6 +198,9 @@ def budgets() -> tuple[int | None, int | None]:
     return DAILY_BUDGET, MONTHLY_BUDGET
 
 
+WARN_PERCENT = 80.0  # gateway.budget_warn_percent's default
+
+
 def health_route() -> Route:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"backend": "moltconsole", "version": "test", "pid": 0, "uptime": 0})
@@ -205,9 +208,9 @@ def health_route() -> Route:
     return Route("/v1/health", health)
 
 
-def cost_app(ledger: Ledger) -> Starlette:
+def cost_app(ledger: Ledger, warn_percent: float = WARN_PERCENT) -> Starlette:
     """The cost routes as the backend mounts them, plus /v1/health for the launcher."""
-    routes: list[BaseRoute] = [health_route(), *cost_routes(ledger, budgets)]
+    routes: list[BaseRoute] = [health_route(), *cost_routes(ledger, budgets, warn_percent=warn_percent)]
     return Starlette(routes=routes)
 
 
@@ -294,6 +297,14 @@ async def test_summary_fills_budgets_and_counts_the_window(seeded: Ledger) -> No
     assert data["unpriced"] == 2
     assert data["idle_nanos"] > 0 and data["background_nanos"] > 0
     assert data["duration"]["p50_ms"] is not None
+
+
+async def test_summary_says_where_the_budget_warning_starts(seeded: Ledger) -> None:
+    # The console draws its warn mark there: it does not read the backend's configuration.
+    app = cost_app(seeded, warn_percent=65.0)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as client:
+        response = await client.get("/v1/costs/summary", params={"now": T0})
+    assert response.json()["budget_warn_percent"] == 65.0
 
 
 async def test_summary_sandbox_filter(seeded: Ledger) -> None:

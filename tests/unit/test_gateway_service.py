@@ -11,10 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from moltconsole.settings import BudgetSettings, GatewaySettings, PathSettings, SandboxSettings, Settings
 from moltconsole_backend.gateway.keys import set_key
 from moltconsole_backend.gateway.service import GatewayService
-from moltconsole_backend.gateway.status import GatewayStatus
+from moltconsole_backend.settings import BudgetSettings, GatewaySettings, SandboxSettings, Settings
+from moltconsole_shared.paths import PathSettings
+from moltconsole_shared.wire.status import GatewayStatus
 from tests.support.gateway import priced_row
 
 NANO = 1_000_000_000

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from moltconsole.settings import GatewaySettings
 from moltconsole_backend.gateway.keys import (
     KeyEnvironment,
     KeysFileError,
@@ -19,6 +18,7 @@ from moltconsole_backend.gateway.keys import (
     remove_key,
     set_key,
 )
+from moltconsole_backend.settings import GatewaySettings
 
 ANTHROPIC = "sk-ant-api03-Zq8vN2kLmP4rT6wY9bC1dF3gH5jK7-a1b2"
 

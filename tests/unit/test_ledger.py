@@ -23,7 +23,7 @@ import pytest
 from moltconsole_backend.gateway.ledger import Ledger, LedgerVersionError
 from moltconsole_backend.gateway.ledger_queries import percentiles
 from moltconsole_backend.gateway.ledger_schema import SCHEMA_VERSION, bin_value, latency_bin
-from moltconsole_backend.gateway.records import (
+from moltconsole_shared.wire.records import (
     AttemptRecord,
     Cost,
     Outcome,
@@ -31,7 +31,7 @@ from moltconsole_backend.gateway.records import (
     Trigger,
     Usage,
 )
-from moltconsole_backend.gateway.reports import DayUsage, ModelUsage, SeriesPoint
+from moltconsole_shared.wire.reports import DayUsage, ModelUsage, SeriesPoint
 
 PARIS = ZoneInfo("Europe/Paris")
 KOLKATA = ZoneInfo("Asia/Kolkata")  # UTC+5:30: local midnight cuts a UTC hour in two

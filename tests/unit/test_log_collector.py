@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from moltconsole.settings import PathSettings, Settings
 from moltconsole_backend.logs import collector as collector_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
 from moltconsole_backend.logs.record import Record
 from moltconsole_backend.sandbox.state import SandboxState, SandboxStatus
+from moltconsole_backend.settings import Settings
+from moltconsole_shared.paths import PathSettings
 
 
 class StoppedSandbox:

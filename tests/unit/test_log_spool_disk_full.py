@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
-from moltconsole.settings import LogSettings, PathSettings, Settings
 from moltconsole_backend.logs import spool as spool_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
 from moltconsole_backend.logs.record import Record
 from moltconsole_backend.logs.spool import Spool
 from moltconsole_backend.sandbox.state import SandboxState, SandboxStatus
+from moltconsole_backend.settings import LogSettings, Settings
+from moltconsole_shared.paths import PathSettings
 
 DISK_BYTES = 2 << 20
 PAGE = 4096

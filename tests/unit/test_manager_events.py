@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from moltconsole.settings import PathSettings, SandboxSettings, Settings
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.sandbox.state import Desired, SandboxState
+from moltconsole_backend.settings import SandboxSettings, Settings
+from moltconsole_shared.paths import PathSettings
 
 CONTAINER_ID = "c" * 64
 END = object()

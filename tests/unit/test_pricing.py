@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from moltconsole.settings import GatewaySettings, PriceSettings
 from moltconsole_backend.gateway.pricing import (
     PriceTable,
     PriceTableError,
@@ -20,7 +19,8 @@ from moltconsole_backend.gateway.pricing import (
     parse_table,
     shipped_table,
 )
-from moltconsole_backend.gateway.records import Usage
+from moltconsole_backend.settings import GatewaySettings, PriceSettings
+from moltconsole_shared.wire.records import Usage
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from moltconsole_backend.gateway.records import AttemptRecord, Cost, RequestRecord, Usage
-from moltconsole_backend.gateway.records_json import RecordFormatError, from_json, to_json
+from moltconsole_shared.wire.records import AttemptRecord, Cost, RequestRecord, Usage
+from moltconsole_shared.wire.records_json import RecordFormatError, from_json, to_json
 
 
 def full_record() -> RequestRecord:

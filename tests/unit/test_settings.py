@@ -1,10 +1,18 @@
-"""Settings: defaults, TOML, environment overrides, and errors that name the key and its source."""
+"""Settings: defaults, TOML, environment overrides, and errors that name the key and its source.
 
+Most tests read the backend's settings (it owns most sections); the ones at the end check that
+each side reads only its own sections of the one file.
+"""
+
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from moltconsole.settings import DEFAULT_OPENCLAW_VERSION, ConfigError, load_settings
+from moltconsole import settings as console
+from moltconsole_backend.settings import DEFAULT_OPENCLAW_VERSION, load_settings
+from moltconsole_shared.config import SECTIONS, ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -153,3 +161,54 @@ def test_the_keys_file_lives_in_the_data_dir_unless_configured(tmp_path: Path) -
     assert load_settings(path, env={}).keys_path == tmp_path / "data" / "keys.env"
     path = write(tmp_path, f'[paths]\nkeys_file = "{tmp_path}/etc/keys.env"\n')
     assert load_settings(path, env={}).keys_path == tmp_path / "etc" / "keys.env"
+
+
+# --- one file, two readers ------------------------------------------------------------------
+def test_each_side_validates_only_its_own_sections(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[console]\ntheme = "nord"\n[sandbox]\ngateway_port = "lots"\n'
+        f'[paths]\nruntime_dir = "{tmp_path}/run"\n',
+    )
+    seen_by_console = console.load_settings(path, env={})  # the sandbox is not its business
+    assert seen_by_console.console.theme == "nord"
+    assert seen_by_console.socket_path == tmp_path / "run" / "backend.sock"
+    with pytest.raises(ConfigError, match=r"sandbox\.gateway_port"):
+        load_settings(path, env={})
+    backend_path = write(tmp_path, '[console]\nkeymap = "not a table"\n')
+    assert load_settings(backend_path, env={}).gateway.enabled  # the console's section is not its
+    with pytest.raises(ConfigError, match=r"console\.keymap"):
+        console.load_settings(backend_path, env={})
+
+
+@pytest.mark.parametrize("load", [load_settings, console.load_settings], ids=["backend", "console"])
+def test_a_section_nobody_owns_is_named_by_both_sides(tmp_path: Path, load: Callable[..., Any]) -> None:
+    path = write(tmp_path, "[sandbx]\nname = \"x\"\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    text = str(caught.value)
+    assert f"sandbx (in {path}): unknown section" in text
+    assert "[sandbox]" in text and "[console]" in text  # says what the sections are
+
+
+@pytest.mark.parametrize("load", [load_settings, console.load_settings], ids=["backend", "console"])
+def test_a_variable_for_a_section_nobody_owns_names_the_variable(
+    tmp_path: Path, load: Callable[..., Any]
+) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "MOLTCONSOLE_GATEWY__PORT": "1"}
+    with pytest.raises(ConfigError) as caught:
+        load(None, env=env)
+    assert "gatewy (in environment variable MOLTCONSOLE_GATEWY__PORT): unknown section" in str(caught.value)
+
+
+def test_both_sides_own_every_section_between_them() -> None:
+    from moltconsole_backend.settings import Settings as BackendSettings
+
+    owned = {name for model in (BackendSettings, console.Settings) for name in model.model_fields}
+    assert owned - {"source"} == SECTIONS
+
+
+def test_heartbeat_is_a_whole_number_of_units_as_openclaw_reads_it(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, '[sandbox]\nheartbeat = "30m"\n'), env={}).sandbox.heartbeat == "30m"
+    with pytest.raises(ConfigError, match=r"sandbox\.heartbeat = '0\.5h'"):
+        load_settings(write(tmp_path, '[sandbox]\nheartbeat = "0.5h"\n'), env={})

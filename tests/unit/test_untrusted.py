@@ -1,6 +1,8 @@
 """Text from the sandbox cannot drive the terminal."""
 
-from moltconsole.untrusted import sanitize
+import pytest
+
+from moltconsole_shared.untrusted import sanitize
 
 
 def test_escape_sequences_become_visible_and_inert() -> None:
@@ -12,3 +14,18 @@ def test_escape_sequences_become_visible_and_inert() -> None:
 
 def test_plain_text_and_tabs_are_unchanged() -> None:
     assert sanitize("level=info\tmsg=héllo ✓") == "level=info\tmsg=héllo ✓"
+
+
+@pytest.mark.parametrize(
+    "control", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2068",
+                "\u2069", "\u200e", "\u200f", "\u061c"],
+)
+def test_bidirectional_controls_become_visible(control: str) -> None:
+    # "Trojan Source": an override makes "exe.txt" display as "txt.exe".
+    clean = sanitize(f"invoice{control}txt.exe")
+    assert control not in clean
+    assert clean == "invoice\ufffdtxt.exe"
+
+
+def test_right_to_left_text_itself_is_kept() -> None:
+    assert sanitize("שלום مرحبا") == "שלום مرحبا"

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from moltconsole_backend.gateway import usage as usage_mod
-from moltconsole_backend.gateway.records import Api
 from moltconsole_backend.gateway.usage import (
     ParsedResponse,
     error_kind_for,
@@ -18,6 +17,7 @@ from moltconsole_backend.gateway.usage import (
     request_model,
     wants_stream,
 )
+from moltconsole_shared.wire.records import Api
 
 
 def sse(*events: tuple[str | None, Any], eol: str = "\n") -> bytes:

@@ -28,7 +28,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -39,8 +38,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from moltconsole_backend.gateway.ledger import Ledger
-from moltconsole_backend.gateway.records import RequestRecord
-from moltconsole_backend.gateway.records_json import to_json
+from moltconsole_shared.durations import DurationError, is_duration, parse_duration
+from moltconsole_shared.wire.records import RequestRecord
+from moltconsole_shared.wire.records_json import to_json
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,6 @@ TAIL_QUEUE = 1000  # records held for a slow tail client before they are dropped
 TAIL_BATCH_INTERVAL = 0.1  # seconds: at most ten tail messages a second
 TAIL_BATCH_MAX = 200  # records in one tail message
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(s|m|h|d)")
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0}
 _KINDS = ("top", "errors", "recent")
 
 T = TypeVar("T")
@@ -69,8 +67,9 @@ def _error(kind: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
 
 
-def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
-    """The /v1/costs routes over ``ledger``; ``budgets()`` fills the summary's budget fields."""
+def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> list[BaseRoute]:
+    """The /v1/costs routes over ``ledger``; ``budgets()`` and ``warn_percent`` (the configured
+    ``gateway.budget_warn_percent``) fill the summary's budget fields."""
 
     async def query(call: Callable[[], T]) -> T:
         # SQLite calls block: run them off the event loop.
@@ -102,7 +101,9 @@ def cost_routes(ledger: Ledger, budgets: Budgets) -> list[BaseRoute]:
         sandbox = _sandbox(params)
         result = await query(lambda: ledger.summary(now=now, window_seconds=window, sandbox=sandbox))
         daily, monthly = budgets()
-        result = dataclasses.replace(result, daily_budget_nanos=daily, monthly_budget_nanos=monthly)
+        result = dataclasses.replace(
+            result, daily_budget_nanos=daily, monthly_budget_nanos=monthly, budget_warn_percent=warn_percent
+        )
         return JSONResponse(dataclasses.asdict(result))
 
     async def models(_: Request, params: dict[str, str]) -> Response:
@@ -300,10 +301,10 @@ def _epoch(text: str, name: str) -> float:
 
 
 def _duration(text: str, name: str) -> float:
-    match = _DURATION.fullmatch(text.strip())
-    if not match:
-        raise ParamError(f"{name} must be a duration such as 90s, 10m, 24h or 7d, not {text!r}")
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        seconds = parse_duration(text)
+    except DurationError:
+        raise ParamError(f"{name} must be a duration such as 90s, 10m, 24h or 7d, not {text!r}") from None
     if seconds <= 0 or seconds > MAX_SPAN:
         raise ParamError(f"{name} must be more than 0 and at most 400d, not {text!r}")
     return seconds
@@ -311,7 +312,7 @@ def _duration(text: str, name: str) -> float:
 
 def _time(text: str, name: str, now: float) -> float:
     """A duration ago (``7d``) or epoch seconds."""
-    if _DURATION.fullmatch(text.strip()):
+    if is_duration(text):
         return now - _duration(text, name)
     try:
         return _epoch(text, name)

@@ -25,13 +25,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-import moltconsole
 from moltconsole_backend.api.cost_routes import cost_routes
 from moltconsole_backend.gateway.keys import key_rows
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryError
 from moltconsole_backend.sandbox import devices
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
+from moltconsole_shared import __version__
 
 log = logging.getLogger(__name__)
 EXEC_STDOUT = b"\x01"
@@ -62,7 +62,7 @@ def create_app(
         return JSONResponse(
             {
                 "backend": "moltconsole",
-                "version": moltconsole.__version__,
+                "version": __version__,
                 "pid": os.getpid(),
                 "uptime": time.time() - started,
                 "gateway": gateway.status() if gateway is not None else None,
@@ -92,7 +92,7 @@ def create_app(
                     if version is not None and not isinstance(version, str):
                         return error("request", "'version' must be a string such as 2026.9.6", 400)
                     if version:
-                        from moltconsole.settings import SandboxSettings
+                        from moltconsole_backend.settings import SandboxSettings
 
                         try:
                             SandboxSettings(openclaw_version=version)
@@ -217,7 +217,9 @@ def create_app(
     for name in ("start", "stop", "restart", "destroy", "rebuild", "rotate-token"):
         routes.append(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]))
     if gateway is not None:
-        routes += cost_routes(gateway.ledger, gateway.budgets)
+        routes += cost_routes(
+            gateway.ledger, gateway.budgets, warn_percent=gateway.settings.gateway.budget_warn_percent
+        )
     return Starlette(routes=routes)
 
 

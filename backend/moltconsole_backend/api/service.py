@@ -21,11 +21,11 @@ from typing import IO
 
 import uvicorn
 
-from moltconsole.settings import Settings
 from moltconsole_backend.api.routes import create_app
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
+from moltconsole_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included

@@ -25,9 +25,8 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from moltconsole.settings import BudgetSettings, GatewaySettings
-
-from .records import NANOS_PER_USD
+from moltconsole_backend.settings import BudgetSettings, GatewaySettings
+from moltconsole_shared.wire.records import NANOS_PER_USD
 
 log = logging.getLogger(__name__)
 

@@ -47,9 +47,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from moltconsole.settings import CloudflareSettings
-
-from .records import NANOS_PER_USD, Api, AttemptRecord, Cost, RequestRecord, Usage
+from moltconsole_backend.settings import CloudflareSettings
+from moltconsole_shared.wire.records import NANOS_PER_USD, Api, AttemptRecord, Cost, RequestRecord, Usage
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,10 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from moltconsole_shared.wire.records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
+
 from . import usage as usage_mod
 from .http_server import Request, ResponseWriter
-from .records import Api, AttemptRecord, Cost, Outcome, RequestRecord, Usage
 from .redact import Redactor
 from .request_body import BadRequest, ParsedBody
 from .upstream import (

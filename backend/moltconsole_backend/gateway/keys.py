@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from moltconsole.settings import GatewaySettings, ProviderSettings
-
-from .status import MissingKey
+from moltconsole_backend.settings import GatewaySettings, ProviderSettings
+from moltconsole_shared.wire.status import MissingKey
 
 log = logging.getLogger(__name__)
 

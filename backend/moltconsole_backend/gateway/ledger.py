@@ -40,6 +40,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from moltconsole_shared.wire.records import RequestRecord
+from moltconsole_shared.wire.reports import DayUsage, ModelUsage, SeriesPoint, Summary
+
 from . import ledger_queries as q
 from .ledger_schema import (
     INSERT_ATTEMPT,
@@ -58,8 +61,6 @@ from .ledger_schema import (
     request_row,
     usage_rows,
 )
-from .records import RequestRecord
-from .reports import DayUsage, ModelUsage, SeriesPoint, Summary
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,9 @@ from itertools import pairwise
 from sqlite3 import Connection
 from typing import Any
 
+from moltconsole_shared.wire.records import RequestRecord
+from moltconsole_shared.wire.reports import DayUsage, ModelUsage, Percentiles, SeriesPoint, Summary
+
 from .ledger_schema import (
     ALL_SANDBOXES,
     HOUR,
@@ -37,8 +40,6 @@ from .ledger_schema import (
     latency_bin,
     request_from_row,
 )
-from .records import RequestRecord
-from .reports import DayUsage, ModelUsage, Percentiles, SeriesPoint, Summary
 
 DAY = 86400
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
-from .records import (
+from moltconsole_shared.wire.records import (
     Api,
     AttemptRecord,
     Cost,

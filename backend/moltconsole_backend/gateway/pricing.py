@@ -43,9 +43,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from moltconsole.settings import GatewaySettings, PriceSettings
-
-from .records import NANOS_PER_USD, Cost, Usage
+from moltconsole_backend.settings import GatewaySettings, PriceSettings
+from moltconsole_shared.wire.records import NANOS_PER_USD, Cost, Usage
 
 TOKENS_PER_RATE_UNIT = 1_000_000  # rates are per million tokens
 CONFIG_SUFFIX = "+config"

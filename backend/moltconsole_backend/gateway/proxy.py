@@ -26,13 +26,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from moltconsole.settings import GatewaySettings, ProviderSettings
+from moltconsole_backend.settings import GatewaySettings, ProviderSettings
+from moltconsole_shared.wire.records import Api, RequestRecord
 
 from .budgets import BudgetGuard
 from .exchange import Exchange, Refused, connection_tokens, error_body
 from .http_server import Request, ResponseWriter
 from .pricing import PriceTable
-from .records import Api, RequestRecord
 from .redact import Redactor
 from .request_body import BodyReader
 from .upstream import UpstreamPool

@@ -23,8 +23,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from moltconsole_shared.wire.records import Api, Trigger
+
 from . import usage as usage_mod
-from .records import Api, Trigger
 from .trigger import classify_trigger
 
 log = logging.getLogger(__name__)

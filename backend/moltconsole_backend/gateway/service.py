@@ -10,7 +10,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from moltconsole.settings import Settings
+from moltconsole_backend.settings import Settings
+from moltconsole_shared.wire.status import BudgetState, GatewayStatus, MissingKey
 
 from ..sandbox.spec import model_token_path, read_or_create_token, write_new_token
 from .budgets import BudgetGuard
@@ -19,7 +20,6 @@ from .ledger import Ledger
 from .pricing import PriceTable
 from .proxy import GatewayProxy, TokenRegistry
 from .server import GatewayServer, bind_tcp, bridge_address
-from .status import BudgetState, GatewayStatus, MissingKey
 
 log = logging.getLogger(__name__)
 

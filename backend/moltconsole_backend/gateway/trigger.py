@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .records import Api, Trigger
+from moltconsole_shared.wire.records import Api, Trigger
 
 HEAD_CHARS = 8192  # markers sit at the start of OpenClaw's prompts ...
 TAIL_CHARS = 2048  # ... or, for summaries, at the end

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .records import Api, Usage, UsageSource
+from moltconsole_shared.wire.records import Api, Usage, UsageSource
 
 # What went wrong, as the ledger and the Costs screen group it.
 ErrorKind = Literal[

@@ -30,12 +30,12 @@ from typing import Any, BinaryIO
 
 import docker
 
-from moltconsole.settings import Settings
 from moltconsole_backend.logs.record import LEVELS, Record
 from moltconsole_backend.logs.sources import ContainerLogReader, FilePosition, FileTailer
 from moltconsole_backend.logs.spool import Spool, line_seq
 from moltconsole_backend.sandbox.engine import connect
 from moltconsole_backend.sandbox.manager import RUNNING_STATES, SandboxManager
+from moltconsole_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 BATCH_RECORDS = 2000

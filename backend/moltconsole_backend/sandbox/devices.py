@@ -9,8 +9,8 @@ import json
 import re
 from typing import Any, Literal
 
-from moltconsole.untrusted import sanitize
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
+from moltconsole_shared.untrusted import sanitize
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CLI = "openclaw"

@@ -692,7 +692,8 @@ def _build_failure(message: str, tail: deque[str], base: str, offline: bool) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m moltconsole_backend.sandbox.image [--version V] [--route R]``."""
-    from moltconsole.settings import ConfigError, load_settings
+    from moltconsole_backend.settings import load_settings
+    from moltconsole_shared.config import ConfigError
 
     parser = argparse.ArgumentParser(
         prog="python -m moltconsole_backend.sandbox.image",

@@ -24,8 +24,6 @@ import httpx
 import requests
 from docker.models.containers import Container
 
-from moltconsole.settings import Settings
-from moltconsole.untrusted import sanitize
 from moltconsole_backend.sandbox import spec
 from moltconsole_backend.sandbox.engine import (
     EngineUnavailable,
@@ -50,6 +48,8 @@ from moltconsole_backend.sandbox.state import (
     ScheduleRestart,
 )
 from moltconsole_backend.sandbox.stats import StatsSample, compute_sample
+from moltconsole_backend.settings import Settings
+from moltconsole_shared.untrusted import sanitize
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from moltconsole.settings import Settings
+from moltconsole_backend.settings import Settings
 
 GATEWAY_PORT = 18789  # inside the container
 STATE_MOUNT = "/data/state"

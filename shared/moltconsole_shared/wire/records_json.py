@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, get_args
 
-from moltconsole_backend.gateway.records import (
+from moltconsole_shared.wire.records import (
     Api,
     AttemptRecord,
     Cost,

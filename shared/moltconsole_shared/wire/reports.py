@@ -46,6 +46,9 @@ class Summary(_FromDict):
     idle_nanos: int = 0  # spent in hours of the window with no user-triggered request
     daily_budget_nanos: int | None = None
     monthly_budget_nanos: int | None = None
+    # gateway.budget_warn_percent: where a budget bar turns yellow (80: the setting's default,
+    # for an answer from a backend that does not say).
+    budget_warn_percent: float = 80.0
 
 
 @dataclass(slots=True)
