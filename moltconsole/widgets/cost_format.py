@@ -34,6 +34,19 @@ def money(nanos: int | float | None) -> str:
     return f"{sign}${dollars:.4f}"
 
 
+def money_exact(nanos: int | None) -> str:
+    """Every digit the ledger holds, trailing zeros trimmed to cents: ``$0.006045``, ``$1.50``.
+
+    For one request's detail, where ``money`` would round $0.006045 to $0.0060. Integer
+    arithmetic, so no float noise; None is "no price", as in ``money``.
+    """
+    if nanos is None:
+        return NO_PRICE
+    whole, fraction = divmod(abs(nanos), NANOS_PER_USD)
+    digits = f"{fraction:09d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if nanos < 0 else ''}${whole:,}.{digits}"
+
+
 def rate(nanos_per_hour: float) -> str:
     """A burn rate: ``$0.0312/h``."""
     return f"{money(round(nanos_per_hour))}/h"

@@ -21,13 +21,17 @@ from rich.console import Console
 from rich.text import Text
 from textual.app import App
 from textual.pilot import Pilot
+from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from moltconsole.client import BackendClient
 from moltconsole.resources import styles_dir
-from moltconsole.screens.costs import CostDetailScreen, CostsFailed, CostsScreen
+from moltconsole.screens.cost_detail import CostDetailScreen
+from moltconsole.screens.cost_feeds import CostsFailed
+from moltconsole.screens.costs import CostsScreen
 from moltconsole.widgets.cost_chart import CostChart
 from moltconsole.widgets.cost_summary import CostSummary
+from moltconsole.widgets.cost_table import CostTable
 from moltconsole_backend.gateway.ledger import Ledger
 from tests.unit.test_cost_routes import (
     DAY,
@@ -154,10 +158,12 @@ def test_costs_snapshot(seeded: Backend, snap_compare: Any, size: tuple[int, int
     assert snap_compare(CostsApp(seeded.socket), terminal_size=size, run_before=run_before)
 
 
-def test_costs_models_panel_snapshot(seeded: Backend, snap_compare: Any) -> None:
+@pytest.mark.parametrize("key", ["m", "x", "e", "l"])
+def test_costs_panel_snapshot(seeded: Backend, snap_compare: Any, key: str) -> None:
+    # Models, top requests, errors, live tail: one at a time in a small terminal.
     async def run_before(pilot: Pilot[None]) -> None:
         await settled(pilot)
-        await pilot.press("m")
+        await pilot.press(key)
 
     assert snap_compare(CostsApp(seeded.socket), terminal_size=(80, 24), run_before=run_before)
 
@@ -271,6 +277,82 @@ async def test_enter_opens_every_field_and_attempt_and_escape_closes(seeded: Bac
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, CostsScreen)
+
+
+@pytest.mark.parametrize(("size", "panes"), [
+    ((80, 24), ["models", "top", "errors", "tail"]),
+    ((160, 48), [""]),  # every panel at once
+])
+async def test_tables_show_whole_columns_and_say_what_a_wider_terminal_adds(
+    fresh: Backend, size: tuple[int, int], panes: list[str],
+) -> None:
+    # A long error message wraps in its column instead of running off the edge.
+    message = "messages.3.content.0: tool_result does not answer any tool_use block; " * 4
+    fresh.ledger.record(request("long-error", T0 - 30, "claude-sonnet-4-5", chat(0, 0),
+                                outcome="error", status=400, error_kind="invalid_request",
+                                error_message=message))
+    async with CostsApp(fresh.socket).run_test(size=size) as pilot:
+        screen = await settled(pilot)
+        for pane in panes:
+            if pane:
+                await pilot.press({"models": "m", "top": "x", "errors": "e", "tail": "l"}[pane])
+                await pilot.pause()
+            for table in screen.query(CostTable):
+                if not table.region.width:
+                    continue  # a panel not on screen
+                # Nothing to scroll sideways to: no column runs past the edge.
+                assert table.max_scroll_x == 0, table.id
+                assert [str(c.label) for c in table.columns.values()] == [
+                    c.label for c in table.specs if c.key in table.shown]
+                hidden = len(table.specs) - len(table.shown)
+                holder = table.parent
+                subtitle = str(holder.border_subtitle) if isinstance(holder, Widget) else ""
+                assert (f"{hidden} more column" in subtitle) == bool(hidden), table.id
+        errors = screen.query_one("#costs-errors", CostTable)
+        assert "message" in errors.shown
+        wrapped = str(errors.get_row("long-error")[errors.shown.index("message")])
+        assert 1 < len(wrapped.splitlines()) <= 3 and wrapped.endswith("…")
+
+
+async def test_token_words_are_the_same_in_every_table_and_the_detail(seeded: Backend) -> None:
+    async with CostsApp(seeded.socket).run_test(size=(160, 48)) as pilot:
+        screen = await settled(pilot)
+        labels = {table.id: [c.label for c in table.specs] for table in screen.query(CostTable)}
+        for words in labels.values():
+            assert not {"in", "out", "input"} & set(words)
+        assert {"prompt", "cache read", "cache write", "output", "reasoning"} <= set(
+            labels["costs-models"])
+        assert {"prompt", "output"} <= set(labels["costs-top"]) & set(labels["costs-tail"])
+        # "prompt" is every token sent: uncached, cache reads and cache writes.
+        sonnet = next(m for m in seeded.ledger.by_model(T0 - DAY, T0)
+                      if m.model == "claude-sonnet-4-5")
+        models = screen.query_one("#costs-models", CostTable)
+        row = models.get_row("anthropic/claude-sonnet-4-5")
+        prompt = (sonnet.input_tokens + sonnet.cache_read_tokens + sonnet.cache_write_5m_tokens
+                  + sonnet.cache_write_1h_tokens)
+        assert str(row[models.shown.index("prompt")]) == f"{prompt:,}"
+        assert sonnet.cache_read_tokens and prompt > sonnet.input_tokens
+        detail = await open_detail(pilot, "top", "fallback-1")
+        fields = text_of(detail.query_one("#costs-detail-fields"))
+        usage = detail.record.usage
+        assert f"prompt            {usage.prompt_tokens:,}" in fields
+        assert f"  uncached        {usage.input_tokens:,}" in fields
+        assert f"  cache read      {usage.cache_read_tokens:,}" in fields
+        assert "input" not in fields
+        attempts = text_of(detail.query_one("#costs-detail-attempts"))
+        assert f"prompt {usage.prompt_tokens:,}   output {usage.output_tokens:,}" in attempts
+
+
+async def test_the_detail_shows_the_exact_cost_where_the_table_rounds(fresh: Backend) -> None:
+    # Haiku: $1 per million tokens in, $5 out: 1,045 in and 1,000 out cost $0.006045.
+    fresh.ledger.record(request("odd-1", T0 - 20, "claude-haiku-4-5", chat(1_045, 1_000)))
+    app = CostsApp(fresh.socket)
+    async with app.run_test(size=(80, 24)) as pilot:
+        detail = await open_detail(pilot, "tail", "odd-1")
+        tail = costs(pilot).query_one("#costs-tail", CostTable)
+        assert str(tail.get_row("odd-1")[tail.shown.index("cost")]) == "$0.0060"
+        assert "cost              $0.006045" in text_of(detail.query_one("#costs-detail-fields"))
+        assert "cost $0.006045" in text_of(detail.query_one("#costs-detail-attempts"))
 
 
 async def test_enter_on_the_models_panel_explains_itself(seeded: Backend) -> None:
@@ -400,6 +482,65 @@ async def test_the_warn_mark_is_where_the_backend_says() -> None:
         async with app.run_test(size=(160, 48)) as pilot:
             screen = await settled(pilot)
             assert screen.query_one(CostSummary).warn_percent == 50.0
+
+
+@pytest.mark.parametrize("width", range(60, 121))  # the summary is 66 wide and up
+def test_the_summary_wraps_whole_parts_and_never_cuts_one(width: int) -> None:
+    # The figures: four-decimal amounts made "burn $0.0302/h ≈ $0.7254…" run off.
+    from moltconsole_shared.wire.reports import Summary
+
+    summary = Summary(
+        now=T0, today_nanos=30_200_000, week_nanos=211_000_000, month_nanos=725_400_000,
+        month_to_date_nanos=512_300_000, burn_rate_nanos_per_hour=30_225_000, requests=1_234,
+        errors=56, unpriced=12, window_seconds=DAY, duration={"p50_ms": 3150.0, "p95_ms": 12_300.0},
+        ttfb={"p50_ms": 514.0, "p95_ms": 1240.0}, background_nanos=89_000_000,
+        idle_nanos=83_400_000, daily_budget_nanos=2_000_000_000, monthly_budget_nanos=40_000_000_000,
+    )
+    widget = CostSummary()
+    widget.show(summary, "24h", 80.0)
+    lines = [line.plain for line in widget.lines(width)]
+    assert all(len(line) <= width for line in lines), lines
+    assert not any("…" in line for line in lines)
+    for part in ("today $0.0302", "7 days $0.2110", "30 days $0.7254", "$0.0302/h in the last hour",
+                 "≈ $0.7254/day at this rate", "full in 2d17h at this rate", "$0.5123 of $40.00",
+                 "1,234 requests", "56 errors (4.5%)", "12 with no price (not in the sums)",
+                 "first byte p50 514 ms  p95 1.24 s", "heartbeat/background $0.0890"):
+        assert any(part in line for line in lines), (part, lines)
+    if width >= 76:  # the Costs screen at 80 columns, and each half at 160
+        assert lines[:2] == [
+            "spent   today $0.0302   7 days $0.2110   30 days $0.7254",
+            "burn    $0.0302/h in the last hour ≈ $0.7254/day at this rate",
+        ]
+
+
+def test_columns_fit_by_rank_and_the_elastic_one_takes_what_is_left() -> None:
+    from moltconsole.widgets.cost_table import Column, fit_columns
+
+    columns = [Column("when", "when", 0), Column("model", "model", 3),
+               Column("error", "error", 1), Column("message", "message", 2, lines=3)]
+    natural = {"when": 11, "model": 17, "error": 16, "message": 300}
+    # Wide: all four, the message gets the rest.
+    assert fit_columns(columns, natural, 120, 1) == {
+        "when": 11, "error": 16, "message": 120 - 11 - 16 - 17 - 8, "model": 17}
+    # Narrow: the model goes first (highest rank), never a column cut in half.
+    assert fit_columns(columns, natural, 60, 1) == {"when": 11, "error": 16, "message": 27}
+    # Too narrow for anything but the first rank: it still shows.
+    assert fit_columns(columns, natural, 5, 1) == {"when": 11}
+    # A prefix of the ranks: a later, smaller column does not jump a gap.
+    small = [Column("a", "a", 0), Column("b", "b", 1), Column("c", "c", 2)]
+    assert fit_columns(small, {"a": 10, "b": 30, "c": 2}, 20, 1) == {"a": 10}
+
+
+def test_a_wrapped_cell_stops_at_its_lines_with_an_ellipsis() -> None:
+    from rich.console import Console
+
+    from moltconsole.widgets.cost_table import wrap_cell
+
+    text = Text("word " * 40)
+    wrapped = wrap_cell(Console(), text, 20, 3).plain.splitlines()
+    assert len(wrapped) == 3 and all(len(line) <= 20 for line in wrapped)
+    assert wrapped[-1].endswith("…")
+    assert wrap_cell(Console(), Text("short"), 20, 3).plain == "short"
 
 
 def test_budget_bar_marks_the_warn_level_and_colours_by_share() -> None:
