@@ -597,10 +597,13 @@ def format_devices(data: dict[str, Any]) -> str:
 
 
 # --- costs --------------------------------------------------------------------------------
-# (column title, field, kind) of ``moltconsole costs``; kind says how a value is written.
+# (column title, field, kind) of ``moltconsole costs``; kind says how a value is written
+# ("data": in --json and --csv only). Token words as on the Costs screen: "prompt" is every
+# token sent, cache included; the API's input_tokens is its uncached part.
 MODEL_COLUMNS = [
     ("provider", "provider", "text"), ("model", "model", "text"), ("requests", "requests", "count"),
-    ("errors", "errors", "count"), ("input", "input_tokens", "count"),
+    ("errors", "errors", "count"), ("prompt", "prompt_tokens", "count"),
+    ("uncached", "input_tokens", "data"),
     ("output", "output_tokens", "count"), ("cache read", "cache_read_tokens", "count"),
     ("cache write 5m", "cache_write_5m_tokens", "count"),
     ("cache write 1h", "cache_write_1h_tokens", "count"),
@@ -609,7 +612,8 @@ MODEL_COLUMNS = [
 ]
 DAY_COLUMNS = [
     ("day", "day", "text"), ("requests", "requests", "count"), ("errors", "errors", "count"),
-    ("input", "input_tokens", "count"), ("output", "output_tokens", "count"),
+    ("prompt", "prompt_tokens", "count"), ("uncached", "input_tokens", "data"),
+    ("output", "output_tokens", "count"),
     ("cache read", "cache_read_tokens", "count"), ("cache write", "cache_write_tokens", "count"),
     ("cost", "cost_nanos", "money"), ("no price", "unpriced", "count"),
 ]
@@ -627,6 +631,7 @@ async def _costs(client: BackendClient, args: argparse.Namespace) -> int:
         rows = [dataclasses.asdict(r) for r in
                 await client.costs_days(since=since, sandbox=args.sandbox)]
         columns = DAY_COLUMNS
+    rows = [with_prompt_tokens(row) for row in rows]
     if args.json:
         print(json.dumps(costs_json(rows, columns, since, args.by, args.sandbox), indent=2))
     elif args.csv:
@@ -635,6 +640,13 @@ async def _costs(client: BackendClient, args: argparse.Namespace) -> int:
         summary = await client.costs_summary(sandbox=args.sandbox)
         print(format_costs(rows, columns, since, args.by, args.sandbox, summary))
     return EXIT_OK
+
+
+def with_prompt_tokens(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``prompt_tokens``: uncached input, cache reads and cache writes together."""
+    writes = sum(row.get(f, 0) for f in ("cache_write_tokens", "cache_write_5m_tokens",
+                                          "cache_write_1h_tokens"))
+    return {**row, "prompt_tokens": row["input_tokens"] + row["cache_read_tokens"] + writes}
 
 
 def _usd_exact(nanos: int) -> str:
@@ -703,6 +715,8 @@ def format_costs(
 ) -> str:
     """The human table: a summary line, one row per model or day, a total, and notes."""
     from moltconsole.widgets.cost_format import money, rate
+
+    columns = [column for column in columns if column[2] != "data"]
 
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(since))
     who = f"sandbox {sanitize(sandbox)}" if sandbox else "all sandboxes"

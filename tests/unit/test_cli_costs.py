@@ -77,11 +77,16 @@ def test_table_by_model(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixt
     assert re.match(r"today \$\S+ +7 days \$\S+ +30 days \$\S+ +burn \$\S+/h$", lines[0])
     assert lines[2].startswith("spend by model since ") and lines[2].endswith(", all sandboxes")
     header = lines[3].split()
-    assert header[:4] == ["provider", "model", "requests", "errors"]
+    assert header[:6] == ["provider", "model", "requests", "errors", "prompt", "output"]
+    # The Costs screen's words: "prompt" counts cache reads and writes; no "input" column.
+    assert "input" not in header and "uncached" not in header
     models = by_model_since(ledger, 7 * DAY)
+    s = models["claude-sonnet-4-5"]
     sonnet = next(line for line in lines if " claude-sonnet-4-5 " in line)
     # Tokens with thousands separators, money as on the screen.
-    assert f" {models['claude-sonnet-4-5'].input_tokens:,} " in sonnet
+    prompt = (s.input_tokens + s.cache_read_tokens + s.cache_write_5m_tokens
+              + s.cache_write_1h_tokens)
+    assert s.cache_read_tokens and sonnet.split()[4] == f"{prompt:,}"
     assert sonnet.split()[-3] == money(models["claude-sonnet-4-5"].cost_nanos)
     mini = next(line for line in lines if " gpt-5-mini " in line)
     assert "no price" in mini and "$0" not in mini.split("no price")[0].split()[-1]
@@ -114,8 +119,13 @@ def test_json(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) 
             # No price: null, never 0.
             assert row["unpriced"] == 2 and row["cost_nanos"] is None and row["cost_usd"] is None
             continue
-        assert row["cost_nanos"] == models[row["model"]].cost_nanos
+        m = models[row["model"]]
+        assert row["cost_nanos"] == m.cost_nanos
         assert row["cost_usd"] == row["cost_nanos"] / 1e9
+        # The whole prompt, and the API's uncached part under the API's name.
+        assert row["input_tokens"] == m.input_tokens
+        assert row["prompt_tokens"] == (m.input_tokens + m.cache_read_tokens
+                                        + m.cache_write_5m_tokens + m.cache_write_1h_tokens)
         assert row["cache_savings_usd"] == row["cache_savings_nanos"] / 1e9
 
 
@@ -126,8 +136,11 @@ def test_csv(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) -
     days = ledger.by_day(time.time() - 30 * DAY)
     assert [r["day"] for r in rows] == [d.day for d in days]
     first = rows[0]
-    assert set(first) == {"day", "requests", "errors", "input_tokens", "output_tokens",
-                          "cache_read_tokens", "cache_write_tokens", "cost_usd", "unpriced"}
+    assert set(first) == {"day", "requests", "errors", "prompt_tokens", "input_tokens",
+                          "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd",
+                          "unpriced"}
+    assert int(first["prompt_tokens"]) == (days[0].input_tokens + days[0].cache_read_tokens
+                                           + days[0].cache_write_tokens)
     # Exact decimals: nano-dollars, not floats.
     assert first["cost_usd"] == f"{days[0].cost_nanos // 10**9}.{days[0].cost_nanos % 10**9:09d}"
 
@@ -177,14 +190,14 @@ def summary(**fields: Any) -> Summary:
 
 
 def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
-    rows = [
+    rows = [cli.with_prompt_tokens(row) for row in [
         {"day": "2027-01-14", "requests": 1200, "errors": 3, "input_tokens": 1_234_567,
          "output_tokens": 89_000, "cache_read_tokens": 12_000_000, "cache_write_tokens": 40_000,
          "cost_nanos": 12_345_678_901, "unpriced": 2},
         {"day": "2027-01-15", "requests": 4, "errors": 0, "input_tokens": 900,
          "output_tokens": 100, "cache_read_tokens": 0, "cache_write_tokens": 0,
          "cost_nanos": 0, "unpriced": 4},
-    ]
+    ]]
     with local_time_utc():
         text = cli.format_costs(rows, cli.DAY_COLUMNS, 1_799_913_600.0, "day", "main",
                                 summary(idle_nanos=420_000_000, background_nanos=400_000_000))
@@ -192,11 +205,11 @@ def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
         "today $1.23   7 days $12.00   30 days $0.00   burn $0.0042/h",
         "",
         "spend by day since 2027-01-14 08:00, sandbox main",
-        "day         requests  errors      input  output  cache read  cache write      cost  no price",
-        "2027-01-14     1,200       3  1,234,567  89,000  12,000,000       40,000  $12.35 *         2",
-        "2027-01-15         4       0        900     100           0            0  no price         4",
-        "----------  --------  ------  ---------  ------  ----------  -----------  --------  --------",
-        "total          1,204       3  1,235,467  89,100  12,000,000       40,000  $12.35 *         6",
+        "day         requests  errors      prompt  output  cache read  cache write      cost  no price",
+        "2027-01-14     1,200       3  13,274,567  89,000  12,000,000       40,000  $12.35 *         2",
+        "2027-01-15         4       0         900     100           0            0  no price         4",
+        "----------  --------  ------  ----------  ------  ----------  -----------  --------  --------",
+        "total          1,204       3  13,275,467  89,100  12,000,000       40,000  $12.35 *         6",
         "",
         "6 request(s) have no price and are not in the amounts (* marks a partial amount). "
         "Add prices under [gateway.prices] in the config.",
@@ -207,7 +220,7 @@ def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
 
 
 def test_format_costs_aligns_amounts_by_model() -> None:
-    rows = [
+    rows = [cli.with_prompt_tokens(row) for row in [
         {"provider": "anthropic", "model": "claude-sonnet-4-5", "requests": 10, "errors": 0,
          "input_tokens": 1, "output_tokens": 2, "cache_read_tokens": 3,
          "cache_write_5m_tokens": 4, "cache_write_1h_tokens": 5, "reasoning_tokens": 6,
@@ -216,19 +229,19 @@ def test_format_costs_aligns_amounts_by_model() -> None:
          "input_tokens": 1, "output_tokens": 2, "cache_read_tokens": 0,
          "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "reasoning_tokens": 0,
          "cost_nanos": 1_500_000, "cache_savings_nanos": 0, "unpriced": 1},
-    ]
+    ]]
     with local_time_utc():
         text = cli.format_costs(rows, cli.MODEL_COLUMNS, 0.0, "model", None, summary())
     assert text.splitlines()[3:] == [
-        "provider   model              requests  errors  input  output  cache read  cache write 5m"
+        "provider   model              requests  errors  prompt  output  cache read  cache write 5m"
         "  cache write 1h  reasoning       cost  cache saved  no price",
-        "anthropic  claude-sonnet-4-5        10       0      1       2           3               4"
+        "anthropic  claude-sonnet-4-5        10       0      13       2           3               4"
         "               5          6    $3.00       <$0.0001         0",
-        "openai     gpt-x                     3       1      1       2           0               0"
+        "openai     gpt-x                     3       1       1       2           0               0"
         "               0          0  $0.0015 *        $0.00         1",
-        "---------  -----------------  --------  ------  -----  ------  ----------  --------------"
+        "---------  -----------------  --------  ------  ------  ------  ----------  --------------"
         "  --------------  ---------  ---------  -----------  --------",
-        "total                               13       1      2       4           3               4"
+        "total                               13       1      14       4           3               4"
         "               5          6    $3.00 *     <$0.0001         1",
         "",
         "1 request(s) have no price and are not in the amounts (* marks a partial amount): gpt-x. "
