@@ -263,12 +263,14 @@ class BackendClient:
                 "This is a backend bug; its log says more."
             ) from None
 
-    async def events(self) -> AsyncGenerator[dict[str, Any]]:
+    async def events(self, *, history: int | None = None) -> AsyncGenerator[dict[str, Any]]:
         """Status changes and build progress; the first message is the current status.
 
-        The stream ends when the backend closes it (it is stopping or gone).
+        With ``history``, the first message is ``{"type": "history", "events": [...]}`` (the
+        newest ``history`` recorded events) and each later one arrives as ``{"type": "event"}``
+        (``moltconsole_shared.wire.events``). The stream ends when the backend closes it.
         """
-        ws = await self._ws("/v1/events")
+        ws = await self._ws("/v1/events" + (f"?history={history}" if history is not None else ""))
         try:
             async for raw in ws:
                 yield self._decode("/v1/events", raw)

@@ -2,6 +2,7 @@
 
 from moltconsole_backend.sandbox.state import (
     Desired,
+    KeptState,
     RestartPolicy,
     SandboxLifecycle,
     SandboxState,
@@ -148,3 +149,41 @@ def test_status_json_round_trip_ignores_unknown_keys() -> None:
     assert data["state"] == "starting"
     data["future_field"] = 1
     assert SandboxStatus.from_json(data) == life.status
+
+
+MIB = 2**20
+LIMIT = 2048 * MIB
+
+
+def test_memory_warning_at_90_percent_of_the_limit_until_back_under_85() -> None:
+    life = running()
+    life.on_readyz(True, 101.0)
+    assert life.on_memory(1800 * MIB, LIMIT).memory_warning is None  # 87.9 %
+    warning = life.on_memory(1850 * MIB, LIMIT).memory_warning  # 90.3 %
+    assert warning is not None
+    assert "1,850 MiB, 90% of its 2,048 MiB limit" in warning
+    assert "sandbox.memory_limit" in warning and "exit 137" in warning
+    # Between the two thresholds it stays, with the figures of the moment it crossed.
+    assert life.on_memory(1780 * MIB, LIMIT).memory_warning == warning
+    assert life.on_memory(1900 * MIB, LIMIT).memory_warning == warning
+    assert life.on_memory(1700 * MIB, LIMIT).memory_warning is None  # 83 %
+
+
+def test_memory_warning_ends_with_the_run_and_needs_a_limit() -> None:
+    life = running()
+    assert life.on_memory(3000 * MIB, 0).memory_warning is None  # no limit: nothing to warn about
+    life.on_memory(1900 * MIB, LIMIT)
+    status, _ = life.on_exit(137, 110.0)
+    assert status.memory_warning is None
+    assert life.on_memory(1900 * MIB, LIMIT).memory_warning is None  # crashed: not running
+    life.on_started("c1", 111.0)
+    assert life.on_memory(1000 * MIB, LIMIT).memory_warning is None
+
+
+def test_kept_state_round_trips_and_reads_bad_fields_as_defaults() -> None:
+    kept = KeptState(desired=Desired.RUNNING, restarts=4)
+    assert KeptState.from_json(kept.to_json()) == kept
+    assert KeptState.of(SandboxStatus(desired=Desired.RUNNING, restarts=4)) == kept
+    assert KeptState.from_json({"desired": "sideways", "restarts": -1}) == KeptState()
+    assert KeptState.from_json({"restarts": True}) == KeptState()
+    assert KeptState.from_json(["running"]) == KeptState()

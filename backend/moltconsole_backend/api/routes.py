@@ -3,7 +3,8 @@
 Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes, /v1/devices, /v1/keys
             POST /v1/sandbox/{start,stop,restart,destroy,rebuild,rotate-token}
             POST /v1/devices/{request_id}/{approve,reject}
-Streams:    WS   /v1/events (status changes, build progress), /v1/stats, /v1/exec
+Streams:    WS   /v1/events (status changes, build progress, recorded events; ``?history=N``
+                 first sends the last N recorded ones), /v1/stats, /v1/exec
             WS   /v1/logs (history then live records; see ``logs_`` below)
 Errors are ``{"error": {"kind": ..., "message": ...}}`` with a 4xx/5xx status.
 """
@@ -129,9 +130,25 @@ def create_app(
         return await guarded(lambda: _json(devices.decide(manager, request_id, decision)))
 
     async def events(ws: WebSocket) -> None:
+        """Status changes, build progress, notices and recorded events (``{"type": "event"}``).
+
+        With ``?history=N`` (at most the history's size) the first message is ``{"type":
+        "history", "events": [...]}``, the newest N recorded events: taken in the same step as
+        the subscription, so the live events that follow neither repeat nor miss one.
+        """
+        wanted = ws.query_params.get("history")
+        count = int(wanted) if wanted is not None and wanted.isdigit() else None
         await ws.accept()
+        if wanted is not None and count is None:
+            hint = f"history must be a whole number of events, not {wanted!r}"
+            await ws.send_json({"error": {"kind": "request", "message": hint}})
+            await ws.close()
+            return
         queue = manager.subscribe()
+        history = manager.history.last(count) if count is not None else None  # no await between
         try:
+            if history is not None:
+                await ws.send_json({"type": "history", "events": [e.to_json() for e in history]})
             await ws.send_json({"type": "status", "status": manager.status.to_json()})
             receiver = asyncio.ensure_future(_drain(ws))
             while not receiver.done():

@@ -2,7 +2,10 @@
 
 Docker calls are blocking (docker-py) and run in threads. Docker events arrive on a watcher
 thread and are handed to the event loop; readiness comes from polling the gateway's /readyz.
-Everything the manager learns goes through ``SandboxLifecycle`` and is broadcast to subscribers.
+Everything the manager learns goes through ``SandboxLifecycle`` and is broadcast to subscribers;
+changes of state, notices and memory warnings are also kept in the sandbox's ``EventHistory``.
+While the container runs, one stats stream feeds both the memory warning and every /v1/stats
+client. Routine work (each /readyz probe, each sample) is logged at debug; changes at info.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 import socket
 import threading
@@ -33,6 +37,7 @@ from moltconsole_backend.sandbox.engine import (
     engine_address,
     parse_docker_time,
 )
+from moltconsole_backend.sandbox.history import EventHistory
 from moltconsole_backend.sandbox.image import (
     BuildProgress,
     ImageBuilder,
@@ -40,7 +45,9 @@ from moltconsole_backend.sandbox.image import (
     image_tag,
 )
 from moltconsole_backend.sandbox.state import (
+    MEMORY_CLEAR_PERCENT,
     Desired,
+    KeptState,
     RestartPolicy,
     SandboxLifecycle,
     SandboxState,
@@ -50,6 +57,7 @@ from moltconsole_backend.sandbox.state import (
 from moltconsole_backend.sandbox.stats import StatsSample, compute_sample
 from moltconsole_backend.settings import Settings
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.events import EventKind, EventLevel, SandboxEvent
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,6 +75,17 @@ SETTLED_STATES = frozenset(
         SandboxState.UNHEALTHY,
     }
 )
+# States whose reason changes while they last (a failure count): only entering them is news.
+ROUTINE_REASONS = frozenset({SandboxState.STARTING, SandboxState.UNHEALTHY})
+# How each state reads in the history: trouble stands out from routine.
+STATE_LEVELS: dict[SandboxState, EventLevel] = {
+    SandboxState.ENGINE_DOWN: "error",
+    SandboxState.UNHEALTHY: "warning",
+    SandboxState.CRASHED: "error",
+    SandboxState.CRASH_LOOP: "error",
+    SandboxState.CONFIG_INVALID: "error",
+    SandboxState.FAILED: "error",
+}
 
 
 class OperationError(Exception):
@@ -105,7 +124,13 @@ class SandboxManager:
         self._waiters: list[tuple[Callable[[SandboxStatus], bool], asyncio.Future[SandboxStatus]]] = []
         self._op_lock = asyncio.Lock()
         # trust_env=False: a proxy setting must not route the loopback probe elsewhere.
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(2.0), trust_env=False)
+        # A bare transport, not a client: httpx's client logs every request at info, and a
+        # probe every few seconds is routine. No proxy either: the probe is for loopback.
+        self._probe_transport = httpx.AsyncHTTPTransport(retries=0)
+        self._stats_subscribers: set[asyncio.Queue[StatsSample | None]] = set()
+        self._stats_task: asyncio.Task[None] | None = None
+        self._stats_for = ""
+        self._last_sample: StatsSample | None = None  # of the container followed now
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_for = ""
@@ -115,26 +140,39 @@ class SandboxManager:
         self._events_stream: Any = None
         self._closing = False
         self._removing = False
-        # What the user last asked for survives backend restarts (and host reboots).
-        self._persisted_desired = self._read_desired()
-        self._restore_pending = self._persisted_desired == Desired.RUNNING
-        self._publish(self.lifecycle.update(desired=self._persisted_desired))
+        self._published = SandboxStatus()
+        self.history = EventHistory(self.paths.events)
+        # The state the history last recorded; a change from it is the next event.
+        last = self.history.latest_state()
+        self._recorded: tuple[str, str] | None = (str(last.state), last.message) if last else None
+        # What the user last asked for and the restart count survive backend restarts (and
+        # host reboots).
+        self._kept = self._read_kept()
+        self._restore_pending = self._kept.desired == Desired.RUNNING
+        self._publish(self.lifecycle.update(desired=self._kept.desired, restarts=self._kept.restarts))
 
-    def _read_desired(self) -> Desired:
+    def _read_kept(self) -> KeptState:
         try:
-            return Desired(self.paths.desired.read_text(encoding="utf-8").strip())
+            return KeptState.from_json(json.loads(self.paths.kept.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read %s (%s); assuming the sandbox is wanted stopped", self.paths.kept, exc)
+            return KeptState()
+        try:  # written by earlier versions: the wanted state alone
+            return KeptState(desired=Desired(self.paths.desired.read_text(encoding="utf-8").strip()))
         except (OSError, ValueError):
-            return Desired.STOPPED
+            return KeptState()
 
-    def _persist_desired(self, desired: Desired) -> None:
-        self._persisted_desired = desired
+    def _persist_kept(self, kept: KeptState) -> None:
+        self._kept = kept
         try:
             self.paths.root.mkdir(parents=True, exist_ok=True)
-            tmp = self.paths.desired.with_suffix(".tmp")
-            tmp.write_text(desired.value + "\n", encoding="utf-8")
-            tmp.replace(self.paths.desired)
+            tmp = self.paths.kept.with_suffix(".tmp")
+            tmp.write_text(json.dumps(kept.to_json()) + "\n", encoding="utf-8")
+            tmp.replace(self.paths.kept)
         except OSError as exc:
-            log.warning("cannot record the wanted state in %s: %s", self.paths.desired, exc)
+            log.warning("cannot record the wanted state and restart count in %s: %s", self.paths.kept, exc)
 
     # --- status and subscriptions ----------------------------------------------------------
     @property
@@ -162,13 +200,48 @@ class SandboxManager:
                     queue.get_nowait()
                 queue.put_nowait(message)
 
-    def _publish(self, status: SandboxStatus) -> None:
+    def _publish(self, status: SandboxStatus, *, record: bool = True) -> None:
+        """Make ``status`` current: keep what must survive, record what changed, tell everyone.
+
+        ``record=False`` for a transition that is no news (adopting a running container).
+        """
         status = self._decorate(status)
+        # Not lifecycle.status: the lifecycle has already moved on when it hands us its status.
+        previous, self._published = self._published, status
         self.lifecycle.status = status
-        if status.desired != self._persisted_desired:
-            self._persist_desired(status.desired)
+        kept = KeptState.of(status)
+        if kept != self._kept:
+            self._persist_kept(kept)
         self._broadcast({"type": "status", "status": status.to_json()})
+        if record:
+            self._record_changes(previous, status)
         self._notify_changed()
+
+    def _record_changes(self, previous: SandboxStatus, status: SandboxStatus) -> None:
+        if status.state == previous.state and status.state in ROUTINE_REASONS:
+            pass  # a new count in the same reason is no news
+        elif status.state != SandboxState.UNKNOWN and (status.state.value, status.reason) != self._recorded:
+            self._recorded = (status.state.value, status.reason)
+            self._record("state", status.reason, STATE_LEVELS.get(status.state, "info"), status.state.value)
+        if status.memory_warning and not previous.memory_warning:
+            self._record("memory", status.memory_warning, "warning")
+        elif previous.memory_warning and not status.memory_warning and status.state in RUNNING_STATES:
+            self._record("memory", "memory: the sandbox is back under "
+                         f"{MEMORY_CLEAR_PERCENT:.0f}% of its memory limit", "info")
+
+    def _record(
+        self, kind: EventKind, message: str, level: EventLevel, state: str | None = None
+    ) -> SandboxEvent:
+        """Keep an event in the history, log it, and send it to event subscribers."""
+        event = self.history.append(kind, message, now=time.time(), level=level, state=state)
+        log.log(logging.WARNING if level == "error" else logging.INFO, "sandbox %s", event.describe())
+        self._broadcast({"type": "event", "event": event.to_json()})
+        return event
+
+    def notice(self, message: str, level: EventLevel = "warning") -> None:
+        """A message for the user that is not a change of state: kept, logged and broadcast."""
+        self._record("notice", message, level)
+        self._broadcast({"type": "notice", "message": message})
 
     def _decorate(self, status: SandboxStatus) -> SandboxStatus:
         sb = self.settings.sandbox
@@ -213,7 +286,7 @@ class SandboxManager:
             # Background work must never fail silently: log it and tell subscribers.
             exc = task.exception()
             log.error("background task failed: %r", exc, exc_info=exc)
-            self._broadcast({"type": "notice", "message": f"internal error: {exc!r}"})
+            self.notice(f"internal error in the backend: {exc!r}; its log has the details", "error")
 
     @staticmethod
     def _in_own_thread(func: Callable[[], None]) -> asyncio.Future[None]:
@@ -264,7 +337,7 @@ class SandboxManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._http.aclose()
+        await self._probe_transport.aclose()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -364,12 +437,11 @@ class SandboxManager:
             by_us = self._removing
             self._publish(self.lifecycle.on_removed(by_us, str(self.paths.state)))
         elif action == "oom":
-            self._broadcast(
-                {
-                    "type": "notice",
-                    "message": "the sandbox ran out of memory (OOM kill); "
-                    "raise sandbox.memory_limit if this repeats",
-                }
+            self.notice(
+                f"the sandbox reached its memory limit ({self.settings.sandbox.memory_limit}) and the "
+                "kernel killed a process in it. If this repeats, raise sandbox.memory_limit in "
+                "config.toml, then destroy and start the sandbox (its state is kept).",
+                "error",
             )
 
     async def _resync(self) -> None:
@@ -386,7 +458,8 @@ class SandboxManager:
             if self.status.state not in RUNNING_STATES or self.status.container_id != container.id:
                 self.lifecycle.want_running()
                 started = parse_docker_time(state.get("StartedAt")) or time.time()
-                self._publish(self.lifecycle.on_started(str(container.id), started))
+                # Adopting a running container: its readiness, once probed, is the news.
+                self._publish(self.lifecycle.on_started(str(container.id), started), record=False)
             self._start_probe(str(container.id))
         elif self.status.desired == Desired.RUNNING and (
             self.status.state in RUNNING_STATES or self._lost_while_running
@@ -446,6 +519,7 @@ class SandboxManager:
 
     # --- readiness -------------------------------------------------------------------------
     def _start_probe(self, container_id: str) -> None:
+        self._start_stats(container_id)  # the memory warning needs samples, watched or not
         if self._probe_task is not None and not self._probe_task.done():
             if self._probe_for == container_id:
                 return
@@ -460,10 +534,19 @@ class SandboxManager:
         return f"http://{host}:{sb.gateway_port}"
 
     async def _readyz(self) -> tuple[bool, str]:
+        request = httpx.Request(
+            "GET", self.gateway_url() + "/readyz", extensions={"timeout": httpx.Timeout(2.0).as_dict()}
+        )
         try:
-            response = await self._http.get(self.gateway_url() + "/readyz")
+            response = await self._probe_transport.handle_async_request(request)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except Exception as exc:  # any failure is "not ready"; the probe must keep going
+            log.debug("GET /readyz: %s", type(exc).__name__)
             return False, type(exc).__name__
+        log.debug("GET /readyz %d", response.status_code)
         if response.status_code == 200:
             return True, ""
         return False, f"HTTP {response.status_code}"
@@ -671,7 +754,7 @@ class SandboxManager:
             await self._resync()
             if self.status.state in RUNNING_STATES:
                 # The old container still serves: report the failure without hiding that.
-                self._broadcast({"type": "notice", "message": reason})
+                self.notice(reason, "error")
                 raise OperationError(reason) from None
             raise self._fail(reason) from None
         await self._resync()
@@ -901,9 +984,50 @@ class SandboxManager:
         return {"titles": top.get("Titles") or [], "processes": top.get("Processes") or []}
 
     async def stats(self) -> AsyncGenerator[StatsSample]:
-        """A live stream of resource samples, about one per second."""
+        """A live stream of resource samples, about one per second, until the sandbox stops."""
         container = await self._running_container()
-        client = await self._engine()
+        # A few samples at most: a reader that falls behind loses the oldest.
+        queue: asyncio.Queue[StatsSample | None] = asyncio.Queue(maxsize=10)
+        self._stats_subscribers.add(queue)
+        self._start_stats(str(container.id))  # normally running since the container started
+        if self._last_sample is not None:
+            queue.put_nowait(self._last_sample)  # something to show now, not in a second
+        try:
+            while (sample := await queue.get()) is not None:
+                yield sample
+        finally:
+            self._stats_subscribers.discard(queue)
+
+    def _start_stats(self, container_id: str) -> None:
+        if self._stats_task is not None and not self._stats_task.done():
+            if self._stats_for == container_id:
+                return
+            self._stats_task.cancel()  # still following a container that is gone
+        self._last_sample = None
+        self._stats_for = container_id
+        self._stats_task = self._spawn(self._follow_stats(container_id))
+
+    def _running(self, container_id: str) -> bool:
+        return self.status.container_id == container_id and self.status.state in RUNNING_STATES
+
+    async def _follow_stats(self, container_id: str) -> None:
+        """The container's stats stream, while it runs: the memory warning and every
+        /v1/stats reader take their samples from this one stream."""
+        try:
+            while self._running(container_id):
+                await self._stats_stream(container_id)
+                if self._running(container_id):
+                    await asyncio.sleep(1.0)  # the engine ended the stream early: follow again
+        finally:
+            self._last_sample = None
+            for queue in list(self._stats_subscribers):
+                self._offer(queue, None)
+
+    async def _stats_stream(self, container_id: str) -> None:
+        try:
+            client = await self._engine()
+        except OperationError:
+            return
         # Unbounded, but only ever a few items: one sample a second, consumed as they come.
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -915,9 +1039,7 @@ class SandboxManager:
 
         def pump() -> None:
             try:
-                stream: Iterator[dict[str, Any]] = client.api.stats(
-                    str(container.id), stream=True, decode=True
-                )
+                stream: Iterator[dict[str, Any]] = client.api.stats(container_id, stream=True, decode=True)
                 for raw in stream:
                     if stop.is_set():
                         break
@@ -929,9 +1051,25 @@ class SandboxManager:
 
         self._in_own_thread(pump)
         try:
-            while (raw := await queue.get()) is not None:
-                if raw.get("read", "").startswith("0001-"):
-                    continue
-                yield compute_sample(raw)
+            while (raw := await queue.get()) is not None and self._running(container_id):
+                if str(raw.get("read", "")).startswith("0001-"):
+                    continue  # the engine's empty sample of a container that is not running
+                self._on_sample(compute_sample(raw))
         finally:
             stop.set()
+
+    def _on_sample(self, sample: StatsSample) -> None:
+        self._last_sample = sample
+        warning = self.status.memory_warning
+        status = self.lifecycle.on_memory(sample.memory_bytes, sample.memory_limit)
+        if status.memory_warning != warning:
+            self._publish(status)
+        for queue in list(self._stats_subscribers):
+            self._offer(queue, sample)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[StatsSample | None], item: StatsSample | None) -> None:
+        if queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+        queue.put_nowait(item)

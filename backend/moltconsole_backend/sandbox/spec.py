@@ -44,8 +44,18 @@ class SandboxPaths:
 
     @property
     def desired(self) -> Path:
-        """Whether the user wants the sandbox running, kept across backend restarts."""
+        """Whether the user wants the sandbox running, as earlier versions kept it (read once)."""
         return self.root / "desired"
+
+    @property
+    def kept(self) -> Path:
+        """What the manager keeps across backend restarts: wanted state, restart count."""
+        return self.root / "supervision.json"
+
+    @property
+    def events(self) -> Path:
+        """The sandbox's event history (JSON lines, bounded)."""
+        return self.root / "events.jsonl"
 
     @property
     def pin(self) -> Path:

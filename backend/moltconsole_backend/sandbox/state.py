@@ -1,7 +1,9 @@
 """The sandbox state model: a pure state machine fed by Docker events, /readyz and user intent.
 
 No I/O happens here. The manager feeds observations in (``on_*`` methods) and carries out the
-effects that come back (restart after a delay), which keeps the rules unit-testable.
+effects that come back (restart after a delay), which keeps the rules unit-testable. What must
+survive a backend restart (the wanted state, the restart count) is a ``KeptState``, which the
+manager writes to disk whenever it changes.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 EXIT_CONFIG_INVALID = 78  # OpenClaw's exit code (EX_CONFIG) when openclaw.json is invalid.
+MEMORY_WARN_PERCENT = 90.0  # of the memory limit, working set only: warn from here
+MEMORY_CLEAR_PERCENT = 85.0  # ... until it falls below this (no flapping around the threshold)
+MIB = 2**20
 
 
 class SandboxState(enum.StrEnum):
@@ -58,6 +63,7 @@ class SandboxStatus:
     gateway_url: str | None = None
     model_gateway: str | None = None  # where the AI gateway listens for this sandbox's model calls
     state_dir: str | None = None
+    memory_warning: str | None = None  # set while the working set is near the memory limit
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -74,6 +80,38 @@ class SandboxStatus:
         values["state"] = SandboxState(values.get("state", "unknown"))
         values["desired"] = Desired(values.get("desired", "stopped"))
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class KeptState:
+    """What outlives the backend: whether the user wants the sandbox running, and how many
+    times moltconsole restarted it after a crash (shown as ``restarts``)."""
+
+    desired: Desired = Desired.STOPPED
+    restarts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"desired": self.desired.value, "restarts": self.restarts}
+
+    @classmethod
+    def from_json(cls, data: Any) -> KeptState:
+        """The inverse of to_json; a missing or bad field reads as its default."""
+        if not isinstance(data, dict):
+            return cls()
+        try:
+            desired = Desired(data.get("desired", Desired.STOPPED.value))
+        except ValueError:
+            desired = Desired.STOPPED
+        restarts = data.get("restarts", 0)
+        if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
+            restarts = 0
+        return cls(desired=desired, restarts=restarts)
+
+    @classmethod
+    def of(cls, status: SandboxStatus) -> KeptState:
+        """The part of ``status`` that is kept."""
+        return cls(desired=status.desired, restarts=status.restarts)
 
 
 @dataclass(frozen=True)
@@ -161,6 +199,7 @@ class SandboxLifecycle:
             started_at=started_at,
             ready_at=None,
             restart_at=None,
+            memory_warning=None,
         )
 
     def on_readyz(self, ok: bool, now: float, detail: str = "") -> SandboxStatus:
@@ -186,7 +225,9 @@ class SandboxLifecycle:
     ) -> tuple[SandboxStatus, ScheduleRestart | None]:
         """The container's main process exited (Docker ``die`` event)."""
         tail = f" Last log line: {last_log}" if last_log else ""
-        base: dict[str, Any] = {"last_exit_code": exit_code, "ready_at": None, "started_at": None}
+        base: dict[str, Any] = {
+            "last_exit_code": exit_code, "ready_at": None, "started_at": None, "memory_warning": None,
+        }
         if self._expect_exit or self.status.desired == Desired.STOPPED:
             self._expect_exit = False
             return self.update(state=SandboxState.STOPPED, reason="", **base), None
@@ -224,6 +265,32 @@ class SandboxLifecycle:
             restart_at=now + delay,
             **base,
         ), ScheduleRestart(delay)
+
+    def on_memory(self, working_set: int, limit: int) -> SandboxStatus:
+        """A memory sample: warn once the working set reaches MEMORY_WARN_PERCENT of the limit,
+        and stop warning once it is back under MEMORY_CLEAR_PERCENT.
+
+        The working set leaves out the page cache, which the kernel drops before it kills
+        anything; without swap, what remains is what the limit can kill the gateway for.
+        """
+        if limit <= 0 or self.status.state not in (
+            SandboxState.STARTING, SandboxState.READY, SandboxState.UNHEALTHY
+        ):
+            return self.status
+        percent = working_set / limit * 100.0
+        if self.status.memory_warning is None:
+            if percent < MEMORY_WARN_PERCENT:
+                return self.status
+            # The figures of the moment it crossed; the live ones are on the Dashboard.
+            return self.update(memory_warning=(
+                f"memory: the sandbox reached {working_set / MIB:,.0f} MiB, {percent:.0f}% of its "
+                f"{limit / MIB:,.0f} MiB limit (page cache not counted); at the limit the gateway "
+                "is killed (exit 137). Raise sandbox.memory_limit in config.toml, then destroy and "
+                "start the sandbox (its state is kept)."
+            ))
+        if percent < MEMORY_CLEAR_PERCENT:
+            return self.update(memory_warning=None)
+        return self.status
 
     def on_restarting(self) -> SandboxStatus:
         """An automatic restart is being carried out."""

@@ -1,4 +1,14 @@
-"""Container resource figures computed from Docker's stats payload the way the Docker CLI does."""
+"""Container resource figures computed from Docker's stats payload.
+
+CPU is computed the way the Docker CLI does. Memory is split in two: the working set (what the
+processes hold: anonymous memory, tmpfs, kernel memory) and the page cache (file pages the
+kernel drops before it kills anything). The limit kills for the first only: the container has
+no swap, so the working set is the figure to watch, and the one the warning is about.
+
+Measured on the real sandbox (bench/bench_sandbox_memory.py, cgroup v1, OpenClaw 2026.9.6):
+the page cache stayed between 110 and 130 MiB through idle, agent turns and pairing-list calls;
+everything else was anonymous memory of the Node processes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +18,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StatsSample:
-    """One sample: CPU as a percentage of one core (the CLI's convention), memory in bytes."""
+    """One sample: CPU as a percentage of one core (the CLI's convention), memory in bytes.
+
+    ``memory_bytes`` is the working set and ``memory_percent`` its share of ``memory_limit``;
+    ``cache_bytes`` is the reclaimable page cache, not counted in either.
+    """
 
     time: str
     cpu_percent: float
@@ -16,10 +30,26 @@ class StatsSample:
     memory_limit: int
     memory_percent: float
     pids: int
+    cache_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return asdict(self)
+
+
+def page_cache(stats: dict[str, Any]) -> int:
+    """The reclaimable file pages in a ``memory_stats.stats`` block (0 if it says nothing).
+
+    cgroup v2 and v1 name them ``active_file`` + ``inactive_file`` (v1 also with a ``total_``
+    prefix, which counts child cgroups too and is preferred). An engine that reports only the
+    inactive list gets that, which is what the Docker CLI subtracts.
+    """
+    for prefix in ("total_", ""):
+        active = stats.get(f"{prefix}active_file")
+        inactive = stats.get(f"{prefix}inactive_file")
+        if isinstance(inactive, int):
+            return inactive + (active if isinstance(active, int) else 0)
+    return 0
 
 
 def compute_sample(raw: dict[str, Any]) -> StatsSample:
@@ -27,8 +57,7 @@ def compute_sample(raw: dict[str, Any]) -> StatsSample:
 
     CPU: (container usage delta / system usage delta) x online CPUs x 100, from the current
     and the previous reading that the engine puts in the same document.
-    Memory: usage minus the page cache, which the CLI subtracts (``inactive_file`` on cgroup
-    v2, ``total_inactive_file`` on cgroup v1).
+    Memory: usage minus the page cache (``page_cache``) is the working set.
     """
     cpu = raw.get("cpu_stats") or {}
     pre = raw.get("precpu_stats") or {}
@@ -45,19 +74,17 @@ def compute_sample(raw: dict[str, Any]) -> StatsSample:
 
     mem = raw.get("memory_stats") or {}
     usage = int(mem.get("usage", 0) or 0)
-    details = mem.get("stats") or {}
-    if "total_inactive_file" in details and details["total_inactive_file"] < usage:
-        usage -= int(details["total_inactive_file"])
-    elif "inactive_file" in details and details["inactive_file"] < usage:
-        usage -= int(details["inactive_file"])
+    cache = min(page_cache(mem.get("stats") or {}), usage)
+    working_set = usage - cache
     limit = int(mem.get("limit", 0) or 0)
-    mem_percent = usage / limit * 100.0 if limit else 0.0
+    mem_percent = working_set / limit * 100.0 if limit else 0.0
     pids = int((raw.get("pids_stats") or {}).get("current", 0) or 0)
     return StatsSample(
         time=str(raw.get("read", "")),
         cpu_percent=round(cpu_percent, 2),
-        memory_bytes=usage,
+        memory_bytes=working_set,
         memory_limit=limit,
         memory_percent=round(mem_percent, 2),
         pids=pids,
+        cache_bytes=cache,
     )
