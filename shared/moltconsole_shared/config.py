@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 ENV_PREFIX = "MOLTCONSOLE_"
 ENV_NESTING = "__"
@@ -46,7 +46,12 @@ class Section(BaseModel):
 class ConfigRoot(Section):
     """The settings one side reads from the config file; its fields are the sections it owns."""
 
-    source: Path | None = Field(default=None, exclude=True)  # the file read, if there was one
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file the settings were read from, if there was one."""
+        return self._source
 
     @classmethod
     def explain(cls, loc: tuple[str, ...], error_type: str) -> str | None:
@@ -83,14 +88,15 @@ def load_config(model: type[Root], path: Path | None = None, env: Mapping[str, s
         raise ConfigError(f"{path}: config file not found. Create it or unset {CONFIG_VARIABLE}.")
     overrides, origin = _env_overrides(env)
     merged = _merge(data, overrides)
-    owned = set(model.model_fields) - {"source"}
+    owned = set(model.model_fields)
     # The other side's sections are its business; a name in no side's list stays, to be refused.
     mine = {key: value for key, value in merged.items() if key in owned or key not in SECTIONS}
     try:
         settings = model.model_validate(mine)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, path, origin, model, frozenset(data))) from None
-    return settings.model_copy(update={"source": path if path.exists() else None})
+    settings._source = path if path.exists() else None
+    return settings
 
 
 def _env_overrides(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:

@@ -205,7 +205,13 @@ def test_both_sides_own_every_section_between_them() -> None:
     from moltconsole_backend.settings import Settings as BackendSettings
 
     owned = {name for model in (BackendSettings, console.Settings) for name in model.model_fields}
-    assert owned - {"source"} == SECTIONS
+    assert owned == SECTIONS
+
+
+def test_a_top_level_key_is_a_section_too(tmp_path: Path) -> None:
+    path = write(tmp_path, 'source = "/etc/passwd"\n')
+    with pytest.raises(ConfigError, match=r"source .* unknown section"):
+        console.load_settings(path, env={})
 
 
 def test_heartbeat_is_a_whole_number_of_units_as_openclaw_reads_it(tmp_path: Path) -> None:
