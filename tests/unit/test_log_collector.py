@@ -13,7 +13,7 @@ import pytest
 
 from moltconsole_backend.logs import collector as collector_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
-from moltconsole_backend.logs.record import Record
+from moltconsole_backend.logs.record import Record, parse_file_line, parse_human
 from moltconsole_backend.sandbox.state import SandboxState, SandboxStatus
 from moltconsole_backend.settings import Settings
 from moltconsole_shared.paths import PathSettings
@@ -137,3 +137,57 @@ async def test_a_follower_that_falls_behind_is_told_what_it_lost(
         dropped += message["dropped"]
     assert dropped > 0 and got + dropped == 1000
     await stream.aclose()
+
+
+# Real lines of one event from the OpenClaw 2026.9.6 image: its log file's record and the
+# console line Docker stamped 2 ms later.
+FILE_READY = '{"0":"{\\"subsystem\\":\\"gateway\\"}","1":"gateway ready","_meta":{"runtime":"node","runtimeVersion":"24.21.0","hostname":"molt-t6d0f1d7a6c","date":"2026-12-03T06:52:24.105Z","logLevelId":3,"logLevelName":"INFO","name":"{\\"subsystem\\":\\"gateway\\"}","parentNames":["openclaw"]},"time":"2026-12-03T06:52:24.105+00:00","hostname":"molt-t6d0f1d7a6c","message":"gateway ready"}'  # noqa: E501
+CONSOLE_READY = "2026-12-03T06:52:24.106+00:00 [gateway] ready"
+
+
+def ready_pair() -> tuple[Record, Record]:
+    file = parse_file_line(FILE_READY, received=0.0)
+    return file, parse_human(CONSOLE_READY, source="stdout", received=file.time + 0.002)
+
+
+def saved_cursors(logs: LogCollector) -> dict[str, Any]:
+    """The cursors as a restart would read them (the journal's last line)."""
+    last = (logs.directory / "sources.cursor").read_text().splitlines()[-1]
+    return dict(json.loads(last))
+
+
+async def test_an_event_both_sources_carry_is_kept_once(collector: LogCollector) -> None:
+    file, console = ready_pair()
+    collector.offer([console], {"docker": {"1": 1}})
+    collector.offer([file], {"file": {"dev": 1, "ino": 2, "offset": 600}})
+    got = records(await messages(collector, LogQuery(follow=False)))
+    assert [(r["source"], r["message"]) for r in got] == [("file", "gateway ready")]
+    assert saved_cursors(collector) == {"docker": {"1": 1}, "file": {"dev": 1, "ino": 2, "offset": 600}}
+
+
+async def test_a_console_line_without_a_twin_is_kept_after_the_wait(collector: LogCollector) -> None:
+    _, console = ready_pair()
+    stream = collector.stream(LogQuery(tail=0))
+    assert json.loads(await anext(stream)) == {"type": "caught_up"}
+    collector.offer([console], {"docker": {"1": 7}})
+    # It waits for a twin that never comes: its cursor is not saved while it waits ...
+    assert "docker" not in saved_cursors(collector)
+    batch = json.loads(await asyncio.wait_for(anext(stream), 5))
+    # ... and then it is kept alone, not lost, and its cursor saved with it.
+    assert [(r["source"], r["message"]) for r in batch["records"]] == [("stdout", "ready")]
+    assert saved_cursors(collector)["docker"] == {"1": 7}
+    await stream.aclose()
+
+
+async def test_a_stop_keeps_what_still_waits(collector: LogCollector) -> None:
+    _, console = ready_pair()
+    collector.offer([console], {"docker": {"1": 7}})
+    await collector.stop()
+    again = LogCollector(collector.settings, StoppedSandbox())  # type: ignore[arg-type]
+    await again.start()
+    try:
+        got = records(await messages(again, LogQuery(follow=False)))
+        assert [r["message"] for r in got] == ["ready"]
+        assert saved_cursors(again)["docker"] == {"1": 7}
+    finally:
+        await again.stop()

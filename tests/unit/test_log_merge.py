@@ -58,7 +58,7 @@ def replay(console: list[Record], files: list[Record], file_lag: float, merger: 
     return kept
 
 
-@pytest.mark.parametrize("file_lag", [0.05, 0.3, -0.5])
+@pytest.mark.parametrize("file_lag", [0.05, 0.3, 2.4, -0.5])
 def test_a_real_run_shows_every_event_once(file_lag: float) -> None:
     console, files = console_lines("agent_turns"), file_records("agent_turns")
     assert len(console) == 96 and len(files) == 107
@@ -101,6 +101,20 @@ def test_a_console_line_waits_for_its_twin_only_so_long() -> None:
     assert merger.release(10.7) == ([], {})
     assert merger.release(10.75) == ([line], {"docker": 1})  # alone, not lost
     assert merger.pending == 0 and merger.next_deadline() is None
+
+
+def test_a_waiting_line_leaves_once_the_file_is_past_it() -> None:
+    # OpenClaw queues the file record before it prints the console line: once the file shows
+    # a record from after the line, its twin would have come.
+    merger = SourceMerger(hold=3.0)
+    twin = parse_file_line(FILE_READY, received=0.0)
+    alone = parse_human("2026-12-03T06:52:24.300+00:00 [evil] ESCMARK done", source="stdout", received=twin.time + 0.2)
+    assert merger.add([alone], {"docker": 1}, now=0.0) == ([], {})
+    kept, _ = merger.add([twin], {"file": 1}, now=0.1)  # older than the line: it still waits
+    assert kept == [twin] and merger.pending == 1
+    later = Record(time=alone.time + 0.3, level="info", subsystem="cron", message="cron: started", source="file", raw="f")
+    kept, cursor = merger.add([later], {"file": 2}, now=0.2)
+    assert kept == [alone, later] and cursor == {"docker": 1, "file": 2}
 
 
 def test_lines_without_a_prefix_pass_at_once_but_not_ahead_of_an_earlier_line() -> None:

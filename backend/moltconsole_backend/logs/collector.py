@@ -1,11 +1,14 @@
 """The log collector: runs the sources, writes the spool, and serves subscribers.
 
-Sources run on threads of their own and call ``ingest`` with parsed batches. Under one lock a
-batch is numbered and written to the spool, the sources' cursors are saved next to it, and the
-encoded lines are appended to an in-memory ring that live followers read from. A follower
-first reads history from the spool (by seq, time or tail), then follows the ring; one that lags
-past the ring reads from disk, and one that falls more than LIVE_LAG_LIMIT records behind skips
-ahead and is told how many it lost.
+Sources run on threads of their own and call ``offer`` with parsed batches. Under one lock the
+batch goes through the ``SourceMerger`` (merge.py), which drops the console's copy of each event
+the log file also has and orders what is left within its short wait; a clock thread releases
+console lines whose twin did not come in time. What the merger lets through is numbered and
+written to the spool, the sources' cursors (as far as nothing before them is still held) are
+saved next to it, and the encoded lines are appended to an in-memory ring that live followers
+read from. A follower first reads history from the spool (by seq, time or tail), then follows
+the ring; one that lags past the ring reads from disk, and one that falls more than
+LIVE_LAG_LIMIT records behind skips ahead and is told how many it lost.
 
 When the disk is full the spool refuses batches (see spool.py): the sources go on, their cursors
 advance past the lines, and every follower is told how many it lost, in ``dropped`` like any
@@ -30,6 +33,7 @@ from typing import Any, BinaryIO
 
 import docker
 
+from moltconsole_backend.logs.merge import SourceMerger
 from moltconsole_backend.logs.record import LEVELS, Record
 from moltconsole_backend.logs.sources import ContainerLogReader, FilePosition, FileTailer
 from moltconsole_backend.logs.spool import Spool, line_seq
@@ -146,6 +150,9 @@ class LogCollector:
         self._client_factory = client_factory
         self.spool: Spool | None = None
         self._lock = threading.Lock()
+        self._merger = SourceMerger()
+        self._clock = threading.Condition(self._lock)  # wakes the merger's clock thread
+        self._clock_thread: threading.Thread | None = None
         self._ring: list[str] = []
         self._ring_first = 1
         self._ring_bytes = 0
@@ -184,17 +191,21 @@ class LogCollector:
             self._cursor_trouble(exc)
         file_pos = FilePosition(**self._cursors.get("file", {}))
         self._tailer = FileTailer(
-            self.log_file, file_pos, max_line_bytes=logs.max_line_bytes, sink=self.ingest
+            self.log_file, file_pos, max_line_bytes=logs.max_line_bytes, sink=self.offer
         )
         tailer = self._tailer
+        self._clock_thread = threading.Thread(target=self._run_clock, name="log-merge-clock", daemon=True)
+        self._clock_thread.start()
         self._tasks = [
             self._loop.create_task(self._supervise("log file", tailer.run)),
             self._loop.create_task(self._follow_container()),
         ]
 
     async def stop(self) -> None:
-        """Stop the sources and close the spool (the cursors are already saved)."""
-        self._closing = True
+        """Stop the sources, keep what the merger still holds, and close the spool."""
+        with self._lock:
+            self._closing = True
+            self._clock.notify_all()
         if self._tailer is not None:
             self._tailer.stop()
         if self._reader is not None:
@@ -202,8 +213,12 @@ class LogCollector:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._clock_thread is not None:
+            await asyncio.to_thread(self._clock_thread.join, 5)
         with self._lock:
             if self.spool is not None:
+                # Lines still waiting for a twin are kept alone rather than read again later.
+                self._accept(*self._merger.drain())
                 self.spool.close()
             if self._journal is not None:
                 self._journal.close()
@@ -268,7 +283,7 @@ class LogCollector:
                             status.container_id,
                             last_ns={int(k): int(v) for k, v in (self._cursors.get("docker") or {}).items()},
                             max_line_bytes=self.settings.logs.max_line_bytes,
-                            sink=self.ingest,
+                            sink=self.offer,
                         )
                         self._reader = reader
                         await _in_own_thread(reader.run)
@@ -288,19 +303,35 @@ class LogCollector:
                     client.close()
 
     # --- ingestion (any thread) ------------------------------------------------------------
-    def ingest(self, records: list[Record], cursor: dict[str, Any]) -> None:
-        """Accept a batch from a source: number it, write it, save the cursor, wake followers."""
-        spool = self.spool
-        assert spool is not None
+    def offer(self, records: list[Record], cursor: dict[str, Any]) -> None:
+        """A source's batch: merged with the other source's, then kept (see ``ingest``)."""
         with self._lock:
             if self._closing:
                 # Stopping: not taken, so the cursors stay put and a restart reads these again.
                 return
+            kept, cursors = self._merger.add(records, cursor, time.monotonic())
+            self._accept(kept, cursors)
+            if self._merger.next_deadline() is not None:
+                self._clock.notify()
+        if kept:
+            self._wake_loop()
+
+    def ingest(self, records: list[Record], cursor: dict[str, Any]) -> None:
+        """Keep a batch as it is: number it, write it, save the cursor, wake followers."""
+        with self._lock:
+            if self._closing:
+                return
+            self._accept(records, cursor)
+        self._wake_loop()
+
+    def _accept(self, records: list[Record], cursor: dict[str, Any]) -> None:
+        """Write ``records`` and save ``cursor``; the lock is held."""
+        spool = self.spool
+        assert spool is not None
+        if records:
             # An empty list back means the disk did not take the batch: the spool counted it,
             # and the cursors still move on (the lines are consumed, not kept).
             lines = spool.append(records)
-            self._cursors.update(cursor)
-            self._save_cursors()
             ring = self._ring
             ring.extend(lines)
             self._ring_bytes += sum(len(line) for line in lines)
@@ -310,6 +341,27 @@ class LogCollector:
                 self._ring_bytes -= sum(len(line) for line in ring[:drop])
                 del ring[:drop]
                 self._ring_first += drop
+        if cursor:
+            self._cursors.update(cursor)
+            self._save_cursors()
+
+    def _run_clock(self) -> None:
+        """Release console lines whose twin did not come in time (a thread of its own)."""
+        with self._clock:
+            while not self._closing:
+                deadline = self._merger.next_deadline()
+                if deadline is None:
+                    self._clock.wait()
+                    continue
+                if deadline > time.monotonic():
+                    self._clock.wait(deadline - time.monotonic())
+                    continue
+                kept, cursors = self._merger.release(time.monotonic())
+                self._accept(kept, cursors)
+                if kept:
+                    self._wake_loop()
+
+    def _wake_loop(self) -> None:
         loop = self._loop
         if loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed during shutdown
