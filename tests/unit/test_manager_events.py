@@ -247,7 +247,7 @@ async def test_a_working_set_near_the_limit_warns_once_and_says_when_it_is_over(
         engine.stats_fed.put(memory_sample(1800))  # 88 % of the limit: the cache is not counted
         engine.stats_fed.put(memory_sample(1850))  # 90 %
         warned = await manager.wait_for(lambda s: s.memory_warning is not None, timeout=5)
-        assert "1,850 MiB, 90% of its 2,048 MiB limit" in str(warned.memory_warning)
+        assert "reached 1,850 of 2,048 MiB (90%, cache not counted)" in str(warned.memory_warning)
         # A stats reader gets the latest sample at once, then each new one.
         sample = await asyncio.wait_for(anext(samples), 5)
         assert (sample.memory_bytes, sample.cache_bytes) == (1850 * MIB, 100 * MIB)
@@ -258,9 +258,8 @@ async def test_a_working_set_near_the_limit_warns_once_and_says_when_it_is_over(
         await manager.wait_for(lambda s: s.memory_warning is None, timeout=5)
 
         memory = [e for e in manager.history.last() if e.kind == "memory"]
-        assert [(e.level, e.message == warned.memory_warning) for e in memory] == [
-            ("warning", True), ("info", False),
-        ]
+        assert [e.level for e in memory] == ["warning", "info"]
+        assert memory[0].message == "memory: the sandbox reached 1,850 of 2,048 MiB (90%, cache not counted)"
         assert "back under 85%" in memory[1].message
         sent = []
         while not events.empty():
@@ -309,3 +308,36 @@ async def test_routine_probes_are_logged_at_debug_and_changes_at_info(
     assert {r.levelno for r in about_readyz} == {logging.DEBUG}, [r.getMessage() for r in about_readyz]
     changes = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert changes == ["sandbox ready"]
+
+
+async def test_a_probe_that_changes_nothing_sends_no_status(settings: Settings) -> None:
+    probes = 0
+
+    async def gateway(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Not ready for the first five probes (OpenClaw's 503 while it starts), then ready."""
+        nonlocal probes
+        while await reader.readuntil(b"\r\n\r\n"):
+            probes += 1
+            status = b"200 OK" if probes > 5 else b"503 Service Unavailable"
+            writer.write(b"HTTP/1.1 " + status + b"\r\ncontent-length: 0\r\n\r\n")
+            await writer.drain()
+
+    server = await asyncio.start_server(gateway, "127.0.0.1", 0)
+    sandbox = settings.sandbox.model_copy(update={"gateway_port": server.sockets[0].getsockname()[1]})
+    engine = StubEngine()
+    manager = SandboxManager(settings.model_copy(update={"sandbox": sandbox}),
+                             client_factory=lambda: engine)  # type: ignore[arg-type,return-value]
+    messages = manager.subscribe()
+    try:
+        await manager.open()
+        await manager.wait_for(lambda s: s.state == SandboxState.READY, timeout=5)
+    finally:
+        await manager.close()
+        server.close()
+    states = []
+    while not messages.empty():
+        message = messages.get_nowait()
+        if message["type"] == "status":
+            states.append(message["status"]["state"])
+    assert probes > 5
+    assert states == ["starting", "ready"]  # not a "starting" for each of the five refusals

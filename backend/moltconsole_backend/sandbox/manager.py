@@ -45,6 +45,7 @@ from moltconsole_backend.sandbox.image import (
     image_tag,
 )
 from moltconsole_backend.sandbox.state import (
+    MEMORY_ADVICE,
     MEMORY_CLEAR_PERCENT,
     Desired,
     KeptState,
@@ -201,14 +202,18 @@ class SandboxManager:
                 queue.put_nowait(message)
 
     def _publish(self, status: SandboxStatus, *, record: bool = True) -> None:
-        """Make ``status`` current: keep what must survive, record what changed, tell everyone.
+        """Make ``status`` current: keep what must survive, record what changed, and tell
+        everyone, if anything changed.
 
         ``record=False`` for a transition that is no news (adopting a running container).
         """
         status = self._decorate(status)
-        # Not lifecycle.status: the lifecycle has already moved on when it hands us its status.
-        previous, self._published = self._published, status
         self.lifecycle.status = status
+        # Not lifecycle.status: the lifecycle has already moved on when it hands us its status.
+        previous = self._published
+        if status == previous:
+            return  # a probe that changed nothing: nothing to tell (it ran every 50 ms while starting)
+        self._published = status
         kept = KeptState.of(status)
         if kept != self._kept:
             self._persist_kept(kept)
@@ -224,7 +229,8 @@ class SandboxManager:
             self._recorded = (status.state.value, status.reason)
             self._record("state", status.reason, STATE_LEVELS.get(status.state, "info"), status.state.value)
         if status.memory_warning and not previous.memory_warning:
-            self._record("memory", status.memory_warning, "warning")
+            # The history keeps what happened; the advice is the alert's, while it lasts.
+            self._record("memory", status.memory_warning.removesuffix(f" {MEMORY_ADVICE}"), "warning")
         elif previous.memory_warning and not status.memory_warning and status.state in RUNNING_STATES:
             self._record("memory", "memory: the sandbox is back under "
                          f"{MEMORY_CLEAR_PERCENT:.0f}% of its memory limit", "info")

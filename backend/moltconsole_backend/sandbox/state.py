@@ -18,6 +18,8 @@ EXIT_CONFIG_INVALID = 78  # OpenClaw's exit code (EX_CONFIG) when openclaw.json 
 MEMORY_WARN_PERCENT = 90.0  # of the memory limit, working set only: warn from here
 MEMORY_CLEAR_PERCENT = 85.0  # ... until it falls below this (no flapping around the threshold)
 MIB = 2**20
+# Two lines at 80 columns with the figures before it (destroy keeps the state directory).
+MEMORY_ADVICE = "and is killed at the limit. Raise sandbox.memory_limit, then destroy and start it."
 
 
 class SandboxState(enum.StrEnum):
@@ -283,10 +285,8 @@ class SandboxLifecycle:
                 return self.status
             # The figures of the moment it crossed; the live ones are on the Dashboard.
             return self.update(memory_warning=(
-                f"memory: the sandbox reached {working_set / MIB:,.0f} MiB, {percent:.0f}% of its "
-                f"{limit / MIB:,.0f} MiB limit (page cache not counted); at the limit the gateway "
-                "is killed (exit 137). Raise sandbox.memory_limit in config.toml, then destroy and "
-                "start the sandbox (its state is kept)."
+                f"memory: the sandbox reached {working_set / MIB:,.0f} of {limit / MIB:,.0f} MiB "
+                f"({percent:.0f}%, cache not counted) {MEMORY_ADVICE}"
             ))
         if percent < MEMORY_CLEAR_PERCENT:
             return self.update(memory_warning=None)
