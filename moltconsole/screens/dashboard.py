@@ -1,5 +1,14 @@
 """The dashboard: sandbox state and health, resources, processes, pairing requests, events.
 
+The events panel is the sandbox's history as the backend keeps it (``/v1/events?history=N``,
+followed by a worker of this screen, so it keeps up while another screen is shown): what
+happened, when it happened, also while no console was open. The console's own doings (a
+pairing decided, a shell that ended, a replaced backend) are added between them by time, and
+build progress lines while a build runs; neither is kept by the backend.
+
+Memory is the working set (what the limit kills for), with the reclaimable page cache on a line
+of its own; while the working set is near the limit, the backend's warning is an alert on top.
+
 Above them, only while there is something to act on, the AI gateway's alerts: a provider in use
 without a key (with the command that sets it) and a budget that is spent (red) or past its
 warning threshold (yellow). They come from the ``gateway`` block of ``/v1/health``, fetched
@@ -31,6 +40,7 @@ from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
 from moltconsole_shared.wire.status import GatewayStatus, budget_line
 
 RUNNING = ("starting", "ready", "unhealthy")
@@ -38,6 +48,8 @@ HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
 GATEWAY_POLL_S = 5.0  # how often the gateway's keys and budget are looked at
 NO_SAMPLES = "· no samples yet"
 NOT_RUNNING = "· stopped"
+EVENTS_SHOWN = 200  # recorded events asked for and kept in the panel
+LEVEL_STYLES = {"error": "red", "warning": "yellow"}
 
 
 def _mib(value: float) -> str:
@@ -109,6 +121,30 @@ def key_alerts(gateway: GatewayStatus) -> str:
     return "\n".join(lines)
 
 
+class HistoryArrived(Message):
+    """The backend's recorded events, oldest first: sent first on each (re)connection."""
+
+    def __init__(self, events: list[SandboxEvent]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class EventArrived(Message):
+    """One event the backend recorded after the history was sent."""
+
+    def __init__(self, event: SandboxEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+def event_stamp(when: float, now: float) -> str:
+    """``HH:MM:SS`` for today (local time), with the date for older events."""
+    local = time.localtime(when)
+    if time.localtime(now)[:3] == local[:3]:
+        return time.strftime("%H:%M:%S", local)
+    return time.strftime("%b %d %H:%M", local)
+
+
 class DevicesArrived(Message):
     """Pending pairing requests and paired devices."""
 
@@ -140,7 +176,10 @@ class DashboardScreen(Screen[None]):
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._mem: deque[float] = deque(maxlen=HISTORY)
         self._pending: list[dict[str, Any]] = []
-        self._last_state: str | None = None
+        self._recorded: dict[int, SandboxEvent] = {}  # the backend's events by seq
+        self._local: deque[tuple[float, str]] = deque(maxlen=50)  # the console's own events
+        self.history_seen = asyncio.Event()  # set once the backend's history is on screen
+        self.event_seen = asyncio.Event()  # set at each recorded event added after the history
         self._backend_pid: int | None = None
         self._connected: bool | None = None
         self.gateway: GatewayStatus | None = None  # the last gateway block seen
@@ -150,18 +189,22 @@ class DashboardScreen(Screen[None]):
         yield StatusBar(id="status-bar")
         yield Static(id="dash-keys", classes="alert -error")
         yield Static(id="dash-budget", classes="alert")
+        yield Static(id="dash-memory-alert", classes="alert -warning")
         with Horizontal(id="dash-top"):
             yield SandboxPanel(id="sandbox-panel")
             with Vertical(id="dash-resources"):
                 yield Static(f"CPU {NO_SAMPLES}", id="dash-cpu-label")
                 yield Sparkline(list(self._cpu), id="dash-cpu")
                 yield Static(f"memory {NO_SAMPLES}", id="dash-mem-label")
+                yield Static("", id="dash-cache-label")
                 yield Sparkline(list(self._mem), id="dash-mem")
         with Horizontal(id="dash-bottom"):
             yield DataTable(id="dash-processes", cursor_type="none", zebra_stripes=True)
             with Vertical(id="dash-right"):
                 yield DataTable(id="dash-devices", cursor_type="row")
-                yield RichLog(id="dash-events", max_lines=200, markup=False, wrap=True)
+                # min_width: wrap at the panel's width (the default 78 scrolls sideways at 80x24).
+                yield RichLog(id="dash-events", max_lines=EVENTS_SHOWN, markup=False, wrap=True,
+                              min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -178,6 +221,9 @@ class DashboardScreen(Screen[None]):
         self.set_interval(30.0, self.action_refresh_devices)
         self.query_one("#dash-keys").display = False
         self.query_one("#dash-budget").display = False
+        self.query_one("#dash-memory-alert").display = False
+        self.query_one("#dash-cache-label").display = False
+        self.follow_history()
         self.fetch_gateway()
         self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
 
@@ -198,14 +244,15 @@ class DashboardScreen(Screen[None]):
         self._connected = connected
         self._status = status
         self.query_one(SandboxPanel).show(status, self._now())
-        state = status["state"] if status else None
-        if state != self._last_state and state is not None:
-            self._last_state = state
-            reason = status.get("reason") if status else ""
-            self._event(f"{state}" + (f": {reason}" if reason else ""))
+        warning = (status or {}).get("memory_warning") or ""
+        alert = self.query_one("#dash-memory-alert", Static)
+        alert.update(Text(sanitize(warning)))
+        alert.display = bool(warning)
+        self._show_alerts_class()
         if was_running and not self._sandbox_running():
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
             self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
+            self.query_one("#dash-cache-label", Static).display = False
             self.query_one("#dash-processes", DataTable).clear()  # those processes are gone
         if self._sandbox_running() and not was_running:
             self.follow_stats()
@@ -213,14 +260,70 @@ class DashboardScreen(Screen[None]):
             self.action_refresh_devices()
 
     def add_notice(self, message: dict[str, Any]) -> None:
-        """A build progress line or a backend notice."""
-        step = message.get("step")
-        text = str(message.get("message", ""))
-        self._event(f"[{step}] {text}" if step else text)
+        """A build progress line, shown while the build runs (the backend does not keep them).
 
-    def _event(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S", time.localtime(self._now()))
-        self.query_one("#dash-events", RichLog).write(Text(f"{stamp} {sanitize(text)}"))
+        Backend notices are recorded events: they arrive with the history, not here.
+        """
+        if message.get("type") == "progress":
+            self._event(f"[{message.get('step')}] {message.get('message', '')}", keep=False)
+
+    def _event(self, text: str, *, keep: bool = True) -> None:
+        """A line of the console's own; ``keep`` it across redraws of the history."""
+        now = self._now()
+        if keep:
+            self._local.append((now, text))
+        self.query_one("#dash-events", RichLog).write(self._line(now, text, None))
+
+    def _line(self, when: float, text: str, level: str | None) -> Text:
+        stamp = event_stamp(when, self._now())
+        return Text(f"{stamp} {sanitize(text)}", style=LEVEL_STYLES.get(level or "", ""))
+
+    # --- the sandbox's history ---------------------------------------------------------------
+    @work(exclusive=True, group="history")
+    async def follow_history(self) -> None:
+        """Follow the backend's recorded events: the history first, then each new one."""
+        client = self.app.client  # type: ignore[attr-defined]
+        delay = 0.2
+        while True:
+            try:
+                async for message in client.events(history=EVENTS_SHOWN):
+                    kind = message.get("type")
+                    if kind == "history":
+                        self.post_message(HistoryArrived(_events(message.get("events"))))
+                        delay = 0.2
+                    elif kind == "event":
+                        for recorded in _events([message.get("event")]):
+                            self.post_message(EventArrived(recorded))
+            except BackendError:
+                pass
+            # The app's own connection says the backend is gone; this one just tries again.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    @on(HistoryArrived)
+    def _history(self, event: HistoryArrived) -> None:
+        self._recorded = {e.seq: e for e in event.events}
+        self._redraw_events()
+        self.history_seen.set()
+
+    @on(EventArrived)
+    def _recorded_event(self, event: EventArrived) -> None:
+        if event.event.seq in self._recorded:
+            return
+        self._recorded[event.event.seq] = event.event
+        self.query_one("#dash-events", RichLog).write(
+            self._line(event.event.time, event.event.describe(), event.event.level)
+        )
+        self.event_seen.set()
+
+    def _redraw_events(self) -> None:
+        lines = [(e.time, e.seq, self._line(e.time, e.describe(), e.level)) for e in self._recorded.values()]
+        lines += [(when, 0, self._line(when, text, None)) for when, text in self._local]
+        log = self.query_one("#dash-events", RichLog)
+        with self.app.batch_update():
+            log.clear()
+            for _, _, line in sorted(lines, key=lambda item: item[:2])[-EVENTS_SHOWN:]:
+                log.write(line)
 
     def _sandbox_running(self) -> bool:
         return bool(self._status and self._status.get("state") in RUNNING)
@@ -250,6 +353,10 @@ class DashboardScreen(Screen[None]):
         self.query_one("#dash-mem-label", Static).update(
             f"memory {_mib(sample.get('memory_bytes', 0))}" + (f" / {_mib(limit)}" if limit else "")
         )
+        cache = sample.get("cache_bytes")
+        cache_label = self.query_one("#dash-cache-label", Static)
+        cache_label.update(f"cache {_mib(cache)} (reclaimable)" if isinstance(cache, int) else "")
+        cache_label.display = isinstance(cache, int)
 
     @work(exclusive=True, group="gateway")
     async def fetch_gateway(self) -> None:
@@ -287,9 +394,13 @@ class DashboardScreen(Screen[None]):
         budget.set_class(gateway.budget.level == "spent", "-error")
         budget.set_class(gateway.budget.level == "warning", "-warning")
         budget.display = bool(budget_text)
-        # Alerts take lines from the facts above, not from the lists below (see dashboard.tcss).
-        self.set_class(bool(keys_text or budget_text), "-alerts")
+        self._show_alerts_class()
         self.gateway_seen.set()
+
+    def _show_alerts_class(self) -> None:
+        # Alerts take lines from the facts above, not from the lists below (see dashboard.tcss).
+        alerts = ("#dash-keys", "#dash-budget", "#dash-memory-alert")
+        self.set_class(any(self.query_one(name).display for name in alerts), "-alerts")
 
     def _poll_processes(self) -> None:
         if self._sandbox_running():
@@ -427,3 +538,14 @@ class DashboardScreen(Screen[None]):
             print(f"shell in sandbox {container[:12]}; exit to return to moltconsole", flush=True)
             subprocess.call([docker, "exec", "-it", container, "sh"])
         self._event("shell session ended")
+
+
+def _events(data: Any) -> list[SandboxEvent]:
+    """The readable events of a message (a newer backend may send kinds this console lacks)."""
+    events = []
+    for item in data if isinstance(data, list) else []:
+        try:
+            events.append(SandboxEvent.from_json(item))
+        except EventFormatError:
+            continue
+    return events

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,34 @@ from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.settings import load_settings
 
 FIXED_ROOT = Path("/tmp/mc-snapshot")  # fixed, so paths on screen are the same every run
+T0 = 1_800_000_000.0  # the console's frozen clock
+MEMORY_REACHED = "memory: the sandbox reached 1,850 of 2,048 MiB (90%, cache not counted)"
+MEMORY_WARNING = (
+    f"{MEMORY_REACHED} and is killed at the limit. Raise sandbox.memory_limit, then destroy and start it."
+)
+# What the sandbox lived through before this console opened, ending where the backend finds it
+# (no container), so the backend records nothing of its own and the snapshots stay the same.
+SEEDED_HISTORY = [
+    (T0 - 26 * 3600, "state", "info", "", "ready"),  # yesterday: shown with its date
+    (T0 - 1800, "memory", "warning", MEMORY_REACHED, None),
+    (T0 - 1750, "state", "error", "the gateway exited with code 137; restarting in 1.0s.", "crashed"),
+    (T0 - 1748, "state", "info", "waiting for the gateway's /readyz", "starting"),
+    (T0 - 1740, "state", "info", "", "ready"),
+    (T0 - 120, "state", "info", "", "stopped"),
+    (T0 - 60, "state", "info", "", "absent"),
+]
+
+
+def seed_history(data_dir: Path, sandbox: str, events: list[tuple[float, str, str, str, str | None]]) -> None:
+    """Write a sandbox's event history as the backend keeps it."""
+    from moltconsole_shared.wire.events import SandboxEvent
+
+    path = data_dir / "sandboxes" / sandbox / "events.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(
+        json.dumps(SandboxEvent(seq, when, kind, level, message, state).to_json()) + "\n"  # type: ignore[arg-type]
+        for seq, (when, kind, level, message, state) in enumerate(events, start=1)
+    ))
 
 
 ALERTS_ROOT = Path("/tmp/mc-snapshot-alerts")
@@ -58,6 +89,7 @@ def backend_process() -> Iterator[Path]:
     """A real `moltconsole serve` with a fixed sandbox that has no container, and a key."""
     shutil.rmtree(FIXED_ROOT, ignore_errors=True)
     FIXED_ROOT.mkdir()
+    seed_history(FIXED_ROOT / "data", "snapshot", SEEDED_HISTORY)
     yield from _serve_fixed(
         FIXED_ROOT,
         '[sandbox]\nname = "snapshot"\ngateway_port = 18799\n'
@@ -83,6 +115,7 @@ def alerts_backend() -> Iterator[Path]:
             cost=Cost(total_nanos=SPENT_NANOS, pricing_version="test"),
         ))
         ledger.flush()
+    seed_history(ALERTS_ROOT / "data", "alerts", [(T0 - 60, "state", "info", "", "absent")])
     yield from _serve_fixed(
         ALERTS_ROOT,
         '[sandbox]\nname = "alerts"\ngateway_port = 18797\n'
@@ -145,7 +178,13 @@ def record_actions(app: MoltConsole) -> ActionRecorder:
 
 
 async def wait_for_status(pilot: Any) -> None:
+    """The first status and the sandbox's history are on screen."""
+    from moltconsole.screens.dashboard import DashboardScreen
+
     await pilot.app.status_seen.wait()
+    dashboard = pilot.app.screen
+    if isinstance(dashboard, DashboardScreen):
+        await asyncio.wait_for(dashboard.history_seen.wait(), 10)
     await pilot.pause()
 
 
@@ -406,3 +445,119 @@ async def test_a_budget_past_its_warning_is_yellow_and_a_new_backend_pid_is_anno
         messages = [n.message for n in app._notifications]
         assert any(f"now pid {health['pid'] + 1}" in m and "moltconsole keys set ANTHROPIC_API_KEY" in m
                    for m in messages)
+
+
+# --- memory: the working set, the page cache apart, the warning ----------------------------------
+MIB = 2**20
+
+
+async def show_memory_near_the_limit(pilot: Any) -> None:
+    """A running sandbox near its memory limit, as the backend's status and samples say it."""
+    from moltconsole.app import StatusChanged
+    from moltconsole.screens.dashboard import DashboardScreen, StatsArrived
+
+    await wait_for_status(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, DashboardScreen)
+    running = {**(pilot.app.status or {}), "state": "ready", "started_at": T0 - 3600,
+               "container_id": "c" * 64, "memory_warning": MEMORY_WARNING, "desired": "running"}
+    pilot.app.post_message(StatusChanged(running, True))  # as the event stream delivers it
+    await pilot.pause()
+    for used in (1500, 1620, 1700, 1790, 1850):
+        screen.post_message(StatsArrived({"cpu_percent": 3.5, "memory_bytes": used * MIB,
+                                          "memory_limit": 2048 * MIB, "cache_bytes": 118 * MIB}))
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_dashboard_memory_snapshot(backend_process: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(backend_process), terminal_size=size, run_before=show_memory_near_the_limit)
+
+
+async def test_memory_shows_the_working_set_with_the_cache_apart_and_the_warning(
+    backend_process: Path,
+) -> None:
+    from textual.widgets import Static
+
+    from moltconsole.screens.dashboard import DashboardScreen
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await show_memory_near_the_limit(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        assert str(screen.query_one("#dash-mem-label", Static).render()) == "memory 1,850 MiB / 2,048 MiB"
+        cache = screen.query_one("#dash-cache-label", Static)
+        assert cache.display and str(cache.render()) == "cache 118 MiB (reclaimable)"
+        alert = screen.query_one("#dash-memory-alert", Static)
+        assert alert.display and str(alert.render()) == MEMORY_WARNING
+        assert screen.has_class("-alerts")
+        # Back under the threshold: the backend clears the warning, the alert goes.
+        screen.apply_status({**(app.status or {}), "state": "ready", "memory_warning": None}, True)
+        await pilot.pause()
+        assert not alert.display and not screen.has_class("-alerts")
+        screen.apply_status({**(app.status or {}), "state": "stopped"}, True)
+        await pilot.pause()
+        assert not cache.display  # no samples of a stopped sandbox
+
+
+# --- the history, followed while another screen is shown --------------------------------------
+@contextlib.asynccontextmanager
+async def stub_backend() -> AsyncIterator[tuple[Path, Any, Any]]:
+    """The real API app and manager on a unix socket, with a stand-in engine (no container)."""
+    from moltconsole_backend.api.routes import create_app
+    from moltconsole_backend.sandbox.manager import SandboxManager
+    from moltconsole_backend.settings import load_settings as load_backend_settings
+    from tests.unit.test_client import serve_asgi
+    from tests.unit.test_manager_events import StubEngine
+
+    root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
+    config = root / "config.toml"
+    config.write_text(
+        '[sandbox]\nname = "unit"\ngateway_port = 9\nrestart_backoff_initial = 0.05\n'
+        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n[gateway]\nenabled = false\n'
+    )
+    settings = load_backend_settings(config, env={"XDG_CONFIG_HOME": "/nonexistent"})
+    engine = StubEngine()
+    manager = SandboxManager(settings, client_factory=lambda: engine)  # type: ignore[arg-type,return-value]
+    await manager.open()
+    settings.paths.runtime_dir.mkdir(parents=True)
+    try:
+        async with serve_asgi(create_app(manager), settings.socket_path):
+            yield config, manager, engine
+    finally:
+        await manager.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_the_events_panel_keeps_up_while_another_screen_is_shown() -> None:
+    from textual.widgets import RichLog
+
+    from moltconsole.screens.dashboard import DashboardScreen
+    from tests.unit.test_manager_events import kill_container
+
+    async with stub_backend() as (config, manager, engine):
+        manager.notice("recorded before the console opened", "info")
+        app = make_app(config)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for_status(pilot)
+            dashboard = app.screen
+            assert isinstance(dashboard, DashboardScreen)
+            panel = dashboard.query_one("#dash-events", RichLog)
+            await pilot.press("2")
+            await pilot.pause()
+            assert not isinstance(app.screen, DashboardScreen)
+            kill_container(engine, 137)  # the gateway dies while the Logs screen is shown
+
+            def shown() -> str:  # the panel's text, lines wrapped at its width joined again
+                return "".join(line.text for line in panel.lines)
+
+            while "crashed: the gateway exited with code 137" not in shown():
+                dashboard.event_seen.clear()
+                await asyncio.wait_for(dashboard.event_seen.wait(), 10)
+            await pilot.press("1")
+            await pilot.pause()
+            assert app.screen is dashboard
+            text = shown()
+            assert text.index("recorded before the console opened") < text.index("crashed: the gateway")
+            assert text.count("crashed: the gateway exited with code 137") == 1
