@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, unix_connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidStatus, WebSocketException
+from websockets.frames import CloseCode
 
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.records import RequestRecord
@@ -32,6 +34,10 @@ class BackendError(Exception):
 
 class BackendUnreachable(BackendError):
     """No backend answers on the socket."""
+
+
+class BackendWentAway(BackendUnreachable):
+    """A backend answered, then the connection broke (it crashed, was killed or shut down)."""
 
 
 class BackendClient:
@@ -64,8 +70,8 @@ class BackendClient:
             "Start one with 'moltconsole serve' (or just run 'moltconsole')."
         )
 
-    def _went_away(self, what: str, exc: BaseException) -> BackendUnreachable:
-        return BackendUnreachable(
+    def _went_away(self, what: str, exc: BaseException) -> BackendWentAway:
+        return BackendWentAway(
             f"the moltconsole backend on {self.socket_path} went away during {what} "
             f"({_describe(exc)}); it may have crashed or been stopped. Its log says why; "
             "start it again with 'moltconsole serve' (or just run 'moltconsole')."
@@ -253,51 +259,87 @@ class BackendClient:
             # Includes a connection cut during the handshake (InvalidMessage) and the open timeout.
             raise self._unreachable(exc) from None
 
-    def _decode(self, path: str, raw: str | bytes) -> Any:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-            raise BackendError(
-                f"the backend sent a {path} message that is not JSON: {sanitize(text[:200])!r}. "
-                "This is a backend bug; its log says more."
-            ) from None
+    async def _stream(
+        self, path: str, what: str, request: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[dict[str, Any] | bytes]:
+        """One WebSocket stream, the same way for every kind: connect, send ``request`` (if
+        any), yield each message (a JSON object, or a binary frame as it came), close.
 
-    async def events(self, *, history: int | None = None) -> AsyncGenerator[dict[str, Any]]:
+        How it ends says what happened: the backend closing the stream normally ends the
+        iteration; ``{"error": {"kind", "message"}}`` from the backend is a BackendError of that
+        kind; no backend to connect to is BackendUnreachable; a connection that breaks (a
+        killed backend, or one shutting down) is BackendWentAway, naming ``what`` it cut.
+        """
+        ws = await self._ws(path)
+        try:
+            if request is not None:
+                await ws.send(json.dumps(request))
+            async for raw in ws:
+                if isinstance(raw, bytes):
+                    yield raw
+                    continue
+                message = self._decode(path, raw)
+                if "error" in message:
+                    raise self._refused(path, message["error"])
+                yield message
+        except ConnectionClosedOK:
+            return  # the backend ended the stream: a close handshake with 1000 or 1001
+        except WebSocketException as exc:
+            raise self._went_away(what, _CloseReason(exc)) from None
+        finally:
+            await ws.close()
+
+    def _decode(self, path: str, raw: str) -> dict[str, Any]:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            raise BackendError(
+                f"the backend sent a {path} message that is not a JSON object: "
+                f"{sanitize(raw[:200])!r}. This is a backend bug; its log says more."
+            ) from None
+        return message
+
+    @staticmethod
+    def _refused(path: str, error: Any) -> BackendError:
+        """The backend's own ``{"error": ...}`` on a stream, as it said it."""
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return BackendError(error["message"], str(error.get("kind") or "backend"))
+        return BackendError(
+            f"the backend ended the {path} stream with an error it did not explain "
+            f"({sanitize(str(error)[:200])!r}); its log says more."
+        )
+
+    async def _objects(
+        self, path: str, what: str, request: dict[str, Any] | None = None,
+    ) -> AsyncGenerator[dict[str, Any]]:
+        """A stream of JSON objects only (every stream but exec), closed when the caller stops."""
+        async with contextlib.aclosing(self._stream(path, what, request)) as stream:
+            async for message in stream:
+                if isinstance(message, bytes):
+                    raise BackendError(
+                        f"the backend sent binary data on {path}, where only JSON is expected. "
+                        "This is a backend bug; its log says more."
+                    )
+                yield message
+
+    def events(self, *, history: int | None = None) -> AsyncGenerator[dict[str, Any]]:
         """Status changes and build progress; the first message is the current status.
 
         With ``history``, the first message is ``{"type": "history", "events": [...]}`` (the
         newest ``history`` recorded events) and each later one arrives as ``{"type": "event"}``
-        (``moltconsole_shared.wire.events``). The stream ends when the backend closes it.
+        (``moltconsole_shared.wire.events``). The stream ends when the backend closes it
+        (``_stream`` says how a broken one ends).
         """
-        ws = await self._ws("/v1/events" + (f"?history={history}" if history is not None else ""))
-        try:
-            async for raw in ws:
-                yield self._decode("/v1/events", raw)
-        except ConnectionClosed:
-            return
-        except WebSocketException as exc:
-            raise self._went_away("the event stream", exc) from None
-        finally:
-            await ws.close()
+        path = "/v1/events" + (f"?history={history}" if history is not None else "")
+        return self._objects(path, "the event stream")
 
-    async def stats(self) -> AsyncIterator[dict[str, Any]]:
-        """Resource samples, about one a second; the stream ends when the backend closes it."""
-        ws = await self._ws("/v1/stats")
-        try:
-            async for raw in ws:
-                message = self._decode("/v1/stats", raw)
-                if "error" in message:
-                    raise BackendError(message["error"]["message"], message["error"]["kind"])
-                yield message
-        except ConnectionClosed:
-            return
-        except WebSocketException as exc:
-            raise self._went_away("the stats stream", exc) from None
-        finally:
-            await ws.close()
+    def stats(self) -> AsyncGenerator[dict[str, Any]]:
+        """Resource samples, about one a second; the stream ends when the sandbox stops."""
+        return self._objects("/v1/stats", "the stats stream")
 
-    async def logs(
+    def logs(
         self, *, tail: int | None = None, since_seq: int | None = None,
         since_time: float | None = None, follow: bool = True, grep: str | None = None,
         levels: list[str] | None = None,
@@ -309,23 +351,11 @@ class BackendClient:
         sandbox as they were: sanitize them before they reach a terminal. The stream ends
         when the history is sent (without ``follow``) or when the backend closes it.
         """
-        ws = await self._ws("/v1/logs")
-        try:
-            await ws.send(json.dumps({
-                "tail": tail, "since_seq": since_seq, "since_time": since_time,
-                "follow": follow, "grep": grep, "levels": levels,
-            }))
-            async for raw in ws:
-                message = self._decode("/v1/logs", raw)
-                if "error" in message:
-                    raise BackendError(message["error"]["message"], message["error"]["kind"])
-                yield message
-        except ConnectionClosed:
-            return
-        except WebSocketException as exc:
-            raise self._went_away("the log stream", exc) from None
-        finally:
-            await ws.close()
+        request = {
+            "tail": tail, "since_seq": since_seq, "since_time": since_time,
+            "follow": follow, "grep": grep, "levels": levels,
+        }
+        return self._objects("/v1/logs", "the log stream", request)
 
     async def costs_tail(self, *, sandbox: str | None = None) -> AsyncGenerator[dict[str, Any]]:
         """Requests as the ledger records them: first ``{"type": "ready"}`` (anything recorded
@@ -338,47 +368,40 @@ class BackendClient:
         from urllib.parse import urlencode
 
         path = "/v1/costs/tail" + (f"?{urlencode({'sandbox': sandbox})}" if sandbox else "")
-        ws = await self._ws(path)
-        try:
-            async for raw in ws:
-                message = self._decode("/v1/costs/tail", raw)
-                if "error" in message:
-                    raise BackendError(message["error"]["message"], message["error"]["kind"])
+        async with contextlib.aclosing(self._objects(path, "the cost tail")) as stream:
+            async for message in stream:
                 if message.get("type") == "batch":
                     message["records"] = [
                         self._record("/v1/costs/tail", row) for row in message.get("records") or ()
                     ]
                 yield message
-        except ConnectionClosed:
-            return
-        except WebSocketException as exc:
-            raise self._went_away("the cost tail", exc) from None
-        finally:
-            await ws.close()
 
-    async def exec(self, cmd: list[str]) -> AsyncIterator[tuple[int, bytes] | int]:
+    async def exec(self, cmd: list[str]) -> AsyncGenerator[tuple[int, bytes] | int]:
         """Run ``cmd`` in the sandbox: yields (EXEC_STDOUT|EXEC_STDERR, chunk), then the exit code."""
-        ws = await self._ws("/v1/exec")
-        try:
-            await ws.send(json.dumps({"cmd": cmd}))
-            async for raw in ws:
-                if isinstance(raw, bytes):
-                    yield raw[0], raw[1:]
-                    continue
-                message = self._decode("/v1/exec", raw)
-                if "error" in message:
-                    raise BackendError(message["error"]["message"], message["error"]["kind"])
-                if "exit_code" in message:
+        async with contextlib.aclosing(self._stream("/v1/exec", "exec", {"cmd": cmd})) as stream:
+            async for message in stream:
+                if isinstance(message, bytes):
+                    yield message[0], message[1:]
+                elif "exit_code" in message:
                     yield int(message["exit_code"])
                     return
-            raise BackendError("the backend closed the exec stream before the command ended")
-        except ConnectionClosedOK:
-            raise BackendError("the backend closed the exec stream before the command ended") from None
-        except WebSocketException as exc:
-            # ConnectionClosedError included: the connection broke without a closing handshake.
-            raise self._went_away("exec", exc) from None
-        finally:
-            await ws.close()
+        raise BackendError("the backend closed the exec stream before the command ended")
+
+
+class _CloseReason(Exception):
+    """How a WebSocket connection ended, in words (the close code means little to a user)."""
+
+    def __init__(self, exc: WebSocketException) -> None:
+        frame = exc.rcvd if isinstance(exc, ConnectionClosed) else None
+        if frame is None and isinstance(exc, ConnectionClosed):
+            text = "the connection broke without a close"
+        elif frame is not None and frame.code == CloseCode.SERVICE_RESTART:
+            text = "the backend is shutting down"
+        elif frame is not None:
+            text = f"closed with code {frame.code}" + (f": {sanitize(frame.reason)}" if frame.reason else "")
+        else:
+            text = _describe(exc)
+        super().__init__(text)
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.http11 import Request as WsRequest
 from websockets.http11 import Response as WsResponse
 
-from moltconsole.client import BackendClient, BackendError, BackendUnreachable
+from moltconsole.client import BackendClient, BackendError, BackendUnreachable, BackendWentAway
 
 
 @pytest.fixture
@@ -207,8 +207,105 @@ async def test_exec_cut_mid_stream_says_the_backend_went_away(socket_path: Path)
     assert got == [(1, b"partial output")]
 
 
-async def test_event_stream_cut_mid_stream_just_ends(socket_path: Path) -> None:
-    async with ws_backend(socket_path):
+STREAMS: dict[str, Callable[[BackendClient], AsyncIterator[Any]]] = {
+    "the event stream": lambda client: client.events(history=5),
+    "the stats stream": lambda client: client.stats(),
+    "the log stream": lambda client: client.logs(tail=10),
+    "the cost tail": lambda client: client.costs_tail(),
+}
+
+
+@contextlib.asynccontextmanager
+async def ending_backend(path: Path, end: Callable[[ServerConnection], Any]) -> AsyncIterator[None]:
+    """A WebSocket backend that sends one message on any stream, then ``end``s it."""
+
+    async def handler(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        if ws.request.path == "/v1/logs":
+            await ws.recv()  # the query comes first
+        await ws.send(json.dumps({"type": "ready"}))
+        await end(ws)
+
+    async with unix_serve(handler, str(path)):
+        yield
+
+
+async def _abort(ws: ServerConnection) -> None:
+    assert ws.transport is not None
+    ws.transport.abort()  # killed: no closing handshake
+
+
+@pytest.mark.parametrize("what", list(STREAMS))
+async def test_a_stream_cut_mid_way_says_the_backend_went_away_and_what_it_cut(
+    socket_path: Path, what: str,
+) -> None:
+    async with ending_backend(socket_path, _abort):
         async with BackendClient(socket_path) as client:
-            messages = await _drain(client.events())
-    assert messages == [{"type": "status", "status": {"state": "ready"}}]
+            got: list[Any] = []
+            with pytest.raises(BackendWentAway) as caught:
+                async for message in STREAMS[what](client):
+                    got.append(message)
+    assert got == [{"type": "ready"}]
+    assert f"went away during {what} (the connection broke without a close)" in str(caught.value)
+    assert "moltconsole serve" in str(caught.value)
+
+
+async def test_a_backend_shutting_down_is_named_as_such(socket_path: Path) -> None:
+    async def shut_down(ws: ServerConnection) -> None:
+        await ws.close(1012)  # what uvicorn sends to every stream when the backend stops
+
+    async with ending_backend(socket_path, shut_down):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendWentAway) as caught:
+                await _drain(client.events())
+    assert "during the event stream (the backend is shutting down)" in str(caught.value)
+
+
+async def test_a_stream_the_backend_closes_normally_just_ends(socket_path: Path) -> None:
+    async def close(ws: ServerConnection) -> None:
+        await ws.close(1000)
+
+    async with ending_backend(socket_path, close):
+        async with BackendClient(socket_path) as client:
+            assert await _drain(client.stats()) == [{"type": "ready"}]
+
+
+async def test_the_backends_error_on_a_stream_keeps_its_kind_and_words(socket_path: Path) -> None:
+    async def refuse(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"error": {"kind": "operation", "message": "the sandbox is not running"}}))
+        await ws.close()
+
+    async with ending_backend(socket_path, refuse):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError) as caught:
+                await _drain(client.stats())
+    assert (str(caught.value), caught.value.kind) == ("the sandbox is not running", "operation")
+    assert not isinstance(caught.value, BackendUnreachable)
+
+
+@pytest.mark.parametrize("frame", ['["a", "list"]', "not json \x1b[2J"])
+async def test_a_message_that_is_not_a_json_object_is_a_backend_bug(socket_path: Path, frame: str) -> None:
+    async def garble(ws: ServerConnection) -> None:
+        await ws.send(frame)
+        await ws.close()
+
+    async with ending_backend(socket_path, garble):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError, match="not a JSON object") as caught:
+                await _drain(client.events())
+    assert "\x1b" not in str(caught.value)  # the backend's bytes, made inert
+
+
+async def test_closing_a_stream_early_closes_its_connection(socket_path: Path) -> None:
+    closed = asyncio.Event()
+
+    async def wait_for_the_client(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+        closed.set()
+
+    async with ending_backend(socket_path, wait_for_the_client):
+        async with BackendClient(socket_path) as client:
+            stream = client.costs_tail()
+            assert await anext(stream) == {"type": "ready"}
+            await stream.aclose()
+            await asyncio.wait_for(closed.wait(), 5)
