@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
 from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.settings import Settings
 from moltconsole_shared.wire.status import GatewayStatus
+
+LOCK_NAME = "backend.lock"  # the backend's one-per-user lock in the runtime directory
 
 
 def backend_log_path(settings: Settings) -> str:
@@ -42,6 +46,31 @@ def _print_notice(text: str) -> None:
     print(f"moltconsole: {text}", file=sys.stderr)
 
 
+@dataclass(frozen=True, slots=True)
+class BackendLaunch:
+    """How a backend came to answer: ``found`` already running, ``started`` here, or ``joined``:
+    another console (or ``moltconsole serve``) started one at the same moment and this one,
+    started here too, gave way to it. ``health`` is its ``/v1/health``."""
+
+    how: Literal["found", "started", "joined"]
+    health: dict[str, Any]
+
+    @property
+    def pid(self) -> int | None:
+        """The backend's process id, as it says."""
+        pid = self.health.get("pid")
+        return pid if isinstance(pid, int) else None
+
+    def describe(self) -> str:
+        """What happened, in a few words."""
+        pid = self.pid or "?"
+        if self.how == "started":
+            return f"started a new backend (pid {pid})"
+        if self.how == "joined":
+            return f"another console started a backend at the same moment (pid {pid}); attached to it"
+        return f"a backend answers again (pid {pid})"
+
+
 async def ensure_backend(
     settings: Settings, *, timeout: float = 60.0, notice: Callable[[str], None] | None = None,
 ) -> BackendClient:
@@ -53,15 +82,24 @@ async def ensure_backend(
     """
     client = BackendClient(settings.socket_path)
     try:
-        health = await _attach(client, settings, timeout)
+        launch = await _launch(client, settings, timeout)
     except BaseException:
         await client.aclose()  # also when the backend answered with an error
         raise
-    if health is not None:
-        text = started_backend_notice(health)
+    if launch.how == "started":
+        text = started_backend_notice(launch.health)
         if text:
             (notice or _print_notice)(text)
     return client
+
+
+async def start_backend(settings: Settings, *, timeout: float = 60.0) -> BackendLaunch:
+    """The backend that answers, else one started here as :func:`ensure_backend` starts it.
+
+    For a console whose backend went away; BackendUnreachable says why none could be started.
+    """
+    async with BackendClient(settings.socket_path) as client:
+        return await _launch(client, settings, timeout)
 
 
 def started_backend_notice(health: dict[str, Any]) -> str:
@@ -86,27 +124,70 @@ def started_backend_notice(health: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-async def _attach(client: BackendClient, settings: Settings, timeout: float) -> dict[str, Any] | None:
-    """Connect; None if a backend answered, else the health of the one started here."""
+async def _launch(client: BackendClient, settings: Settings, timeout: float) -> BackendLaunch:
+    """Attach to the backend that answers, or start one and wait until it does.
+
+    Two consoles that find no backend at the same moment both start one; the backend's lock
+    lets one through and the other exits at once. The one whose backend exited then looks at
+    who holds the lock: another live backend is the winner, which it waits for and attaches
+    to, instead of reporting a failed start.
+    """
     try:
-        await client.health()
-        return None
+        return BackendLaunch("found", await client.health())
     except BackendUnreachable:
         pass
     process = spawn_detached(settings)
+    log_path = backend_log_path(settings)
     deadline = time.monotonic() + timeout
     delay = 0.02
+    winner: int | None = None  # the backend that took the lock instead of ours
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if winner is None and process.poll() is not None:
+            winner = lock_holder(settings)
+            if winner is None or winner == process.pid:
+                raise BackendUnreachable(
+                    f"the backend exited at startup (code {process.returncode}); see {log_path} for why."
+                )
+        elif winner is not None and not process_alive(winner):
             raise BackendUnreachable(
-                f"the backend exited at startup (code {process.returncode}); see "
-                f"{backend_log_path(settings)} for why."
+                f"the backend (pid {winner}) started at the same time by another console exited "
+                f"at startup; see {log_path} for why, then try again."
             )
         try:
-            return await client.health()
+            health = await client.health()
         except BackendUnreachable:
+            # Another process: there is no event to await across it, so look again shortly.
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
+            continue
+        # The winner may answer before the backend started here has given way.
+        return BackendLaunch("started" if health.get("pid") == process.pid else "joined", health)
+    holding = f" (pid {winner} holds its lock)" if winner else ""
     raise BackendUnreachable(
-        f"the backend did not answer within {timeout:.0f}s; see {backend_log_path(settings)}."
+        f"the backend{holding} did not answer within {timeout:.0f}s; see {log_path}."
     )
+
+
+def lock_holder(settings: Settings) -> int | None:
+    """The live process named in the backend's lock file, if any.
+
+    The backend writes its pid there once it holds the lock (``backend.lock`` in the runtime
+    directory, see moltconsole_backend.api.service); a pid left by a backend that died is not
+    a holder.
+    """
+    try:
+        text = (settings.paths.runtime_dir / LOCK_NAME).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    pid = int(text) if text.isdigit() else None
+    return pid if pid is not None and process_alive(pid) else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    # The state follows the command name, which is in parentheses and may hold anything.
+    return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
