@@ -21,27 +21,26 @@ from typing import Any
 import httpx
 
 from moltconsole_backend.settings import Settings, load_settings
-from moltconsole_shared.commands import BACKEND_VERBS
+from moltconsole_shared.commands import (
+    BACKEND_VERBS,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    command_parser,
+)
 from moltconsole_shared.config import ConfigError
 from moltconsole_shared.table import format_table
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.status import GatewayStatus
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the backend's verbs (the same spelling as ``moltconsole``'s)."""
     # prog is what users type: moltconsole runs these verbs here with the argv they gave it.
-    parser = argparse.ArgumentParser(
-        prog="moltconsole",
-        description="The moltconsole backend's own commands ('python -m moltconsole_backend VERB' "
-        "runs them too).",
+    parser = command_parser(
+        "The moltconsole backend's own commands ('python -m moltconsole_backend VERB' runs them too)."
     )
-    parser.add_argument("--config", type=Path, help="TOML config file (default: XDG config dir)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("serve", help=BACKEND_VERBS["serve"])
     keys = sub.add_parser("keys", help=BACKEND_VERBS["keys"])

@@ -8,6 +8,7 @@ socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pty
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import pytest
 from starlette.applications import Starlette
@@ -27,8 +28,18 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from moltconsole import cli
+from moltconsole.cli import devices, follow, lifecycle, logs, processes
+from moltconsole.cli.parser import build_parser
+from moltconsole.cli.session import on_backend
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole.settings import PathSettings, Settings
+from moltconsole_shared.commands import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_NO_BACKEND,
+    EXIT_OK,
+    EXIT_USAGE,
+)
 from tests.unit.test_client import serve_asgi, wait_readable
 
 GUARD = 10.0  # a hang fails the test after this long instead of blocking the run
@@ -67,7 +78,17 @@ def config_file(short_dir: Path) -> Path:
 
 
 # --- start, restart, rebuild with a scripted client ----------------------------------------
-class ScriptedClient:
+class ContextClient:
+    """A stand-in for :class:`BackendClient` that can be used as ``async with client``."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class ScriptedClient(ContextClient):
     """Plays a backend: the events of an action, then its answer, in a fixed order.
 
     ``before`` are the events sent before the answer; the answer is given only once the CLI
@@ -87,12 +108,6 @@ class ScriptedClient:
         self.before_read = asyncio.Event()
         self.answered = asyncio.Event()
         self.actions: list[tuple[str, dict[str, Any]]] = []
-
-    async def __aenter__(self) -> ScriptedClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         yield {"type": "status", "status": self.first}
@@ -124,7 +139,7 @@ class ScriptedClient:
 
 
 async def start_like(client: ScriptedClient, action: str) -> int:
-    return await asyncio.wait_for(cli._start_like(cast(BackendClient, client), action, wait=True),
+    return await asyncio.wait_for(follow.start_like(cast(BackendClient, client), action, wait=True),
                                   GUARD)
 
 
@@ -135,7 +150,7 @@ async def test_rebuild_of_a_stopped_sandbox_succeeds_without_starting_it(
         first=status("stopped"), before=[status("building"), status("stopped"), status("absent")],
         answer=status("absent"),
     )
-    assert await start_like(client, "rebuild") == cli.EXIT_OK
+    assert await start_like(client, "rebuild") == EXIT_OK
     out = capsys.readouterr().out
     assert "  building\n  stopped\n  absent\n" in out
     assert "image rebuilt; the sandbox was not running" in out
@@ -149,7 +164,7 @@ async def test_start_refused_by_the_backend_exits_1_with_status_and_reason(
         answer=None, error=BackendError("port 18789 is in use", "operation", 409),
         current=status("failed", "running", "port 18789 is in use"),
     )
-    assert await start_like(client, "start") == cli.EXIT_FAILED
+    assert await start_like(client, "start") == EXIT_FAILED
     captured = capsys.readouterr()
     assert "state      failed" in captured.out and "reason     port 18789 is in use" in captured.out
     assert "start failed: port 18789 is in use" in captured.err
@@ -162,7 +177,7 @@ async def test_start_ready_before_the_answer_arrived_exits_0(capsys: pytest.Capt
         first=status("stopped"), before=[status("starting", "running"), status("ready", "running")],
         answer=status("starting", "running"), current=status("ready", "running"),
     )
-    assert await start_like(client, "start") == cli.EXIT_OK
+    assert await start_like(client, "start") == EXIT_OK
     assert "ready in" in capsys.readouterr().out
 
 
@@ -173,7 +188,7 @@ async def test_start_follows_events_after_the_answer_until_ready(
         first=status("stopped"), before=[status("starting", "running")],
         answer=status("starting", "running"), after=[status("ready", "running")],
     )
-    assert await start_like(client, "start") == cli.EXIT_OK
+    assert await start_like(client, "start") == EXIT_OK
     out = capsys.readouterr().out
     assert "  starting\n  ready\n" in out and "ready in" in out
 
@@ -186,7 +201,7 @@ async def test_start_ending_in_crash_loop_exits_1_with_the_reason(
         answer=status("starting", "running"),
         after=[status("crashed", "running"), status("crash-loop", "running", "exited 5 times")],
     )
-    assert await start_like(client, "restart") == cli.EXIT_FAILED
+    assert await start_like(client, "restart") == EXIT_FAILED
     captured = capsys.readouterr()
     assert "reason     exited 5 times" in captured.out
     assert "the sandbox is crash-loop, not ready: exited 5 times" in captured.err
@@ -205,7 +220,7 @@ async def test_backend_dying_mid_start_is_unreachable() -> None:
 async def test_event_stream_ending_without_an_answer_is_unreachable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(cli, "STREAM_END_GRACE", 0.01)
+    monkeypatch.setattr(follow, "STREAM_END_GRACE", 0.01)
     client = ScriptedClient(
         first=status("stopped"), before=[status("building", "running")], answer=None,
         stream_ends=True, answers=False,
@@ -224,7 +239,7 @@ def test_backend_dying_mid_start_exits_3(
         )
 
     monkeypatch.setattr("moltconsole.launcher.ensure_backend", fake_ensure_backend)
-    assert cli.main(["--config", str(config_file), "start"]) == cli.EXIT_NO_BACKEND
+    assert cli.main(["--config", str(config_file), "start"]) == EXIT_NO_BACKEND
     assert "went away during start" in capsys.readouterr().err
 
 
@@ -292,10 +307,12 @@ async def test_rebuild_of_a_stopped_sandbox_end_to_end(
     backend.scripts["rebuild"] = rebuild
     settings = settings_in(short_dir)
     settings.paths.runtime_dir.mkdir()
-    args = cli.build_parser().parse_args(["rebuild"])
+    args = build_parser().parse_args(["rebuild"])
     async with serve_asgi(backend.app(), settings.socket_path):
-        code = await asyncio.wait_for(cli._run(settings, args), GUARD)
-    assert code == cli.EXIT_OK
+        code = await asyncio.wait_for(
+            on_backend(settings, lambda client: lifecycle.rebuild(client, args)), GUARD
+        )
+    assert code == EXIT_OK
     assert "image rebuilt; the sandbox was not running" in capsys.readouterr().out
 
 
@@ -312,33 +329,31 @@ def test_exec_drops_only_the_leading_double_dash(
 ) -> None:
     seen: list[list[str]] = []
 
-    async def fake_run(settings: Settings, args: Any) -> int:
-        seen.append(args.argv)
-        return cli.EXIT_OK
+    async def fake_run_in_sandbox(client: BackendClient, argv: list[str]) -> int:
+        seen.append(argv)
+        return 7  # the command's exit code becomes ours
 
-    monkeypatch.setattr(cli, "_run", fake_run)
-    assert cli.main(["--config", str(config_file), *argv]) == cli.EXIT_OK
+    async def fake_ensure_backend(settings: Settings) -> ContextClient:
+        return ContextClient()
+
+    monkeypatch.setattr(processes, "run_in_sandbox", fake_run_in_sandbox)
+    monkeypatch.setattr("moltconsole.launcher.ensure_backend", fake_ensure_backend)
+    assert cli.main(["--config", str(config_file), *argv]) == 7
     assert seen == [command]
 
 
 def test_exec_without_a_command_is_a_usage_error(config_file: Path) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main(["--config", str(config_file), "exec", "--"])
-    assert exited.value.code == cli.EXIT_USAGE
+    assert exited.value.code == EXIT_USAGE
 
 
 # --- destroy -------------------------------------------------------------------------------
-class DestroyClient:
+class DestroyClient(ContextClient):
     """Records the actions asked of it."""
 
     def __init__(self) -> None:
         self.actions: list[str] = []
-
-    async def __aenter__(self) -> DestroyClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
 
     async def status(self) -> dict[str, Any]:
         return status("ready", "running")
@@ -379,7 +394,7 @@ def test_destroy_prompt_runs_outside_the_event_loop_and_ctrl_c_exits_130(
 
     monkeypatch.setattr(sys, "stdin", _Tty())
     monkeypatch.setattr("builtins.input", interrupted_input)
-    assert cli.main(["--config", str(config_file), "destroy"]) == cli.EXIT_INTERRUPTED
+    assert cli.main(["--config", str(config_file), "destroy"]) == EXIT_INTERRUPTED
     assert asked == [True]
     assert destroy_client.actions == []
 
@@ -390,7 +405,7 @@ def test_destroy_confirmed_removes_and_names_the_kept_state(
 ) -> None:
     monkeypatch.setattr(sys, "stdin", _Tty())
     monkeypatch.setattr("builtins.input", lambda prompt="": "y")
-    assert cli.main(["--config", str(config_file), "destroy"]) == cli.EXIT_OK
+    assert cli.main(["--config", str(config_file), "destroy"]) == EXIT_OK
     assert destroy_client.actions == ["destroy"]
     assert "kept: /srv/state" in capsys.readouterr().out
 
@@ -399,7 +414,7 @@ def test_destroy_not_interactive_needs_yes(
     config_file: Path, destroy_client: DestroyClient, capsys: pytest.CaptureFixture[str],
 ) -> None:
     # pytest's stdin is not a terminal.
-    assert cli.main(["--config", str(config_file), "destroy"]) == cli.EXIT_USAGE
+    assert cli.main(["--config", str(config_file), "destroy"]) == EXIT_USAGE
     assert "moltconsole destroy --yes" in capsys.readouterr().err
     assert destroy_client.actions == []
 
@@ -414,11 +429,16 @@ def test_destroy_prompt_names_the_state_directory_the_backend_reports(
     settings = settings_in(short_dir)
     settings.paths.runtime_dir.mkdir()
     asked: list[str] = []
+
+    def answer_no(prompt: str = "") -> str:
+        asked.append(prompt)
+        return "n"
+
     monkeypatch.setattr(sys, "stdin", _Tty())
-    monkeypatch.setattr("builtins.input", lambda prompt="": asked.append(prompt) or "n")
+    monkeypatch.setattr("builtins.input", answer_no)
     with serve_in_thread(backend.app(), settings.socket_path):
-        assert cli._confirm_destroy(settings) == cli.EXIT_OK
-    assert cli._confirm_destroy(settings) == cli.EXIT_OK  # no backend answers now
+        assert lifecycle.confirm_destroy(settings) == EXIT_OK
+    assert lifecycle.confirm_destroy(settings) == EXIT_OK  # no backend answers now
     assert asked == [
         "Remove the sandbox container? The state directory /srv/moltconsole/state and the logs are "
         "kept. [y/N] ",
@@ -433,24 +453,53 @@ async def test_destroy_prompt_in_a_terminal_exits_at_once_on_sigint(
     backend = FakeBackend(status("ready", "running"))
     settings = settings_in(short_dir)
     settings.paths.runtime_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTCONSOLE_")}
-    master, slave = pty.openpty()
     async with serve_asgi(backend.app(), settings.socket_path):
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "moltconsole", "--config", str(config_file), "destroy",
-            stdin=slave, stdout=slave, stderr=slave, env=env,
-        )
-        os.close(slave)
-        try:
+        async with in_terminal("--config", str(config_file), "destroy") as (process, master):
             await asyncio.wait_for(_read_until(master, b"[y/N] "), GUARD)
+            await asyncio.wait_for(_asleep(process.pid), GUARD)
             process.send_signal(signal.SIGINT)
             code = await asyncio.wait_for(process.wait(), GUARD)
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            os.close(master)
-    assert code == cli.EXIT_INTERRUPTED
+    assert code == EXIT_INTERRUPTED
+
+
+@contextlib.asynccontextmanager
+async def in_terminal(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """``python -m moltconsole ARGS`` on a pty, without this environment's MOLTCONSOLE_*
+    variables: the process and the pty's master end. A process still running at the end is
+    killed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLTCONSOLE_")}
+    master, slave = pty.openpty()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "moltconsole", *args, stdin=slave, stdout=slave, stderr=slave, env=env,
+        start_new_session=True,  # no controlling terminal but the pty: getpass uses it
+    )
+    os.close(slave)
+    try:
+        yield process, master
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+
+
+async def _asleep(pid: int) -> None:
+    """Return once the process sleeps: after its prompt, only the terminal read puts it to sleep.
+
+    A SIGINT that lands between the prompt's write and the read is handled before the read
+    starts, and the read then waits for a line (half the runs on a loaded machine). A person's
+    Ctrl-C never comes within that moment; a test's does, unless it waits. No event says
+    "blocked in read", so the state is polled.
+    """
+    while True:
+        if _state(pid) == "S":
+            return
+        await asyncio.sleep(0.005)
+
+
+def _state(pid: int) -> str:
+    """The process's state letter (R running, S asleep, ...) from /proc."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 async def _read_until(fd: int, marker: bytes) -> bytes:
@@ -470,7 +519,7 @@ HOSTILE = "\x1b]52;c;ZXZpbA==\x07\x1b[2J"
 
 
 def test_device_list_makes_every_device_field_inert() -> None:
-    text = cli.format_devices({
+    text = devices.format_devices({
         "pending": [{"requestId": "r1" + HOSTILE, "displayName": "phone" + HOSTILE,
                      "role": "operator" + HOSTILE, "remoteIp": "10.0.0.2" + HOSTILE}],
         "paired": [{"deviceId": "d1" + HOSTILE, "displayName": "laptop" + HOSTILE}],
@@ -487,17 +536,15 @@ async def test_device_decision_is_reported_in_plain_words(
         async def decide_device(self, request_id: str, decision: str) -> dict[str, Any]:
             return {"request_id": request_id, "decision": decision}
 
-    args = cli.build_parser().parse_args(["devices", decision, "req-1"])
-    assert await cli._devices(cast(BackendClient, DeviceClient()), args) == cli.EXIT_OK
+    args = build_parser().parse_args(["devices", decision, "req-1"])
+    assert await devices.devices(cast(BackendClient, DeviceClient()), args) == EXIT_OK
     assert capsys.readouterr().out == f"{said} req-1\n"
 
 
 def test_log_losses_say_why() -> None:
-    from moltconsole.cli import _losses
-
-    assert _losses({"dropped": 0}) == []
-    assert _losses({"dropped": 5}) == ["5 lines were dropped (this reader fell behind)"]
-    assert _losses({"dropped": 5, "disk_full": 3}) == [
+    assert logs.losses({"dropped": 0}) == []
+    assert logs.losses({"dropped": 5}) == ["5 lines were dropped (this reader fell behind)"]
+    assert logs.losses({"dropped": 5, "disk_full": 3}) == [
         "3 lines were not kept: the disk is full (free some space, or lower logs.history_mb)",
         "2 lines were dropped (this reader fell behind)",
     ]

@@ -11,8 +11,6 @@ import csv
 import io
 import json
 import re
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +19,13 @@ from typing import Any
 import pytest
 
 from moltconsole import cli
-from moltconsole.widgets.cost_format import money
+from moltconsole.cli.costs import DAY_COLUMNS, MODEL_COLUMNS, format_costs, with_prompt_tokens
+from moltconsole.cli.parser import build_parser
+from moltconsole.widgets.cost_format import NO_PRICE, money
 from moltconsole_backend.gateway.ledger import Ledger
+from moltconsole_shared.commands import EXIT_OK, EXIT_USAGE
 from moltconsole_shared.wire.reports import Summary
+from tests.unit.test_cli import short_dir
 from tests.unit.test_cost_routes import (
     DAY,
     cost_app,
@@ -33,15 +35,9 @@ from tests.unit.test_cost_routes import (
     serve_in_thread,
 )
 
+__all__ = ["short_dir"]  # a fixture shared with test_cli
+
 MARGIN = 30.0  # the seeded "now" is this far behind the real one: no record sits on a boundary
-
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    """A directory with a path short enough for a unix socket."""
-    root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -69,9 +65,12 @@ def by_model_since(ledger: Ledger, seconds: float) -> dict[str, Any]:
     return {m.model: m for m in ledger.by_model(time.time() - seconds)}
 
 
-def test_table_by_model(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_by_model(
+    backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # wide enough for every column
     config, ledger = backend
-    assert run(config) == cli.EXIT_OK
+    assert run(config) == EXIT_OK
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert re.match(r"today \$\S+ +7 days \$\S+ +30 days \$\S+ +burn \$\S+/h$", lines[0])
@@ -97,9 +96,12 @@ def test_table_by_model(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixt
     assert "idle spend $" in out and "with no user message" in out
 
 
-def test_table_by_day(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_by_day(
+    backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
     config, ledger = backend
-    assert run(config, "--by", "day", "--since", "3d") == cli.EXIT_OK
+    assert run(config, "--by", "day", "--since", "3d") == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert lines[3].split()[:3] == ["day", "requests", "errors"]
     days = ledger.by_day(time.time() - 3 * DAY)
@@ -107,9 +109,37 @@ def test_table_by_day(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixtur
     assert [row.split()[0] for row in rows] == [d.day for d in days]
 
 
+@pytest.mark.parametrize("columns", [80, 160])
+def test_table_fits_the_terminal_with_whole_columns(
+    backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))  # what shutil.get_terminal_size reads first
+    config, ledger = backend
+    assert run(config, "--since", "30d") == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    for name, usage in by_model_since(ledger, 30 * DAY).items():
+        row = next(line for line in lines if f" {name} " in f" {line} ")
+        cells = re.split(r"\s{2,}", row.strip())  # two spaces or more between columns, never in a cell
+        cost = NO_PRICE if usage.unpriced >= usage.requests else money(usage.cost_nanos)
+        assert f"{usage.requests:,}" in cells and cost in cells
+    header = re.split(r"\s{2,}", lines[3].strip())
+    left_out = " ".join(lines[next(n for n, line in enumerate(lines) if line.startswith("total")) + 1:])
+    if columns == 80:
+        assert header == ["model", "requests", "prompt", "output", "cache read", "cost"]
+        assert left_out.startswith(
+            "not shown in 80 columns: provider, errors, cache write 5m, cache write 1h, reasoning, "
+            "cache saved, no price (a wider terminal shows them; --csv and --json have every column)"
+        )
+    else:
+        assert header == [c.title for c in MODEL_COLUMNS if c.kind != "data"]
+        assert "not shown" not in left_out
+
+
 def test_json(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) -> None:
     config, ledger = backend
-    assert run(config, "--json", "--since", "24h") == cli.EXIT_OK
+    assert run(config, "--json", "--since", "24h") == EXIT_OK
     data = json.loads(capsys.readouterr().out)
     assert data["by"] == "model" and data["sandbox"] is None
     models = by_model_since(ledger, DAY)
@@ -131,7 +161,7 @@ def test_json(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) 
 
 def test_csv(backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str]) -> None:
     config, ledger = backend
-    assert run(config, "--csv", "--by", "day", "--since", "30d") == cli.EXIT_OK
+    assert run(config, "--csv", "--by", "day", "--since", "30d") == EXIT_OK
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     days = ledger.by_day(time.time() - 30 * DAY)
     assert [r["day"] for r in rows] == [d.day for d in days]
@@ -149,7 +179,7 @@ def test_csv_cost_of_unpriced_model_is_empty(
     backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, _ = backend
-    assert run(config, "--csv") == cli.EXIT_OK
+    assert run(config, "--csv") == EXIT_OK
     rows = {r["model"]: r for r in csv.DictReader(io.StringIO(capsys.readouterr().out))}
     assert rows["gpt-5-mini"]["cost_usd"] == "" and rows["gpt-5-mini"]["unpriced"] == "2"
     assert rows["claude-haiku-4-5"]["cost_usd"].startswith("0.")
@@ -159,7 +189,7 @@ def test_sandbox_filter_with_nothing_to_show(
     backend: tuple[Path, Ledger], capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, _ = backend
-    assert run(config, "--sandbox", "elsewhere") == cli.EXIT_OK
+    assert run(config, "--sandbox", "elsewhere") == EXIT_OK
     out = capsys.readouterr().out
     assert "sandbox elsewhere" in out and "no requests in this period" in out
 
@@ -167,13 +197,13 @@ def test_sandbox_filter_with_nothing_to_show(
 def test_bad_since_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "c.toml"
     config.write_text(f'[paths]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/d"\n')
-    assert run(config, "--since", "last week") == cli.EXIT_USAGE
+    assert run(config, "--since", "last week") == EXIT_USAGE
     assert "--since 'last week' is neither a duration" in capsys.readouterr().err
 
 
 def test_json_and_csv_exclude_each_other(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
-        cli.build_parser().parse_args(["costs", "--json", "--csv"])
+        build_parser().parse_args(["costs", "--json", "--csv"])
     assert caught.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
 
@@ -190,7 +220,7 @@ def summary(**fields: Any) -> Summary:
 
 
 def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
-    rows = [cli.with_prompt_tokens(row) for row in [
+    rows = [with_prompt_tokens(row) for row in [
         {"day": "2027-01-14", "requests": 1200, "errors": 3, "input_tokens": 1_234_567,
          "output_tokens": 89_000, "cache_read_tokens": 12_000_000, "cache_write_tokens": 40_000,
          "cost_nanos": 12_345_678_901, "unpriced": 2},
@@ -199,7 +229,7 @@ def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
          "cost_nanos": 0, "unpriced": 4},
     ]]
     with local_time_utc():
-        text = cli.format_costs(rows, cli.DAY_COLUMNS, 1_799_913_600.0, "day", "main",
+        text = format_costs(rows, DAY_COLUMNS, 1_799_913_600.0, "day", "main",
                                 summary(idle_nanos=420_000_000, background_nanos=400_000_000))
     assert text == "\n".join([
         "today $1.23   7 days $12.00   30 days $0.00   burn $0.0042/h",
@@ -219,8 +249,9 @@ def test_format_costs_aligns_and_flags_partial_and_missing_prices() -> None:
     ])
 
 
-def test_format_costs_aligns_amounts_by_model() -> None:
-    rows = [cli.with_prompt_tokens(row) for row in [
+def two_models() -> list[dict[str, Any]]:
+    """A priced model and a partly priced one, as ``print_costs`` has them."""
+    return [with_prompt_tokens(row) for row in [
         {"provider": "anthropic", "model": "claude-sonnet-4-5", "requests": 10, "errors": 0,
          "input_tokens": 1, "output_tokens": 2, "cache_read_tokens": 3,
          "cache_write_5m_tokens": 4, "cache_write_1h_tokens": 5, "reasoning_tokens": 6,
@@ -230,8 +261,11 @@ def test_format_costs_aligns_amounts_by_model() -> None:
          "cache_write_5m_tokens": 0, "cache_write_1h_tokens": 0, "reasoning_tokens": 0,
          "cost_nanos": 1_500_000, "cache_savings_nanos": 0, "unpriced": 1},
     ]]
+
+
+def test_format_costs_aligns_amounts_by_model() -> None:
     with local_time_utc():
-        text = cli.format_costs(rows, cli.MODEL_COLUMNS, 0.0, "model", None, summary())
+        text = format_costs(two_models(), MODEL_COLUMNS, 0.0, "model", None, summary())
     assert text.splitlines()[3:] == [
         "provider   model              requests  errors  prompt  output  cache read  cache write 5m"
         "  cache write 1h  reasoning       cost  cache saved  no price",
@@ -246,6 +280,43 @@ def test_format_costs_aligns_amounts_by_model() -> None:
         "",
         "1 request(s) have no price and are not in the amounts (* marks a partial amount): gpt-x. "
         "Add prices under [gateway.prices] in the config.",
+    ]
+
+
+def test_format_costs_in_80_columns_leaves_whole_columns_out_and_says_which() -> None:
+    with local_time_utc():
+        text = format_costs(two_models(), MODEL_COLUMNS, 0.0, "model", None,
+                            summary(idle_nanos=420_000_000, background_nanos=400_000_000), width=80)
+    assert text.splitlines()[3:] == [
+        "model              requests  prompt  output  cache read       cost",
+        "claude-sonnet-4-5        10      13       2           3    $3.00",
+        "gpt-x                     3       1       2           0  $0.0015 *",
+        "-----------------  --------  ------  ------  ----------  ---------",
+        "total                    13      14       4           3    $3.00 *",
+        "not shown in 80 columns: provider, errors, cache write 5m, cache write 1h,",
+        "reasoning, cache saved, no price (a wider terminal shows them; --csv and --json",
+        "have every column)",
+        "",
+        "1 request(s) have no price and are not in the amounts (* marks a partial",
+        "amount): gpt-x. Add prices under [gateway.prices] in the config.",
+        "",
+        "idle spend $0.4200 in the last 24h with no user message (heartbeat/background",
+        "requests: $0.4000)",
+    ]
+
+
+def test_format_costs_narrower_still_keeps_model_and_cost_whole() -> None:
+    with local_time_utc():
+        lines = format_costs(two_models(), MODEL_COLUMNS, 0.0, "model", None, summary(),
+                             width=40).splitlines()
+    assert max(len(line) for line in lines) <= 40
+    assert lines[:2] == ["today $1.23   7 days $12.00", "30 days $0.00   burn $0.0042/h"]
+    assert lines[5:10] == [
+        "model              requests       cost",
+        "claude-sonnet-4-5        10    $3.00",
+        "gpt-x                     3  $0.0015 *",
+        "-----------------  --------  ---------",
+        "total                    13    $3.00 *",
     ]
 
 

@@ -1,0 +1,120 @@
+"""The sandbox's lifecycle: ``start``, ``stop``, ``restart``, ``destroy`` and ``rebuild``
+(``--version V`` upgrades or downgrades OpenClaw).
+
+Each runs on a backend that is started when none runs. Starting verbs follow the backend's
+events until the sandbox settles (:mod:`moltconsole.cli.follow`); ``destroy`` asks first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from moltconsole.cli.follow import start_like
+from moltconsole.cli.session import on_backend, run, settings_of
+from moltconsole.cli.status import format_status
+from moltconsole.client import BackendClient, BackendError
+from moltconsole.settings import Settings
+from moltconsole_shared.commands import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``start``, ``stop``, ``restart`` [``--no-wait``], ``destroy`` [``--yes``], ``rebuild``
+    [``--version V``]."""
+    for name, text, command in (
+        ("start", "build the image if needed, create and start the sandbox, wait until ready",
+         start_command),
+        ("stop", "stop the sandbox (state is kept)", stop_command),
+        ("restart", "stop, then start the sandbox", start_command),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--no-wait", action="store_true", help="return without waiting")
+        cmd.set_defaults(func=command)
+    destroy = sub.add_parser("destroy", help="remove the container; the state directory is kept")
+    destroy.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    destroy.set_defaults(func=destroy_command)
+    rebuild = sub.add_parser("rebuild", help="rebuild the image and recreate the container")
+    rebuild.add_argument("--version", help="OpenClaw version to upgrade/downgrade to")
+    rebuild.set_defaults(func=rebuild_command)
+
+
+def start_command(args: argparse.Namespace) -> int:
+    """``moltconsole start|restart``: until the sandbox is ready (or why not), unless --no-wait."""
+    return run(on_backend(
+        settings_of(args), lambda client: start_like(client, args.command, wait=not args.no_wait)
+    ))
+
+
+def stop_command(args: argparse.Namespace) -> int:
+    """``moltconsole stop``."""
+    async def stop(client: BackendClient) -> int:
+        print(format_status(await client.action("stop", wait=not args.no_wait)))
+        return EXIT_OK
+
+    return run(on_backend(settings_of(args), stop))
+
+
+def rebuild_command(args: argparse.Namespace) -> int:
+    """``moltconsole rebuild [--version V]``."""
+    return run(on_backend(settings_of(args), lambda client: rebuild(client, args)))
+
+
+async def rebuild(client: BackendClient, args: argparse.Namespace) -> int:
+    """Rebuild the image (at ``--version``) and re-create a running sandbox with it."""
+    return await start_like(client, "rebuild", wait=True, version=args.version)
+
+
+def destroy_command(args: argparse.Namespace) -> int:
+    """``moltconsole destroy [--yes]``."""
+    settings = settings_of(args)
+    if not args.yes:
+        # Asked here, before the event loop: input() in a worker thread cannot be interrupted
+        # by Ctrl-C, and asyncio.run would then wait for that thread forever.
+        refused = confirm_destroy(settings)
+        if refused is not None:
+            return refused
+    return run(on_backend(settings, destroy))
+
+
+def confirm_destroy(settings: Settings) -> int | None:
+    """Ask before removing the container: None to go ahead, else the exit code to stop with."""
+    if not sys.stdin.isatty():
+        print("moltconsole: destroy removes the sandbox container; when not run interactively, "
+              "confirm with: moltconsole destroy --yes", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        state_dir = asyncio.run(_state_dir(settings))
+        kept = f"The state directory {state_dir} and the logs are" if state_dir else (
+            "Its state directory and its logs are"
+        )
+        answer = input(f"Remove the sandbox container? {kept} kept. [y/N] ")
+    except KeyboardInterrupt:
+        print()
+        return EXIT_INTERRUPTED
+    except EOFError:
+        print()
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print("nothing removed")
+        return EXIT_OK
+    return None
+
+
+async def _state_dir(settings: Settings) -> str | None:
+    """The sandbox's state directory, as the backend says (None when none answers yet)."""
+    try:
+        async with BackendClient(settings.socket_path, timeout=10) as client:
+            state_dir = (await client.status()).get("state_dir")
+    except BackendError:
+        return None
+    return str(state_dir) if state_dir else None
+
+
+async def destroy(client: BackendClient) -> int:
+    """Remove the container, and say what was kept."""
+    status = await client.action("destroy")
+    print(format_status(status))
+    print(f"kept: {status.get('state_dir') or 'the state directory and the logs'}")
+    return EXIT_OK
+

@@ -1,0 +1,85 @@
+"""``moltconsole status``: the sandbox's state and the AI gateway's, from a running backend.
+
+It asks the backend that runs and never starts one (no backend: exit 3). The status block it
+prints (:func:`format_status`) is also what the lifecycle verbs print when they settle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from moltconsole.cli.session import run, settings_of
+from moltconsole.client import BackendClient, BackendError
+from moltconsole.formatting import duration
+from moltconsole_shared.commands import EXIT_OK
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.status import GatewayStatus
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``status [--json]``."""
+    status = sub.add_parser("status", help="show the sandbox state")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=status_command)
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """``moltconsole status``."""
+    settings = settings_of(args)
+
+    async def show() -> int:
+        async with BackendClient(settings.socket_path) as client:
+            status = await client.status()
+            if args.json:
+                print(json.dumps(status, indent=2))
+                return EXIT_OK
+            print(format_status(status))
+            print("\n".join(await gateway_lines(client, status)))
+        return EXIT_OK
+
+    return run(show())
+
+
+async def gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[str]:
+    """Where the AI gateway listens, what it spent today, and what needs attention (missing
+    keys, a budget spent or past its warning threshold), for `status`."""
+    from moltconsole.widgets.cost_format import money
+
+    block = status["gateway"] if "gateway" in status else (await client.health()).get("gateway")
+    gateway = GatewayStatus.from_json(block)
+    if not gateway.enabled:
+        return ["AI gateway: off (gateway.enabled = false)"]
+    where = gateway.listening or "not listening"
+    try:
+        summary = await client.costs_summary()
+    except BackendError:
+        lines = [f"AI gateway: {where}"]
+    else:
+        lines = [f"AI gateway: {where}, spent today {money(summary.today_nanos)}"]
+    for severity, text in gateway.problems():
+        lines.append(f"  {'!' if severity == 'error' else '~'} {sanitize(text)}")
+    return lines
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """Human-readable status lines."""
+    lines = [f"state      {status['state']}" + (f"  ({status['desired']} wanted)"
+                                                 if status.get("desired") else "")]
+    if status.get("reason"):
+        lines.append(f"reason     {sanitize(status['reason'])}")
+    lines.append(f"openclaw   {status.get('openclaw_version') or '?'}")
+    if status.get("container_id"):
+        lines.append(f"container  {status['container_id'][:12]}  image {status.get('image') or '?'}")
+    if status.get("started_at") and status["state"] in ("starting", "ready", "unhealthy"):
+        lines.append(f"uptime     {duration(time.time() - status['started_at'])}")
+    lines.append(f"restarts   {status.get('restarts', 0)}")
+    if status.get("last_exit_code") is not None:
+        lines.append(f"last exit  {status['last_exit_code']}")
+    if status.get("gateway_url"):
+        lines.append(f"gateway    {status['gateway_url']}")
+    if status.get("state_dir"):
+        lines.append(f"state dir  {status['state_dir']}")
+    return "\n".join(lines)
