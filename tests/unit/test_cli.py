@@ -77,6 +77,23 @@ def config_file(short_dir: Path) -> Path:
     return path
 
 
+# --- dispatch: each verb's subparser names the function that runs it -----------------------
+@pytest.mark.parametrize(("argv", "runs"), [
+    ([], "console.console_command"),
+    (["serve"], "handover.hand_over"), (["keys", "ls"], "handover.hand_over"),
+    (["status"], "status.status_command"),
+    (["start"], "lifecycle.start_command"), (["restart"], "lifecycle.start_command"),
+    (["stop"], "lifecycle.stop_command"), (["destroy"], "lifecycle.destroy_command"),
+    (["rebuild", "--version", "2026.9.6"], "lifecycle.rebuild_command"),
+    (["exec", "--", "ls"], "processes.exec_command"), (["ps"], "processes.ps_command"),
+    (["devices"], "devices.devices_command"), (["logs", "-f"], "logs.logs_command"),
+    (["costs"], "costs.costs_command"), (["rotate-token"], "tokens.rotate_token_command"),
+])
+def test_every_verb_runs_its_own_function(argv: list[str], runs: str) -> None:
+    func = build_parser().parse_args(argv).func
+    assert f"{func.__module__.removeprefix('moltconsole.cli.')}.{func.__name__}" == runs
+
+
 # --- start, restart, rebuild with a scripted client ----------------------------------------
 class ContextClient:
     """A stand-in for :class:`BackendClient` that can be used as ``async with client``."""
