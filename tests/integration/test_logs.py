@@ -11,7 +11,7 @@ from typing import Any
 import docker
 import pytest
 
-from moltconsole.client import BackendClient
+from moltconsole.client import BackendClient, BackendWentAway
 from moltconsole_backend.api.service import BackendService
 from tests.conftest import SandboxEnv, wait_state
 
@@ -76,28 +76,70 @@ async def test_gateway_lines_arrive_parsed_with_levels_and_subsystems(
     await client.action("start")
     await wait_state(client, "ready")
 
-    def seen_both(records: list[Record]) -> bool:
-        sources = {r["source"] for r in records if r["subsystem"] == "gateway"
-                   and "ready" in r["message"]}
-        return {"file", "stdout"} <= sources and any(r["source"] == "stderr" for r in records)
+    def seen_ready(records: list[Record]) -> bool:
+        return any(r["message"] == "gateway ready" for r in records) and any(
+            "binding to a non-loopback address" in r["message"] for r in records)
 
-    records = await collect_until(client, seen_both, timeout=90)
+    records = await collect_until(client, seen_ready, timeout=90)
     from_file = [r for r in records if r["source"] == "file"]
     assert from_file and all(r["level"] for r in from_file)
     assert {"info"} <= {r["level"] for r in from_file}
     assert "gateway/channels" in {r["subsystem"] for r in from_file}
     first = from_file[0]
     assert first["raw"].startswith("{") and first["message"] in first["raw"]
-    stdout = [r for r in records if r["source"] == "stdout" and r["subsystem"] == "gateway"]
-    # The gateway's own timestamp and the [subsystem] tag are parsed off the message.
-    assert stdout and not stdout[0]["message"].startswith("20")
-    # The console has no level words: OpenClaw prints info on stdout, warnings on stderr.
-    assert {r["level"] for r in stdout} == {"info"}
+    # OpenClaw prints each of these on its console too; they are kept once, from the file.
     binding = [r for r in records if "binding to a non-loopback address" in r["message"]]
-    assert {(r["source"], r["level"]) for r in binding} == {("stderr", "warn"), ("file", "warn")}
+    assert [(r["source"], r["level"], r["subsystem"]) for r in binding] == [("file", "warn", "gateway")]
+    assert [r["source"] for r in records if r["message"].endswith("ready")] == ["file"]
     seqs = [r["seq"] for r in records]
     assert seqs == sorted(set(seqs))
     assert all(abs(r["time"] - records[0]["time"]) < 600 for r in records)
+
+
+async def test_every_event_is_kept_once_in_time_order(
+    backend: tuple[BackendService, BackendClient], sandbox_env: SandboxEnv,
+    docker_client: docker.DockerClient,
+) -> None:
+    """Both sources of a real gateway's start, restart and stop, against what each carried."""
+    _, client = backend
+    await client.action("start")
+    await wait_state(client, "ready")
+    # Lines only the console has: plain, and one that looks like OpenClaw's (a [tag]).
+    await asyncio.to_thread(
+        write_to_stdout, docker_client, sandbox_env,
+        r"printf 'ONCEMARK plain\n[oncemark] tagged, with no twin in the file\n'",
+    )
+    await client.action("restart")
+    await wait_state(client, "ready")
+
+    def both_runs_ready(records: list[Record]) -> bool:
+        return sum(1 for r in records if r["message"] == "gateway ready") >= 2
+
+    await collect_until(client, both_runs_ready, timeout=120)
+    await client.action("stop")
+    await wait_state(client, "stopped")
+    container = docker_client.containers.get(sandbox_env.container_name)
+    console = [
+        line for stream in ("stdout", "stderr")
+        for line in container.logs(stdout=stream == "stdout", stderr=stream == "stderr")
+        .decode().splitlines()
+    ]
+    log_file = sandbox_env.settings.sandbox_dir / "logs" / "openclaw.log"
+    file_lines = log_file.read_text(encoding="utf-8").splitlines()
+
+    def kept_all(records: list[Record]) -> bool:
+        return sum(1 for r in records if r["source"] == "file") >= len(file_lines)
+
+    records = await collect_until(client, kept_all, timeout=30, tail=100_000)
+    # Every record of the log file, each once.
+    assert sorted(r["raw"] for r in records if r["source"] == "file") == sorted(file_lines)
+    # Of the console, only the two lines the file does not have, each once: OpenClaw printed
+    # every other line (tens of them, on both streams) to its log file as well.
+    assert len(console) > 20
+    from_console = [r["raw"] for r in records if r["source"] != "file"]
+    assert sorted(from_console) == ["ONCEMARK plain", "[oncemark] tagged, with no twin in the file"]
+    times = [r["time"] for r in records]
+    assert times == sorted(times)
 
 
 async def test_escape_sequences_are_kept_raw_and_printed_inert(
@@ -245,5 +287,6 @@ async def test_a_follower_does_not_hold_up_a_backend_stop(sandbox_env: SandboxEn
         started = time.monotonic()
         await asyncio.wait_for(service.stop(), 10)
         assert time.monotonic() - started < 5
-        # The client sees its stream end rather than hang.
-        assert await asyncio.wait_for(anext(stream, None), 10) is None
+        # The client is told the backend went away, shutting down, rather than hang.
+        with pytest.raises(BackendWentAway, match="shutting down"):
+            await asyncio.wait_for(anext(stream, None), 10)
