@@ -1,15 +1,21 @@
 """The Textual console. It reaches the backend only through ``BackendClient``.
 
-The app owns the connection (one event-stream worker, reconnecting by itself) and the
-screens; screens receive status snapshots as messages and never block on I/O.
+The app owns the connection: one worker follows the event stream through a
+:class:`~moltconsole.streams.StreamFollower`, which reconnects by itself and says how the
+connection stands (:class:`LinkChanged`); the status bar of every screen shows it (connected,
+or lost at a time and reconnecting). When nothing answers on the socket any more the backend is
+gone: given a ``backend_starter`` (the launcher's, as ``moltconsole`` passes it), the app starts
+a new one once per loss, says what it did, and wakes every stream of the screens so they
+reconnect at once; if the start fails it says why and offers a key to try again. Screens
+receive status snapshots as messages and never block on I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal
 
 from textual import events, on, work
 from textual.app import App, SystemCommand
@@ -18,11 +24,15 @@ from textual.message import Message
 from textual.screen import Screen
 
 from moltconsole.client import BackendClient, BackendError
+from moltconsole.launcher import BackendLaunch, started_backend_notice
 from moltconsole.resources import styles_dir
 from moltconsole.screens.dashboard import DashboardScreen
 from moltconsole.screens.help import HelpScreen
 from moltconsole.settings import Settings
+from moltconsole.streams import StreamFollower, StreamState, Wakeup
 from moltconsole.widgets.status_bar import StatusBar
+
+BackendStarter = Callable[[], Awaitable[BackendLaunch]]
 
 
 class StatusChanged(Message):
@@ -32,6 +42,23 @@ class StatusChanged(Message):
         super().__init__()
         self.status = status
         self.connected = connected
+
+
+class LinkChanged(Message):
+    """The connection to the backend (the app's event stream) connected, or was lost."""
+
+    def __init__(self, state: StreamState) -> None:
+        super().__init__()
+        self.state = state
+
+
+class BackendStarted(Message):
+    """A new backend answers (``launch``), or starting one failed (``problem`` says why)."""
+
+    def __init__(self, launch: BackendLaunch | None, problem: str | None = None) -> None:
+        super().__init__()
+        self.launch = launch
+        self.problem = problem
 
 
 class BackendNotice(Message):
@@ -59,11 +86,14 @@ class MoltConsole(App[None]):
         Binding("3", "switch_mode('costs')", "Costs", id="app.costs"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
+        # Shown only after starting a new backend failed (check_action).
+        Binding("ctrl+r", "start_backend", "Start backend", id="app.start_backend"),
     ]
 
     def __init__(
         self, settings: Settings, *, clock: Callable[[], float] = time.time,
         client: BackendClient | None = None, notices: Iterable[str] = (),
+        backend_starter: BackendStarter | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -75,6 +105,16 @@ class MoltConsole(App[None]):
         self.connected: bool | None = None  # None until the first attempt has an answer
         self.status_seen = asyncio.Event()  # set once the first snapshot is on screen
         self.connection_lost = asyncio.Event()  # set whenever the backend is unreachable
+        self.link = StreamState("the event stream", "connecting")
+        # Every stream of the app and its screens waits on this between attempts: the app
+        # fires it when the backend is back, so they all reconnect at once.
+        self.wakeup = Wakeup()
+        # Starts a backend when none answers; None (tests, embedding) only reconnects.
+        self.backend_starter = backend_starter
+        self.restart: Literal["starting", "failed"] | None = None
+        self.restart_problem: str | None = None
+        self.restart_settled = asyncio.Event()  # set when a start of a new backend ended
+        self._restart_armed = True  # one automatic start per loss; the key tries again
         self.add_mode("dashboard", DashboardScreen)
         self.add_mode("logs", self._logs_screen)
         self.add_mode("costs", self._costs_screen)
@@ -120,22 +160,111 @@ class MoltConsole(App[None]):
     # --- backend connection ------------------------------------------------------------------
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
-        """Follow the backend's event stream; reconnect when it goes away."""
-        delay = 0.2
-        while True:
-            try:
-                async for message in self.client.events():
-                    kind = message.get("type")
-                    if kind == "status":
-                        self.post_message(StatusChanged(message["status"], True))
-                        delay = 0.2
-                    elif kind in ("progress", "notice"):
-                        self.post_message(BackendNotice(message))
-            except BackendError:
-                pass
-            self.post_message(StatusChanged(self.status, False))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        """Follow the backend's event stream for as long as the app runs."""
+        follower = StreamFollower(
+            "the event stream", self.client.events, wakeup=self.wakeup, clock=self.clock,
+            on_state=lambda state: self.post_message(LinkChanged(state)),
+        )
+        async for message in follower:
+            kind = message.get("type")
+            if kind == "status":
+                self.post_message(StatusChanged(message["status"], True))
+            elif kind in ("progress", "notice"):
+                self.post_message(BackendNotice(message))
+
+    @on(LinkChanged)
+    def _link_changed(self, event: LinkChanged) -> None:
+        state = event.state
+        self.link = state
+        if state.connected:
+            if self.connected is False:
+                self.wakeup.fire()  # the backend is back: the screens' streams retry now
+            self._restart_armed = True
+            if self.restart == "failed":
+                self.restart = None  # started by other means meanwhile
+            return  # the status that follows says connected
+        if state.phase == "connecting":
+            return
+        self.connected = False
+        self.connection_lost.set()
+        if state.unreachable and self._restart_armed and self.restart is None:
+            self._restart_armed = False
+            self._start_backend()
+        self._show_status(self.screen)
+
+    def _start_backend(self) -> None:
+        if self.backend_starter is None:
+            return
+        self.restart = "starting"
+        self.restart_problem = None
+        self.restart_settled.clear()
+        self.refresh_bindings()
+        self.start_backend(self.backend_starter)
+
+    @work(exclusive=True, group="backend-start")
+    async def start_backend(self, starter: BackendStarter) -> None:
+        """Start a backend as ``moltconsole`` does at launch, or attach to one that answers."""
+        try:
+            launch = await starter()
+        except BackendError as exc:
+            self.post_message(BackendStarted(None, str(exc)))
+        except OSError as exc:  # e.g. the data directory for its log cannot be written
+            self.post_message(BackendStarted(None, f"cannot start the backend: {exc}"))
+        else:
+            self.post_message(BackendStarted(launch))
+
+    @on(BackendStarted)
+    def _backend_started(self, event: BackendStarted) -> None:
+        if event.launch is None:
+            self.restart = "failed"
+            self.restart_problem = event.problem
+            self.notify(
+                f"the backend is gone and a new one did not start: {event.problem} "
+                f"Press {self._start_key()} to try again.",
+                title="backend", severity="error", markup=False, timeout=30,
+            )
+        else:
+            self.restart = None
+            self.notify(f"the backend had stopped; {event.launch.describe()}.", title="backend",
+                        markup=False, timeout=15)
+            keys = started_backend_notice(event.launch.health) if event.launch.how == "started" else ""
+            if keys:
+                self.notify(keys, title="backend", severity="error", markup=False, timeout=30)
+            self.wakeup.fire()  # reconnect now, not at the end of the current pause
+        self.refresh_bindings()
+        self._show_status(self.screen)
+        self.restart_settled.set()
+
+    def action_start_backend(self) -> None:
+        """Try again to start a backend, after an automatic start failed."""
+        if self.restart == "failed":
+            self._start_backend()
+            self._show_status(self.screen)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The start-backend key exists only while there is a failed start to retry."""
+        if action == "start_backend":
+            return self.restart == "failed"
+        return True
+
+    def _start_key(self) -> str:
+        """The key that starts a backend, as remapped in the keymap."""
+        for bindings in self._bindings.key_to_bindings.values():
+            for binding in bindings:
+                if binding.id == "app.start_backend":
+                    return binding.key_display or binding.key  # words, not "^r"
+        return "ctrl+r"
+
+    def link_text(self) -> str | None:
+        """How the connection stands, for the status bar: None while connected."""
+        if self.connected or self.link.phase != "reconnecting":
+            return None
+        if self.restart == "starting":
+            return "gone: nothing answers on its socket; starting a new backend…"
+        if self.restart == "failed":
+            return f"gone, and a new one did not start; {self._start_key()} tries again"
+        since = time.strftime("%H:%M:%S", time.localtime(self.link.since or 0))
+        return f"disconnected, reconnecting since {since}…"
 
     @on(StatusChanged)
     def _status_changed(self, event: StatusChanged) -> None:
@@ -161,6 +290,7 @@ class MoltConsole(App[None]):
         for bar in screen.query(StatusBar):
             bar.connected = self.connected
             bar.status = self.status
+            bar.link = self.link_text()
         if isinstance(screen, DashboardScreen):
             screen.apply_status(self.status, self.connected)
 

@@ -29,11 +29,14 @@ class StatusBar(Static):
 
     status: reactive[dict[str, Any] | None] = reactive(None)
     connected: reactive[bool | None] = reactive(None)
+    link: reactive[str | None] = reactive(None)  # how a lost connection stands, in words
 
     def on_mount(self) -> None:
         # A screen mounted later (e.g. the first visit to Logs) starts from what the app knows.
         self.connected = getattr(self.app, "connected", None)
         self.status = getattr(self.app, "status", None)
+        link_text = getattr(self.app, "link_text", None)
+        self.link = link_text() if callable(link_text) else None
 
     def render(self) -> Text:
         text = Text.assemble(("moltconsole", "bold"), "  ")
@@ -41,7 +44,7 @@ class StatusBar(Static):
             text.append("backend: connecting…", style="yellow")
             return text
         if not self.connected:
-            text.append(" backend: disconnected, reconnecting… ", style="bold white on red")
+            text.append(f" backend: {self.link or 'disconnected, reconnecting…'} ", style="bold white on red")
             return text
         status = self.status or {}
         state = str(status.get("state", "unknown"))
