@@ -88,6 +88,13 @@ class Wakeup:
             await asyncio.wait_for(self._event.wait(), timeout)
 
 
+def shared_wakeup(app: object) -> Wakeup | None:
+    """The app's :class:`Wakeup` (``MoltConsole.wakeup``), for the followers of its screens;
+    None for an app without one (a screen hosted alone in tests)."""
+    wakeup = getattr(app, "wakeup", None)
+    return wakeup if isinstance(wakeup, Wakeup) else None
+
+
 class StreamFollower(Generic[T]):
     """One backend stream followed for as long as it is iterated, across reconnections.
 

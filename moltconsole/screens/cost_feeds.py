@@ -4,8 +4,10 @@ No widgets here. :func:`load` asks the backend for everything one window shows a
 (summary, chart series, models, costliest requests, errors, recent requests) and answers with
 one message: :class:`CostsLoaded` holding an immutable :class:`CostSnapshot`, or
 :class:`CostsFailed` saying why not. :func:`follow_tail` follows ``/v1/costs/tail`` for as long
-as it runs, posting :class:`TailState` when it starts listening or breaks and
-:class:`TailArrived` for each batch of new requests, and reconnects with a growing pause.
+as it runs (a :class:`~moltconsole.streams.StreamFollower`: it reconnects by itself), posting
+:class:`TailState` when it starts listening or breaks and :class:`TailArrived` for each batch of
+new requests. The tail resumes without a gap: each time it listens again the screen reloads
+the snapshot, whose recent requests the :class:`TailBuffer` merges by id (no duplicates).
 The screen runs both in its workers and applies the messages; :class:`TailBuffer` holds the
 newest requests the tail has shown.
 """
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 from textual.message import Message
 
 from moltconsole.client import BackendError
+from moltconsole.streams import StreamFollower, StreamState, Wakeup
 from moltconsole.widgets.cost_format import WINDOWS
 from moltconsole_shared.wire.records import RequestRecord
 from moltconsole_shared.wire.reports import ModelUsage, SeriesPoint, Summary
@@ -31,8 +34,6 @@ BUCKETS = {"24h": (24, 3600.0), "7d": (28, 6 * 3600.0), "30d": (30, 86_400.0)}
 TOP_LIMIT = 50
 ERROR_LIMIT = 50
 TAIL_ROWS = 200  # requests kept in the live tail
-RETRY_FIRST = 0.2  # seconds before the first reconnection of the tail; doubles up to RETRY_MAX
-RETRY_MAX = 5.0
 
 
 class CostSource(Protocol):
@@ -143,25 +144,24 @@ async def load(client: CostSource, window: str, now: float) -> CostsLoaded | Cos
     ))
 
 
-async def follow_tail(client: CostSource, post: Callable[[Message], object]) -> None:
-    """Follow the ledger's new requests until cancelled; reconnect when the stream breaks."""
-    delay = RETRY_FIRST
-    while True:
-        try:
-            async for message in client.costs_tail():
-                kind = message.get("type")
-                if kind == "ready":
-                    post(TailState(None))
-                    delay = RETRY_FIRST
-                elif kind == "batch":
-                    records = tuple(message.get("records") or ())
-                    post(TailArrived(records, int(message.get("dropped") or 0)))
-            problem = "the backend closed the cost tail; reconnecting…"
-        except BackendError as exc:
-            problem = f"cost tail: {exc} (retrying)"
-        post(TailState(problem))
-        await asyncio.sleep(delay)  # back off before reconnecting; not waiting on an event
-        delay = min(delay * 2, RETRY_MAX)
+async def follow_tail(
+    client: CostSource, post: Callable[[Message], object], *, wakeup: Wakeup | None = None,
+) -> None:
+    """Follow the ledger's new requests until cancelled, reconnecting when the stream breaks."""
+
+    def on_state(state: StreamState) -> None:
+        problem = state.describe()
+        if problem is not None:
+            post(TailState(problem))
+
+    follower = StreamFollower("the cost tail", client.costs_tail, on_state=on_state, wakeup=wakeup)
+    async for message in follower:
+        kind = message.get("type")
+        if kind == "ready":
+            post(TailState(None))  # listening (again): the screen reloads what it may have missed
+        elif kind == "batch":
+            records = tuple(message.get("records") or ())
+            post(TailArrived(records, int(message.get("dropped") or 0)))
 
 
 class TailBuffer:

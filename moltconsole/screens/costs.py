@@ -40,6 +40,7 @@ from moltconsole.screens.cost_feeds import (
     follow_tail,
     load,
 )
+from moltconsole.streams import shared_wakeup
 from moltconsole.widgets.cost_chart import CostChart
 from moltconsole.widgets.cost_format import WINDOWS, money
 from moltconsole.widgets.cost_rows import (
@@ -270,7 +271,7 @@ class CostsScreen(Screen[None]):
     @work(exclusive=True, group="costs-tail", exit_on_error=False)
     async def _follow_tail(self) -> None:
         """Follow the ledger's new requests; reconnect when the stream breaks."""
-        await follow_tail(self.client, self.post_message)
+        await follow_tail(self.client, self.post_message, wakeup=shared_wakeup(self.app))
 
     @on(TailState)
     def _tail_state(self, event: TailState) -> None:

@@ -182,3 +182,35 @@ async def test_each_connection_asks_afresh_so_the_caller_can_resume() -> None:
                 break
     assert cursor == [1, 2, 3, 4, 5, 6] and asked == [None, 3, 5]
 
+
+
+async def test_the_cost_tail_says_it_lost_the_stream_and_listens_again() -> None:
+    from moltconsole.screens.cost_feeds import TailArrived, TailState, follow_tail
+
+    connections = Connections(
+        ([{"type": "ready"}, {"type": "batch", "records": [], "dropped": 2}],
+         BackendWentAway("the backend went away during the cost tail")),
+        ([{"type": "ready"}], None),
+    )
+
+    class Ledger:
+        def costs_tail(self, *, sandbox: str | None = None) -> AsyncIterator[dict[str, Any]]:
+            return connections.open()
+
+    posted: list[Any] = []
+    done = asyncio.Event()
+
+    def post(message: Any) -> None:
+        posted.append(message)
+        if len(posted) == 4:
+            done.set()
+
+    task = asyncio.create_task(follow_tail(Ledger(), post, wakeup=RecordedWaits()))  # type: ignore[arg-type]
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert [type(m) for m in posted[:4]] == [TailState, TailArrived, TailState, TailState]
+    assert posted[0].problem is None and posted[1].dropped == 2
+    assert posted[2].problem is not None and posted[2].problem.startswith("the cost tail lost at ")
+    assert posted[3].problem is None  # listening again: the screen reloads what it missed
