@@ -29,6 +29,8 @@ def console_command(args: argparse.Namespace) -> int:
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_NO_BACKEND
     from moltconsole.app import MoltConsole
+    from moltconsole.launcher import start_backend
 
-    MoltConsole(settings, notices=notices).run()
+    # A backend that dies while the console runs is started again the same way.
+    MoltConsole(settings, notices=notices, backend_starter=lambda: start_backend(settings)).run()
     return EXIT_OK
