@@ -38,6 +38,7 @@ from textual.widgets import DataTable, Footer, RichLog, Sparkline, Static
 from moltconsole.client import BackendError
 from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
+from moltconsole.streams import StreamFollower
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
@@ -281,24 +282,20 @@ class DashboardScreen(Screen[None]):
     # --- the sandbox's history ---------------------------------------------------------------
     @work(exclusive=True, group="history")
     async def follow_history(self) -> None:
-        """Follow the backend's recorded events: the history first, then each new one."""
-        client = self.app.client  # type: ignore[attr-defined]
-        delay = 0.2
-        while True:
-            try:
-                async for message in client.events(history=EVENTS_SHOWN):
-                    kind = message.get("type")
-                    if kind == "history":
-                        self.post_message(HistoryArrived(_events(message.get("events"))))
-                        delay = 0.2
-                    elif kind == "event":
-                        for recorded in _events([message.get("event")]):
-                            self.post_message(EventArrived(recorded))
-            except BackendError:
-                pass
-            # The app's own connection says the backend is gone; this one just tries again.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        """Follow the backend's recorded events: the history first (again at each reconnection,
+        which replaces what is shown), then each new one."""
+        app: Any = self.app
+        follower = StreamFollower(
+            "the sandbox's history", lambda: app.client.events(history=EVENTS_SHOWN),
+            wakeup=getattr(app, "wakeup", None),
+        )
+        async for message in follower:
+            kind = message.get("type")
+            if kind == "history":
+                self.post_message(HistoryArrived(_events(message.get("events"))))
+            elif kind == "event":
+                for recorded in _events([message.get("event")]):
+                    self.post_message(EventArrived(recorded))
 
     @on(HistoryArrived)
     def _history(self, event: HistoryArrived) -> None:
