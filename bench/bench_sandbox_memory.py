@@ -21,6 +21,7 @@ import contextlib
 import json
 import shutil
 import socket
+import sys
 import tempfile
 import time
 import uuid
@@ -35,7 +36,10 @@ from moltconsole_backend.api.service import BackendService
 from moltconsole_backend.sandbox.stats import compute_sample
 from moltconsole_backend.settings import GatewaySettings, ProviderSettings, SandboxSettings, Settings
 from moltconsole_shared.paths import PathSettings
-from tests.support.fake_llm import FakeServer, Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the fake provider the tests use, run as a script from anywhere
+from tests.support.fake_llm import FakeServer, Reply  # noqa: E402
 
 MIB = 2**20
 KEY = "sk-ant-bench-memory-0123456789"

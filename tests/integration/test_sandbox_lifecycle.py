@@ -104,7 +104,7 @@ async def test_hardening_is_visible_in_docker_inspect(
     assert host["ReadonlyRootfs"] is True
     assert "/tmp" in host["Tmpfs"]
     assert host["Privileged"] is False
-    assert host["Memory"] == 2 * 1024**3
+    assert host["Memory"] == 3 * 1024**3
     assert host["NanoCpus"] == int(1.5e9)
     assert host["PidsLimit"] == 512
     bindings = host["PortBindings"]["18789/tcp"]
@@ -154,7 +154,7 @@ async def test_processes_and_stats(backend: tuple[BackendService, BackendClient]
         if len(samples) == 2:
             break
     assert samples[-1]["memory_bytes"] > 50 * 2**20  # the gateway uses hundreds of MiB
-    assert samples[-1]["memory_limit"] == 2 * 1024**3
+    assert samples[-1]["memory_limit"] == 3 * 1024**3
     assert samples[-1]["cpu_percent"] >= 0
     assert samples[-1]["pids"] >= 2
 
