@@ -38,7 +38,7 @@ from textual.widgets import DataTable, Footer, RichLog, Sparkline, Static
 from moltconsole.client import BackendError
 from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
-from moltconsole.streams import StreamFollower
+from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
@@ -94,6 +94,14 @@ class StatsArrived(Message):
     def __init__(self, sample: dict[str, Any]) -> None:
         super().__init__()
         self.sample = sample
+
+
+class StatsStreamState(Message):
+    """The stats stream connected, or was lost (the labels say so while the sandbox runs)."""
+
+    def __init__(self, state: StreamState) -> None:
+        super().__init__()
+        self.state = state
 
 
 class ProcessesArrived(Message):
@@ -176,6 +184,7 @@ class DashboardScreen(Screen[None]):
         # Empty until the first sample: a one-sample sparkline would draw as a full bar.
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._mem: deque[float] = deque(maxlen=HISTORY)
+        self.samples = 0  # resource samples shown since the screen was mounted
         self._pending: list[dict[str, Any]] = []
         self._recorded: dict[int, SandboxEvent] = {}  # the backend's events by seq
         self._local: deque[tuple[float, str]] = deque(maxlen=50)  # the console's own events
@@ -251,6 +260,7 @@ class DashboardScreen(Screen[None]):
         alert.display = bool(warning)
         self._show_alerts_class()
         if was_running and not self._sandbox_running():
+            self.workers.cancel_group(self, "stats")  # no samples until it runs again
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
             self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
             self.query_one("#dash-cache-label", Static).display = False
@@ -287,7 +297,7 @@ class DashboardScreen(Screen[None]):
         app: Any = self.app
         follower = StreamFollower(
             "the sandbox's history", lambda: app.client.events(history=EVENTS_SHOWN),
-            wakeup=getattr(app, "wakeup", None),
+            wakeup=shared_wakeup(app),
         )
         async for message in follower:
             kind = message.get("type")
@@ -308,6 +318,8 @@ class DashboardScreen(Screen[None]):
         if event.event.seq in self._recorded:
             return
         self._recorded[event.event.seq] = event.event
+        while len(self._recorded) > EVENTS_SHOWN:  # the oldest goes, as it does from the panel
+            del self._recorded[next(iter(self._recorded))]
         self.query_one("#dash-events", RichLog).write(
             self._line(event.event.time, event.event.describe(), event.event.level)
         )
@@ -328,19 +340,27 @@ class DashboardScreen(Screen[None]):
     # --- live data -----------------------------------------------------------------------------
     @work(exclusive=True, group="stats")
     async def follow_stats(self) -> None:
-        """Follow the stats stream while the sandbox runs."""
-        client = self.app.client  # type: ignore[attr-defined]
-        try:
-            async for sample in client.stats():
-                self.post_message(StatsArrived(sample))
-        except BackendError:
-            return
+        """Follow the stats stream while the sandbox runs, across restarts of the backend."""
+        app: Any = self.app
+        follower = StreamFollower(
+            "the stats stream", app.client.stats, wakeup=shared_wakeup(app),
+            on_state=lambda state: self.post_message(StatsStreamState(state)),
+        )
+        async for sample in follower:
+            self.post_message(StatsArrived(sample))
+
+    @on(StatsStreamState)
+    def _stats_stream(self, event: StatsStreamState) -> None:
+        if event.state.phase == "reconnecting" and self._sandbox_running():
+            # The last numbers are not current any more; the sparklines wait for new ones.
+            self.query_one("#dash-cpu-label", Static).update("CPU · reconnecting…")
 
     @on(StatsArrived)
     def _stats(self, event: StatsArrived) -> None:
         if not self._sandbox_running():
             return  # a sample still in flight when the sandbox stopped: the labels say "stopped"
         sample = event.sample
+        self.samples += 1
         self._cpu.append(float(sample.get("cpu_percent", 0.0)))
         self._mem.append(float(sample.get("memory_bytes", 0)))
         self.query_one("#dash-cpu", Sparkline).data = list(self._cpu)

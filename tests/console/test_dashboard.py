@@ -561,3 +561,18 @@ async def test_the_events_panel_keeps_up_while_another_screen_is_shown() -> None
             text = shown()
             assert text.index("recorded before the console opened") < text.index("crashed: the gateway")
             assert text.count("crashed: the gateway exited with code 137") == 1
+
+
+async def test_live_events_are_kept_as_far_back_as_the_panel_shows(backend_process: Path) -> None:
+    from moltconsole.screens.dashboard import EVENTS_SHOWN, DashboardScreen, EventArrived
+    from moltconsole_shared.wire.events import SandboxEvent
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        for seq in range(1000, 1000 + EVENTS_SHOWN + 5):
+            screen.post_message(EventArrived(SandboxEvent(seq, T0, "notice", "info", f"notice {seq}")))
+        await pilot.pause()
+        assert sorted(screen._recorded) == list(range(1005, 1000 + EVENTS_SHOWN + 5))
