@@ -185,6 +185,7 @@ class DashboardScreen(Screen[None]):
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._mem: deque[float] = deque(maxlen=HISTORY)
         self.samples = 0  # resource samples shown since the screen was mounted
+        self._cpu_text = "CPU"  # the CPU label of the last sample
         self._pending: list[dict[str, Any]] = []
         self._recorded: dict[int, SandboxEvent] = {}  # the backend's events by seq
         self._local: deque[tuple[float, str]] = deque(maxlen=50)  # the console's own events
@@ -261,6 +262,7 @@ class DashboardScreen(Screen[None]):
         self._show_alerts_class()
         if was_running and not self._sandbox_running():
             self.workers.cancel_group(self, "stats")  # no samples until it runs again
+            self._cpu_text = "CPU"
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
             self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
             self.query_one("#dash-cache-label", Static).display = False
@@ -351,9 +353,11 @@ class DashboardScreen(Screen[None]):
 
     @on(StatsStreamState)
     def _stats_stream(self, event: StatsStreamState) -> None:
-        if event.state.phase == "reconnecting" and self._sandbox_running():
+        # A refusal ("not running") is the sandbox stopping: the status that follows says so.
+        lost = event.state.phase == "reconnecting" and event.state.cause != "refused"
+        if lost and self._sandbox_running():
             # The last numbers are not current any more; the sparklines wait for new ones.
-            self.query_one("#dash-cpu-label", Static).update("CPU · reconnecting…")
+            self.query_one("#dash-cpu-label", Static).update(f"{self._cpu_text} · reconnecting…")
 
     @on(StatsArrived)
     def _stats(self, event: StatsArrived) -> None:
@@ -365,7 +369,8 @@ class DashboardScreen(Screen[None]):
         self._mem.append(float(sample.get("memory_bytes", 0)))
         self.query_one("#dash-cpu", Sparkline).data = list(self._cpu)
         self.query_one("#dash-mem", Sparkline).data = list(self._mem)
-        self.query_one("#dash-cpu-label", Static).update(f"CPU {sample.get('cpu_percent', 0):.1f}%")
+        self._cpu_text = f"CPU {sample.get('cpu_percent', 0):.1f}%"
+        self.query_one("#dash-cpu-label", Static).update(self._cpu_text)
         limit = sample.get("memory_limit") or 0
         self.query_one("#dash-mem-label", Static).update(
             f"memory {_mib(sample.get('memory_bytes', 0))}" + (f" / {_mib(limit)}" if limit else "")

@@ -185,3 +185,26 @@ async def test_without_a_starter_the_console_only_reconnects() -> None:
             assert app.restart is None
             await backend.serve()  # started by hand, e.g. with moltconsole serve
             await until(pilot, "connected again", lambda: "backend: connected" in bar_text(app))
+
+
+async def test_the_sparklines_follow_again_when_the_backend_comes_back() -> None:
+    from moltconsole.screens.dashboard import DashboardScreen
+    from tests.unit.test_manager_events import memory_sample
+
+    async with stub_backend() as (config, backend):
+        app = console(config, backend.start_as_launcher)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await app.status_seen.wait()
+            dashboard = app.screen
+            assert isinstance(dashboard, DashboardScreen)
+            assert (app.status or {}).get("state") == "starting"  # the stand-in's container runs
+            backend.engine.stats_fed.put(memory_sample(500))
+            await until(pilot, "a sample", lambda: dashboard.samples == 1)
+            await backend.stop()
+            await until(pilot, "the stats stream lost", lambda: "reconnecting" in str(
+                dashboard.query_one("#dash-cpu-label").render()))
+            await asyncio.wait_for(app.restart_settled.wait(), 15)
+            backend.engine.stats_fed.put(memory_sample(600))
+            await until(pilot, "a sample from the new backend", lambda: dashboard.samples == 2)
+            label = str(dashboard.query_one("#dash-mem-label").render())
+            assert label.startswith("memory 600 MiB")
