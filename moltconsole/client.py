@@ -342,7 +342,7 @@ class BackendClient:
     def logs(
         self, *, tail: int | None = None, since_seq: int | None = None,
         since_time: float | None = None, follow: bool = True, grep: str | None = None,
-        levels: list[str] | None = None,
+        levels: list[str] | None = None, sources: list[str] | None = None,
     ) -> AsyncGenerator[dict[str, Any]]:
         """Log messages: ``{"type": "batch", "records": [...], "dropped": n}``, then one
         ``{"type": "caught_up"}`` once the history is sent, then live batches if ``follow``.
@@ -355,6 +355,8 @@ class BackendClient:
             "tail": tail, "since_seq": since_seq, "since_time": since_time,
             "follow": follow, "grep": grep, "levels": levels,
         }
+        if sources is not None:  # file, console, stdout, stderr
+            request["sources"] = sources
         return self._objects("/v1/logs", "the log stream", request)
 
     async def costs_tail(self, *, sandbox: str | None = None) -> AsyncGenerator[dict[str, Any]]:

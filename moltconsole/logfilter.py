@@ -31,6 +31,16 @@ _LEVEL_ALIASES = {"warning": "warn", "err": "error", "critical": "fatal", "crit"
 # The level floors the screen cycles through: None shows every line, including unlevelled ones.
 LEVEL_FLOORS: tuple[str | None, ...] = (None, "debug", "info", "warn", "error")
 
+# What ``source:NAME`` accepts, and the record sources each name covers. The backend keeps an
+# event once (the log file's record when OpenClaw wrote both): "console" is what only the
+# container's output had (tini, Node, a crash, anything before the log file opened).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "file": ("file",),
+    "console": ("stdout", "stderr"),
+    "stdout": ("stdout",),
+    "stderr": ("stderr",),
+}
+
 # Time windows as (label, seconds); None is "all".
 TIME_WINDOWS: tuple[tuple[str, float | None], ...] = (
     ("all", None), *((label, parse_duration(label)) for label in ("1m", "5m", "15m", "1h")),
@@ -162,12 +172,14 @@ class TextPattern:
 
 @dataclass(frozen=True, slots=True)
 class LogFilter:
-    """Which records to show: text or regex, a level floor, subsystems and a start time."""
+    """Which records to show: text or regex, a level floor, subsystems, sources and a start
+    time."""
 
     pattern: TextPattern | None = None
     subsystems: tuple[str, ...] = ()
     level_floor: str | None = None
     since: float | None = None
+    sources: tuple[str, ...] = ()  # record sources (file, stdout, stderr); empty: all
 
     @classmethod
     def parse(
@@ -176,9 +188,12 @@ class LogFilter:
         """Build a filter from the query the user typed.
 
         ``sub:NAME`` words restrict the subsystem (any of them, substring, case-insensitive);
-        the rest of the query is the text or ``/regex/`` pattern. Raises :class:`PatternError`.
+        ``source:file`` or ``source:console`` (or ``stdout``, ``stderr``) where a line came
+        from; the rest of the query is the text or ``/regex/`` pattern. Raises
+        :class:`PatternError`.
         """
         subsystems: list[str] = []
+        sources: list[str] = []
         words: list[str] = []
         for word in query.split(" "):
             lowered = word.lower()
@@ -186,24 +201,37 @@ class LogFilter:
                 name = word.split(":", 1)[1].lower()
                 if name:
                     subsystems.append(name)
+            elif lowered.startswith(("source:", "src:")):
+                name = lowered.split(":", 1)[1]
+                if name not in SOURCES:
+                    if any(known.startswith(name) for known in SOURCES):
+                        continue  # still being typed: no filter yet, and no error
+                    raise PatternError(
+                        f"{word} is not a log source: use source:file (OpenClaw's log file) or "
+                        "source:console (the container's output: source:stdout, source:stderr)"
+                    )
+                sources.extend(s for s in SOURCES[name] if s not in sources)
             else:
                 words.append(word)
         text = " ".join(words).strip()
-        return cls(TextPattern.parse(text), tuple(subsystems), level_floor, since)
+        return cls(TextPattern.parse(text), tuple(subsystems), level_floor, since, tuple(sources))
 
     @property
     def active(self) -> bool:
         """Whether this filter hides anything at all."""
-        return bool(self.pattern or self.subsystems or self.level_floor or self.since is not None)
+        return bool(
+            self.pattern or self.subsystems or self.sources or self.level_floor or self.since is not None
+        )
 
     @property
     def narrows(self) -> bool:
-        """Whether it hides lines within its time window (a text, subsystem or level filter).
+        """Whether it hides lines within its time window (a text, subsystem, source or level
+        filter).
 
         Only such a filter needs its own search of the backend's history: the window alone
         is what the live stream already asks the backend for.
         """
-        return bool(self.pattern or self.subsystems or self.level_floor)
+        return bool(self.pattern or self.subsystems or self.sources or self.level_floor)
 
     def history_request(self) -> dict[str, Any]:
         """The ``BackendClient.logs`` arguments that ask the backend's history for these lines.
@@ -222,13 +250,18 @@ class LogFilter:
         if self.level_floor is not None:
             floor = level_rank(self.level_floor)
             levels = [name for name in LEVELS if level_rank(name) >= floor]
-        return {"grep": grep, "levels": levels, "since_time": self.since}
+        request: dict[str, Any] = {"grep": grep, "levels": levels, "since_time": self.since}
+        if self.sources:
+            request["sources"] = list(self.sources)
+        return request
 
     def matches(self, record: LogRecord) -> bool:
         """Whether ``record`` passes; cheap checks run before the pattern."""
         if self.since is not None and record.time < self.since:
             return False
         if self.level_floor is not None and level_rank(record.level) < level_rank(self.level_floor):
+            return False
+        if self.sources and record.source not in self.sources:
             return False
         if self.subsystems:
             subsystem = record.subsystem.lower()

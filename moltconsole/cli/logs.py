@@ -21,11 +21,15 @@ from moltconsole_shared.untrusted import sanitize
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``logs [-f] [--since T] [--grep RE] [--tail N] [--json]``."""
+    """``logs [-f] [--since T] [--grep RE] [--source file|console] [--tail N] [--json]``."""
     logs = sub.add_parser("logs", help="print the sandbox's logs (-f to follow)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("--since", help="only lines since 10m, 1h, 2d ago, or an ISO time")
     logs.add_argument("--grep", metavar="REGEX", help="only lines whose message or subsystem match")
+    logs.add_argument(
+        "--source", choices=("file", "console"),
+        help="only lines from OpenClaw's log file, or only those its container printed alone",
+    )
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines (then follow)")
     logs.add_argument("--json", action="store_true", help="print one JSON record per line")
     logs.set_defaults(func=logs_command)
@@ -80,6 +84,7 @@ async def print_logs(client: BackendClient, args: argparse.Namespace) -> int:
     out = sys.stdout
     async for message in client.logs(
         tail=args.tail, since_time=args.since_time, follow=args.follow, grep=args.grep,
+        sources=[args.source] if args.source else None,
     ):
         kind = message.get("type")
         if kind == "batch":

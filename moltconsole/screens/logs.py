@@ -20,6 +20,7 @@ line the backend has (fewer than ``max_lines`` so far, none dropped), nothing is
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import time
@@ -70,7 +71,7 @@ class LogSource(Protocol):
     def logs(
         self, *, tail: int | None = None, since_seq: int | None = None,
         since_time: float | None = None, follow: bool = True, grep: str | None = None,
-        levels: list[str] | None = None,
+        levels: list[str] | None = None, sources: list[str] | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """Server messages: ``{"type": "batch", "records": [...], "dropped": n}`` and
         ``{"type": "caught_up"}``."""
@@ -123,8 +124,11 @@ class LogsScreen(Screen[None]):
         Binding("N", "search_previous", "Prev", id="logs.search_previous", show=False),
         Binding("l", "cycle_level", "Level", id="logs.level"),
         Binding("r", "cycle_window", "Range", id="logs.window"),
-        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap"),
+        # Display toggles stay out of the footer (it has room for one at 80 columns: the source,
+        # which the filter's source: words go with); ? and the palette list them all.
+        Binding("w", "toggle_wrap", "Wrap", id="logs.wrap", show=False),
         Binding("t", "toggle_timestamps", "Time", id="logs.timestamps", show=False),
+        Binding("s", "toggle_source", "Source", id="logs.source"),
         Binding("enter", "detail", "Detail", id="logs.detail"),
         Binding("y", "copy_line", "Copy", id="logs.copy_line"),
         Binding("Y", "copy_last", "Copy last N", id="logs.copy_last", show=False),
@@ -228,7 +232,7 @@ class LogsScreen(Screen[None]):
     def _subscribe(self) -> None:
         """(Re)start the stream for the current time window, from an empty view."""
         since = window_start(self.window, self.clock())
-        self._filter = LogFilter(self._filter.pattern, self._filter.subsystems, self.level_floor, since)
+        self._filter = dataclasses.replace(self._filter, level_floor=self.level_floor, since=since)
         self._buffer.clear()
         self._pending.clear()
         self.waiting = 0
@@ -473,7 +477,8 @@ class LogsScreen(Screen[None]):
             status.append("  ⟳ loading history…", "yellow")
         if self.dropped:
             status.append(f"  dropped {self.dropped:,}", "bold red")
-        flags = [name for name, on_ in (("wrap", self.view.wrap), ("time", self.view.timestamps)) if on_]
+        flags = [name for name, on_ in (
+            ("wrap", self.view.wrap), ("time", self.view.timestamps), ("source", self.view.sources)) if on_]
         if flags:
             status.append("  " + " ".join(flags), "dim")
         if self.problem:
@@ -564,7 +569,7 @@ class LogsScreen(Screen[None]):
         box = self.query_one("#logs-input", Input)
         self._input_mode = mode
         box.placeholder = (
-            "filter: text, /regex/, sub:NAME — enter to close" if mode == "filter"
+            "filter: text, /regex/, sub:NAME, source:file|console — enter to close" if mode == "filter"
             else "search: text or /regex/ — enter jumps, n/N next/previous"
         )
         box.value = self.query_text if mode == "filter" else self.search_text
@@ -661,8 +666,7 @@ class LogsScreen(Screen[None]):
     def action_cycle_level(self) -> None:
         """Show all levels, or only debug+, info+, warn+, error+."""
         self.level_floor = next_in_cycle(LEVEL_FLOORS, self.level_floor)
-        f = self._filter
-        self._apply_filter(LogFilter(f.pattern, f.subsystems, self.level_floor, f.since))
+        self._apply_filter(dataclasses.replace(self._filter, level_floor=self.level_floor))
 
     def action_cycle_window(self) -> None:
         """Show all history in memory, or the last 1m, 5m, 15m, 1h (re-reads from the backend)."""
@@ -689,6 +693,12 @@ class LogsScreen(Screen[None]):
     def action_toggle_timestamps(self) -> None:
         """Show or hide each line's time (UTC)."""
         self.view.timestamps = not self.view.timestamps
+        self._refresh_bars()
+
+    def action_toggle_source(self) -> None:
+        """Show or hide where each line came from: OpenClaw's log file, or the container's
+        stdout or stderr (filter with source:file or source:console)."""
+        self.view.sources = not self.view.sources
         self._refresh_bars()
 
     # --- detail and copy ---------------------------------------------------------------------

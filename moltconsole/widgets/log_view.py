@@ -1,4 +1,4 @@
-"""A virtualised view of log records: a cursor, search highlights, wrap and timestamps.
+"""A virtualised view of log records: a cursor, search highlights, wrap, timestamps and sources.
 
 Only the rows on screen are rendered (``render_line``), rendered records are cached, and the
 number of records held is bounded by ``max_lines``: at thousands of lines a second the cost of
@@ -38,6 +38,7 @@ LEVEL_STYLES = {
 }
 LEVEL_WIDTH = 5
 TIME_WIDTH = len("00:00:00.000")
+SOURCE_WIDTH = len("stdout")  # file, stdout or stderr
 SUBSYSTEM_WIDTH = 8
 CUT_MARK = " …"
 RENDER_CACHE = 256  # rendered records kept: a few screens, for scrolling and cursor moves
@@ -63,6 +64,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         "logs-view--cursor",
         "logs-view--match",
         "logs-view--time",
+        "logs-view--source",
         "logs-view--subsystem",
     }
 
@@ -77,6 +79,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         self._cursor = -1
         self._wrap = False
         self._timestamps = True
+        self._sources = False
         self._search: TextPattern | None = None
         self._widest = 0
         # Wrap mode: absolute first visual row of each record, and the row after the last one.
@@ -121,6 +124,16 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
     @timestamps.setter
     def timestamps(self, value: bool) -> None:
         self._timestamps = value
+        self._layout_changed()
+
+    @property
+    def sources(self) -> bool:
+        """Whether each line shows where it came from (file, stdout, stderr) after its time."""
+        return self._sources
+
+    @sources.setter
+    def sources(self, value: bool) -> None:
+        self._sources = value
         self._layout_changed()
 
     @property
@@ -219,11 +232,16 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     # --- geometry ---------------------------------------------------------------------------
     def _prefix_cells(self) -> int:
-        return (TIME_WIDTH + 1 if self._timestamps else 0) + LEVEL_WIDTH + 1
+        time = TIME_WIDTH + 1 if self._timestamps else 0
+        return time + (SOURCE_WIDTH + 1 if self._sources else 0) + LEVEL_WIDTH + 1
+
+    def _source_cells(self, record: LogRecord) -> int:
+        """Cells a source wider than the column takes beyond it (the backend's are not)."""
+        return max(_text_cells(record.source) - SOURCE_WIDTH, 0) if self._sources else 0
 
     def _cells(self, record: LogRecord) -> int:
         """The record's width in cells, without rendering it."""
-        cells = self._prefix_cells() + _text_cells(record.body)
+        cells = self._prefix_cells() + self._source_cells(record) + _text_cells(record.body)
         if record.subsystem:
             cells += max(_text_cells(record.subsystem), SUBSYSTEM_WIDTH) + 1
         return cells + len(CUT_MARK) if _is_cut(record) else cells
@@ -303,6 +321,10 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         text = Text(no_wrap=True, end="")
         if self._timestamps:
             text.append(format_time(record.time), self.get_component_rich_style("logs-view--time"))
+            text.append(" ")
+        if self._sources:
+            source = record.source or "-"
+            text.append(f"{source:<{SOURCE_WIDTH}}", self.get_component_rich_style("logs-view--source"))
             text.append(" ")
         label = record.level.upper() if record.level else "-"
         text.append(f"{label:<{LEVEL_WIDTH}}", LEVEL_STYLES.get(record.level, Style()))

@@ -32,11 +32,12 @@ T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z; fixed so the snapshots never chang
 
 
 def record(seq: int, message: str, *, level: str = "info", subsystem: str = "gateway",
-           raw: str | None = None, offset: float | None = None, cut: bool = False) -> dict[str, Any]:
+           raw: str | None = None, offset: float | None = None, cut: bool = False,
+           source: str = "file") -> dict[str, Any]:
     """A record as the backend sends it."""
     return {
         "seq": seq, "time": T0 + (seq if offset is None else offset), "level": level,
-        "subsystem": subsystem, "message": message, "source": "file",
+        "subsystem": subsystem, "message": message, "source": source,
         "raw": raw if raw is not None else message, "cut": cut,
     }
 
@@ -51,7 +52,7 @@ FIXED = [
     record(5, "rate limited by upstream, retrying in 2s", level="warn", subsystem="agent"),
     record(6, "tool browser.navigate failed: net::ERR_NAME_NOT_RESOLVED", level="error",
            subsystem="agent"),
-    record(7, "plain stderr line without a level", level="", subsystem=""),
+    record(7, "plain stderr line without a level", level="", subsystem="", source="stderr"),
     record(8, "a very long line " + "with many words " * 20 + "at the end", subsystem="agent"),
     record(9, "device pairing request from 10.0.0.7 (iPhone)", subsystem="devices"),
     record(10, "session 7f3c saved", level="trace", subsystem="sessions"),
@@ -61,8 +62,8 @@ FIXED = [
 class FakeLogs:
     """A fake BackendClient.logs: history first, then caught_up, then what the test pushes.
 
-    Queries are answered as the backend answers them: ``since_time``, ``levels`` and ``grep``
-    (on the message or the subsystem) select, ``tail`` keeps the last N of what matches. Pushed
+    Queries are answered as the backend answers them: ``since_time``, ``levels``, ``sources``
+    and ``grep`` (on the message or the subsystem) select, ``tail`` keeps the last N of what matches. Pushed
     lines join the history, as they join the backend's spool. ``refuse`` makes the fake refuse
     any grep containing that text, as a backend with a poorer regex engine would; ``gate``, when
     given, holds every history search (``follow=False``) until the test sets it.
@@ -86,6 +87,7 @@ class FakeLogs:
 
     def select(self, query: dict[str, Any]) -> list[dict[str, Any]]:
         since, levels, grep = query.get("since_time"), query.get("levels"), query.get("grep")
+        sources = query.get("sources")
         if grep is not None and self.refuse is not None and self.refuse in grep:
             raise BackendError(f"'grep' is not a valid regular expression: {self.refuse} is not "
                                "supported", "request", 0)
@@ -93,6 +95,7 @@ class FakeLogs:
         found = [
             r for r in self.history
             if (since is None or r["time"] >= since) and (levels is None or r["level"] in levels)
+            and (sources is None or r["source"] in sources)
             and (pattern is None or pattern.search(r["message"]) or pattern.search(r["subsystem"]))
         ]
         tail = query.get("tail")
@@ -209,6 +212,16 @@ def test_logs_snapshot_filtered_paused_and_searched(snap_compare: Any) -> None:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_source_column_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("s")
+        await pilot.pause()
+
+    assert snap_compare(LogsApp(FakeLogs(FIXED)), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_history_search_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await ready(pilot)
@@ -269,6 +282,38 @@ async def test_filter_text_regex_bad_regex_and_subsystem() -> None:
 
         await pilot.press("escape")  # clears filter and search
         assert len(screen.view.records) == 10
+
+
+async def test_source_column_and_source_filter() -> None:
+    client = FakeLogs(FIXED)
+    app = LogsApp(client, max_lines=5, history_delay=0)  # memory holds seq 6-10
+    async with app.run_test(size=(100, 24)) as pilot:
+        screen = await ready(pilot)
+        assert "08:00:07.000 -     plain stderr line without a level" in rows(pilot)[1]
+        await pilot.press("s")
+        await pilot.pause()
+        shown = rows(pilot)
+        assert "08:00:07.000 stderr -     plain stderr line without a level" in shown[1]
+        assert shown[0].startswith("08:00:06.000 file   ERROR agent    tool browser.navigate failed")
+        assert "source" in str(screen.query_one("#logs-status").render())
+
+        # Typing "source:c..." filters nothing (and says nothing) until the name is whole.
+        await searched(pilot, "f", *"source:console", "enter")
+        assert [r.seq for r in screen.view.records] == [7]
+        assert client.searches[-1]["sources"] == ["stdout", "stderr"]
+        assert not screen.query_one("#logs-error").display
+        await searched(pilot, "f", "ctrl+u", *"source:file sub:agent", "enter")
+        assert [r.seq for r in screen.view.records] == [4, 5, 6, 8]  # 4 and 5 from the history
+        assert client.searches[-1]["sources"] == ["file"]
+
+        await pilot.press("f", "ctrl+u", *"source:journal")
+        await pilot.pause()
+        error = str(screen.query_one("#logs-error").render())
+        assert "source:journal is not a log source: use source:file" in error
+        await pilot.press("escape")
+        await pilot.press("s")
+        await pilot.pause()
+        assert not any("file   " in row for row in rows(pilot))
 
 
 async def test_filter_applies_to_live_lines_too() -> None:

@@ -141,6 +141,16 @@ async def test_every_event_is_kept_once_in_time_order(
     times = [r["time"] for r in records]
     assert times == sorted(times)
 
+    # Where a line came from can be asked for.
+    code, out, err = await cli(sandbox_env, "logs", "--source", "console")
+    assert code == 0, err
+    assert [line.split(maxsplit=3)[3] for line in out.splitlines()] == [
+        "ONCEMARK plain", "tagged, with no twin in the file"]  # each message, after its subsystem
+    code, out, err = await cli(sandbox_env, "logs", "--source", "file", "--grep", "ONCEMARK|oncemark")
+    assert (code, out) == (0, ""), err
+    code, out, err = await cli(sandbox_env, "logs", "--source", "journal")
+    assert code == 2 and "invalid choice: 'journal'" in err
+
 
 async def test_escape_sequences_are_kept_raw_and_printed_inert(
     backend: tuple[BackendService, BackendClient], sandbox_env: SandboxEnv,

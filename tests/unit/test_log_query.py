@@ -25,6 +25,15 @@ def test_full_request() -> None:
     assert not query.matches(record(time=10.0))
 
 
+def test_sources_select_the_file_or_the_console() -> None:
+    from_file = LogQuery.from_json({"sources": ["file"]})
+    assert from_file.filtered and from_file.matches(record())
+    assert not from_file.matches(record(source="stderr"))
+    console = LogQuery.from_json({"sources": ["console"]})
+    assert console.matches(record(source="stdout")) and console.matches(record(source="stderr"))
+    assert not console.matches(record())
+
+
 def test_defaults_follow_everything() -> None:
     query = LogQuery.from_json({})
     assert query.follow and not query.filtered and query.tail is None
@@ -38,6 +47,8 @@ def test_defaults_follow_everything() -> None:
     ({"follow": "yes"}, "'follow'"),
     ({"grep": "(unclosed"}, "not a valid regular expression"),
     ({"levels": ["loud"]}, "unknown level"),
+    ({"sources": ["journald"]}, "unknown source"),
+    ({"sources": "file"}, "'sources'"),
     ({"colour": True}, "unknown field"),
 ])
 def test_bad_requests_say_what_to_fix(request_: object, message: str) -> None:

@@ -23,9 +23,9 @@ from moltconsole.logfilter import (
 
 
 def rec(seq: int, message: str, level: str = "info", subsystem: str = "gateway",
-        time: float = 1_800_000_000.0) -> LogRecord:
+        time: float = 1_800_000_000.0, source: str = "file") -> LogRecord:
     return LogRecord.from_wire({"seq": seq, "time": time, "level": level, "subsystem": subsystem,
-                                "message": message, "source": "file", "raw": message, "cut": False})
+                                "message": message, "source": source, "raw": message, "cut": False})
 
 
 def test_from_wire_sanitises_every_agent_field() -> None:
@@ -92,6 +92,22 @@ def test_filter_parse_subsystems_and_text() -> None:
     assert query.matches(rec(2, "timeout", subsystem="cron/heartbeat"))
     assert not query.matches(rec(3, "timeout", subsystem="gateway"))
     assert not query.matches(rec(4, "fine", subsystem="agent"))
+
+
+def test_filter_by_source() -> None:
+    lines = [rec(1, "gateway ready"), rec(2, "[WARN  tini (7)] Tini is not PID 1", source="stderr"),
+             rec(3, "ONCEMARK plain", source="stdout")]
+    assert [r.seq for r in LogFilter.parse("source:file").apply(lines)] == [1]
+    console = LogFilter.parse("source:console")
+    assert console.sources == ("stdout", "stderr") and console.narrows
+    assert [r.seq for r in console.apply(lines)] == [2, 3]
+    assert [r.seq for r in LogFilter.parse("src:stderr tini").apply(lines)] == [2]
+    assert LogFilter.parse("Source:FILE source:file").sources == ("file",)
+    assert LogFilter.parse("source:").sources == LogFilter.parse("source:con").sources == ()  # typing
+    assert console.history_request()["sources"] == ["stdout", "stderr"]
+    assert "sources" not in LogFilter.parse("ready").history_request()
+    with pytest.raises(PatternError, match="source:journal is not a log source: use source:file"):
+        LogFilter.parse("source:journal")
 
 
 def test_filter_level_floor_and_unlevelled_lines() -> None:

@@ -49,6 +49,10 @@ RING_BYTES = 16 << 20
 LIVE_LAG_LIMIT = 200_000  # a follower further behind than this skips ahead (counted)
 LOG_FILE = "openclaw.log"
 JOURNAL_BYTES = 1 << 20
+# What a query's ``sources`` may name: "console" is both of the container's streams.
+SOURCE_NAMES = {
+    "file": ("file",), "console": ("stdout", "stderr"), "stdout": ("stdout",), "stderr": ("stderr",)
+}
 
 
 class QueryError(ValueError):
@@ -66,13 +70,14 @@ class LogQuery:
     follow: bool = True
     grep: re.Pattern[str] | None = None
     levels: frozenset[str] | None = None
+    sources: frozenset[str] | None = None  # record sources: file, stdout, stderr
 
     @classmethod
     def from_json(cls, data: object) -> LogQuery:
         """Validate a client's request object."""
         if not isinstance(data, dict):
             raise QueryError('send a JSON object such as {"tail": 100, "follow": true}')
-        unknown = set(data) - {"tail", "since_seq", "since_time", "follow", "grep", "levels"}
+        unknown = set(data) - {"tail", "since_seq", "since_time", "follow", "grep", "levels", "sources"}
         if unknown:
             raise QueryError(f"unknown field(s): {', '.join(sorted(unknown))}")
 
@@ -110,6 +115,15 @@ class LogQuery:
             if bad:
                 raise QueryError(f'unknown level(s) {bad}; use {", ".join(LEVELS)} or ""')
             level_set = frozenset(levels)
+        sources = data.get("sources")
+        source_set = None
+        if sources is not None:
+            if not isinstance(sources, list) or not all(isinstance(v, str) for v in sources):
+                raise QueryError("'sources' must be a list of source names or null")
+            bad = [v for v in sources if v not in SOURCE_NAMES]
+            if bad:
+                raise QueryError(f"unknown source(s) {bad}; use {', '.join(SOURCE_NAMES)}")
+            source_set = frozenset(name for v in sources for name in SOURCE_NAMES[v])
         return cls(
             tail=integer("tail"),
             since_seq=integer("since_seq"),
@@ -117,16 +131,24 @@ class LogQuery:
             follow=follow,
             grep=pattern,
             levels=level_set,
+            sources=source_set,
         )
 
     @property
     def filtered(self) -> bool:
         """Whether records must be decoded to be matched."""
-        return self.grep is not None or self.levels is not None or self.since_time is not None
+        return (
+            self.grep is not None
+            or self.levels is not None
+            or self.sources is not None
+            or self.since_time is not None
+        )
 
     def matches(self, record: dict[str, Any]) -> bool:
         """Whether a decoded record passes the filters."""
         if self.levels is not None and record["level"] not in self.levels:
+            return False
+        if self.sources is not None and record["source"] not in self.sources:
             return False
         if self.since_time is not None and self.since_seq is None and record["time"] < self.since_time:
             return False
