@@ -112,6 +112,10 @@ class LogSettings(Section):
     history_mb: int = Field(default=256, ge=1, le=1_000_000)  # bounded spool on disk
     segment_mb: int = Field(default=16, ge=1, le=1024)
     max_line_bytes: int = Field(default=16_384, ge=256, le=1_048_576)  # longer lines are cut
+    # Free space the history leaves on its disk; unset: the smaller of 64 MiB and 1% of the disk.
+    reserve_mb: int | None = Field(default=None, ge=0, le=1_000_000)
+    # Seconds a console line waits for the log file's record of the same event (kept instead).
+    twin_wait: float = Field(default=3.0, ge=0, le=60)
 
 
 class ProviderSettings(Section):

@@ -15,7 +15,7 @@ from moltconsole_backend.logs import collector as collector_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
 from moltconsole_backend.logs.record import Record, parse_file_line, parse_human
 from moltconsole_backend.sandbox.state import SandboxState, SandboxStatus
-from moltconsole_backend.settings import Settings
+from moltconsole_backend.settings import LogSettings, Settings
 from moltconsole_shared.paths import PathSettings
 
 
@@ -33,8 +33,10 @@ class StoppedSandbox:
 
 @pytest.fixture
 async def collector(tmp_path: Path) -> AsyncIterator[LogCollector]:
+    # A short wait for a console line's file twin: the tests that need it end sooner.
     settings = Settings(paths=PathSettings(data_dir=tmp_path, cache_dir=tmp_path,
-                                           runtime_dir=tmp_path / "run"))
+                                           runtime_dir=tmp_path / "run"),
+                        logs=LogSettings(twin_wait=0.2))
     logs = LogCollector(settings, StoppedSandbox())  # type: ignore[arg-type]
     await logs.start()
     yield logs

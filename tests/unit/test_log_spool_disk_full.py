@@ -18,8 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from moltconsole_backend.api.routes import create_app
 from moltconsole_backend.logs import spool as spool_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
 from moltconsole_backend.logs.record import Record
@@ -356,3 +358,32 @@ async def test_a_follower_is_told_what_the_full_disk_dropped(
         assert again._cursors["file"]["offset"] == 9000  # no torn journal line before it
     finally:
         await again.stop()
+
+
+async def test_the_floor_is_the_reserve_mb_setting(small_disk: Path, tmp_path: Path) -> None:
+    def settings(**logs: Any) -> Settings:
+        return Settings(
+            paths=PathSettings(data_dir=small_disk, cache_dir=tmp_path, runtime_dir=tmp_path / "run"),
+            logs=LogSettings(history_mb=1, segment_mb=1, **logs),
+        )
+
+    ballast = fill(small_disk, leave=512 << 10)  # far more than 1% of the disk, less than 1 MiB
+    roomy = LogCollector(settings(), StoppedSandbox())  # type: ignore[arg-type]
+    await roomy.start()
+    roomy.ingest(records(5), {})
+    assert roomy.lines_not_kept == 0
+    await roomy.stop()
+
+    strict = LogCollector(settings(reserve_mb=1), StoppedSandbox())  # type: ignore[arg-type]
+    await strict.start()
+    try:
+        strict.ingest(records(5, start=5), {})
+        assert strict.lines_not_kept == 5
+        assert "the log history leaves 1 MiB free, logs.reserve_mb" in str(strict.disk_problem)
+        # /v1/status says how many lines were not kept.
+        app = create_app(StoppedSandbox(), strict)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://m") as api:
+            assert (await api.get("/v1/status")).json()["log_lines_not_kept"] == 5
+    finally:
+        await strict.stop()
+    ballast.unlink()

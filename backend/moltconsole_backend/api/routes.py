@@ -73,6 +73,7 @@ def create_app(
     async def status(_: Request) -> Response:
         body = manager.status.to_json()
         body["gateway"] = gateway.status() if gateway is not None else None
+        body["log_lines_not_kept"] = logs.lines_not_kept if logs is not None else None  # disk full
         return JSONResponse(body)
 
     async def keys(_: Request) -> Response:

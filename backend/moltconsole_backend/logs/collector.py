@@ -172,7 +172,7 @@ class LogCollector:
         self._client_factory = client_factory
         self.spool: Spool | None = None
         self._lock = threading.Lock()
-        self._merger = SourceMerger()
+        self._merger = SourceMerger(hold=settings.logs.twin_wait)
         self._clock = threading.Condition(self._lock)  # wakes the merger's clock thread
         self._clock_thread: threading.Thread | None = None
         self._ring: list[str] = []
@@ -204,6 +204,7 @@ class LogCollector:
             self.directory,
             segment_bytes=logs.segment_mb << 20,
             history_bytes=logs.history_mb << 20,
+            reserve_bytes=None if logs.reserve_mb is None else logs.reserve_mb << 20,
         )
         self._ring_first = self.spool.next_seq
         self._cursors = await asyncio.to_thread(self._read_cursors)

@@ -13,12 +13,13 @@ numbers continue across restarts: the last segment is read back (and a torn last
 a crash mid-write, is cut off) when the spool opens.
 
 A full disk is survived, not fought. Before each batch the free space of the spool's filesystem
-is checked against a floor (the smaller of RESERVE_BYTES and RESERVE_FRACTION of the
-filesystem), so the logs are not what fills the disk under the sandbox; a batch that does not
-fit, or whose write fails anyway (ENOSPC, a quota, an I/O error), is refused whole: both files
-are cut back to where the last whole record ends (shrinking a file never needs space), the
-records get no seq, and they are counted in ``lines_not_kept``. One warning says so and what to
-do; writing resumes by itself once twice the floor is free again.
+is checked against a floor (``logs.reserve_mb``; unset, the smaller of RESERVE_BYTES and
+RESERVE_FRACTION of the filesystem), so the logs are not what fills the disk under the
+sandbox; a batch that does not fit, or whose write fails anyway (ENOSPC, a quota, an I/O
+error), is refused whole: both files are cut back to where the last whole record ends
+(shrinking a file never needs space), the records get no seq, and they are counted in
+``lines_not_kept`` (``/v1/status`` reports it). One warning says so and what to do; writing
+resumes by itself once twice the floor is free again.
 """
 
 from __future__ import annotations
@@ -359,7 +360,10 @@ class Spool:
             return None
         if self.problem is not None:
             return self.problem  # still full: keep the first reason
-        return f"the disk holding {self.directory} is nearly full ({_size(free)} free)"
+        return (
+            f"the disk holding {self.directory} is nearly full ({_size(free)} free; the log "
+            f"history leaves {_size(floor)} free, logs.reserve_mb)"
+        )
 
     def _refuse(self, count: int, problem: str, out_of_space: bool) -> None:
         if self.problem is None:
