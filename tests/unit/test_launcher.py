@@ -55,10 +55,32 @@ async def stop_spawned(pid: int) -> None:
     await asyncio.to_thread(os.waitpid, pid, 0)
 
 
-async def test_two_consoles_starting_a_backend_at_once_end_up_on_the_same_one(settings: Settings) -> None:
+@pytest.fixture
+def spawned(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Every backend process the launcher starts, as it starts them."""
+    from moltconsole import launcher
+
+    processes: list[subprocess.Popen[bytes]] = []
+    real_spawn = launcher.spawn_detached
+
+    def spawn(settings: Settings) -> subprocess.Popen[bytes]:
+        processes.append(real_spawn(settings))
+        return processes[-1]
+
+    monkeypatch.setattr(launcher, "spawn_detached", spawn)
+    return processes
+
+
+async def test_two_consoles_starting_a_backend_at_once_end_up_on_the_same_one(
+    settings: Settings, spawned: list[subprocess.Popen[bytes]],
+) -> None:
     # Neither finds a backend, so both start one: the loser's exits at once (the lock).
     first, second = await asyncio.gather(start_backend(settings), start_backend(settings))
     try:
+        assert len(spawned) == 2
+        loser = next(p for p in spawned if p.pid != first.pid)
+        # It may still be starting when the winner answers; it gives way once it gets there.
+        assert await asyncio.to_thread(loser.wait) == 1
         assert first.pid is not None and first.pid == second.pid
         assert sorted([first.how, second.how]) == ["joined", "started"]
         assert lock_holder(settings) == first.pid
