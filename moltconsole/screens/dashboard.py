@@ -27,7 +27,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -237,6 +237,11 @@ class DashboardScreen(Screen[None]):
         self.follow_history()
         self.fetch_gateway()
         self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The log keeps lines as they were wrapped when written: wrap them again at the new
+        # width, once the panels have their new sizes.
+        self.call_after_refresh(self._redraw_events)
 
     def _now(self) -> float:
         clock = getattr(self.app, "clock", time.time)

@@ -576,3 +576,18 @@ async def test_live_events_are_kept_as_far_back_as_the_panel_shows(backend_proce
             screen.post_message(EventArrived(SandboxEvent(seq, T0, "notice", "info", f"notice {seq}")))
         await pilot.pause()
         assert sorted(screen._recorded) == list(range(1005, 1000 + EVENTS_SHOWN + 5))
+
+
+async def test_events_wrap_again_when_the_terminal_is_resized(backend_process: Path) -> None:
+    from textual.widgets import RichLog
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        panel = app.screen.query_one("#dash-events", RichLog)
+        line = "07:30:52 starting: waiting for the gateway's /readyz"
+        assert line not in [strip.text.rstrip() for strip in panel.lines]  # wrapped at 80 columns
+        await pilot.resize_terminal(160, 48)
+        await pilot.pause()
+        await pilot.pause()  # the redraw runs after the refresh that gives the panel its width
+        assert line in [strip.text.rstrip() for strip in panel.lines]
