@@ -8,7 +8,12 @@ them (``docker exec ... seq -f MARK-%g 1 N > /proc/1/fd/1``), measured twice:
               is decoded by the client and counted: received must equal written, none dropped.
 Target: ours >= 50,000 lines/s with no loss.
 
-Usage: .venv/bin/python bench/bench_logs.py [--lines N]
+``--shape openclaw`` writes the lines as OpenClaw's console prints them (``<time> [bench]
+O-1``): each then waits in the collector for the log file's record of the same event, which
+never comes, so this measures the merger's slow path (``logs.twin_wait``, bounded memory)
+rather than its fast one.
+
+Usage: .venv/bin/python bench/bench_logs.py [--lines N] [--shape plain|openclaw]
 Uses its own sandbox name, port and directories; removes its container at the end.
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import shutil
 import socket
 import subprocess
@@ -43,9 +49,12 @@ def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+PREFIX = ""  # set by --shape: what each line starts with before its mark
+
+
 def write_lines(container: str, mark: str, count: int) -> None:
     subprocess.run(
-        ["docker", "exec", container, "sh", "-c", f"seq -f '{mark}-%.0f' 1 {count} > /proc/1/fd/1"],
+        ["docker", "exec", container, "sh", "-c", f"seq -f '{PREFIX}{mark}-%.0f' 1 {count} > /proc/1/fd/1"],
         check=True,
         capture_output=True,
     )
@@ -53,14 +62,14 @@ def write_lines(container: str, mark: str, count: int) -> None:
 
 def yardstick(container: str, count: int) -> float:
     """Seconds from starting the writer until ``docker logs -f`` has delivered the last line."""
-    last = f"Y-{count}\n".encode()
+    last = f"{PREFIX}Y-{count}\n".encode()
     since = f"{time.time() - 1:.3f}"
     reader = subprocess.Popen(
         ["docker", "logs", "-f", "--since", since, container],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
-    assert reader.stdout is not None
+    assert isinstance(reader.stdout, io.BufferedReader)  # read1: whatever the pipe has
     time.sleep(0.5)  # let `docker logs` attach before the first line is written
     started = time.perf_counter()
     writer = threading.Thread(target=write_lines, args=(container, "Y", count))
@@ -124,7 +133,15 @@ def main() -> int:
         default=200_000,
         help="lines per run; keep N x 80 bytes under Docker's 20 MB log file",
     )
+    parser.add_argument(
+        "--shape",
+        choices=("plain", "openclaw"),
+        default="plain",
+        help="plain lines, or lines shaped like OpenClaw's console (they wait for a twin)",
+    )
     args = parser.parse_args()
+    global PREFIX
+    PREFIX = "2026-12-03T06:52:24.106+00:00 [bench] " if args.shape == "openclaw" else ""
     root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
     name = f"blogs{int(time.time()) % 100000}"
     config = root / "config.toml"
