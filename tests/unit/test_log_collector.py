@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -191,5 +192,75 @@ async def test_a_stop_keeps_what_still_waits(collector: LogCollector) -> None:
         got = records(await messages(again, LogQuery(follow=False)))
         assert [r["message"] for r in got] == ["ready"]
         assert saved_cursors(again)["docker"] == {"1": 7}
+    finally:
+        await again.stop()
+
+
+class RunningSandbox(StoppedSandbox):
+    """A sandbox that runs; each ``restart()`` tells the collector, as the manager would."""
+
+    status = SandboxStatus(state=SandboxState.READY, container_id="c1")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        return self.queue
+
+    def restart(self) -> None:
+        self.queue.put_nowait({"type": "status"})
+
+
+async def test_a_reattached_reader_starts_after_what_was_read_not_what_was_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A container restart while a console line still waits for its twin must not read it
+    again: its cursor is not saved yet, but it was read."""
+    attached: list[dict[int, int]] = []
+    reading = asyncio.Queue[None]()
+
+    class OneLineReader:
+        """Stands for ContainerLogReader: delivers one line per attach, then the stream ends."""
+
+        def __init__(self, api: Any, container_id: str, *, last_ns: dict[int, int], **options: Any) -> None:
+            self.last_ns = dict(last_ns)
+            self.sink = options["sink"]
+            attached.append(dict(last_ns))
+
+        def run(self) -> None:
+            ns = max(self.last_ns.values(), default=0) + 1_000_000_000
+            line = parse_human(f"2026-12-03T06:52:24.106+00:00 [gateway] line {len(attached)}",
+                               source="stdout", received=ns / 1e9)
+            self.last_ns[1] = ns
+            self.sink([line], {"docker": {"1": ns}})
+            loop.call_soon_threadsafe(reading.put_nowait, None)
+
+        def stop(self) -> None:
+            pass
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(collector_module, "ContainerLogReader", OneLineReader)
+    paths = PathSettings(data_dir=tmp_path, cache_dir=tmp_path, runtime_dir=tmp_path / "run")
+    settings = Settings(paths=paths, logs=LogSettings(twin_wait=30))  # nothing leaves meanwhile
+    sandbox = RunningSandbox()
+    engine = SimpleNamespace(api=None, close=lambda: None)  # what a DockerClient gives the reader
+    logs = LogCollector(settings, sandbox, client_factory=lambda: engine)  # type: ignore[arg-type,return-value]
+    await logs.start()
+    try:
+        await asyncio.wait_for(reading.get(), 5)
+        sandbox.restart()
+        await asyncio.wait_for(reading.get(), 5)
+        assert attached[0] == {} and attached[1] == {1: 1_000_000_000}
+    finally:
+        await logs.stop()
+    got = records(await messages_after_restart(logs))
+    assert [r["message"] for r in got] == ["line 1", "line 2"]
+
+
+async def messages_after_restart(logs: LogCollector) -> list[Any]:
+    again = LogCollector(logs.settings, StoppedSandbox())  # type: ignore[arg-type]
+    await again.start()
+    try:
+        return await messages(again, LogQuery(follow=False))
     finally:
         await again.stop()

@@ -294,17 +294,24 @@ class LogCollector:
         """Attach to the container's output whenever it runs; re-attach after each restart."""
         queue = self.manager.subscribe()
         client: docker.DockerClient | None = None
+        # Per stream, the last line read. Ahead of the saved cursor while the merger still
+        # holds lines: a re-attach starts after what was read, or those lines would come twice.
+        read: dict[int, int] = {}
         try:
             while not self._closing:
                 status = self.manager.status
                 if status.state in RUNNING_STATES and status.container_id:
+                    reader: ContainerLogReader | None = None
                     try:
                         if client is None:
                             client = await asyncio.to_thread(self._client_factory)
+                        last = {int(k): int(v) for k, v in (self._cursors.get("docker") or {}).items()}
+                        for stream, ns in read.items():
+                            last[stream] = max(last.get(stream, 0), ns)
                         reader = ContainerLogReader(
                             client.api,
                             status.container_id,
-                            last_ns={int(k): int(v) for k, v in (self._cursors.get("docker") or {}).items()},
+                            last_ns=last,
                             max_line_bytes=self.settings.logs.max_line_bytes,
                             sink=self.offer,
                         )
@@ -315,6 +322,8 @@ class LogCollector:
                         client = None
                     finally:
                         self._reader = None
+                        if reader is not None:
+                            read.update(reader.last_ns)
                 # The stream ends when the container stops; a status change says when to look
                 # again (the timeout covers a restart that happened before we noticed).
                 with contextlib.suppress(TimeoutError):
