@@ -21,8 +21,8 @@ How the two renderings of one event differ, read off the real OpenClaw 2026.9.6 
   space or a colon.
 * the level decides the stream: warn, error and fatal are written to stderr, the rest to
   stdout (the console prints no level word).
-* the time: Docker stamps the console line 1-50 ms after the file's own time (47 ms the most
-  seen, at start-up on a busy machine).
+* the time: Docker stamps the console line after the file's own time, 1-50 ms as a rule and
+  up to 120 ms seen at start-up on a loaded machine (``WINDOW`` allows 2 s).
 * ``console.log`` output OpenClaw captures has no tag, only its timestamp, and is a record of
   the root logger (no subsystem) in the file. A message of several lines is one record in the
   file and several console lines, of which only the first has the prefix. The file cuts
