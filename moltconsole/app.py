@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
-from textual import events, on, work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
@@ -134,6 +134,11 @@ class MoltConsole(App[None]):
 
     def on_mount(self) -> None:
         self._apply_console_settings()
+        # A screen shown again missed the changes made while another was shown (a screen's
+        # ScreenResume does not reach the app); one not mounted yet reads them when it mounts.
+        self.screen_change_signal.subscribe(
+            self, lambda screen: self._show_status(screen) if screen.is_mounted else None
+        )
         self.switch_mode("dashboard")
         self.follow_events()
         for text in self._notices:
@@ -293,10 +298,6 @@ class MoltConsole(App[None]):
             bar.link = self.link_text()
         if isinstance(screen, DashboardScreen):
             screen.apply_status(self.status, self.connected)
-
-    @on(events.ScreenResume)
-    def _screen_resumed(self, event: events.ScreenResume) -> None:
-        self._show_status(self.screen)
 
     # --- actions ----------------------------------------------------------------------------
     @work(exclusive=True, group="action")

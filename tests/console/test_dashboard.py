@@ -552,15 +552,22 @@ async def test_the_events_panel_keeps_up_while_another_screen_is_shown() -> None
             def shown() -> str:  # the panel's text, lines wrapped at its width joined again
                 return "".join(line.text for line in panel.lines)
 
-            while "crashed: the gateway exited with code 137" not in shown():
+            # The crash, then the restart (the status the app got before that event).
+            while "starting: waiting for the gateway's /readyz" not in shown():
                 dashboard.event_seen.clear()
                 await asyncio.wait_for(dashboard.event_seen.wait(), 10)
+            await pilot.pause()
             await pilot.press("1")
             await pilot.pause()
             assert app.screen is dashboard
             text = shown()
             assert text.index("recorded before the console opened") < text.index("crashed: the gateway")
             assert text.count("crashed: the gateway exited with code 137") == 1
+            # The facts caught up too, not only the events.
+            status = dashboard._status or {}
+            assert (status.get("state"), status.get("restarts"), status.get("last_exit_code")) == (
+                "starting", 1, 137,
+            )
 
 
 async def test_live_events_are_kept_as_far_back_as_the_panel_shows(backend_process: Path) -> None:
