@@ -1,7 +1,8 @@
-"""RequestRecord to JSON and back: lossless, and strict about what it reads."""
+"""RequestRecord and the cost reports to JSON and back: lossless, and strict about what they read."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -9,7 +10,17 @@ from typing import Any
 import pytest
 
 from moltconsole_shared.wire.records import AttemptRecord, Cost, RequestRecord, Usage
-from moltconsole_shared.wire.records_json import RecordFormatError, from_json, to_json
+from moltconsole_shared.wire.records_json import (
+    REQUESTS_PAGE,
+    TAIL_BATCH,
+    RecordFormatError,
+    RequestsPage,
+    TailBatch,
+    from_json,
+    to_json,
+)
+from moltconsole_shared.wire.reports import MODELS, SUMMARY, ModelUsage, Summary
+from moltconsole_shared.wire.schema import WireFormatError
 
 
 def full_record() -> RequestRecord:
@@ -98,3 +109,73 @@ def test_missing_required_field_is_named() -> None:
 def test_not_an_object() -> None:
     with pytest.raises(RecordFormatError, match=re.escape("record must be a JSON object, not list")):
         from_json([])
+
+
+def test_nanodollars_stay_exact_integers_past_float_precision() -> None:
+    record = full_record()
+    record.cost = Cost(total_nanos=2**60 + 1, cache_savings_nanos=-(2**55) - 3)
+    back = from_json(json.loads(json.dumps(to_json(record))))
+    assert back.cost.total_nanos == 2**60 + 1 and back.cost.cache_savings_nanos == -(2**55) - 3
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"cost": {"total_nanos": 1e18}}, "record.cost.total_nanos must be an integer or null, not 1e+18"),
+    ({"duration_ms": True}, "record.duration_ms must be a number, not True"),
+    ({"usage": {"source": "guessed"}}, "record.usage.source must be one of provider, partial, none"),
+    ({"attempts": [{"attempt": 1, "started_at": 1, "provider": "p", "model": "m", "status": 200,
+                    "cost_nanos": "5"}]},
+     "record.attempts[0].cost_nanos must be an integer or null, not '5'"),
+])
+def test_numbers_are_not_coerced(change: dict[str, Any], message: str) -> None:
+    data = to_json(full_record())
+    data.update(change)
+    with pytest.raises(RecordFormatError, match=re.escape(message)):
+        from_json(data)
+
+
+def test_every_problem_is_counted_and_the_first_named() -> None:
+    data = to_json(full_record())
+    data.update(id=7, status="200", stream=None)
+    with pytest.raises(RecordFormatError) as caught:
+        from_json(data)
+    assert str(caught.value) == "record.id must be a string, not 7 (and 2 more problems)"
+
+
+def test_unknown_fields_from_a_newer_backend_are_ignored() -> None:
+    data = to_json(full_record())
+    data["usage"]["audio_tokens"] = 9
+    data["colour"] = "blue"
+    assert from_json(data) == full_record()
+
+
+def test_the_api_answers_read_back_through_their_schemas() -> None:
+    page = RequestsPage(kind="top", requests=[full_record()])
+    assert REQUESTS_PAGE.read_json(REQUESTS_PAGE.dump_json(page)) == page
+    batch = TailBatch(records=[full_record(), full_record()], dropped=3)
+    assert json.loads(TAIL_BATCH.dump_json(batch))["type"] == "batch"
+    assert TAIL_BATCH.read_json(TAIL_BATCH.dump_json(batch)) == batch
+    with pytest.raises(WireFormatError, match=re.escape("tail batch is not valid JSON")):
+        TAIL_BATCH.read_json(b'{"records": [')
+    wrong_kind = "requests page.kind must be one of top, errors, recent, not 'cheap'"
+    with pytest.raises(WireFormatError, match=re.escape(wrong_kind)):
+        REQUESTS_PAGE.read({"kind": "cheap", "requests": []})
+
+
+def test_reports_are_checked_and_name_the_field() -> None:
+    good = Summary(now=1.0, today_nanos=1, week_nanos=2, month_nanos=3, month_to_date_nanos=3,
+                   burn_rate_nanos_per_hour=0, requests=4, errors=0, unpriced=0, window_seconds=86400,
+                   duration={"p50_ms": 10.0, "p95_ms": None})
+    data = SUMMARY.dump(good)
+    assert Summary.from_dict(data) == good
+    with pytest.raises(WireFormatError, match=re.escape("summary.week_nanos must be an integer, not 2.5")):
+        Summary.from_dict({**data, "week_nanos": 2.5})
+    with pytest.raises(WireFormatError, match=re.escape("models report.models[0].provider is missing")):
+        MODELS.read({"since": 0, "until": 1, "models": [{"model": "m"}]})
+    assert ModelUsage.from_dict(dataclasses.asdict(MODEL_ROW)) == MODEL_ROW
+
+
+MODEL_ROW = ModelUsage(
+    provider="anthropic", model="claude-sonnet-4-5", requests=3, errors=1, input_tokens=10, output_tokens=20,
+    cache_read_tokens=30, cache_write_5m_tokens=0, cache_write_1h_tokens=0, reasoning_tokens=0,
+    cost_nanos=123, cache_savings_nanos=4, unpriced=0,
+)

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, get_args
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,7 +40,24 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from moltconsole_backend.gateway.ledger import Ledger
 from moltconsole_shared.durations import DurationError, is_duration, parse_duration
 from moltconsole_shared.wire.records import RequestRecord
-from moltconsole_shared.wire.records_json import to_json
+from moltconsole_shared.wire.records_json import (
+    RECORD,
+    REQUESTS_PAGE,
+    TAIL_BATCH,
+    RequestsKind,
+    RequestsPage,
+    TailBatch,
+)
+from moltconsole_shared.wire.reports import (
+    DAYS,
+    MODELS,
+    SERIES,
+    SUMMARY,
+    DaysReport,
+    ModelsReport,
+    SeriesReport,
+)
+from moltconsole_shared.wire.schema import WireSchema
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +71,7 @@ TAIL_QUEUE = 1000  # records held for a slow tail client before they are dropped
 TAIL_BATCH_INTERVAL = 0.1  # seconds: at most ten tail messages a second
 TAIL_BATCH_MAX = 200  # records in one tail message
 
-_KINDS = ("top", "errors", "recent")
+_KINDS: tuple[RequestsKind, ...] = get_args(RequestsKind)
 
 T = TypeVar("T")
 
@@ -65,6 +82,11 @@ class ParamError(Exception):
 
 def _error(kind: str, message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
+
+
+def _answer(schema: WireSchema[T], value: T) -> Response:
+    """``value`` as its wire schema writes it (encoded in one pass, no dict in between)."""
+    return Response(schema.dump_json(value), media_type="application/json")
 
 
 def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> list[BaseRoute]:
@@ -104,7 +126,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         result = dataclasses.replace(
             result, daily_budget_nanos=daily, monthly_budget_nanos=monthly, budget_warn_percent=warn_percent
         )
-        return JSONResponse(dataclasses.asdict(result))
+        return _answer(SUMMARY, result)
 
     async def models(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -112,13 +134,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_model(since, end, sandbox=sandbox))
-        return JSONResponse(
-            {
-                "since": since,
-                "until": end,
-                "models": [dataclasses.asdict(r) for r in rows],
-            }
-        )
+        return _answer(MODELS, ModelsReport(since=since, until=end, models=rows))
 
     async def days(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -126,13 +142,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_day(since, end, sandbox=sandbox))
-        return JSONResponse(
-            {
-                "since": since,
-                "until": end,
-                "days": [dataclasses.asdict(r) for r in rows],
-            }
-        )
+        return _answer(DAYS, DaysReport(since=since, until=end, days=rows))
 
     async def series(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -141,14 +151,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         buckets = _int(params.get("buckets", "48"), "buckets", 1, MAX_BUCKETS)
         sandbox = _sandbox(params)
         points = await query(lambda: ledger.series(since, end, buckets, sandbox=sandbox))
-        return JSONResponse(
-            {
-                "since": since,
-                "until": end,
-                "buckets": buckets,
-                "points": [dataclasses.asdict(p) for p in points],
-            }
-        )
+        return _answer(SERIES, SeriesReport(since=since, until=end, buckets=buckets, points=points))
 
     async def requests(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -173,7 +176,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
                 records = await query(lambda: ledger.top(since, limit=limit, sandbox=sandbox))
             else:
                 records = await query(lambda: ledger.errors(since, limit=limit, sandbox=sandbox))
-        return JSONResponse({"kind": kind, "requests": [to_json(r) for r in records]})
+        return _answer(REQUESTS_PAGE, RequestsPage(kind=kind, requests=records))
 
     async def one_request(request: Request, _: dict[str, str]) -> Response:
         request_id = request.path_params["request_id"]
@@ -182,7 +185,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
             return _error(
                 "not_found", f"no request {request_id!r} in the ledger; ids come from /v1/costs/requests", 404
             )
-        return JSONResponse(to_json(record))
+        return _answer(RECORD, record)
 
     async def tail(ws: WebSocket) -> None:
         sandbox = ws.query_params.get("sandbox") or None
@@ -243,13 +246,7 @@ async def _tail(ws: WebSocket, ledger: Ledger, sandbox: str | None) -> None:
                 except TimeoutError:
                     break
             lost, dropped = dropped, 0
-            await ws.send_json(
-                {
-                    "type": "batch",
-                    "records": [to_json(r) for r in batch],
-                    "dropped": lost,
-                }
-            )
+            await ws.send_text(TAIL_BATCH.dump_json(TailBatch(records=batch, dropped=lost)).decode())
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:

@@ -5,12 +5,18 @@ table, the ledger (which stores them) and the Cloudflare importer.
 
 Money is kept as integer nano-dollars (1e-9 USD): every published per-million-token rate with up
 to three decimals is then an exact integer per token, and sums never drift.
+
+The gateway builds these as plain dataclasses (no validation on its hot path: the data is its
+own); the console reads them back through ``records_json``, which checks them against the same
+annotations (strict: ``1.5`` or ``true`` is no token count).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
+
+from pydantic import StrictBool, StrictFloat, StrictInt, StrictStr
 
 NANOS_PER_USD = 1_000_000_000
 
@@ -52,12 +58,12 @@ class Usage:
     ``reasoning_tokens`` says how many of them were reasoning, for display only.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    reasoning_tokens: int = 0
+    input_tokens: StrictInt = 0
+    output_tokens: StrictInt = 0
+    cache_read_tokens: StrictInt = 0
+    cache_write_5m_tokens: StrictInt = 0
+    cache_write_1h_tokens: StrictInt = 0
+    reasoning_tokens: StrictInt = 0
     source: UsageSource = "none"
 
     @property
@@ -75,12 +81,12 @@ class Usage:
 class Cost:
     """The price of one Usage. ``total_nanos`` is None when the model has no price (never 0)."""
 
-    total_nanos: int | None
+    total_nanos: StrictInt | None
     # What the cache-read tokens would have cost as plain input, minus what they did cost,
     # minus the cache-write premium paid (can be negative when writes outweigh reads).
-    cache_savings_nanos: int = 0
-    pricing_version: str = ""
-    long_context: bool = False
+    cache_savings_nanos: StrictInt = 0
+    pricing_version: StrictStr = ""
+    long_context: StrictBool = False
 
     @property
     def priced(self) -> bool:
@@ -91,37 +97,37 @@ class Cost:
 class AttemptRecord:
     """One call upstream on behalf of a request (the first try, a retry, or a fallback)."""
 
-    attempt: int  # 1-based
-    started_at: float  # epoch seconds
-    provider: str
-    model: str
-    status: int  # HTTP status from upstream; 0 when no response came (connect error, timeout)
-    error_kind: str | None = None  # e.g. "overloaded_error", "rate_limit", "connect", "timeout"
-    ttfb_ms: float | None = None
-    duration_ms: float = 0.0
+    attempt: StrictInt  # 1-based
+    started_at: StrictFloat  # epoch seconds
+    provider: StrictStr
+    model: StrictStr
+    status: StrictInt  # HTTP status from upstream; 0 when no response came (connect error, timeout)
+    error_kind: StrictStr | None = None  # e.g. "overloaded_error", "rate_limit", "connect", "timeout"
+    ttfb_ms: StrictFloat | None = None
+    duration_ms: StrictFloat = 0.0
     usage: Usage = field(default_factory=Usage)
-    cost_nanos: int | None = None
+    cost_nanos: StrictInt | None = None
 
 
 @dataclass(slots=True)
 class RequestRecord:
     """One request from the agent, as the ledger keeps it."""
 
-    id: str  # unique; uuid4 hex for proxied requests, "cf:<id>" for imported ones
-    started_at: float  # epoch seconds
-    sandbox: str
+    id: StrictStr  # unique; uuid4 hex for proxied requests, "cf:<id>" for imported ones
+    started_at: StrictFloat  # epoch seconds
+    sandbox: StrictStr
     api: Api
-    provider: str  # provider that served the final attempt
-    model: str  # model that served the final attempt
-    requested_model: str  # model the agent asked for
-    stream: bool
-    status: int  # HTTP status the agent received
+    provider: StrictStr  # provider that served the final attempt
+    model: StrictStr  # model that served the final attempt
+    requested_model: StrictStr  # model the agent asked for
+    stream: StrictBool
+    status: StrictInt  # HTTP status the agent received
     outcome: Outcome
-    error_kind: str | None = None
-    error_message: str | None = None  # short, provider's own message; never a secret
-    ttfb_ms: float | None = None  # first byte to the agent
-    duration_ms: float = 0.0
-    overhead_ms: float | None = None  # time spent in the gateway itself
+    error_kind: StrictStr | None = None
+    error_message: StrictStr | None = None  # short, provider's own message; never a secret
+    ttfb_ms: StrictFloat | None = None  # first byte to the agent
+    duration_ms: StrictFloat = 0.0
+    overhead_ms: StrictFloat | None = None  # time spent in the gateway itself
     usage: Usage = field(default_factory=Usage)
     cost: Cost = field(default_factory=lambda: Cost(total_nanos=None))
     trigger: Trigger = "unknown"
