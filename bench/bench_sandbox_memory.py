@@ -7,9 +7,12 @@ container's memory every half second while it idles, while it runs ``--turns`` a
 ``--device-polls`` pairing-list calls (what the Dashboard does every 30 s), and prints for each
 phase: Docker's raw ``memory_stats`` (usage, and in ``stats`` the cache and anonymous figures),
 what the Docker CLI shows (usage minus inactive_file), and the working set moltconsole shows
-(usage minus all file-backed page cache). The peak is the highest sample of each figure.
+(usage minus all file-backed page cache). The peak is the highest sample of each figure. At the
+end it prints the sandbox's event history: with a small ``--memory-limit`` it shows the memory
+warning, the kill (exit 137) and the restart as the Dashboard does.
 
 Usage: .venv/bin/python bench/bench_sandbox_memory.py [--turns N] [--idle S] [--device-polls N]
+       [--memory-limit SIZE]
 Uses its own sandbox name, ports and directories; removes its container at the end.
 """
 
@@ -175,6 +178,10 @@ async def run(turns: int, idle: float, device_polls: int, memory_limit: str, cac
                 await sampler
                 status = await client.status()
                 print(f"restarts after a crash: {status['restarts']}")
+                print("the sandbox's history (what the Dashboard's events panel shows):")
+                for event in service.manager.history.last():
+                    stamp = time.strftime("%H:%M:%S", time.localtime(event.time))
+                    print(f"  {stamp} {event.level:7} {event.describe()}")
                 print(f"memory limit {memory_limit}; figures in MiB; 'shown' is what moltconsole shows")
                 for each in phases:
                     report(each)
