@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -15,10 +15,22 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.frames import CloseCode
 
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.errors import read_error
 from moltconsole_shared.wire.records import RequestRecord
-from moltconsole_shared.wire.records_json import RecordFormatError, from_json
-from moltconsole_shared.wire.reports import DayUsage, ModelUsage, SeriesPoint, Summary
+from moltconsole_shared.wire.records_json import RECORD, REQUESTS_PAGE, TAIL_BATCH
+from moltconsole_shared.wire.reports import (
+    DAYS,
+    MODELS,
+    SERIES,
+    SUMMARY,
+    DayUsage,
+    ModelUsage,
+    SeriesPoint,
+    Summary,
+)
+from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
+T = TypeVar("T")
 EXEC_STDOUT = 1
 EXEC_STDERR = 2
 
@@ -108,15 +120,37 @@ class BackendClient:
                 "backend", response.status_code,
             ) from None
         if response.status_code >= 400:
-            err = data.get("error") if isinstance(data, dict) else None
-            if not isinstance(err, dict):
-                err = {}
-            message = err.get("message") or (
-                f"the backend answered {method} {path} with HTTP {response.status_code}: "
-                f"{sanitize(response.text[:200])}"
-            )
-            raise BackendError(str(message), str(err.get("kind") or "backend"), response.status_code)
+            raise self._backend_error(f"{method} {path}", data, response.status_code, response.text)
         return data
+
+    @staticmethod
+    def _backend_error(what: str, data: Any, status: int = 0, text: str = "") -> BackendError:
+        """The backend's own error body (``moltconsole_shared.wire.errors``), from an HTTP answer
+        with ``status`` or a stream, as a BackendError of its kind; anything else in its place
+        says what came."""
+        detail = read_error(data)
+        if detail is not None:
+            return BackendError(detail.message, detail.kind, status)
+        if status:
+            return BackendError(
+                f"the backend answered {what} with HTTP {status}: {sanitize(text[:200])}", "backend", status
+            )
+        said = data.get("error") if isinstance(data, dict) else data
+        return BackendError(
+            f"the backend ended {what} with an error it did not explain "
+            f"({sanitize(str(said)[:200])!r}); its log says more."
+        )
+
+    @staticmethod
+    def _read(schema: WireSchema[T], what: str, data: Any) -> T:
+        """``data`` checked against its wire schema; a message that does not fit is a BackendError."""
+        try:
+            return schema.read(data)
+        except WireFormatError as exc:
+            raise BackendError(
+                f"the backend sent {what} this console cannot read ({exc}); the backend and the "
+                "console may be different versions. Restart the backend."
+            ) from None
 
     # --- requests --------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -181,7 +215,7 @@ class BackendClient:
         """Spend today / 7 days / 30 days, burn rate, budgets, and requests, errors and latency
         over ``window`` (a duration: 24h, 7d, 30d). ``now`` pins the clock (epoch seconds)."""
         data = await self._costs("summary", {"window": window, "sandbox": sandbox, "now": now})
-        return Summary.from_dict(data)
+        return self._read(SUMMARY, "a /v1/costs/summary answer", data)
 
     async def costs_models(
         self, *, since: str | float = "7d", until: str | float | None = None,
@@ -191,7 +225,7 @@ class BackendClient:
         data = await self._costs(
             "models", {"since": since, "until": until, "sandbox": sandbox, "now": now}
         )
-        return [ModelUsage.from_dict(row) for row in data["models"]]
+        return self._read(MODELS, "a /v1/costs/models answer", data).models
 
     async def costs_days(
         self, *, since: str | float = "30d", until: str | float | None = None,
@@ -201,7 +235,7 @@ class BackendClient:
         data = await self._costs(
             "days", {"since": since, "until": until, "sandbox": sandbox, "now": now}
         )
-        return [DayUsage.from_dict(row) for row in data["days"]]
+        return self._read(DAYS, "a /v1/costs/days answer", data).days
 
     async def costs_series(
         self, *, since: str | float = "7d", until: str | float | None = None, buckets: int = 48,
@@ -211,7 +245,7 @@ class BackendClient:
         data = await self._costs("series", {
             "since": since, "until": until, "buckets": buckets, "sandbox": sandbox, "now": now,
         })
-        return [SeriesPoint.from_dict(row) for row in data["points"]]
+        return self._read(SERIES, "a /v1/costs/series answer", data).points
 
     async def costs_requests(
         self, kind: str = "recent", *, since: str | float | None = None, limit: int = 50,
@@ -223,23 +257,14 @@ class BackendClient:
             "kind": kind, "since": since, "limit": limit, "before": before, "sandbox": sandbox,
             "now": now,
         })
-        return [self._record("/v1/costs/requests", row) for row in data["requests"]]
+        return self._read(REQUESTS_PAGE, "a /v1/costs/requests answer", data).requests
 
     async def costs_request(self, request_id: str) -> RequestRecord:
         """One request with all its fields and upstream attempts (BackendError 404 if unknown)."""
         from urllib.parse import quote
 
         data = await self._request("GET", f"/v1/costs/requests/{quote(request_id, safe='')}")
-        return self._record("/v1/costs/requests/{id}", data)
-
-    def _record(self, path: str, data: Any) -> RequestRecord:
-        try:
-            return from_json(data)
-        except RecordFormatError as exc:
-            raise BackendError(
-                f"the backend sent a {path} record this console cannot read ({exc}); the backend "
-                "and the console may be different versions. Restart the backend."
-            ) from None
+        return self._read(RECORD, "a /v1/costs/requests/{id} record", data)
 
     # --- streams ---------------------------------------------------------------------------
     async def _ws(self, path: str) -> ClientConnection:
@@ -280,7 +305,7 @@ class BackendClient:
                     continue
                 message = self._decode(path, raw)
                 if "error" in message:
-                    raise self._refused(path, message["error"])
+                    raise self._backend_error(f"the {path} stream", message)
                 yield message
         except ConnectionClosedOK:
             return  # the backend ended the stream: a close handshake with 1000 or 1001
@@ -300,16 +325,6 @@ class BackendClient:
                 f"{sanitize(raw[:200])!r}. This is a backend bug; its log says more."
             ) from None
         return message
-
-    @staticmethod
-    def _refused(path: str, error: Any) -> BackendError:
-        """The backend's own ``{"error": ...}`` on a stream, as it said it."""
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return BackendError(error["message"], str(error.get("kind") or "backend"))
-        return BackendError(
-            f"the backend ended the {path} stream with an error it did not explain "
-            f"({sanitize(str(error)[:200])!r}); its log says more."
-        )
 
     async def _objects(
         self, path: str, what: str, request: dict[str, Any] | None = None,
@@ -373,9 +388,7 @@ class BackendClient:
         async with contextlib.aclosing(self._objects(path, "the cost tail")) as stream:
             async for message in stream:
                 if message.get("type") == "batch":
-                    message["records"] = [
-                        self._record("/v1/costs/tail", row) for row in message.get("records") or ()
-                    ]
+                    message["records"] = self._read(TAIL_BATCH, "a /v1/costs/tail batch", message).records
                 yield message
 
     async def exec(self, cmd: list[str]) -> AsyncGenerator[tuple[int, bytes] | int]:

@@ -33,10 +33,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar, get_args
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from moltconsole_backend.api.answers import answer, error
 from moltconsole_backend.gateway.ledger import Ledger
 from moltconsole_shared.durations import DurationError, is_duration, parse_duration
 from moltconsole_shared.wire.records import RequestRecord
@@ -57,7 +58,6 @@ from moltconsole_shared.wire.reports import (
     ModelsReport,
     SeriesReport,
 )
-from moltconsole_shared.wire.schema import WireSchema
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,6 @@ class ParamError(Exception):
     """A query parameter the API cannot use; the message says what to send instead."""
 
 
-def _error(kind: str, message: str, status: int) -> JSONResponse:
-    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
-
-
-def _answer(schema: WireSchema[T], value: T) -> Response:
-    """``value`` as its wire schema writes it (encoded in one pass, no dict in between)."""
-    return Response(schema.dump_json(value), media_type="application/json")
 
 
 def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> list[BaseRoute]:
@@ -106,10 +99,10 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
                 params = _params(request, allowed)
                 return await answer(request, params)
             except ParamError as exc:
-                return _error("request", str(exc), 400)
+                return error("request", str(exc), 400)
             except Exception as exc:
                 log.exception("cost query %s failed", request.url.path)
-                return _error(
+                return error(
                     "internal",
                     f"the cost ledger query failed ({exc!r}); see the backend's log",
                     500,
@@ -126,7 +119,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         result = dataclasses.replace(
             result, daily_budget_nanos=daily, monthly_budget_nanos=monthly, budget_warn_percent=warn_percent
         )
-        return _answer(SUMMARY, result)
+        return answer(SUMMARY, result)
 
     async def models(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -134,7 +127,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_model(since, end, sandbox=sandbox))
-        return _answer(MODELS, ModelsReport(since=since, until=end, models=rows))
+        return answer(MODELS, ModelsReport(since=since, until=end, models=rows))
 
     async def days(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -142,7 +135,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         end = now if until is None else until
         sandbox = _sandbox(params)
         rows = await query(lambda: ledger.by_day(since, end, sandbox=sandbox))
-        return _answer(DAYS, DaysReport(since=since, until=end, days=rows))
+        return answer(DAYS, DaysReport(since=since, until=end, days=rows))
 
     async def series(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -151,7 +144,7 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
         buckets = _int(params.get("buckets", "48"), "buckets", 1, MAX_BUCKETS)
         sandbox = _sandbox(params)
         points = await query(lambda: ledger.series(since, end, buckets, sandbox=sandbox))
-        return _answer(SERIES, SeriesReport(since=since, until=end, buckets=buckets, points=points))
+        return answer(SERIES, SeriesReport(since=since, until=end, buckets=buckets, points=points))
 
     async def requests(_: Request, params: dict[str, str]) -> Response:
         now = _now(params)
@@ -176,16 +169,16 @@ def cost_routes(ledger: Ledger, budgets: Budgets, *, warn_percent: float) -> lis
                 records = await query(lambda: ledger.top(since, limit=limit, sandbox=sandbox))
             else:
                 records = await query(lambda: ledger.errors(since, limit=limit, sandbox=sandbox))
-        return _answer(REQUESTS_PAGE, RequestsPage(kind=kind, requests=records))
+        return answer(REQUESTS_PAGE, RequestsPage(kind=kind, requests=records))
 
     async def one_request(request: Request, _: dict[str, str]) -> Response:
         request_id = request.path_params["request_id"]
         record = await query(lambda: ledger.get(request_id))
         if record is None:
-            return _error(
+            return error(
                 "not_found", f"no request {request_id!r} in the ledger; ids come from /v1/costs/requests", 404
             )
-        return _answer(RECORD, record)
+        return answer(RECORD, record)
 
     async def tail(ws: WebSocket) -> None:
         sandbox = ws.query_params.get("sandbox") or None

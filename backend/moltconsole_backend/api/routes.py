@@ -26,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from moltconsole_backend.api.answers import error, refuse
 from moltconsole_backend.api.cost_routes import cost_routes
 from moltconsole_backend.gateway.keys import key_rows
 from moltconsole_backend.gateway.service import GatewayService
@@ -37,11 +38,6 @@ from moltconsole_shared import __version__
 log = logging.getLogger(__name__)
 EXEC_STDOUT = b"\x01"
 EXEC_STDERR = b"\x02"
-
-
-def error(kind: str, message: str, status: int) -> JSONResponse:
-    """A JSON error body that says what happened and what to do."""
-    return JSONResponse({"error": {"kind": kind, "message": message}}, status_code=status)
 
 
 def create_app(
@@ -142,8 +138,7 @@ def create_app(
         await ws.accept()
         if wanted is not None and count is None:
             hint = f"history must be a whole number of events, not {wanted!r}"
-            await ws.send_json({"error": {"kind": "request", "message": hint}})
-            await ws.close()
+            await refuse(ws, "request", hint)
             return
         queue = manager.subscribe()
         history = manager.history.last(count) if count is not None else None  # no await between
@@ -179,8 +174,7 @@ def create_app(
             cmd = request.get("cmd") if isinstance(request, dict) else None
             if not isinstance(cmd, list) or not cmd or not all(isinstance(c, str) for c in cmd):
                 hint = 'send {"cmd": ["prog", "arg", ...]}'
-                await ws.send_json({"error": {"kind": "request", "message": hint}})
-                await ws.close()
+                await refuse(ws, "request", hint)
                 return
         except (WebSocketDisconnect, RuntimeError, ValueError):
             return
@@ -209,14 +203,12 @@ def create_app(
         except (WebSocketDisconnect, RuntimeError, ValueError):
             return
         if logs is None:
-            await ws.send_json({"error": {"kind": "operation", "message": "logs are not collected"}})
-            await ws.close()
+            await refuse(ws, "operation", "logs are not collected")
             return
         try:
             query = LogQuery.from_json(request)
         except QueryError as exc:
-            await ws.send_json({"error": {"kind": "request", "message": str(exc)}})
-            await ws.close()
+            await refuse(ws, "request", str(exc))
             return
         await _stream(ws, logs.stream(query), ws.send_text)
 
@@ -291,8 +283,7 @@ async def _stream(ws: WebSocket, items: AsyncGenerator[Any], send: Callable[[Any
                 break
             await send(item)
     except OperationError as exc:
-        with contextlib.suppress(Exception):
-            await ws.send_json({"error": {"kind": "operation", "message": str(exc)}})
+        await refuse(ws, "operation", str(exc))
     except (WebSocketDisconnect, RuntimeError):
         return
     finally:
