@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
@@ -195,7 +195,7 @@ class MoltConsole(App[None]):
         if state.unreachable and self._restart_armed and self.restart is None:
             self._restart_armed = False
             self._start_backend()
-        self._show_status(self.screen)
+        self._show_status(self._current_screen())
 
     def _start_backend(self) -> None:
         if self.backend_starter is None:
@@ -237,14 +237,14 @@ class MoltConsole(App[None]):
                 self.notify(keys, title="backend", severity="error", markup=False, timeout=30)
             self.wakeup.fire()  # reconnect now, not at the end of the current pause
         self.refresh_bindings()
-        self._show_status(self.screen)
+        self._show_status(self._current_screen())
         self.restart_settled.set()
 
     def action_start_backend(self) -> None:
         """Try again to start a backend, after an automatic start failed."""
         if self.restart == "failed":
             self._start_backend()
-            self._show_status(self.screen)
+            self._show_status(self._current_screen())
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The start-backend key exists only while there is a failed start to retry."""
@@ -279,19 +279,28 @@ class MoltConsole(App[None]):
             self.connection_lost.clear()
         else:
             self.connection_lost.set()
-        self._show_status(self.screen)
+        self._show_status(self._current_screen())
         if event.status is not None:
             self.status_seen.set()
 
     @on(BackendNotice)
     def _backend_notice(self, event: BackendNotice) -> None:
-        screen = self.screen
+        screen = self._current_screen()
         if isinstance(screen, DashboardScreen):
             screen.add_notice(event.message)
         if event.message.get("type") == "notice":
             self.notify(str(event.message.get("message", "")), severity="warning", markup=False)
 
-    def _show_status(self, screen: Screen[Any]) -> None:
+    def _current_screen(self) -> Screen[Any] | None:
+        """The screen shown, or None before the first one and while the app shuts down."""
+        try:
+            return self.screen
+        except ScreenStackError:  # a status or a notice can still arrive as the stack empties
+            return None
+
+    def _show_status(self, screen: Screen[Any] | None) -> None:
+        if screen is None:
+            return  # the next screen shown reads the app's status when it mounts
         for bar in screen.query(StatusBar):
             bar.connected = self.connected
             bar.status = self.status

@@ -598,3 +598,19 @@ async def test_events_wrap_again_when_the_terminal_is_resized(backend_process: P
         await pilot.pause()
         await pilot.pause()  # the redraw runs after the refresh that gives the panel its width
         assert line in [strip.text.rstrip() for strip in panel.lines]
+
+
+def test_a_status_or_a_lost_link_without_a_screen_is_kept_not_fatal(tmp_path: Path) -> None:
+    """While the app shuts down (or before its first screen) the screen stack is empty."""
+    from moltconsole.app import BackendNotice, LinkChanged, StatusChanged
+    from moltconsole.streams import StreamState
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[paths]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/d"\n'
+                      "[gateway]\nenabled = false\n")
+    app = make_app(config)
+    assert app.screen_stack == []
+    app._status_changed(StatusChanged({"state": "ready"}, True))
+    app._backend_notice(BackendNotice({"type": "progress", "step": "1/2", "message": "building"}))
+    app._link_changed(LinkChanged(StreamState("the event stream", "reconnecting")))
+    assert app.status == {"state": "ready"} and app.connected is False
