@@ -23,8 +23,10 @@ import shutil
 import subprocess
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 from textual import events, on, work
@@ -39,16 +41,19 @@ from moltconsole.client import BackendError
 from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
+from moltconsole.widgets.cells import fit, shorten_path, terminal_safe
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
 from moltconsole_shared.wire.status import GatewayStatus, budget_line
 
 RUNNING = ("starting", "ready", "unhealthy")
+SHORT_TERMINAL = 36  # rows under which the facts are compact
 HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
 GATEWAY_POLL_S = 5.0  # how often the gateway's keys and budget are looked at
 NO_SAMPLES = "· no samples yet"
 NOT_RUNNING = "· stopped"
+DEVICE_NAME_CELLS = (10, 32)  # the room a device's name gets in the pairing list, at least and most
 EVENTS_SHOWN = 200  # recorded events asked for and kept in the panel
 LEVEL_STYLES = {"error": "red", "warning": "yellow"}
 
@@ -57,11 +62,28 @@ def _mib(value: float) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
+LABEL_CELLS = len("AI gateway") + 2  # the facts' label column and the gap after it
+
+
 class SandboxPanel(Static):
-    """The sandbox's facts as a two-column table."""
+    """The sandbox's facts as a two-column table.
+
+    ``compact`` (a short terminal) puts related facts on one line, so every fact stays in view;
+    a long state directory is shortened from the left to the panel's width.
+    """
+
+    compact = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._shown: tuple[dict[str, Any] | None, float] = (None, 0.0)
+
+    def on_resize(self) -> None:
+        self.show(*self._shown)
 
     def show(self, status: dict[str, Any] | None, now: float) -> None:
         """Render ``status`` (None while unknown)."""
+        self._shown = (status, now)
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold", no_wrap=True)
         table.add_column()
@@ -69,22 +91,34 @@ class SandboxPanel(Static):
             table.add_row("state", "waiting for the backend…")
             self.update(table)
             return
-        table.add_row("state", Text(status["state"]))
-        if status.get("reason"):
-            table.add_row("reason", Text(sanitize(status["reason"])))
-        table.add_row("wanted", status.get("desired", "?"))
-        table.add_row("OpenClaw", status.get("openclaw_version") or "?")
-        table.add_row("image", status.get("image") or "-")
-        table.add_row("container", (status.get("container_id") or "-")[:12])
         started = status.get("started_at")
         running = status["state"] in RUNNING
-        table.add_row("uptime", duration(now - started) if started and running else "-")
-        table.add_row("restarts", str(status.get("restarts", 0)))
+        uptime = duration(now - started) if started and running else "-"
         code = status.get("last_exit_code")
-        table.add_row("last exit", "-" if code is None else str(code))
+        container = (status.get("container_id") or "-")[:12]
+        if self.compact:
+            table.add_row("state", Text(f"{status['state']} (wanted {status.get('desired', '?')})"))
+        else:
+            table.add_row("state", Text(status["state"]))
+        if status.get("reason"):
+            table.add_row("reason", Text(terminal_safe(sanitize(status["reason"]))))
+        if self.compact:
+            table.add_row("OpenClaw", status.get("openclaw_version") or "?")
+            table.add_row("container", container)
+            restarts = f"{uptime} · {status.get('restarts', 0)} restarts"
+            table.add_row("uptime", restarts + ("" if code is None else f" · exit {code}"))
+        else:
+            table.add_row("wanted", status.get("desired", "?"))
+            table.add_row("OpenClaw", status.get("openclaw_version") or "?")
+            table.add_row("image", status.get("image") or "-")
+            table.add_row("container", container)
+            table.add_row("uptime", uptime)
+            table.add_row("restarts", str(status.get("restarts", 0)))
+            table.add_row("last exit", "-" if code is None else str(code))
         table.add_row("gateway", status.get("gateway_url") or "-")
         table.add_row("AI gateway", status.get("model_gateway") or "off")
-        table.add_row("state dir", Text(status.get("state_dir") or "-", overflow="fold"))
+        room = self.content_size.width - LABEL_CELLS
+        table.add_row("state dir", shorten_path(status.get("state_dir") or "-", room))
         self.update(table)
 
 
@@ -162,6 +196,94 @@ class DevicesArrived(Message):
         self.devices = devices
 
 
+@dataclass(frozen=True)
+class ProcessColumn:
+    """One column of the process table as shown: which title of ``ps`` it takes, how wide."""
+
+    label: str
+    index: int  # in the rows as the backend sends them
+    width: int
+    kind: str  # "number", "rss" (KiB from ps, shown in MiB) or "text" (cut with …)
+
+    def cell(self, row: list[str]) -> Text:
+        """This column's cell of ``row``."""
+        value = row[self.index] if self.index < len(row) else ""
+        if self.kind == "rss":
+            value = rss_mib(value)
+        if self.kind == "text":
+            return fit(value, self.width)
+        return Text(value, justify="right", no_wrap=True)
+
+
+# The columns kept at any width, by the titles `ps` gives them; the others need a wide panel.
+ESSENTIAL = {"PID", "%CPU", "C", "RSS"}
+COMMANDS = {"COMMAND", "CMD", "ARGS"}
+COMMAND_MIN_CELLS = 30  # the command's room below which the optional columns are dropped
+
+
+def rss_mib(kib: str) -> str:
+    """``ps``'s resident size (KiB) in MiB; anything else as it came."""
+    try:
+        mib = int(kib) / 1024
+    except ValueError:
+        return kib
+    return f"{mib:.1f}" if mib < 10 else f"{mib:,.0f}"
+
+
+def process_columns(titles: list[str], rows: list[list[str]], room: int) -> list[ProcessColumn]:
+    """The columns to show in ``room`` cells: the essential ones, the others when the command
+    keeps ``COMMAND_MIN_CELLS`` beside them, and the command in all that is left."""
+
+    def column(index: int, title: str) -> ProcessColumn:
+        kind = "rss" if title == "RSS" else "number"
+        label = "RSS MiB" if kind == "rss" else title
+        cells = [ProcessColumn(label, index, 0, kind).cell(row).cell_len for row in rows]
+        return ProcessColumn(label, index, max([len(label), *cells]), kind)
+
+    command = next((i for i, t in enumerate(titles) if t.upper() in COMMANDS), None)
+    every = [column(i, t) for i, t in enumerate(titles) if i != command]
+    essential = [c for c in every if titles[c.index].upper() in ESSENTIAL]
+
+    def left(columns: list[ProcessColumn]) -> int:  # each column has a cell of padding each side
+        return room - sum(c.width + 2 for c in columns) - 2
+
+    shown = every if left(every) >= COMMAND_MIN_CELLS else essential
+    if command is not None:
+        shown = [*shown, ProcessColumn("COMMAND", command, max(len("COMMAND"), left(shown)), "text")]
+    return shown
+
+
+PAIRING_TITLES = ("request", "device", "role", "from")
+PAIRING_DROPPED = ("role", "request")  # the columns a narrow panel goes without, first to last
+
+
+def pairing_row(entry: dict[str, Any]) -> list[str]:
+    """A pending pairing request's cells, in the order of ``PAIRING_TITLES``."""
+    name = entry.get("displayName") or entry.get("clientId") or entry.get("deviceId") or "?"
+    return [
+        sanitize(str(entry.get("requestId", "?")))[:8], terminal_safe(sanitize(str(name))),
+        sanitize(str(entry.get("role", "?"))), sanitize(str(entry.get("remoteIp") or "?")),
+    ]
+
+
+def pairing_columns(rows: list[list[str]], room: int) -> list[tuple[str, int, int]]:
+    """(title, index, width) of the columns to show in ``room`` cells: the device's name takes
+    what the others leave (within ``DEVICE_NAME_CELLS``), the role and then the request id go
+    when it would have less than its least."""
+    least, most = DEVICE_NAME_CELLS
+    widths = [max([len(t), *(cell_len(r[i]) for r in rows)]) for i, t in enumerate(PAIRING_TITLES)]
+    titles = list(PAIRING_TITLES)
+    for dropped in (None, *PAIRING_DROPPED):
+        if dropped is not None:
+            titles.remove(dropped)
+        # Each column has a cell of padding each side.
+        left = room - sum(widths[PAIRING_TITLES.index(t)] + 2 for t in titles if t != "device") - 2
+        if left >= least:
+            break
+    name = min(max(left, least), most, widths[1])
+    return [(t, i, name if t == "device" else widths[i]) for i, t in enumerate(PAIRING_TITLES) if t in titles]
+
+
 class DashboardScreen(Screen[None]):
     """Sandbox state and lifecycle actions."""
 
@@ -187,6 +309,7 @@ class DashboardScreen(Screen[None]):
         self.samples = 0  # resource samples shown since the screen was mounted
         self._cpu_text = "CPU"  # the CPU label of the last sample
         self._pending: list[dict[str, Any]] = []
+        self._process_table: dict[str, Any] | None = None  # the last one fetched
         self._recorded: dict[int, SandboxEvent] = {}  # the backend's events by seq
         self._local: deque[tuple[float, str]] = deque(maxlen=50)  # the console's own events
         self.history_seen = asyncio.Event()  # set once the backend's history is on screen
@@ -220,12 +343,13 @@ class DashboardScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#dash-processes").border_title = "processes"
-        self.query_one("#dash-devices").border_title = "pairing requests (a approve, j reject)"
+        # The keys below the list: the title stays whole in the narrow right column.
+        self.query_one("#dash-devices").border_title = "pairing requests"
+        self.query_one("#dash-devices").border_subtitle = "a approve · j reject"
         self.query_one("#dash-events").border_title = "events"
         self.query_one("#dash-resources").border_title = "resources"
         self.query_one("#sandbox-panel").border_title = "sandbox"
-        devices = self.query_one("#dash-devices", DataTable)
-        devices.add_columns("request", "device", "role", "from")
+        self._show_devices()
         self.query_one(SandboxPanel).show(None, time.time())
         self.set_interval(1.0, self._tick)  # keeps the uptime current between events
         self.set_interval(5.0, self._poll_processes)
@@ -239,9 +363,18 @@ class DashboardScreen(Screen[None]):
         self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
 
     def on_resize(self, event: events.Resize) -> None:
+        # A short terminal gets the compact facts (and sparklines without a gap below them).
+        short = event.size.height < SHORT_TERMINAL
+        self.set_class(short, "-short")
+        panel = self.query_one(SandboxPanel)
+        if panel.compact != short:
+            panel.compact = short
+            panel.show(self._status, self._now())
         # The log keeps lines as they were wrapped when written: wrap them again at the new
-        # width, once the panels have their new sizes.
+        # width, once the panels have their new sizes; the process table fits its columns.
         self.call_after_refresh(self._redraw_events)
+        self.call_after_refresh(self._show_processes)
+        self.call_after_refresh(self._show_devices)
 
     def _now(self) -> float:
         clock = getattr(self.app, "clock", time.time)
@@ -271,7 +404,8 @@ class DashboardScreen(Screen[None]):
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NOT_RUNNING}")
             self.query_one("#dash-mem-label", Static).update(f"memory {NOT_RUNNING}")
             self.query_one("#dash-cache-label", Static).display = False
-            self.query_one("#dash-processes", DataTable).clear()  # those processes are gone
+            self._process_table = None  # those processes are gone
+            self._show_processes()
         if self._sandbox_running() and not was_running:
             self.follow_stats()
             self._poll_processes()
@@ -294,7 +428,7 @@ class DashboardScreen(Screen[None]):
 
     def _line(self, when: float, text: str, level: str | None) -> Text:
         stamp = event_stamp(when, self._now())
-        return Text(f"{stamp} {sanitize(text)}", style=LEVEL_STYLES.get(level or "", ""))
+        return Text(f"{stamp} {terminal_safe(sanitize(text))}", style=LEVEL_STYLES.get(level or "", ""))
 
     # --- the sandbox's history ---------------------------------------------------------------
     @work(exclusive=True, group="history")
@@ -446,16 +580,27 @@ class DashboardScreen(Screen[None]):
     def _processes(self, event: ProcessesArrived) -> None:
         if not self._sandbox_running():
             return  # a table fetched just before the sandbox stopped
+        self._process_table = event.table
+        self._show_processes()
+
+    def _show_processes(self) -> None:
+        """The last process table, with the columns that fit the panel's width."""
         table = self.query_one("#dash-processes", DataTable)
-        titles = [str(t) for t in event.table.get("titles") or []]
+        if self._process_table is None or not self._sandbox_running():
+            table.clear(columns=True)
+            return
+        rows = [[terminal_safe(sanitize(str(cell))) for cell in row]
+                for row in self._process_table.get("processes") or []]
+        titles = [str(t) for t in self._process_table.get("titles") or []]
+        # Two cells of scrollbar when the rows do not fit under the header.
+        room = table.size.width - (2 if len(rows) > table.size.height - 1 else 0)
+        columns = process_columns(titles, rows, room)
         with self.app.batch_update():
-            if [str(c.label) for c in table.columns.values()] != titles:
-                table.clear(columns=True)
-                table.add_columns(*titles)
-            else:
-                table.clear()
-            for row in event.table.get("processes") or []:
-                table.add_row(*(Text(sanitize(str(cell))) for cell in row))
+            table.clear(columns=True)
+            for column in columns:
+                table.add_column(column.label, width=column.width)
+            for row in rows:
+                table.add_row(*(column.cell(row) for column in columns))
 
     def action_refresh_devices(self) -> None:
         """Look for pairing requests now (the list is also refreshed every 30 s)."""
@@ -473,20 +618,27 @@ class DashboardScreen(Screen[None]):
 
     @on(DevicesArrived)
     def _devices(self, event: DevicesArrived) -> None:
-        table = self.query_one("#dash-devices", DataTable)
         pending = list(event.devices.get("pending") or [])
         if len(pending) > len(self._pending):
             self.app.notify(f"{len(pending)} pairing request(s) waiting; a approves, j rejects",
                             title="pairing", markup=False)
         self._pending = pending
-        table.clear()
-        for entry in pending:
-            name = entry.get("displayName") or entry.get("clientId") or entry.get("deviceId") or "?"
-            table.add_row(
-                Text(sanitize(str(entry.get("requestId", "?")))[:8]), Text(sanitize(str(name))),
-                Text(sanitize(str(entry.get("role", "?")))),
-                Text(sanitize(str(entry.get("remoteIp") or "?"))),
-            )
+        self._show_devices()
+
+    def _show_devices(self) -> None:
+        """The pending requests, with the columns that fit the panel's width."""
+        table = self.query_one("#dash-devices", DataTable)
+        rows = [pairing_row(entry) for entry in self._pending]
+        columns = pairing_columns(rows, table.size.width)
+        cursor = table.cursor_row
+        with self.app.batch_update():
+            table.clear(columns=True)
+            for label, _, width in columns:
+                table.add_column(label, width=width)
+            for row in rows:
+                table.add_row(*(fit(row[index], width) for _, index, width in columns))
+            if rows:
+                table.move_cursor(row=min(max(cursor, 0), len(rows) - 1))
 
     async def action_decide(self, decision: str) -> None:
         """Approve or reject the selected pairing request."""

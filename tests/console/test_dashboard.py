@@ -614,3 +614,79 @@ def test_a_status_or_a_lost_link_without_a_screen_is_kept_not_fatal(tmp_path: Pa
     app._backend_notice(BackendNotice({"type": "progress", "step": "1/2", "message": "building"}))
     app._link_changed(LinkChanged(StreamState("the event stream", "reconnecting")))
     assert app.status == {"state": "ready"} and app.connected is False
+
+
+# --- issue 10: every panel reads cleanly at 80x24 and 160x48 -----------------------------------
+LONG_STATE_DIR = "/home/someone-with-a-long-name/.local/share/moltconsole/sandboxes/personal-agent/state"
+PS_TITLES = ["PID", "PPID", "UID", "%CPU", "RSS", "ELAPSED", "COMMAND"]
+PS_ROWS = [
+    ["1", "0", "1000", "0.0", "1024", "01:00:00", "/usr/bin/tini -- /opt/openclaw/entrypoint.sh gateway"],
+    ["7", "1", "1000", "2.5", "812340", "59:58",
+     "node /opt/openclaw/node_modules/openclaw/dist/cli.js gateway --port 18789 --bind lan --verbose"],
+    ["212", "7", "1000", "41.0", "402112", "00:12",
+     "/usr/lib/chromium/chromium --headless=new --no-sandbox --user-data-dir=/data/state/browser"],
+]
+EMOJI_EVENT = "⚠️ the agent wrote: 🦞 done ✅ (3 files)"
+
+
+async def show_a_busy_sandbox(pilot: Any) -> None:
+    """A running sandbox with long commands, a long state directory, a pairing request and an
+    event with emoji, as the backend's messages deliver them."""
+    from moltconsole.app import StatusChanged
+    from moltconsole.screens.dashboard import (
+        DashboardScreen,
+        DevicesArrived,
+        EventArrived,
+        ProcessesArrived,
+    )
+    from moltconsole_shared.wire.events import SandboxEvent
+
+    await wait_for_status(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, DashboardScreen)
+    running = {**(pilot.app.status or {}), "state": "ready", "started_at": T0 - 3600, "restarts": 2,
+               "last_exit_code": 137, "container_id": "c" * 64, "desired": "running",
+               "state_dir": LONG_STATE_DIR}
+    pilot.app.post_message(StatusChanged(running, True))
+    await pilot.pause()
+    screen.post_message(ProcessesArrived({"titles": PS_TITLES, "processes": PS_ROWS}))
+    screen.post_message(DevicesArrived({"pending": [{
+        "requestId": "0f3c9a7e-1111-2222", "displayName": "Someone's phone 📱 with a long name",
+        "role": "operator", "remoteIp": "192.168.100.200",
+    }]}))
+    screen.post_message(EventArrived(SandboxEvent(900, T0 - 5, "notice", "warning", EMOJI_EVENT)))
+    await pilot.pause()
+    pilot.app.clear_notifications()  # the pairing toast: the panels under it are the subject
+    await pilot.pause()
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_dashboard_busy_snapshot(backend_process: Path, snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(make_app(backend_process), terminal_size=size, run_before=show_a_busy_sandbox)
+
+
+def test_emoji_take_the_cells_rich_counts_in_a_terminal_that_adds_up_code_points() -> None:
+    from rich.cells import cell_len
+
+    from moltconsole.widgets.cells import terminal_safe
+
+    for text in (EMOJI_EVENT, "❤️ family 👨‍👩‍👧 thumbs 👍🏽 keycap 1️⃣"):
+        shown = terminal_safe(text)
+        # What a terminal such as tmux draws: the sum of each code point's width.
+        assert cell_len(shown) == sum(cell_len(ch) for ch in shown)
+    assert terminal_safe(EMOJI_EVENT) == "⚠ the agent wrote: 🦞 done ✅ (3 files)"
+
+
+def test_paths_are_shortened_from_the_left_and_commands_get_what_the_other_columns_leave() -> None:
+    from moltconsole.screens.dashboard import process_columns
+    from moltconsole.widgets.cells import shorten_path
+
+    assert shorten_path(LONG_STATE_DIR, 32) == "…/sandboxes/personal-agent/state"
+    assert shorten_path(LONG_STATE_DIR, 200) == LONG_STATE_DIR
+    assert shorten_path("/a/" + "x" * 40, 10) == "…" + "x" * 9
+    narrow = process_columns(PS_TITLES, PS_ROWS, 46)
+    assert [c.label for c in narrow] == ["PID", "%CPU", "RSS MiB", "COMMAND"]
+    assert narrow[-1].width == 46 - sum(c.width + 2 for c in narrow[:-1]) - 2
+    assert [c.cell(PS_ROWS[1]).plain for c in narrow[:3]] == ["7", "2.5", "793"]
+    wide = process_columns(PS_TITLES, PS_ROWS, 94)
+    assert [c.label for c in wide] == ["PID", "PPID", "UID", "%CPU", "RSS MiB", "ELAPSED", "COMMAND"]
