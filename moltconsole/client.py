@@ -15,7 +15,9 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.frames import CloseCode
 
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.devices import DEVICE_LIST
 from moltconsole_shared.wire.errors import read_error
+from moltconsole_shared.wire.logs import LOG_QUERY, LogQuery
 from moltconsole_shared.wire.records import RequestRecord
 from moltconsole_shared.wire.records_json import RECORD, REQUESTS_PAGE, TAIL_BATCH
 from moltconsole_shared.wire.reports import (
@@ -28,6 +30,7 @@ from moltconsole_shared.wire.reports import (
     SeriesPoint,
     Summary,
 )
+from moltconsole_shared.wire.sandbox import EVENT_STREAM, EVENT_TYPES, SANDBOX_STATUS, STATS_SAMPLE
 from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
 T = TypeVar("T")
@@ -159,8 +162,10 @@ class BackendClient:
         return result
 
     async def status(self) -> dict[str, Any]:
-        """The sandbox status snapshot."""
+        """The sandbox status snapshot (``moltconsole_shared.wire.sandbox.SandboxStatus``, checked,
+        and the gateway block)."""
         result: dict[str, Any] = await self._request("GET", "/v1/status")
+        self._read(SANDBOX_STATUS, "a /v1/status answer", result)
         return result
 
     async def action(self, name: str, *, wait: bool = True, **body: Any) -> dict[str, Any]:
@@ -188,8 +193,9 @@ class BackendClient:
         return result
 
     async def devices(self) -> dict[str, Any]:
-        """Pending pairing requests and paired devices."""
+        """Pending pairing requests and paired devices (``moltconsole_shared.wire.devices``, checked)."""
         result: dict[str, Any] = await self._request("GET", "/v1/devices", timeout=60.0)
+        self._read(DEVICE_LIST, "a /v1/devices answer", result)
         return result
 
     async def decide_device(self, request_id: str, decision: str) -> dict[str, Any]:
@@ -348,11 +354,26 @@ class BackendClient:
         (``_stream`` says how a broken one ends).
         """
         path = "/v1/events" + (f"?history={history}" if history is not None else "")
-        return self._objects(path, "the event stream")
+        return self._checked(EVENT_STREAM, path, self._objects(path, "the event stream"), EVENT_TYPES)
 
     def stats(self) -> AsyncGenerator[dict[str, Any]]:
-        """Resource samples, about one a second; the stream ends when the sandbox stops."""
-        return self._objects("/v1/stats", "the stats stream")
+        """Resource samples (``StatsSample``, checked), about one a second; the stream ends when
+        the sandbox stops."""
+        return self._checked(STATS_SAMPLE, "/v1/stats", self._objects("/v1/stats", "the stats stream"))
+
+    async def _checked(
+        self, schema: WireSchema[Any], path: str, stream: AsyncGenerator[dict[str, Any]],
+        types: tuple[str, ...] | None = None,
+    ) -> AsyncGenerator[dict[str, Any]]:
+        """``stream``'s messages, each checked against its wire schema at the edge (a message
+        that does not fit is a BackendError naming the field), passed on as they came. With
+        ``types``, a message of another ``type`` passes unchecked: a newer backend's, which
+        the readers skip."""
+        async with contextlib.aclosing(stream):
+            async for message in stream:
+                if types is None or message.get("type") in types:
+                    self._read(schema, f"a {path} message", message)
+                yield message
 
     def logs(
         self, *, tail: int | None = None, since_seq: int | None = None,
@@ -366,12 +387,12 @@ class BackendClient:
         sandbox as they were: sanitize them before they reach a terminal. The stream ends
         when the history is sent (without ``follow``) or when the backend closes it.
         """
-        request = {
-            "tail": tail, "since_seq": since_seq, "since_time": since_time,
-            "follow": follow, "grep": grep, "levels": levels,
-        }
-        if sources is not None:  # file, console, stdout, stderr
-            request["sources"] = sources
+        request = LOG_QUERY.dump(LogQuery(
+            tail=tail, since_seq=since_seq, since_time=since_time, follow=follow, grep=grep,
+            levels=levels, sources=sources,  # type: ignore[arg-type]  # the backend checks the names
+        ))
+        if sources is None:  # file, console, stdout, stderr; unsent, a backend without them answers
+            del request["sources"]
         return self._objects("/v1/logs", "the log stream", request)
 
     async def costs_tail(self, *, sandbox: str | None = None) -> AsyncGenerator[dict[str, Any]]:

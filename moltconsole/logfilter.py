@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from moltconsole_shared.durations import parse_duration
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.logs import LEVELS, SOURCE_NAMES
 
 T = TypeVar("T")
 
@@ -23,7 +24,6 @@ T = TypeVar("T")
 # the detail view still shows the whole line.
 MATCH_LIMIT = 2000
 
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 _LEVEL_RANK = {name: rank for rank, name in enumerate(LEVELS)}
 # Spellings other loggers use for the same levels.
 _LEVEL_ALIASES = {"warning": "warn", "err": "error", "critical": "fatal", "crit": "fatal"}
@@ -31,15 +31,10 @@ _LEVEL_ALIASES = {"warning": "warn", "err": "error", "critical": "fatal", "crit"
 # The level floors the screen cycles through: None shows every line, including unlevelled ones.
 LEVEL_FLOORS: tuple[str | None, ...] = (None, "debug", "info", "warn", "error")
 
-# What ``source:NAME`` accepts, and the record sources each name covers. The backend keeps an
-# event once (the log file's record when OpenClaw wrote both): "console" is what only the
-# container's output had (tini, Node, a crash, anything before the log file opened).
-SOURCES: dict[str, tuple[str, ...]] = {
-    "file": ("file",),
-    "console": ("stdout", "stderr"),
-    "stdout": ("stdout",),
-    "stderr": ("stderr",),
-}
+# What ``source:NAME`` accepts, and the record sources each name covers (the query's names:
+# "console" is what only the container's output had: tini, Node, a crash, anything before the
+# log file opened).
+SOURCES = SOURCE_NAMES
 
 # Time windows as (label, seconds); None is "all".
 TIME_WINDOWS: tuple[tuple[str, float | None], ...] = (
@@ -50,6 +45,9 @@ TIME_WINDOWS: tuple[tuple[str, float | None], ...] = (
 @dataclass(frozen=True, slots=True, eq=False)
 class LogRecord:
     """One parsed log line, already made inert; ``body`` (the message, cut) is what is matched.
+
+    The fields are the wire record's (``moltconsole_shared.wire.logs.LogRecord``), made inert
+    by :meth:`from_wire`; this view adds ``body`` and compares by identity.
 
     ``eq=False`` keeps identity hashing: records are cache keys in the view, and hashing every
     field of a 16 KiB line on each lookup would be wasted work.

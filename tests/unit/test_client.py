@@ -215,6 +215,12 @@ STREAMS: dict[str, Callable[[BackendClient], AsyncIterator[Any]]] = {
 }
 
 
+READY = {"type": "ready"}
+# /v1/stats sends samples only (the client checks each against the shared StatsSample).
+SAMPLE = {"time": "2026-12-03T07:00:00Z", "cpu_percent": 1.5, "memory_bytes": 1 << 20,
+          "memory_limit": 1 << 30, "memory_percent": 0.1, "pids": 3, "cache_bytes": 0}
+
+
 @contextlib.asynccontextmanager
 async def ending_backend(path: Path, end: Callable[[ServerConnection], Any]) -> AsyncIterator[None]:
     """A WebSocket backend that sends one message on any stream, then ``end``s it."""
@@ -223,7 +229,7 @@ async def ending_backend(path: Path, end: Callable[[ServerConnection], Any]) -> 
         assert ws.request is not None
         if ws.request.path == "/v1/logs":
             await ws.recv()  # the query comes first
-        await ws.send(json.dumps({"type": "ready"}))
+        await ws.send(json.dumps(SAMPLE if ws.request.path == "/v1/stats" else READY))
         await end(ws)
 
     async with unix_serve(handler, str(path)):
@@ -245,7 +251,7 @@ async def test_a_stream_cut_mid_way_says_the_backend_went_away_and_what_it_cut(
             with pytest.raises(BackendWentAway) as caught:
                 async for message in STREAMS[what](client):
                     got.append(message)
-    assert got == [{"type": "ready"}]
+    assert got == [SAMPLE if what == "the stats stream" else READY]
     assert f"went away during {what} (the connection broke without a close)" in str(caught.value)
     assert "moltconsole serve" in str(caught.value)
 
@@ -267,7 +273,7 @@ async def test_a_stream_the_backend_closes_normally_just_ends(socket_path: Path)
 
     async with ending_backend(socket_path, close):
         async with BackendClient(socket_path) as client:
-            assert await _drain(client.stats()) == [{"type": "ready"}]
+            assert await _drain(client.stats()) == [SAMPLE]
 
 
 async def test_the_backends_error_on_a_stream_keeps_its_kind_and_words(socket_path: Path) -> None:

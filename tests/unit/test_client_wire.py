@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 
 from moltconsole.client import BackendClient, BackendError
 from moltconsole_shared.wire.reports import SUMMARY, Summary
+from moltconsole_shared.wire.sandbox import SandboxStatus
 from tests.unit.test_client import _drain, ending_backend, serve_asgi
 from tests.unit.test_client import socket_path as socket_path  # the fixture
 
@@ -90,3 +91,48 @@ async def test_a_stream_error_without_a_message_is_named_a_backend_bug(socket_pa
         async with BackendClient(socket_path) as client:
             with pytest.raises(BackendError, match="with an error it did not explain"):
                 await _drain(client.stats())
+
+
+async def test_a_status_with_a_state_this_console_does_not_know_is_named(socket_path: Path) -> None:
+    body = {**SandboxStatus().to_json(), "state": "hibernating", "gateway": None}
+    async with serve_asgi(answering("/v1/status", body), socket_path):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError, match=r"status\.state must be one of unknown, engine-down"):
+                await client.status()
+
+
+async def test_a_device_list_that_does_not_fit_is_named(socket_path: Path) -> None:
+    async with serve_asgi(answering("/v1/devices", {"pending": {"requestId": "r"}}), socket_path):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError, match=r"device list\.pending must be a list, not dict"):
+                await client.devices()
+
+
+async def test_a_stats_sample_that_does_not_fit_is_named(socket_path: Path) -> None:
+    async def bad_sample(ws: ServerConnection) -> None:
+        await ws.send(json.dumps({"time": "t", "cpu_percent": "high"}))
+        await ws.close()
+
+    async with ending_backend(socket_path, bad_sample):
+        async with BackendClient(socket_path) as client:
+            with pytest.raises(BackendError, match=r"stats sample\.cpu_percent must be a number, not 'high'"):
+                await _drain(client.stats())
+
+
+async def test_event_stream_messages_are_checked_and_a_newer_kind_passes(socket_path: Path) -> None:
+    weather = {"type": "weather", "sky": "clear"}  # a kind of message a newer backend might send
+    bad_status = {"type": "status", "status": {"state": "ready", "restarts": "many"}}
+
+    async def send(ws: ServerConnection) -> None:
+        await ws.send(json.dumps(weather))
+        await ws.send(json.dumps(bad_status))
+        await ws.close()
+
+    async with ending_backend(socket_path, send):
+        async with BackendClient(socket_path) as client:
+            got = []
+            bad = r"event stream message\.status\.restarts must be an integer, not 'many'"
+            with pytest.raises(BackendError, match=bad):
+                async for message in client.events():
+                    got.append(message)
+    assert got == [{"type": "ready"}, weather]

@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from moltconsole_backend.api.answers import error, refuse
+from moltconsole_backend.api.answers import answer, error, refuse
 from moltconsole_backend.api.cost_routes import cost_routes
 from moltconsole_backend.gateway.keys import key_rows
 from moltconsole_backend.gateway.service import GatewayService
@@ -34,8 +34,12 @@ from moltconsole_backend.logs.collector import LogCollector, LogQuery, QueryErro
 from moltconsole_backend.sandbox import devices
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 from moltconsole_shared import __version__
+from moltconsole_shared.wire.devices import DEVICE_DECISION, DEVICE_LIST
+from moltconsole_shared.wire.sandbox import EVENT_STREAM, HistoryMessage, StatusMessage
+from moltconsole_shared.wire.schema import WireSchema
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 EXEC_STDOUT = b"\x01"
 EXEC_STDERR = b"\x02"
 
@@ -117,14 +121,14 @@ def create_app(
         return await guarded(lambda: _json(manager.processes()))
 
     async def device_list(_: Request) -> Response:
-        return await guarded(lambda: _json(devices.list_devices(manager)))
+        return await guarded(lambda: _answer(DEVICE_LIST, devices.list_devices(manager)))
 
     async def device_decide(request: Request) -> Response:
         request_id = request.path_params["request_id"]
         decision = request.path_params["decision"]
         if decision not in ("approve", "reject"):
             return error("request", "use approve or reject", 404)
-        return await guarded(lambda: _json(devices.decide(manager, request_id, decision)))
+        return await guarded(lambda: _answer(DEVICE_DECISION, devices.decide(manager, request_id, decision)))
 
     async def events(ws: WebSocket) -> None:
         """Status changes, build progress, notices and recorded events (``{"type": "event"}``).
@@ -144,8 +148,8 @@ def create_app(
         history = manager.history.last(count) if count is not None else None  # no await between
         try:
             if history is not None:
-                await ws.send_json({"type": "history", "events": [e.to_json() for e in history]})
-            await ws.send_json({"type": "status", "status": manager.status.to_json()})
+                await ws.send_json(EVENT_STREAM.dump(HistoryMessage(history)))
+            await ws.send_json(EVENT_STREAM.dump(StatusMessage(manager.status)))
             receiver = asyncio.ensure_future(_drain(ws))
             while not receiver.done():
                 getter = asyncio.ensure_future(queue.get())
@@ -250,6 +254,10 @@ def keys_report(gateway: GatewayService) -> dict[str, Any]:
 
 async def _json(result: Awaitable[Any]) -> Response:
     return JSONResponse(await result)
+
+
+async def _answer(schema: WireSchema[T], result: Awaitable[T]) -> Response:
+    return answer(schema, await result)
 
 
 async def _json_body(request: Request) -> dict[str, Any] | Response:

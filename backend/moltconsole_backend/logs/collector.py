@@ -34,12 +34,14 @@ from typing import Any, BinaryIO
 import docker
 
 from moltconsole_backend.logs.merge import SourceMerger
-from moltconsole_backend.logs.record import LEVELS, Record
+from moltconsole_backend.logs.record import Record
 from moltconsole_backend.logs.sources import ContainerLogReader, FilePosition, FileTailer
 from moltconsole_backend.logs.spool import Spool, line_seq
 from moltconsole_backend.sandbox.engine import connect
 from moltconsole_backend.sandbox.manager import RUNNING_STATES, SandboxManager
 from moltconsole_backend.settings import Settings
+from moltconsole_shared.wire.logs import LOG_QUERY, SOURCE_NAMES
+from moltconsole_shared.wire.schema import WireFormatError
 
 log = logging.getLogger(__name__)
 BATCH_RECORDS = 2000
@@ -49,10 +51,6 @@ RING_BYTES = 16 << 20
 LIVE_LAG_LIMIT = 200_000  # a follower further behind than this skips ahead (counted)
 LOG_FILE = "openclaw.log"
 JOURNAL_BYTES = 1 << 20
-# What a query's ``sources`` may name: "console" is both of the container's streams.
-SOURCE_NAMES = {
-    "file": ("file",), "console": ("stdout", "stderr"), "stdout": ("stdout",), "stderr": ("stderr",)
-}
 
 
 class QueryError(ValueError):
@@ -74,64 +72,26 @@ class LogQuery:
 
     @classmethod
     def from_json(cls, data: object) -> LogQuery:
-        """Validate a client's request object."""
-        if not isinstance(data, dict):
-            raise QueryError('send a JSON object such as {"tail": 100, "follow": true}')
-        unknown = set(data) - {"tail", "since_seq", "since_time", "follow", "grep", "levels", "sources"}
-        if unknown:
-            raise QueryError(f"unknown field(s): {', '.join(sorted(unknown))}")
-
-        def integer(name: str) -> int | None:
-            value = data.get(name)
-            if value is None:
-                return None
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise QueryError(f"{name!r} must be a non-negative integer or null")
-            return value
-
-        since_time = data.get("since_time")
-        if since_time is not None and (
-            not isinstance(since_time, int | float) or isinstance(since_time, bool)
-        ):
-            raise QueryError("'since_time' must be epoch seconds (a number) or null")
-        follow = data.get("follow", True)
-        if not isinstance(follow, bool):
-            raise QueryError("'follow' must be true or false")
-        grep = data.get("grep")
+        """Check a client's request (``moltconsole_shared.wire.logs.LogQuery``) and compile it."""
+        try:
+            wire = LOG_QUERY.read(data)
+        except WireFormatError as exc:
+            raise QueryError(str(exc)) from None
         pattern = None
-        if grep is not None:
-            if not isinstance(grep, str):
-                raise QueryError("'grep' must be a regular expression string or null")
+        sources = wire.sources
+        if wire.grep is not None:
             try:
-                pattern = re.compile(grep)
+                pattern = re.compile(wire.grep)
             except re.error as exc:
-                raise QueryError(f"'grep' is not a valid regular expression: {exc}") from None
-        levels = data.get("levels")
-        level_set = None
-        if levels is not None:
-            if not isinstance(levels, list) or not all(isinstance(v, str) for v in levels):
-                raise QueryError("'levels' must be a list of level names or null")
-            bad = [v for v in levels if v not in (*LEVELS, "")]
-            if bad:
-                raise QueryError(f'unknown level(s) {bad}; use {", ".join(LEVELS)} or ""')
-            level_set = frozenset(levels)
-        sources = data.get("sources")
-        source_set = None
-        if sources is not None:
-            if not isinstance(sources, list) or not all(isinstance(v, str) for v in sources):
-                raise QueryError("'sources' must be a list of source names or null")
-            bad = [v for v in sources if v not in SOURCE_NAMES]
-            if bad:
-                raise QueryError(f"unknown source(s) {bad}; use {', '.join(SOURCE_NAMES)}")
-            source_set = frozenset(name for v in sources for name in SOURCE_NAMES[v])
+                raise QueryError(f"log query.grep is not a valid regular expression: {exc}") from None
         return cls(
-            tail=integer("tail"),
-            since_seq=integer("since_seq"),
-            since_time=float(since_time) if since_time is not None else None,
-            follow=follow,
+            tail=wire.tail,
+            since_seq=wire.since_seq,
+            since_time=wire.since_time,
+            follow=wire.follow,
             grep=pattern,
-            levels=level_set,
-            sources=source_set,
+            levels=frozenset(wire.levels) if wire.levels is not None else None,
+            sources=None if sources is None else frozenset(n for v in sources for n in SOURCE_NAMES[v]),
         )
 
     @property

@@ -29,12 +29,15 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
-SOURCES = ("stdout", "stderr", "file")
+# The record, its levels and sources are the wire's, shared with the console.
+from moltconsole_shared.wire.logs import LEVELS as LEVELS
+from moltconsole_shared.wire.logs import SOURCES as SOURCES
+from moltconsole_shared.wire.logs import LogRecord
+
+Record = LogRecord
 _LEVEL_ALIASES = {
     "silly": "trace",
     "trace": "trace",
@@ -75,52 +78,6 @@ _STREAM_LEVELS = {"stderr": "warn", "stdout": "info"}
 # pino and bunyan number their levels.
 _NUMBERED_LEVELS = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 _minute_cache: dict[str, float] = {}
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-@dataclass(slots=True)
-class Record:
-    """One log line. ``seq`` is 0 until the spool accepts the record and numbers it."""
-
-    time: float
-    level: str
-    subsystem: str
-    message: str
-    source: str
-    raw: str
-    cut: bool = False
-    seq: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The API's record shape."""
-        return {
-            "seq": self.seq,
-            "time": self.time,
-            "level": self.level,
-            "subsystem": self.subsystem,
-            "message": self.message,
-            "source": self.source,
-            "raw": self.raw,
-            "cut": self.cut,
-        }
-
-    def encode(self) -> str:
-        """One JSON line (without newline); ``seq`` first so the spool can read it cheaply."""
-        return _ENCODER.encode(self.to_json())
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Record:
-        """The inverse of ``to_json``."""
-        return cls(
-            time=float(data["time"]),
-            level=str(data["level"]),
-            subsystem=str(data["subsystem"]),
-            message=str(data["message"]),
-            source=str(data["source"]),
-            raw=str(data["raw"]),
-            cut=bool(data["cut"]),
-            seq=int(data["seq"]),
-        )
 
 
 def strip_ansi(text: str) -> str:

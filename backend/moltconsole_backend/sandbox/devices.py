@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 from moltconsole_backend.sandbox.manager import OperationError, SandboxManager
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.devices import Decision, DeviceDecision, DeviceList, device_list
+from moltconsole_shared.wire.schema import WireFormatError
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 CLI = "openclaw"
@@ -24,7 +26,7 @@ def _json_document(text: str) -> Any:
     return json.loads(text[start:])
 
 
-async def list_devices(manager: SandboxManager) -> dict[str, Any]:
+async def list_devices(manager: SandboxManager) -> DeviceList:
     """Pending pairing requests and paired devices, as OpenClaw reports them."""
     code, out, err = await manager.exec([CLI, "devices", "list", "--json"])
     if code != 0:
@@ -33,12 +35,17 @@ async def list_devices(manager: SandboxManager) -> dict[str, Any]:
         data = _json_document(out)
     except ValueError:
         raise OperationError(f"openclaw devices list printed no JSON: {_brief(out)}") from None
-    return {"pending": list(data.get("pending") or []), "paired": list(data.get("paired") or [])}
+    if not isinstance(data, dict):
+        raise OperationError(f"openclaw devices list printed no JSON object: {_brief(out)}")
+    try:
+        return device_list(data.get("pending"), data.get("paired"))
+    except WireFormatError as exc:
+        raise OperationError(f"openclaw devices list printed a list moltconsole cannot read: {exc}") from None
 
 
 async def decide(
-    manager: SandboxManager, request_id: str, decision: Literal["approve", "reject"]
-) -> dict[str, Any]:
+    manager: SandboxManager, request_id: str, decision: Decision
+) -> DeviceDecision:
     """Approve or reject the pending request ``request_id``."""
     if not _REQUEST_ID.fullmatch(request_id):  # fullmatch: "$" would let a trailing \n through
         raise OperationError(
@@ -58,7 +65,7 @@ async def decide(
         result = _json_document(out)
     except ValueError:
         result = {"output": sanitize(out.strip())}
-    return {"request_id": request_id, "decision": decision, "result": result}
+    return DeviceDecision(request_id=request_id, decision=decision, result=result)
 
 
 BRIEF_MAX = 500

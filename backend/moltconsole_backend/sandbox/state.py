@@ -9,10 +9,14 @@ manager writes to disk whenever it changes.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+# The state names and the status are wire messages, shared with the console.
+from moltconsole_shared.wire.sandbox import Desired as Desired
+from moltconsole_shared.wire.sandbox import SandboxState as SandboxState
+from moltconsole_shared.wire.sandbox import SandboxStatus as SandboxStatus
 
 EXIT_CONFIG_INVALID = 78  # OpenClaw's exit code (EX_CONFIG) when openclaw.json is invalid.
 MEMORY_WARN_PERCENT = 90.0  # of the memory limit, working set only: warn from here
@@ -20,68 +24,6 @@ MEMORY_CLEAR_PERCENT = 85.0  # ... until it falls below this (no flapping around
 MIB = 2**20
 # Two lines at 80 columns with the figures before it (destroy keeps the state directory).
 MEMORY_ADVICE = "and is killed at the limit. Raise sandbox.memory_limit, then destroy and start it."
-
-
-class SandboxState(enum.StrEnum):
-    """Where the sandbox is in its life."""
-
-    UNKNOWN = "unknown"  # not looked at yet
-    ENGINE_DOWN = "engine-down"  # the Docker engine cannot be reached
-    ABSENT = "absent"  # no container
-    BUILDING = "building"  # the image is being built
-    STARTING = "starting"  # container running, gateway not ready yet
-    READY = "ready"  # /readyz answers 200
-    UNHEALTHY = "unhealthy"  # was ready, /readyz keeps failing
-    STOPPING = "stopping"
-    STOPPED = "stopped"  # stopped on purpose
-    CRASHED = "crashed"  # exited on its own; a restart is scheduled
-    CRASH_LOOP = "crash-loop"  # crashed too often; not restarted until the user says so
-    CONFIG_INVALID = "config-invalid"  # OpenClaw rejected its configuration (exit 78)
-    FAILED = "failed"  # an operation failed (build, create, start); reason says why
-
-
-class Desired(enum.StrEnum):
-    """What the user asked for."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class SandboxStatus:
-    """An immutable snapshot of the sandbox, as served by the API."""
-
-    state: SandboxState = SandboxState.UNKNOWN
-    reason: str = ""
-    desired: Desired = Desired.STOPPED
-    container_id: str | None = None
-    image: str | None = None
-    openclaw_version: str | None = None
-    started_at: float | None = None
-    ready_at: float | None = None
-    restarts: int = 0
-    last_exit_code: int | None = None
-    restart_at: float | None = None
-    gateway_url: str | None = None
-    model_gateway: str | None = None  # where the AI gateway listens for this sandbox's model calls
-    state_dir: str | None = None
-    memory_warning: str | None = None  # set while the working set is near the memory limit
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        data = dataclasses.asdict(self)
-        data["state"] = self.state.value
-        data["desired"] = self.desired.value
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SandboxStatus:
-        """The inverse of to_json; unknown keys are ignored so old clients keep working."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in names}
-        values["state"] = SandboxState(values.get("state", "unknown"))
-        values["desired"] = Desired(values.get("desired", "stopped"))
-        return cls(**values)
 
 
 @dataclass(frozen=True)

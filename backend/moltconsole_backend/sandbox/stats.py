@@ -13,29 +13,10 @@ the Node processes (the gateway alone 0.7 GiB idle, 1.2 GiB in a turn).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class StatsSample:
-    """One sample: CPU as a percentage of one core (the CLI's convention), memory in bytes.
-
-    ``memory_bytes`` is the working set and ``memory_percent`` its share of ``memory_limit``;
-    ``cache_bytes`` is the reclaimable page cache, not counted in either.
-    """
-
-    time: str
-    cpu_percent: float
-    memory_bytes: int
-    memory_limit: int
-    memory_percent: float
-    pids: int
-    cache_bytes: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return asdict(self)
+# The sample is a wire message, shared with the console.
+from moltconsole_shared.wire.sandbox import StatsSample as StatsSample
 
 
 def page_cache(stats: dict[str, Any]) -> int:

@@ -10,8 +10,12 @@ restarts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import StrictFloat, StrictInt, StrictStr
+
+from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
 EventKind = Literal["state", "notice", "memory"]
 EventLevel = Literal["info", "warning", "error"]
@@ -19,8 +23,8 @@ KINDS: tuple[EventKind, ...] = ("state", "notice", "memory")
 LEVELS: tuple[EventLevel, ...] = ("info", "warning", "error")
 
 
-class EventFormatError(ValueError):
-    """A document that is not a sandbox event."""
+class EventFormatError(WireFormatError):
+    """A document that is not a sandbox event; the text names the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,45 +36,31 @@ class SandboxEvent:
     warning threshold, or fell back below it). ``time`` is the epoch second it happened.
     """
 
-    seq: int
-    time: float
+    seq: StrictInt
+    time: StrictFloat
     kind: EventKind
     level: EventLevel
-    message: str
-    state: str | None = None
+    message: StrictStr = ""
+    state: StrictStr | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The wire form."""
-        return asdict(self)
+        data: dict[str, Any] = SANDBOX_EVENT.dump(self)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> SandboxEvent:
         """Read the wire form; EventFormatError says what is wrong with a bad one."""
-        if not isinstance(data, dict):
-            raise EventFormatError(f"an event is a JSON object, not {type(data).__name__}")
-        kind = data.get("kind")
-        level = data.get("level")
-        if kind not in KINDS:
-            raise EventFormatError(f"unknown event kind {kind!r}")
-        if level not in LEVELS:
-            raise EventFormatError(f"unknown event level {level!r}")
         try:
-            seq = int(data["seq"])
-            when = float(data["time"])
-        except (KeyError, TypeError, ValueError):
-            raise EventFormatError("an event needs a whole seq and a time in epoch seconds") from None
-        state = data.get("state")
-        return cls(
-            seq=seq,
-            time=when,
-            kind=kind,
-            level=level,
-            message=str(data.get("message") or ""),
-            state=str(state) if state is not None else None,
-        )
+            return SANDBOX_EVENT.read(data)
+        except WireFormatError as exc:
+            raise EventFormatError(str(exc)) from None
 
     def describe(self) -> str:
         """One line for people: ``crashed: the gateway exited with code 137; ...``."""
         if self.kind == "state":
             return f"{self.state}: {self.message}" if self.message else str(self.state)
         return self.message
+
+
+SANDBOX_EVENT: WireSchema[SandboxEvent] = WireSchema(SandboxEvent, "event")
