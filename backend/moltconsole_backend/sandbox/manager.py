@@ -26,9 +26,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import Any
-
-import docker
+from typing import TYPE_CHECKING, Any
 
 from moltconsole_backend.sandbox import spec
 from moltconsole_backend.sandbox.background import BackgroundTasks, in_own_thread
@@ -65,6 +63,9 @@ from moltconsole_backend.sandbox.watch import EngineWatch
 from moltconsole_backend.settings import Settings
 from moltconsole_shared.wire.events import EventLevel
 from moltconsole_shared.wire.sandbox import EVENT_STREAM, ProgressMessage
+
+if TYPE_CHECKING:
+    import docker
 
 log = logging.getLogger(__name__)
 
