@@ -39,7 +39,7 @@ class StubBackend:
 
     async def serve(self) -> None:
         """Serve the API (again) on the socket."""
-        from moltconsole_backend.api.routes import create_app
+        from moltconsole_backend.api.service import create_app
         from tests.unit.test_client import serve_asgi
 
         with contextlib.suppress(FileNotFoundError):

@@ -505,7 +505,7 @@ async def test_memory_shows_the_working_set_with_the_cache_apart_and_the_warning
 @contextlib.asynccontextmanager
 async def stub_backend() -> AsyncIterator[tuple[Path, Any, Any]]:
     """The real API app and manager on a unix socket, with a stand-in engine (no container)."""
-    from moltconsole_backend.api.routes import create_app
+    from moltconsole_backend.api.service import create_app
     from moltconsole_backend.sandbox.manager import SandboxManager
     from moltconsole_backend.settings import load_settings as load_backend_settings
     from tests.unit.test_client import serve_asgi

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from moltconsole.client import BackendClient, BackendError
-from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.api.service import create_app
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import Settings
 from moltconsole_shared.wire.errors import ERROR_BODY, ErrorKind

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from moltconsole.client import BackendClient
-from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.api.service import create_app
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import Settings
 from tests.unit.test_client import serve_asgi

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.api.service import create_app
 from moltconsole_backend.logs import spool as spool_module
 from moltconsole_backend.logs.collector import LogCollector, LogQuery
 from moltconsole_backend.logs.record import Record

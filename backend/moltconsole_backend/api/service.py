@@ -2,6 +2,11 @@
 
 One process per user (a lock file enforces it). ``moltconsole serve`` runs it in the
 foreground; tests use ``BackendService`` in-process, on the same socket and the same API.
+
+The API (Starlette, version 1, JSON in and out) is assembled here from one module of routes
+per domain: sandbox_routes (health, status, operations), event_routes (/v1/events, /v1/stats),
+log_routes, device_routes, exec_routes, key_routes and cost_routes. Every message is a schema
+of ``moltconsole_shared.wire``; every refusal is its error body (answers.py).
 """
 
 from __future__ import annotations
@@ -20,8 +25,16 @@ from types import TracebackType
 from typing import IO
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
 
-from moltconsole_backend.api.routes import create_app
+from moltconsole_backend.api.cost_routes import cost_routes
+from moltconsole_backend.api.device_routes import device_routes
+from moltconsole_backend.api.event_routes import event_routes
+from moltconsole_backend.api.exec_routes import exec_routes
+from moltconsole_backend.api.key_routes import key_routes
+from moltconsole_backend.api.log_routes import log_routes
+from moltconsole_backend.api.sandbox_routes import sandbox_routes
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
@@ -29,6 +42,25 @@ from moltconsole_backend.settings import Settings
 
 log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
+
+
+def create_app(
+    manager: SandboxManager, logs: LogCollector | None = None, gateway: GatewayService | None = None
+) -> Starlette:
+    """The API bound to one sandbox manager (its log collector and gateway, if any)."""
+    routes: list[BaseRoute] = [
+        *sandbox_routes(manager, logs, gateway),
+        *event_routes(manager),
+        *log_routes(logs),
+        *device_routes(manager),
+        *exec_routes(manager),
+        *key_routes(gateway),
+    ]
+    if gateway is not None:
+        routes += cost_routes(
+            gateway.ledger, gateway.budgets, warn_percent=gateway.settings.gateway.budget_warn_percent
+        )
+    return Starlette(routes=routes)
 
 
 class BackendAlreadyRunning(Exception):
