@@ -45,9 +45,10 @@ from moltconsole.widgets.cells import fit, shorten_path, terminal_safe
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
+from moltconsole_shared.wire.sandbox import RUNNING_STATES
 from moltconsole_shared.wire.status import GatewayStatus, budget_line
 
-RUNNING = ("starting", "ready", "unhealthy")
+RUNNING = RUNNING_STATES  # the states in which the container runs
 SHORT_TERMINAL = 36  # rows under which the facts are compact
 HISTORY = 120  # samples kept for the sparklines (two minutes at one a second)
 GATEWAY_POLL_S = 5.0  # how often the gateway's keys and budget are looked at

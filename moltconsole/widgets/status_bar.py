@@ -8,19 +8,22 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-STATE_STYLES = {
-    "ready": "bold green",
-    "starting": "bold yellow",
-    "building": "bold yellow",
-    "stopping": "yellow",
-    "stopped": "dim",
-    "absent": "dim",
-    "crashed": "bold red",
-    "crash-loop": "bold red",
-    "config-invalid": "bold red",
-    "failed": "bold red",
-    "unhealthy": "bold red",
-    "engine-down": "bold red",
+from moltconsole_shared.wire.sandbox import SandboxState
+
+# Unknown (not looked at yet) stays plain bold.
+STATE_STYLES: dict[str, str] = {
+    SandboxState.READY: "bold green",
+    SandboxState.STARTING: "bold yellow",
+    SandboxState.BUILDING: "bold yellow",
+    SandboxState.STOPPING: "yellow",
+    SandboxState.STOPPED: "dim",
+    SandboxState.ABSENT: "dim",
+    SandboxState.CRASHED: "bold red",
+    SandboxState.CRASH_LOOP: "bold red",
+    SandboxState.CONFIG_INVALID: "bold red",
+    SandboxState.FAILED: "bold red",
+    SandboxState.UNHEALTHY: "bold red",
+    SandboxState.ENGINE_DOWN: "bold red",
 }
 
 

@@ -158,3 +158,10 @@ def test_the_screens_record_has_the_wire_records_fields() -> None:
     shown = ScreenRecord.from_wire(record.to_json())
     assert {name: getattr(shown, name) for name in wire} == record.to_json()
 
+
+
+def test_the_status_bar_styles_the_wire_state_names() -> None:
+    from moltconsole.widgets.status_bar import STATE_STYLES
+
+    assert set(STATE_STYLES) == set(SandboxState) - {SandboxState.UNKNOWN}
+    assert STATE_STYLES.get("crash-loop") == "bold red"  # looked up by the name on the wire
