@@ -69,19 +69,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SETTLED_STATES = frozenset(
-    {
-        SandboxState.READY,
-        SandboxState.STOPPED,
-        SandboxState.ABSENT,
-        SandboxState.CRASH_LOOP,
-        SandboxState.CONFIG_INVALID,
-        SandboxState.FAILED,
-        SandboxState.ENGINE_DOWN,
-        SandboxState.UNHEALTHY,
-    }
-)
-
 
 class SandboxManager:
     """Owns one sandbox container: lifecycle, supervision, exec, stats and process list.
