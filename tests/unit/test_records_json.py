@@ -179,3 +179,13 @@ MODEL_ROW = ModelUsage(
     cache_read_tokens=30, cache_write_5m_tokens=0, cache_write_1h_tokens=0, reasoning_tokens=0,
     cost_nanos=123, cache_savings_nanos=4, unpriced=0,
 )
+
+
+def test_a_wrong_value_is_quoted_short_and_inert() -> None:
+    data = to_json(full_record())
+    data["model"] = "\x1b]52;c;aGVsbG8=\x07" + "x" * 10_000
+    with pytest.raises(RecordFormatError) as caught:
+        from_json({**data, "status": data["model"]})
+    text = str(caught.value)
+    assert text.startswith("record.status must be an integer, not '\\x1b]52;c;")
+    assert "\x1b" not in text and len(text) < 120

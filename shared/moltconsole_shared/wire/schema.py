@@ -136,10 +136,16 @@ def _sentence(error: ErrorDetails, kind: Any, name: str) -> str:
     return f"{where} must be {must}, not {_shown(value)}"
 
 
+SHOWN_MAX = 60  # characters of a wrong value quoted in an error
+
+
 def _shown(value: Any) -> str:
+    """The wrong value for the message: its type for a container, else its repr (which escapes
+    control characters, so a hostile value cannot drive the terminal), cut short."""
     if isinstance(value, dict | list | tuple):
         return type(value).__name__
-    return repr(value)
+    text = repr(value)
+    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 1] + "…"
 
 
 def _bare(annotation: Any) -> Any:
