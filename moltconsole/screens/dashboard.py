@@ -69,7 +69,8 @@ LABEL_CELLS = len("AI gateway") + 2  # the facts' label column and the gap after
 class SandboxPanel(Static):
     """The sandbox's facts as a two-column table.
 
-    ``compact`` (a short terminal) puts related facts on one line, so every fact stays in view;
+    ``compact`` (a short terminal) puts related facts on one line and leaves the OpenClaw version
+    to the status bar, so every fact stays in view (a reason of two lines too, under an alert);
     a long state directory is shortened from the left to the panel's width.
     """
 
@@ -103,8 +104,7 @@ class SandboxPanel(Static):
             table.add_row("state", Text(status["state"]))
         if status.get("reason"):
             table.add_row("reason", Text(terminal_safe(sanitize(status["reason"]))))
-        if self.compact:
-            table.add_row("OpenClaw", status.get("openclaw_version") or "?")
+        if self.compact:  # the OpenClaw version is in the status bar above
             table.add_row("container", container)
             restarts = f"{uptime} · {status.get('restarts', 0)} restarts"
             table.add_row("uptime", restarts + ("" if code is None else f" · exit {code}"))
@@ -285,6 +285,15 @@ def pairing_columns(rows: list[list[str]], room: int) -> list[tuple[str, int, in
     return [(t, i, name if t == "device" else widths[i]) for i, t in enumerate(PAIRING_TITLES) if t in titles]
 
 
+class EventsLog(RichLog):
+    """The events panel: its newest lines stay in view when its height changes (an alert shown
+    above, the resources panel growing a line)."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        super().on_resize(event)
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+
 class DashboardScreen(Screen[None]):
     """Sandbox state and lifecycle actions."""
 
@@ -338,8 +347,8 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="dash-right"):
                 yield DataTable(id="dash-devices", cursor_type="row")
                 # min_width: wrap at the panel's width (the default 78 scrolls sideways at 80x24).
-                yield RichLog(id="dash-events", max_lines=EVENTS_SHOWN, markup=False, wrap=True,
-                              min_width=20)
+                yield EventsLog(id="dash-events", max_lines=EVENTS_SHOWN, markup=False, wrap=True,
+                                min_width=20)
         yield Footer()
 
     def on_mount(self) -> None:
