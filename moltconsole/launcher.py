@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from moltconsole.client import BackendClient, BackendUnreachable
 from moltconsole.settings import Settings
+from moltconsole_shared.untrusted import sanitize as inert
 from moltconsole_shared.wire.status import GatewayStatus
 
 LOCK_NAME = "backend.lock"  # the backend's one-per-user lock in the runtime directory
@@ -124,6 +125,32 @@ def started_backend_notice(health: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+STARTUP_WORDS_MAX = 2000  # characters of the failed start's own words shown with the error
+
+
+def startup_words(log_path: str, start: int) -> str:
+    """What a backend that failed at startup wrote to its log after ``start`` (e.g. the config
+    error naming the key and the file), as inert text on one line, at most STARTUP_WORDS_MAX."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(start)
+            written = log.read(64 * 1024)
+    except OSError:
+        return ""
+    lines = [inert(line.strip()) for line in written.decode("utf-8", "replace").splitlines() if line.strip()]
+    words = " ".join(lines)
+    if len(words) > STARTUP_WORDS_MAX:
+        words = words[: STARTUP_WORDS_MAX - 1] + "…"
+    return words
+
+
 async def _launch(client: BackendClient, settings: Settings, timeout: float) -> BackendLaunch:
     """Attach to the backend that answers, or start one and wait until it does.
 
@@ -136,8 +163,9 @@ async def _launch(client: BackendClient, settings: Settings, timeout: float) -> 
         return BackendLaunch("found", await client.health())
     except BackendUnreachable:
         pass
-    process = spawn_detached(settings)
     log_path = backend_log_path(settings)
+    log_start = _size(log_path)
+    process = spawn_detached(settings)
     deadline = time.monotonic() + timeout
     delay = 0.02
     winner: int | None = None  # the backend that took the lock instead of ours
@@ -145,8 +173,11 @@ async def _launch(client: BackendClient, settings: Settings, timeout: float) -> 
         if winner is None and process.poll() is not None:
             winner = lock_holder(settings)
             if winner is None or winner == process.pid:
+                said = startup_words(log_path, log_start)
                 raise BackendUnreachable(
-                    f"the backend exited at startup (code {process.returncode}); see {log_path} for why."
+                    f"the backend exited at startup (code {process.returncode})"
+                    + (f": {said}" if said else "")
+                    + f"; see {log_path} for the whole log."
                 )
         elif winner is not None and not process_alive(winner):
             raise BackendUnreachable(

@@ -93,14 +93,22 @@ def test_cli_status_without_backend(sandbox_env: SandboxEnv) -> None:
 
 
 def test_cli_rejects_invalid_config(tmp_path: Any) -> None:
+    """A bad backend value is the backend's to judge: `serve` refuses it, naming key and file,
+    and a command that starts the backend shows that refusal instead of only 'exited'."""
     config = tmp_path / "bad.toml"
-    config.write_text("[sandbox]\ngateway_port = 0\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "moltconsole", "--config", str(config), "status"],
-        capture_output=True, text=True, timeout=60,
+    config.write_text(
+        f'[paths]\nruntime_dir = "{tmp_path}/run"\ndata_dir = "{tmp_path}/data"\n'
+        "[sandbox]\ngateway_port = 0\n"
     )
-    assert result.returncode == 2
-    assert "sandbox.gateway_port" in result.stderr and str(config) in result.stderr
+    base = [sys.executable, "-m", "moltconsole", "--config", str(config)]
+    served = subprocess.run([*base, "serve"], capture_output=True, text=True, timeout=60)
+    assert served.returncode == 2
+    assert "sandbox.gateway_port" in served.stderr and str(config) in served.stderr
+
+    started = subprocess.run([*base, "start"], capture_output=True, text=True, timeout=90)
+    assert started.returncode == 3
+    assert "exited at startup (code 2)" in started.stderr
+    assert "sandbox.gateway_port" in started.stderr and str(config) in started.stderr
 
 
 def test_cli_status_json_and_exec_through_a_detached_backend(
