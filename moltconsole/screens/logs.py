@@ -1,10 +1,9 @@
 """The Logs screen: live tail with follow/pause, filter, search, time windows, detail and copy.
 
-Data flow: one worker follows ``client.logs(...)``; a reader task puts the server's messages
-in a queue (through a :class:`~moltconsole.streams.StreamFollower`, which reconnects after a
-break asking for what follows the last seq read; a line the server sends again is dropped by
-seq, so none shows twice) and the worker groups whatever arrived within
-:data:`BATCH_INTERVAL` into one :class:`LogBatch` message, so the screen repaints at most ~15
+Data flow: one worker follows the backend's log stream through
+:func:`~moltconsole.screens.log_feeds.log_batches`, which groups whatever arrived within
+:data:`~moltconsole.screens.log_feeds.BATCH_INTERVAL` into one :class:`LogBatch` message (the
+stream reconnects by itself and never shows a line twice), so the screen repaints at most ~15
 times a second however fast lines come. The worker posts the next batch only after the screen
 has applied the previous one: when the UI is slow the batches grow instead of the message queue.
 Everything in memory is bounded by ``max_lines`` (the raw buffer, the filtered view, the lines
@@ -12,11 +11,14 @@ waiting while paused); history stays in the backend.
 
 Filters look further back than memory. When the text, subsystem or level filter changes, the
 view shows the matches in memory at once, and a second worker (exclusive: a newer filter
-cancels it, and it waits :data:`HISTORY_DELAY` before asking, so typing never floods the
-backend) asks the backend's on-disk history for the last ``max_lines`` matches, posts them in
-one :class:`HistoryFound` message, and the screen puts the older ones in front of the matches
-in memory. Live lines that match keep arriving at the end as before. When memory holds every
-line the backend has (fewer than ``max_lines`` so far, none dropped), nothing is asked.
+cancels it, and it waits :data:`~moltconsole.screens.log_feeds.HISTORY_DELAY` before asking, so
+typing never floods the backend) asks the backend's on-disk history for the last ``max_lines``
+matches (:func:`~moltconsole.screens.log_feeds.search_history`), posts them in one
+:class:`HistoryFound` message, and the screen puts the older ones in front of the matches in
+memory. Live lines that match keep arriving at the end as before. When memory holds every line
+the backend has (fewer than ``max_lines`` so far, none dropped), nothing is asked. Where that
+search stands is a :class:`~moltconsole.screens.log_history.HistorySearch`; the line detail is
+:mod:`moltconsole.screens.log_detail`.
 """
 
 from __future__ import annotations
@@ -24,25 +26,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
-from rich.highlighter import JSONHighlighter
-from rich.table import Table
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
-from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from moltconsole.client import BackendError
 from moltconsole.logfilter import (
     LEVEL_FLOORS,
     TIME_WINDOWS,
@@ -52,67 +48,28 @@ from moltconsole.logfilter import (
     TextPattern,
     count_matches,
     find_match,
-    format_time,
     next_in_cycle,
     window_start,
 )
-from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
+from moltconsole.screens.log_detail import LogDetailScreen
+from moltconsole.screens.log_feeds import (
+    HISTORY_DELAY,
+    HistoryFound,
+    LogBatch,
+    LogSource,
+    LogStreamState,
+    log_batches,
+    search_history,
+)
+from moltconsole.screens.log_history import HistoryPhase, HistorySearch
+from moltconsole.streams import StreamState, shared_wakeup
 from moltconsole.widgets.log_view import LogView
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 
-BATCH_INTERVAL = 1 / 15  # seconds; the issue asks for 10-20 repaints a second, not one per line
-INBOX_SIZE = 256  # server messages buffered ahead of the batcher; beyond it the socket backs up
-HISTORY_DELAY = 0.25  # seconds a filter must stand before the backend's history is searched
+__all__ = ["LogDetailScreen", "LogSource", "LogsScreen"]
+
 HISTORY_GROUP = "logs-history"
-
-
-class LogSource(Protocol):
-    """What the screen needs from :class:`moltconsole.client.BackendClient`."""
-
-    def logs(
-        self, *, tail: int | None = None, since_seq: int | None = None,
-        since_time: float | None = None, follow: bool = True, grep: str | None = None,
-        levels: list[str] | None = None, sources: list[str] | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Server messages: ``{"type": "batch", "records": [...], "dropped": n}`` and
-        ``{"type": "caught_up"}``."""
-        ...
-
-
-class LogBatch(Message):
-    """Records that arrived within one batch interval (already sanitised), for the screen."""
-
-    def __init__(
-        self, records: tuple[LogRecord, ...], received: int, dropped: int, caught_up: bool,
-    ) -> None:
-        super().__init__()
-        self.records = records
-        self.received = received  # may exceed len(records): the oldest of a huge batch are cut
-        self.dropped = dropped
-        self.caught_up = caught_up
-
-
-class HistoryFound(Message):
-    """The backend's history search for one filter ended: its matches, or why it failed."""
-
-    def __init__(
-        self, generation: int, records: tuple[LogRecord, ...], problem: str | None = None,
-        refused: bool = False,
-    ) -> None:
-        super().__init__()
-        self.generation = generation  # which filter change asked; older answers are ignored
-        self.records = records
-        self.problem = problem
-        self.refused = refused  # the backend refused the query itself (e.g. the regex)
-
-
-class LogStreamState(Message):
-    """The log stream connected, or failed (``problem`` says why, for the user)."""
-
-    def __init__(self, problem: str | None) -> None:
-        super().__init__()
-        self.problem = problem
 
 
 class LogsScreen(Screen[None]):
@@ -165,14 +122,7 @@ class LogsScreen(Screen[None]):
         self.caught_up = asyncio.Event()  # set when the backend has sent its history
         self.applied = asyncio.Event()  # set after each batch is on screen (tests await it)
         self.history_delay = history_delay
-        # The history search for the current filter: None (no filter), "waiting" (for the
-        # stream's own history first), "searching", "done", "memory" (memory holds it all)
-        # or "failed" (history_error says why).
-        self.history_state: str | None = None
-        self.history_shown = 0  # lines in view that came from the history search
-        self.history_error: str | None = None
-        self.history_settled = asyncio.Event()  # set when a search ends (tests await it)
-        self._history_generation = 0
+        self.history = HistorySearch()  # the history search for the current filter
         self._history_worker: Worker[None] | None = None
         self._frozen = False  # whether this screen froze the GC's long-lived objects
         self._gone = False
@@ -200,6 +150,17 @@ class LogsScreen(Screen[None]):
     def view(self) -> LogView:
         """The log view widget."""
         return self.query_one(LogView)
+
+    @property
+    def history_state(self) -> HistoryPhase | None:
+        """Where the history search for the filter stands; None when no filter narrows."""
+        phase = self.history.phase
+        return None if phase is HistoryPhase.OFF else phase
+
+    @property
+    def history_settled(self) -> asyncio.Event:
+        """Set when a history search ends (tests await it)."""
+        return self.history.settled
 
     def on_mount(self) -> None:
         self.view.focus()
@@ -254,7 +215,11 @@ class LogsScreen(Screen[None]):
     @work(exclusive=True, group="logs", exit_on_error=False)
     async def _follow(self, request: dict[str, Any]) -> None:
         """Follow the backend's log stream; after a break it resumes after the last line seen."""
-        async for batch in self._batches(request):
+        batches = log_batches(
+            self.client, request, max_lines=self.max_lines, on_state=self._stream_changed,
+            wakeup=shared_wakeup(self.app),
+        )
+        async for batch in batches:
             # Backpressure: one batch in flight; meanwhile the reader keeps collecting.
             await self._ready.wait()
             self._ready.clear()
@@ -266,75 +231,6 @@ class LogsScreen(Screen[None]):
             self.post_message(LogStreamState(state.describe()))
         elif state.connected and self.problem is not None:
             self.post_message(LogStreamState(None))
-
-    async def _batches(self, request: dict[str, Any]) -> AsyncIterator[LogBatch]:
-        """Group the server's messages into batches of at most one per BATCH_INTERVAL."""
-        inbox: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue(INBOX_SIZE)
-        read_up_to: int | None = None  # the last seq the reader has taken from the stream
-
-        def open_stream() -> AsyncIterator[dict[str, Any]]:
-            # since_seq is the first seq to send: a reconnection asks for what follows.
-            query = request if read_up_to is None else {"since_seq": read_up_to + 1}
-            return self.client.logs(follow=True, **query)
-
-        async def read() -> None:
-            nonlocal read_up_to
-            follower = StreamFollower(
-                "the log stream", open_stream, on_state=self._stream_changed,
-                wakeup=shared_wakeup(self.app),
-            )
-            try:
-                async for message in follower:
-                    if message.get("type") == "batch" and message.get("records"):
-                        seq = message["records"][-1].get("seq")
-                        read_up_to = seq if isinstance(seq, int) else read_up_to
-                    await inbox.put(message)
-                await inbox.put(None)
-            except Exception as exc:  # a bug: handed to the batcher, which re-raises it in the worker
-                await inbox.put(exc)
-
-        reader = asyncio.create_task(read())
-        loop = asyncio.get_running_loop()
-        shown_up_to: int | None = None  # the last seq batched, for any connection
-        try:
-            ended: BaseException | bool = False
-            while not ended:
-                item = await inbox.get()
-                records: list[LogRecord] = []
-                received = dropped = 0
-                caught_up = False
-                deadline = loop.time() + BATCH_INTERVAL
-                while True:
-                    if isinstance(item, BaseException) or item is None:
-                        ended = item or True  # post what came before the end, then stop
-                        break
-                    if item.get("type") == "batch":
-                        dropped += int(item.get("dropped") or 0)
-                        for data in item.get("records") or ():
-                            record = LogRecord.from_wire(data)
-                            # Never show a line twice after a reconnect, whatever the server resends.
-                            if shown_up_to is None or record.seq > shown_up_to:
-                                records.append(record)
-                                received += 1
-                                shown_up_to = record.seq
-                        # Older ones would fall off the view before anyone saw them.
-                        del records[:-self.max_lines]
-                    elif item.get("type") == "caught_up":
-                        caught_up = True
-                        break  # show the history at once
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = await asyncio.wait_for(inbox.get(), remaining)
-                    except TimeoutError:
-                        break
-                if records or dropped or caught_up:
-                    yield LogBatch(tuple(records), received, dropped, caught_up)
-                if isinstance(ended, BaseException):
-                    raise ended
-        finally:
-            reader.cancel()
 
     @on(LogBatch)
     def _apply_batch(self, batch: LogBatch) -> None:
@@ -349,7 +245,7 @@ class LogsScreen(Screen[None]):
                 self._show(batch.records)
             if batch.caught_up:
                 self.caught_up.set()
-                if self.history_state == "waiting":
+                if self.history.phase is HistoryPhase.WAITING:
                     self._start_history_search()
             self._refresh_bars()
         finally:
@@ -368,18 +264,14 @@ class LogsScreen(Screen[None]):
     # --- the history behind a filter ---------------------------------------------------------
     def _search_history_for_filter(self) -> None:
         """The filter or the window changed: forget the last history search, start a new one."""
-        self._history_generation += 1
+        self.history.restart()
         self.workers.cancel_group(self, HISTORY_GROUP)
-        self.history_shown = 0
-        self.history_error = None
         if not self._filter.narrows:
-            self.history_state = None
-            self.history_settled.set()
+            self.history.settle(HistoryPhase.OFF)
         elif not self.caught_up.is_set():
             # Search once the stream's own history is in memory: only then is it known which
             # lines memory lacks.
-            self.history_state = "waiting"
-            self.history_settled.clear()
+            self.history.wait()
         else:
             self._start_history_search()
 
@@ -389,53 +281,27 @@ class LogsScreen(Screen[None]):
 
     def _start_history_search(self) -> None:
         if self._memory_holds_everything():
-            self.history_state = "memory"
-            self.history_settled.set()
+            self.history.settle(HistoryPhase.MEMORY)
             return
-        self.history_state = "searching"
-        self.history_settled.clear()
+        self.history.begin()
         self._history_worker = self._search_history(
-            self._history_generation, self._filter.history_request())
+            self.history.generation, self._filter.history_request())
 
     @work(exclusive=True, group=HISTORY_GROUP, exit_on_error=False)
     async def _search_history(self, generation: int, request: dict[str, Any]) -> None:
         """Ask the backend's history for the last ``max_lines`` lines that pass the filter."""
-        # A filter being typed changes again within this delay; the new worker cancels this
-        # one before it has asked anything.
-        await asyncio.sleep(self.history_delay)
-        found: deque[LogRecord] = deque(maxlen=self.max_lines)
-        try:
-            async for message in self.client.logs(follow=False, tail=self.max_lines, **request):
-                if message.get("type") == "batch":
-                    found.extend(LogRecord.from_wire(data) for data in message.get("records") or ())
-                elif message.get("type") == "caught_up":
-                    break
-        except BackendError as exc:
-            self.post_message(HistoryFound(generation, (), str(exc), refused=exc.kind == "request"))
-            return
-        self.post_message(HistoryFound(generation, tuple(found)))
+        self.post_message(await search_history(
+            self.client, generation, request, max_lines=self.max_lines, delay=self.history_delay))
 
     @on(HistoryFound)
     def _history_found(self, event: HistoryFound) -> None:
-        if event.generation != self._history_generation:
+        if not self.history.is_current(event.generation):
             return  # the answer to a filter that is no longer in force
-        self.history_settled.set()
         if event.problem is not None:
-            self.history_state = "failed"
-            what = self.query_text or "this filter"
-            if event.refused:
-                self.history_error = (
-                    f"The backend cannot search its history for {what}: {event.problem}. "
-                    "Showing the matching lines in memory only."
-                )
-            else:
-                self.history_error = (
-                    f"Searching the history for {what} failed: {event.problem}. Showing the "
-                    "matching lines in memory only; change the filter to try again."
-                )
+            self.history.fail(self.query_text or "this filter", event.problem, refused=event.refused)
             self._refresh_bars()
             return
-        self.history_state = "done"
+        self.history.settle(HistoryPhase.DONE)
         # Only what memory lacks: lines older than the oldest one held (waiting lines, while
         # paused, are newer than the buffer and appear on resume).
         held = self._buffer[0].seq if self._buffer else (
@@ -446,8 +312,8 @@ class LogsScreen(Screen[None]):
             in_memory = self._filter.apply(self._buffer)
             self.view.set_records([*older, *in_memory], keep=self.view.selected)
             # The view keeps the newest max_lines: count the history lines that stayed.
-            self.history_shown = max(0, len(older) - max(0, len(older) + len(in_memory)
-                                                        - self.max_lines))
+            self.history.shown = max(0, len(older) - max(0, len(older) + len(in_memory)
+                                                         - self.max_lines))
             pattern = self.view.search
             self._matches = count_matches(self.view.records, pattern) if pattern else 0
         self._refresh_bars()
@@ -463,7 +329,7 @@ class LogsScreen(Screen[None]):
             if event.worker.group == HISTORY_GROUP:
                 if event.worker is self._history_worker:
                     self.post_message(HistoryFound(
-                        self._history_generation, (), f"unexpected error {event.worker.error!r}"))
+                        self.history.generation, (), f"unexpected error {event.worker.error!r}"))
             else:
                 self.problem = f"log stream failed: {event.worker.error}"
                 self._refresh_bars()
@@ -495,7 +361,7 @@ class LogsScreen(Screen[None]):
         if self.query_text:
             query.append(" filter ", "bold reverse")
             query.append(f" {self.query_text}  ")
-        history = self._history_text()
+        history = self.history.describe()
         if history is not None:
             query.append_text(history)
             query.append("  ")
@@ -506,25 +372,10 @@ class LogsScreen(Screen[None]):
         bar.update(query)
         bar.display = bool(self.query_text or self.search_text or history is not None)
 
-        problems = [p for p in (self.pattern_error, self.history_error) if p is not None]
+        problems = [p for p in (self.pattern_error, self.history.error) if p is not None]
         error = self.query_one("#logs-error", Static)
         error.update(Text("\n".join(sanitize(p) for p in problems), style="bold"))
         error.display = bool(problems)
-
-    def _history_text(self) -> Text | None:
-        """Where the history search for the filter stands, for the query bar."""
-        state = self.history_state
-        if state is None:
-            return None
-        if state in ("waiting", "searching"):
-            return Text("⟳ searching the history…", style="bold yellow")
-        if state == "memory":
-            return Text("history: all in memory", style="dim")
-        if state == "failed":
-            return Text("history: not searched", style="bold red")
-        if self.history_shown:
-            return Text(f"+{self.history_shown:,} from history", style="bold green")
-        return Text("history: no older matches", style="dim")
 
     # --- follow and pause --------------------------------------------------------------------
     def action_toggle_pause(self) -> None:
@@ -735,57 +586,3 @@ class LogsScreen(Screen[None]):
             f"Copied the last {len(records):,} lines ({len(text):,} characters).", markup=False
         )
 
-
-def pretty_body(record: LogRecord) -> Text:
-    """The raw line, pretty-printed and highlighted when it is JSON; always inert ``Text``."""
-    try:
-        parsed = json.loads(record.raw)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict | list):
-        # Parsing decoded escapes like \u001b / \u009b back into controls: sanitise the output
-        # again, line by line (sanitize would turn the newlines of the layout into symbols).
-        dumped = json.dumps(parsed, indent=2, ensure_ascii=False)
-        text = Text("\n".join(sanitize(line) for line in dumped.split("\n")))
-        return JSONHighlighter()(text)
-    return Text(record.raw)
-
-
-class LogDetailScreen(ModalScreen[None]):
-    """One log line in full: its fields, and its raw text (JSON pretty-printed)."""
-
-    BINDINGS = [
-        Binding("escape,q,enter", "dismiss", "Close", id="logs.detail.close"),
-        Binding("y", "copy", "Copy", id="logs.detail.copy"),
-    ]
-
-    def __init__(self, record: LogRecord) -> None:
-        super().__init__()
-        self.record = record
-
-    def compose(self) -> ComposeResult:
-        record = self.record
-        fields = Table.grid(padding=(0, 2))
-        fields.add_column(style="bold", no_wrap=True)
-        fields.add_column()
-        fields.add_row("time", format_time(record.time, full=True))
-        fields.add_row("level", record.level or "-")
-        fields.add_row("subsystem", Text(record.subsystem or "-"))
-        fields.add_row("source", Text(record.source or "-"))
-        fields.add_row("seq", str(record.seq))
-        if record.cut:
-            fields.add_row("cut", "yes: the backend kept only the start of this line")
-        with Vertical(id="logs-detail"):
-            yield Static(fields, id="logs-detail-fields")
-            with VerticalScroll(id="logs-detail-body"):
-                yield Static(pretty_body(record))
-            yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#logs-detail-body").focus()
-
-    def action_copy(self) -> None:
-        """Copy the line as shown here (pretty JSON) to the clipboard."""
-        text = pretty_body(self.record).plain
-        self.app.copy_to_clipboard(text)
-        self.notify(f"Copied line {self.record.seq} ({len(text):,} characters).", markup=False)
