@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from moltconsole.widgets.cells import terminal_safe
 from moltconsole_shared.durations import parse_duration
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.logs import LEVELS, SOURCE_NAMES
@@ -67,7 +68,7 @@ class LogRecord:
         # Filters and search look at the message only, so ^ anchors where the message starts;
         # subsystems have their own filter (sub:NAME). Tabs would make cell widths depend on
         # the column a line starts in; spaces do not.
-        object.__setattr__(self, "body", self.message[:MATCH_LIMIT].expandtabs(4))
+        object.__setattr__(self, "body", terminal_safe(self.message[:MATCH_LIMIT]).expandtabs(4))
 
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> LogRecord:

@@ -190,3 +190,12 @@ def test_what_the_backend_sends_for_a_request_is_a_superset_of_the_matches() -> 
     assert [r.seq for r in sent] == [1, 2, 3]
     assert [r.seq for r in query.apply(sent)] == [1]
     assert query.apply(records) == query.apply(sent)
+
+
+def test_the_shown_body_has_no_code_points_on_whose_width_terminals_disagree() -> None:
+    # Rich counts "⚠️" (with U+FE0F) as 2 cells, tmux as 1: the line ended a cell short and kept
+    # stray characters at 160 columns. The body drawn and matched drops the selector; the copy keeps it.
+    record = LogRecord.from_wire({"message": "⚠️ disk almost full 👨‍👩‍👧", "level": "warn", "seq": 1})
+    assert "\ufe0f" not in record.body and "\u200d" not in record.body
+    assert record.body.startswith("⚠ disk almost full")
+    assert "⚠️" in record.plain()
