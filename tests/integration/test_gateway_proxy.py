@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from moltconsole_backend.gateway import http_server
 from moltconsole_backend.gateway.exchange import OVERHEAD_HEADER, REQUEST_ID_HEADER
 from moltconsole_backend.settings import BudgetSettings, ProviderSettings
 from tests.support.fake_llm import FakeServer, Reply
@@ -21,10 +22,12 @@ from tests.support.gateway import (
     NANO,
     OPENAI_KEY,
     TOKEN,
+    RawProvider,
     agent_headers,
     anthropic_body,
     post,
     priced_row,
+    sse_response,
 )
 
 
@@ -344,3 +347,48 @@ async def test_a_budget_warning_header_near_the_limit(make_gateway: Any, fake: F
     response, _ = await post(gw.url, "/v1/messages", anthropic_body())
     assert response.status_code == 200
     assert "60% spent" in response.headers["x-moltconsole-budget-warning"]
+
+
+
+START = (
+    b'event: message_start\ndata: {"type":"message_start","message":{"model":"claude-sonnet-4-6",'
+    b'"usage":{"input_tokens":10,"output_tokens":1}}}\n\n'
+)
+STOP = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+
+
+@pytest.mark.parametrize("with_head", [True, False])
+async def test_the_head_leaves_with_what_the_provider_sent_along_with_its_own(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch, with_head: bool
+) -> None:
+    # Together: one write, so a send, a packet and a wakeup of the agent fewer per response.
+    # Apart: the head is not held back waiting for the body.
+    writes: list[bytes] = []
+    write = http_server._Connection.write
+
+    def recorded(conn: http_server._Connection, data: bytes) -> None:
+        writes.append(data)
+        write(conn, data)
+
+    monkeypatch.setattr(http_server._Connection, "write", recorded)
+    stream = sse_response([START, STOP])
+    split = stream.index(b"\r\n\r\n") + 4 + (len(START) if with_head else 0)
+    async with RawProvider(lambda head, body: [stream[:split], stream[split:]]) as provider:
+        gw = await make_gateway(
+            providers={
+                "anthropic": ProviderSettings(
+                    api="anthropic", base_url=provider.url, api_key_env="ANTHROPIC_API_KEY"
+                )
+            }
+        )
+        response, data = await post(gw.url, "/v1/messages", anthropic_body())
+
+    assert response.status_code == 200 and data == START + STOP
+    head, _, first = writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert first == (chunk(START) if with_head else b"")
+    assert writes[1:] == [chunk(STOP if with_head else START + STOP), b"0\r\n\r\n"]
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)

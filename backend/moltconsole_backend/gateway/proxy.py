@@ -202,6 +202,7 @@ class GatewayProxy:
         self._pool: UpstreamPool | None = None
         self.bodies = body_reader or BodyReader()
         self.throttle = AuthThrottle(settings.auth_failures_per_minute)
+        self._redactor: tuple[list[str], Redactor] | None = None  # the secrets it was built from
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -320,24 +321,35 @@ class GatewayProxy:
         return self._env.get(value[4:], "") if value.startswith("env:") else value
 
     def redactor(self) -> Redactor:
-        """Every secret the gateway holds (keys, secret headers, the Cloudflare token), to redact."""
+        """Every secret the gateway holds (keys, secret headers, the Cloudflare token), to redact.
+
+        The values are looked up for every request, so a key changed in the keys file is
+        redacted from the first request that could send it; the redactor is built again only
+        when they changed (a new one per request cost more than the lookups).
+        """
+        env = self._env
         secrets: list[str] = []
         for provider in self.settings.providers.values():
-            secrets.append(provider.api_key)
+            if provider.api_key:
+                secrets.append(provider.api_key)
             if provider.api_key_env:
-                secrets.append(self._env.get(provider.api_key_env, ""))
+                secrets.append(env.get(provider.api_key_env, ""))
             for value in provider.headers.values():
                 secrets.append(self._header_value(value))
         cloudflare = self.settings.cloudflare.api_token_env
         if cloudflare:
-            secrets.append(self._env.get(cloudflare, ""))
-        return Redactor(s for s in secrets if s)
+            secrets.append(env.get(cloudflare, ""))
+        cached = self._redactor
+        if cached is None or cached[0] != secrets:
+            cached = self._redactor = (secrets, Redactor(s for s in secrets if s))
+        return cached[1].fresh()
 
     def upstream_headers(
         self, name: str, provider: ProviderSettings, incoming: list[tuple[bytes, bytes]]
     ) -> list[tuple[str, str]]:
         """The agent's headers minus its credentials and hop-by-hop ones, plus the provider's."""
-        drop = _DROP_REQUEST | connection_tokens(incoming)
+        named = connection_tokens(incoming)
+        drop = _DROP_REQUEST if named <= _DROP_REQUEST else _DROP_REQUEST | named
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in incoming if k not in drop]
         headers.append(("accept-encoding", "identity"))
         key = self.key_for(name, provider)

@@ -32,6 +32,13 @@ class Redactor:
     def __bool__(self) -> bool:
         return bool(self._secrets)
 
+    def fresh(self) -> Redactor:
+        """A redactor for another stream: the same secrets, nothing held (nothing recomputed)."""
+        other = Redactor.__new__(Redactor)
+        other._secrets, other._longest, other._alphabet = self._secrets, self._longest, self._alphabet
+        other._held = b""
+        return other
+
     def clean(self, data: bytes) -> bytes:
         """``data`` with every secret replaced."""
         for secret in self._secrets:

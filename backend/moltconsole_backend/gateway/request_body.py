@@ -1,8 +1,12 @@
 """Reading the agent's request body: what the gateway needs to know of it, and never on its loop.
 
-The gateway reads a few facts from each body (the model, whether it streams, OpenAI's
-``stream_options``, what triggered it, roughly how many prompt tokens it carries) and sometimes
-rewrites it (a fallback model, ``include_usage``). Decoding JSON holds the GIL for as long as it
+The gateway reads a few facts from each body before sending it on (the model, whether it
+streams, OpenAI's ``stream_options``) and sometimes rewrites it (a fallback model,
+``include_usage``). What only the ledger row needs (what triggered the request, roughly how many
+prompt tokens it carries) is read from a small body once the response has gone to the agent, and
+the estimate only if the provider's usage never came: on an 80 KB prompt the estimate's walk
+costs as much as decoding the JSON, and the trigger a third of that, time the agent would wait
+for its first byte. Decoding JSON holds the GIL for as long as it
 takes, and a hostile 32 MiB body of ``[],[],...`` takes seconds: on the gateway's event loop
 that would stall every other agent's stream. So small bodies (``INLINE_BYTES``) are decoded in
 place, where that costs well under a millisecond even for the worst shapes that fit, and larger
@@ -42,11 +46,17 @@ class BadRequest(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RequestFacts:
-    """What the gateway reads from one request body."""
+    """What the gateway reads from one request body before sending it on."""
 
     model: str
     stream: bool
     include_usage: bool  # OpenAI Chat: stream_options.include_usage was asked for
+
+
+@dataclass(frozen=True, slots=True)
+class RecordFacts:
+    """What only the ledger row needs from a body (read by a worker along with its facts)."""
+
     trigger: Trigger
     input_estimate: int  # prompt tokens, roughly: for a ledger row whose usage never came
 
@@ -65,18 +75,20 @@ def read_request(api: Api, raw: bytes) -> tuple[RequestFacts, dict[str, Any]]:
     if not model:
         raise BadRequest("the request names no model")
     options = body.get("stream_options")
-    try:
-        trigger = classify_trigger(api, body)
-    except Exception:  # a heuristic must never refuse a request
-        trigger = "unknown"
     facts = RequestFacts(
         model=model,
         stream=usage_mod.wants_stream(api, body),
         include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
-        trigger=trigger,
-        input_estimate=estimate_input_tokens(body, len(raw)),
     )
     return facts, body
+
+
+def request_trigger(api: Api, body: dict[str, Any]) -> Trigger:
+    """Why the request was made (``classify_trigger``), "unknown" if the heuristic fails."""
+    try:
+        return classify_trigger(api, body)
+    except Exception:  # a heuristic must never refuse a request
+        return "unknown"
 
 
 def rewrite_request(body: dict[str, Any], model: str | None, include_usage: bool) -> bytes:
@@ -145,9 +157,9 @@ class BodyReader:
         """The body's facts. Raises BadRequest."""
         if len(raw) <= self.inline_bytes:
             facts, body = read_request(api, raw)
-            return ParsedBody(facts, raw, body, self)
-        offloaded: RequestFacts = await self._offload("read", api, raw, None, False)
-        return ParsedBody(offloaded, raw, None, self)
+            return ParsedBody(api, facts, raw, body, self)
+        offloaded: tuple[RequestFacts, RecordFacts] = await self._offload("read", api, raw, None, False)
+        return ParsedBody(api, offloaded[0], raw, None, self, offloaded[1])
 
     async def _offload(self, op: str, api: Api, raw: bytes, model: str | None, include_usage: bool) -> Any:
         if self._slots is None:
@@ -228,7 +240,11 @@ def serve_worker(stdin: Any, stdout: Any) -> None:
         op, api, raw, model, include_usage = pickle.loads(stdin.read(int.from_bytes(head, "big")))  # noqa: S301
         try:
             facts, body = read_request(api, raw)
-            value: Any = facts if op == "read" else rewrite_request(body, model, include_usage)
+            if op == "read":  # the worker has the time: the row's facts too, off the gateway's loop
+                record = RecordFacts(request_trigger(api, body), estimate_input_tokens(body, len(raw)))
+                value: Any = (facts, record)
+            else:
+                value = rewrite_request(body, model, include_usage)
             answer: tuple[str, Any] = ("ok", value)
         except BadRequest as exc:
             answer = ("bad", str(exc))
@@ -238,17 +254,44 @@ def serve_worker(stdin: Any, stdout: Any) -> None:
 
 
 class ParsedBody:
-    """One request's body: its raw bytes, its facts, and a way to get a rewritten copy."""
+    """One request's body: its raw bytes, its facts, and a way to get a rewritten copy.
 
-    __slots__ = ("_body", "_reader", "facts", "raw")
+    ``trigger`` and ``input_estimate`` are read from a body decoded here only when first asked
+    for (after the response has started; the estimate only when the usage never came); a
+    worker's read brings them along.
+    """
+
+    __slots__ = ("_api", "_body", "_estimate", "_reader", "_trigger", "facts", "raw")
 
     def __init__(
-        self, facts: RequestFacts, raw: bytes, body: dict[str, Any] | None, reader: BodyReader
+        self,
+        api: Api,
+        facts: RequestFacts,
+        raw: bytes,
+        body: dict[str, Any] | None,
+        reader: BodyReader,
+        record: RecordFacts | None = None,
     ) -> None:
+        self._api = api
         self.facts = facts
         self.raw = raw
         self._body = body
         self._reader = reader
+        self._trigger: Trigger | None = record.trigger if record else None
+        self._estimate: int | None = record.input_estimate if record else None
+
+    def trigger(self) -> Trigger:
+        """Why the request was made, for its ledger row."""
+        if self._trigger is None:
+            self._trigger = request_trigger(self._api, self._body) if self._body is not None else "unknown"
+        return self._trigger
+
+    def input_estimate(self) -> int:
+        """Prompt tokens, roughly, for a ledger row whose usage never came."""
+        if self._estimate is None:
+            body = self._body
+            self._estimate = estimate_input_tokens(body, len(self.raw)) if body is not None else 0
+        return self._estimate
 
     async def payload(self, api: Api, model: str) -> bytes:
         """What goes upstream for ``model``: the raw body unless something must change."""
