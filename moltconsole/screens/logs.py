@@ -344,7 +344,8 @@ class LogsScreen(Screen[None]):
             status.append(" ● following ", "bold black on green")
         status.append(f"  range {self.window}")
         status.append(f"  level {self.level_floor + '+' if self.level_floor else 'all'}")
-        status.append(f"  {len(self.view.records):,} lines")
+        shown = len(self.view.records)
+        status.append(f"  {shown:,} {'line' if shown == 1 else 'lines'}")
         if not self.caught_up.is_set() and self.problem is None:
             status.append("  ⟳ loading history…", "yellow")
         if self.dropped:

@@ -41,6 +41,7 @@ TIME_WIDTH = len("00:00:00.000")
 SOURCE_WIDTH = len("stdout")  # file, stdout or stderr
 SUBSYSTEM_WIDTH = 8
 CUT_MARK = " …"
+CONTINUATION_INDENT = 2  # wrapped rows after the first start this far in, so none reads as a new line
 RENDER_CACHE = 256  # rendered records kept: a few screens, for scrolling and cursor moves
 
 
@@ -247,7 +248,25 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
         return cells + len(CUT_MARK) if _is_cut(record) else cells
 
     def _height(self, cells: int) -> int:
-        return max(1, -(-cells // self._wrap_width))
+        first, rest = self._wrap_width, self._continuation_width()
+        if cells <= first:
+            return 1
+        return 1 + -(-(cells - first) // rest)
+
+    def _continuation_width(self) -> int:
+        """Cells of text on a wrapped row after the first (they are indented)."""
+        return max(self._wrap_width - CONTINUATION_INDENT, 1)
+
+    def _wrap_width_for(self, width: int) -> int:
+        """Cells a wrapped row holds: the width less the vertical scrollbar's column.
+
+        Reserved whether or not the scrollbar shows yet: wrapping grows the content, the bar
+        then appears over the last column, and a row folded at the full width would lose
+        its last character under it.
+        """
+        if self.styles.overflow_y != "hidden":
+            width -= self.styles.scrollbar_size_vertical
+        return max(width, CONTINUATION_INDENT + 1)
 
     def _rebuild_rows(self) -> None:
         self._starts = []
@@ -300,7 +319,7 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
 
     def on_resize(self) -> None:
         """Wrapped rows depend on the width."""
-        width = self.scrollable_content_region.width
+        width = self._wrap_width_for(self.size.width)
         if self.follow:
             self._scroll_to_end()
         if width != self._wrap_width:
@@ -355,7 +374,14 @@ class LogView(ScrollView, can_focus=True, inherit_bindings=False):
             return Strip.blank(width, base)
         strip = self._render_record(self._records[index])
         if self._wrap and self._wrap_width:
-            strip = strip.crop(part * self._wrap_width, (part + 1) * self._wrap_width)
+            if part == 0:
+                strip = strip.crop(0, self._wrap_width)
+            else:
+                rest = self._continuation_width()
+                start = self._wrap_width + (part - 1) * rest
+                piece = strip.crop(start, start + rest)
+                indent = Segment(" " * CONTINUATION_INDENT)
+                strip = Strip([indent, *piece], CONTINUATION_INDENT + piece.cell_length)
             strip = strip.extend_cell_length(width)
         else:
             strip = strip.crop_extend(scroll_x, scroll_x + width, None)

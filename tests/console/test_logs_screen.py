@@ -759,3 +759,30 @@ async def test_real_openclaw_lines_appear_on_the_logs_screen(
         await pilot.pause()
         assert isinstance(app.screen, LogDetailScreen)
         assert '"gateway ready"' in str(app.screen.query_one("#logs-detail-body Static").render())
+
+
+async def test_wrap_keeps_every_character_clear_of_the_scrollbar_and_indents_continuations() -> None:
+    # Enough lines for a vertical scrollbar: a row folded at the full width lost its last
+    # character under it ("En / ure authentication").
+    words = " ".join(f"word{i:03d}" for i in range(40))
+    app = LogsApp(FakeLogs([record(i, f"{i} {words}") for i in range(1, 40)]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        view = screen.view
+        usable = view.scrollable_content_region.width
+        shown = rows(pilot)
+        last = max(i for i, row in enumerate(shown) if row.startswith("08:00:"))
+        head, tail = shown[last], [row for row in shown[last + 1:] if row.strip()]
+        assert tail and all(row.startswith("  ") for row in tail)
+        text = head[:usable] + "".join(row[2:usable] for row in tail)
+        assert text.rstrip().endswith(f"39 {words}")
+
+
+async def test_status_counts_one_line_in_the_singular() -> None:
+    app = LogsApp(FakeLogs([record(1, "only line")]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await ready(pilot)
+        status = str(screen.query_one("#logs-status").render())
+        assert "1 line" in status and "1 lines" not in status
