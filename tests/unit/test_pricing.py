@@ -6,7 +6,10 @@ is R * 1000 nano-dollars per token, so most sums are whole numbers of nano-dolla
 
 from __future__ import annotations
 
+import math
+import random
 from datetime import date
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -180,6 +183,42 @@ def test_fractional_nanos_round_once_half_up(table: PriceTable) -> None:
     assert prices.cost("x", "tiny", Usage(input_tokens=4)).total_nanos == 0
     # 3 in * 0.1 + 1 out * 0.3 = 0.6 -> 1: one rounding of the sum (each part alone rounds to 0)
     assert prices.cost("x", "tiny", Usage(input_tokens=3, output_tokens=1)).total_nanos == 1
+
+
+def test_costs_are_summed_in_integers_and_equal_the_exact_sum_rounded_once() -> None:
+    # Each tier's rates are brought to one denominator when the table is read, so pricing a
+    # response is integer arithmetic (Fraction arithmetic cost the gateway ~35 us a request).
+    # Rates with different denominators, and shipped tiers, against the exact sum rounded once.
+    prices = PriceTable(overrides={
+        "odd": PriceSettings(input=0.0001, output=1.1, cache_read=0.333, cache_write_5m=2.5,
+                             cache_write_1h=7.0001),
+    })
+    models = [("x", "odd"), ("anthropic", "claude-sonnet-4-5"), ("openai", "gpt-5.4"),
+              ("anthropic", "claude-haiku-4-5")]
+    rng = random.Random(7)
+    for provider, model in models:
+        price = prices.lookup(provider, model)
+        assert price is not None
+        for rates in (price.standard, price.long):
+            if rates is None:
+                continue
+            fields = (rates.input, rates.output, rates.cache_read, rates.cache_write_5m, rates.cache_write_1h)
+            assert [Fraction(n, rates.denominator) for n in rates.numerators] == list(fields)
+        for _ in range(300):
+            usage = Usage(input_tokens=rng.randrange(400_000), output_tokens=rng.randrange(70_000),
+                          cache_read_tokens=rng.randrange(300_000), cache_write_5m_tokens=rng.randrange(9),
+                          cache_write_1h_tokens=rng.randrange(50_000))
+            r = price.long if price.is_long(usage) and price.long is not None else price.standard
+            exact = (usage.input_tokens * r.input + usage.output_tokens * r.output
+                     + usage.cache_read_tokens * r.cache_read + usage.cache_write_5m_tokens * r.cache_write_5m
+                     + usage.cache_write_1h_tokens * r.cache_write_1h) * 1000
+            saved = (usage.cache_read_tokens * (r.input - r.cache_read)
+                     - usage.cache_write_5m_tokens * (r.cache_write_5m - r.input)
+                     - usage.cache_write_1h_tokens * (r.cache_write_1h - r.input)) * 1000
+            cost = prices.cost(provider, model, usage)
+            assert cost.total_nanos == math.floor(exact + Fraction(1, 2))
+            half = Fraction(1, 2) if saved >= 0 else -Fraction(1, 2)
+            assert cost.cache_savings_nanos == math.trunc(saved + half)
 
 
 def test_long_context_tier_boundary(table: PriceTable) -> None:

@@ -27,15 +27,18 @@ nano-dollars and rounded once, half away from zero (half-up for the non-negative
 there is exactly one rounding per request. ``cache_savings_nanos`` is computed the same way from
 the same rates: what the cache reads would have cost as plain input minus what they cost, minus
 the premium paid for cache writes over plain input. A model without a price costs
-``Cost(total_nanos=None)``, never 0.
+``Cost(total_nanos=None)``, never 0. The sums are taken in integers, over the tier's rates brought
+to a common denominator once (``Rates.numerators``): the same result as ``Fraction`` arithmetic,
+which cost the gateway's loop about 35 us per request.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
 from functools import lru_cache
@@ -66,13 +69,26 @@ class PriceTableError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Rates:
-    """One tier's rates in USD per million tokens, as exact fractions."""
+    """One tier's rates in USD per million tokens, as exact fractions.
+
+    ``numerators`` are the five rates (in field order) over the one ``denominator``, so a cost
+    is summed in integers.
+    """
 
     input: Fraction
     output: Fraction
     cache_read: Fraction
     cache_write_5m: Fraction
     cache_write_1h: Fraction
+    numerators: tuple[int, int, int, int, int] = field(init=False, repr=False, compare=False)
+    denominator: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rates = (self.input, self.output, self.cache_read, self.cache_write_5m, self.cache_write_1h)
+        den = math.lcm(*(rate.denominator for rate in rates))
+        i, o, r, w5, w1 = (rate.numerator * (den // rate.denominator) for rate in rates)
+        object.__setattr__(self, "numerators", (i, o, r, w5, w1))
+        object.__setattr__(self, "denominator", den)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,31 +119,24 @@ class ModelPrice:
         """The exact cost of one response, rounded once to nano-dollars."""
         long = self.is_long(usage)
         r = self.long if long and self.long is not None else self.standard
-        w5, w1 = usage.cache_write_5m_tokens, usage.cache_write_1h_tokens
-        usd_mtok = (
-            usage.input_tokens * r.input
-            + usage.output_tokens * r.output
-            + usage.cache_read_tokens * r.cache_read
-            + w5 * r.cache_write_5m
-            + w1 * r.cache_write_1h
-        )
-        savings = (
-            usage.cache_read_tokens * (r.input - r.cache_read)
-            - w5 * (r.cache_write_5m - r.input)
-            - w1 * (r.cache_write_1h - r.input)
-        )
+        i, o, cr, w5, w1 = r.numerators  # USD per million tokens, times r.denominator
+        read = usage.cache_read_tokens
+        t5, t1 = usage.cache_write_5m_tokens, usage.cache_write_1h_tokens
+        usd_mtok = usage.input_tokens * i + usage.output_tokens * o + read * cr + t5 * w5 + t1 * w1
+        savings = read * (i - cr) - t5 * (w5 - i) - t1 * (w1 - i)
         return Cost(
-            total_nanos=_to_nanos(usd_mtok),
-            cache_savings_nanos=_to_nanos(savings),
+            total_nanos=_to_nanos(usd_mtok, r.denominator),
+            cache_savings_nanos=_to_nanos(savings, r.denominator),
             pricing_version=self.version,
             long_context=long,
         )
 
 
-def _to_nanos(usd_times_mtok: Fraction) -> int:
-    """Sum of tokens x USD-per-million-token rates, in nano-dollars, rounded half away from zero."""
-    exact = usd_times_mtok * NANOS_PER_USD / TOKENS_PER_RATE_UNIT
-    num, den = exact.numerator, exact.denominator
+def _to_nanos(usd_times_mtok: int, denominator: int) -> int:
+    """A sum of tokens x USD-per-million-token rates (``usd_times_mtok / denominator``), in
+    nano-dollars, rounded half away from zero."""
+    num = usd_times_mtok * NANOS_PER_USD
+    den = denominator * TOKENS_PER_RATE_UNIT
     if num >= 0:
         return (2 * num + den) // (2 * den)
     return -((-2 * num + den) // (2 * den))
