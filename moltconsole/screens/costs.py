@@ -18,6 +18,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -61,19 +63,33 @@ PANES = ("chart", "models", "top", "errors", "tail")
 REFRESH_DELAY = 0.5  # seconds: tail records arriving within this cause one reload
 RELOAD_INTERVAL = 60.0  # "today" and the burn rate move on even without new requests
 
-EMPTY_HELP = (
+EMPTY_INTRO = (
     "No LLM requests in the ledger yet.\n\n"
     "moltconsole records every request the agent makes through its AI gateway, with tokens and "
-    "cost. To route the agent through it:\n\n"
-    "  1. keep [gateway] enabled = true in the config (the default);\n"
-    "  2. give the backend the provider's key: ANTHROPIC_API_KEY or OPENAI_API_KEY in its "
-    "environment, or [gateway.providers.NAME] in the config; the sandbox never sees it;\n"
-    "  3. (re)start the sandbox (press 1, then r): its OpenClaw config then points at the "
-    "gateway.\n\n"
-    "Routing through Cloudflare AI Gateway instead? Set [gateway.cloudflare] account_id and "
+    "cost. To route the agent through it:\n"
+)
+EMPTY_STEPS = (
+    "keep [gateway] enabled = true in the config (the default);",
+    "give the backend the provider's key: moltconsole keys set ANTHROPIC_API_KEY (or "
+    "OPENAI_API_KEY); the backend reads it at once, and the sandbox never sees it;",
+    "a sandbox started with the gateway enabled already sends its requests through it; one "
+    "started before needs a restart (press 1, then r).",
+)
+EMPTY_OUTRO = (
+    "\nRouting through Cloudflare AI Gateway instead? Set [gateway.cloudflare] account_id and "
     "gateway_id to import its logs here.\n\n"
     "Requests appear here live as the agent makes them."
 )
+
+
+def empty_help() -> Group:
+    """What to do while the ledger is empty; the steps wrap under their own text, not the number."""
+    steps = Table.grid(padding=(0, 1))
+    steps.add_column(no_wrap=True)
+    steps.add_column(ratio=1)
+    for number, step in enumerate(EMPTY_STEPS, 1):
+        steps.add_row(Text(f"  {number}."), Text(step))  # Text: "[gateway]" is no markup
+    return Group(Text(EMPTY_INTRO), steps, Text(EMPTY_OUTRO))
 
 
 class CostsScreen(Screen[None]):
@@ -132,7 +148,7 @@ class CostsScreen(Screen[None]):
             with Vertical(id="pane-errors", classes="cost-pane"):
                 yield CostTable(ERROR_COLUMNS, id="costs-errors")
         with VerticalScroll(id="costs-empty"):
-            yield Static(Text(EMPTY_HELP), id="costs-empty-text")
+            yield Static(empty_help(), id="costs-empty-text")
         yield Static(id="costs-problem")
         yield Footer(compact=True)
 

@@ -136,6 +136,11 @@ async def open_detail(pilot: Pilot[None], pane: str, request_id: str) -> CostDet
     return detail
 
 
+def rendered_lines(widget: Any) -> list[str]:
+    """The rows a widget draws at its own width (wrapping included), as plain text."""
+    return [strip.text for strip in widget.render_lines(widget.content_region.reset_offset)]
+
+
 def text_of(widget: Any) -> str:
     """What a widget shows, as plain text (Rich tables included)."""
     if isinstance(widget, Static) and not isinstance(widget.content, str | Text):
@@ -392,7 +397,13 @@ async def test_empty_ledger_says_how_to_route_the_agent_and_fills_on_the_first_r
         assert screen.query_one("#costs-empty").display
         assert not screen.query_one("#costs-body").display
         help_text = text_of(screen.query_one("#costs-empty-text"))
-        assert "ANTHROPIC_API_KEY" in help_text and "[gateway.cloudflare]" in help_text
+        assert "moltconsole keys set ANTHROPIC_API_KEY" in help_text and "[gateway.cloudflare]" in help_text
+        assert "environment" not in help_text and "[gateway] enabled = true" in help_text
+        # A step that wraps keeps its text's indent instead of running back under the number.
+        steps = [row for row in rendered_lines(screen.query_one("#costs-empty-text")) if row.strip()]
+        first = next(i for i, row in enumerate(steps) if row.lstrip().startswith("2."))
+        indent = steps[first].index("give")
+        assert steps[first + 1][:indent].strip() == "" and steps[first + 1][indent] != " "
         screen.tail_applied.clear()
         empty.ledger.record(request("first", T0 - 1, "claude-haiku-4-5", chat(10, 10)))
         await asyncio.wait_for(screen.tail_applied.wait(), GUARD)
