@@ -33,6 +33,9 @@ from moltconsole.streams import StreamFollower, StreamState, Wakeup
 from moltconsole.widgets.status_bar import StatusBar
 
 BackendStarter = Callable[[], Awaitable[BackendLaunch]]
+# How long toasts stay: an 80x24 terminal loses half its screen to a few of them.
+INFO_NOTICE_S = 6.0
+KEYS_NOTICE_S = 12.0  # a missing key, told once; the Dashboard's banner keeps saying it
 
 
 class StatusChanged(Message):
@@ -99,6 +102,8 @@ class MoltConsole(App[None]):
         self.settings = settings
         # What the launcher had to say (a backend started without keys), shown once mounted.
         self._notices = list(notices)
+        # Set once the console told of a backend without keys: the banner keeps saying it after.
+        self.keys_notified = bool(self._notices)
         self.clock = clock
         self.client = client or BackendClient(settings.socket_path)
         self.status: dict[str, Any] | None = None
@@ -142,7 +147,7 @@ class MoltConsole(App[None]):
         self.switch_mode("dashboard")
         self.follow_events()
         for text in self._notices:
-            self.notify(text, title="backend", severity="error", markup=False, timeout=30)
+            self.notify(text, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
 
     def _apply_console_settings(self) -> None:
         console = self.settings.console
@@ -231,10 +236,11 @@ class MoltConsole(App[None]):
         else:
             self.restart = None
             self.notify(f"the backend had stopped; {event.launch.describe()}.", title="backend",
-                        markup=False, timeout=15)
+                        markup=False, timeout=INFO_NOTICE_S)
             keys = started_backend_notice(event.launch.health) if event.launch.how == "started" else ""
-            if keys:
-                self.notify(keys, title="backend", severity="error", markup=False, timeout=30)
+            if keys and not self.keys_notified:
+                self.keys_notified = True
+                self.notify(keys, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
             self.wakeup.fire()  # reconnect now, not at the end of the current pause
         self.refresh_bindings()
         self._show_status(self._current_screen())
@@ -265,7 +271,7 @@ class MoltConsole(App[None]):
         if self.connected or self.link.phase != "reconnecting":
             return None
         if self.restart == "starting":
-            return "gone: nothing answers on its socket; starting a new backend…"
+            return "gone; starting a new one…"
         if self.restart == "failed":
             return f"gone, and a new one did not start; {self._start_key()} tries again"
         since = time.strftime("%H:%M:%S", time.localtime(self.link.since or 0))

@@ -30,6 +30,10 @@ class ConfirmScreen(ModalScreen[bool]):
                                        ("n", "bold"), " keep everything as it is"),
                          id="confirm-keys")
 
+    def on_mount(self) -> None:
+        # Toasts are drawn over every screen: one left over would hide part of the question.
+        self.app.clear_notifications()
+
     def action_answer(self, yes: bool) -> None:
         """Close with the answer."""
         self.dismiss(yes)

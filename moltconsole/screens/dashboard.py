@@ -19,6 +19,7 @@ backend was replaced, which the events log says (and a notification, if the new 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import time
@@ -35,13 +36,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, Sparkline, Static
+from textual.widgets import DataTable, Footer, RichLog, Static
 
 from moltconsole.client import BackendError
 from moltconsole.formatting import duration
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
 from moltconsole.widgets.cells import fit, shorten_path, terminal_safe
+from moltconsole.widgets.scaled_sparkline import ScaledSparkline
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
@@ -57,6 +59,12 @@ NOT_RUNNING = "· stopped"
 DEVICE_NAME_CELLS = (10, 32)  # the room a device's name gets in the pairing list, at least and most
 EVENTS_SHOWN = 200  # recorded events asked for and kept in the panel
 LEVEL_STYLES = {"error": "red", "warning": "yellow"}
+KEYS_NOTICE_S = 12.0  # a missing key's toast; the banner keeps saying it after
+
+
+def counted(count: Any, noun: str) -> str:
+    """``1 restart``, ``2 restarts``: the noun takes an s unless there is one."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _mib(value: float) -> str:
@@ -64,6 +72,19 @@ def _mib(value: float) -> str:
 
 
 LABEL_CELLS = len("AI gateway") + 2  # the facts' label column and the gap after it
+REASON_LINES_SHORT, REASON_LINES = 2, 4  # the most lines a state's reason takes in the panel
+
+
+def clip_lines(text: str, width: int, most: int) -> Text:
+    """``text`` in at most ``most`` lines of ``width`` cells, the last ending in "…" if cut."""
+    if width <= 1:
+        return Text(text)
+    lines = wrap_at_slashes(text, width).split("\n")
+    if len(lines) <= most:
+        return Text("\n".join(lines))
+    last = Text(lines[most - 1])
+    last.truncate(width - 1)
+    return Text("\n".join([*lines[: most - 1], last.plain.rstrip() + "…"]))
 
 
 class SandboxPanel(Static):
@@ -102,11 +123,14 @@ class SandboxPanel(Static):
             table.add_row("state", Text(f"{status['state']} (wanted {status.get('desired', '?')})"))
         else:
             table.add_row("state", Text(status["state"]))
+        room = self.content_size.width - LABEL_CELLS
         if status.get("reason"):
-            table.add_row("reason", Text(terminal_safe(sanitize(status["reason"]))))
+            # Capped, so the rows below and the border stay in view; the events have it whole.
+            most = REASON_LINES_SHORT if self.compact else REASON_LINES
+            table.add_row("reason", clip_lines(terminal_safe(sanitize(status["reason"])), room, most))
         if self.compact:  # the OpenClaw version is in the status bar above
             table.add_row("container", container)
-            restarts = f"{uptime} · {status.get('restarts', 0)} restarts"
+            restarts = f"{uptime} · {counted(status.get('restarts', 0), 'restart')}"
             table.add_row("uptime", restarts + ("" if code is None else f" · exit {code}"))
         else:
             table.add_row("wanted", status.get("desired", "?"))
@@ -118,7 +142,6 @@ class SandboxPanel(Static):
             table.add_row("last exit", "-" if code is None else str(code))
         table.add_row("gateway", status.get("gateway_url") or "-")
         table.add_row("AI gateway", status.get("model_gateway") or "off")
-        room = self.content_size.width - LABEL_CELLS
         table.add_row("state dir", shorten_path(status.get("state_dir") or "-", room))
         self.update(table)
 
@@ -285,6 +308,35 @@ def pairing_columns(rows: list[list[str]], room: int) -> list[tuple[str, int, in
     return [(t, i, name if t == "device" else widths[i]) for i, t in enumerate(PAIRING_TITLES) if t in titles]
 
 
+def wrap_at_slashes(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` cells, between words or after a ``/`` of
+    a path (Rich would cut a long path anywhere); a piece longer than a line is cut where it must."""
+    lines: list[str] = []
+    line = ""
+    for piece in re.findall(r"[^ /]*/+|[^ /]+ *| +", text):
+        if cell_len((line + piece).rstrip()) <= width:
+            line += piece
+            continue
+        if line.strip():
+            lines.append(_ending_within(line, width))
+        line = piece.lstrip()
+        while cell_len(line.rstrip()) > width:
+            head = Text(line)
+            head.truncate(width)
+            lines.append(head.plain)
+            line = line[len(head.plain):]
+    if line.strip() or not lines:
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _ending_within(line: str, width: int) -> str:
+    """``line`` with the spaces it ends with, as many as fit: the lines joined again read as
+    the text did, as they do when Rich wraps them."""
+    words = line.rstrip()
+    return words + " " * min(len(line) - len(words), max(width - cell_len(words), 0))
+
+
 class EventsLog(RichLog):
     """The events panel: its newest lines stay in view when its height changes (an alert shown
     above, the resources panel growing a line)."""
@@ -313,7 +365,7 @@ class DashboardScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self._status: dict[str, Any] | None = None
-        # Empty until the first sample: a one-sample sparkline would draw as a full bar.
+        # Empty until the first sample; the bars are measured against a core and the limit.
         self._cpu: deque[float] = deque(maxlen=HISTORY)
         self._mem: deque[float] = deque(maxlen=HISTORY)
         self.samples = 0  # resource samples shown since the screen was mounted
@@ -338,10 +390,10 @@ class DashboardScreen(Screen[None]):
             yield SandboxPanel(id="sandbox-panel")
             with Vertical(id="dash-resources"):
                 yield Static(f"CPU {NO_SAMPLES}", id="dash-cpu-label")
-                yield Sparkline(list(self._cpu), id="dash-cpu")
+                yield ScaledSparkline(list(self._cpu), id="dash-cpu")
                 yield Static(f"memory {NO_SAMPLES}", id="dash-mem-label")
                 yield Static("", id="dash-cache-label")
-                yield Sparkline(list(self._mem), id="dash-mem")
+                yield ScaledSparkline(list(self._mem), id="dash-mem")
         with Horizontal(id="dash-bottom"):
             yield DataTable(id="dash-processes", cursor_type="none", zebra_stripes=True)
             with Vertical(id="dash-right"):
@@ -438,7 +490,11 @@ class DashboardScreen(Screen[None]):
 
     def _line(self, when: float, text: str, level: str | None) -> Text:
         stamp = event_stamp(when, self._now())
-        return Text(f"{stamp} {terminal_safe(sanitize(text))}", style=LEVEL_STYLES.get(level or "", ""))
+        line = f"{stamp} {terminal_safe(sanitize(text))}"
+        width = self.query_one("#dash-events", RichLog).scrollable_content_region.width
+        if width > 0:  # not laid out yet: the log wraps it, as it can
+            line = wrap_at_slashes(line, width)
+        return Text(line, style=LEVEL_STYLES.get(level or "", ""))
 
     # --- the sandbox's history ---------------------------------------------------------------
     @work(exclusive=True, group="history")
@@ -516,8 +572,11 @@ class DashboardScreen(Screen[None]):
         self.samples += 1
         self._cpu.append(float(sample.get("cpu_percent", 0.0)))
         self._mem.append(float(sample.get("memory_bytes", 0)))
-        self.query_one("#dash-cpu", Sparkline).data = list(self._cpu)
-        self.query_one("#dash-mem", Sparkline).data = list(self._mem)
+        self.query_one("#dash-cpu", ScaledSparkline).data = list(self._cpu)
+        memory = self.query_one("#dash-mem", ScaledSparkline)
+        # Against the limit; without one, against the most seen (the bars then show change only).
+        memory.ceiling = float(sample.get("memory_limit") or 0)
+        memory.data = list(self._mem)
         self._cpu_text = f"CPU {sample.get('cpu_percent', 0):.1f}%"
         self.query_one("#dash-cpu-label", Static).update(self._cpu_text)
         limit = sample.get("memory_limit") or 0
@@ -545,13 +604,16 @@ class DashboardScreen(Screen[None]):
         if isinstance(pid, int):
             if self._backend_pid is not None and pid != self._backend_pid:
                 self._event(f"the backend was replaced (pid {self._backend_pid} -> {pid})")
-                if gateway.missing_keys:
+                app: Any = self.app
+                # Told once a session: the banner above says it for as long as it holds.
+                if gateway.missing_keys and not getattr(app, "keys_notified", False):
+                    app.keys_notified = True
                     lacking = ", ".join(f"{m.provider} ({m.variable})" for m in gateway.missing_keys)
                     self.app.notify(
                         f"the backend was replaced (now pid {pid}) and has no key for {lacking}: "
                         "the agent's model calls fail. "
                         + "; ".join(m.command for m in gateway.missing_keys if m.command),
-                        title="backend", severity="error", markup=False, timeout=30,
+                        title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S,
                     )
             self._backend_pid = pid
         self.gateway = gateway
@@ -630,7 +692,7 @@ class DashboardScreen(Screen[None]):
     def _devices(self, event: DevicesArrived) -> None:
         pending = list(event.devices.get("pending") or [])
         if len(pending) > len(self._pending):
-            self.app.notify(f"{len(pending)} pairing request(s) waiting; a approves, j rejects",
+            self.app.notify(f"{counted(len(pending), 'pairing request')} waiting; a approves, j rejects",
                             title="pairing", markup=False)
         self._pending = pending
         self._show_devices()

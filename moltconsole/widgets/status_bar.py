@@ -47,7 +47,8 @@ class StatusBar(Static):
             text.append("backend: connecting…", style="yellow")
             return text
         if not self.connected:
-            text.append(f" backend: {self.link or 'disconnected, reconnecting…'} ", style="bold white on red")
+            # Short enough for 80 columns: what happened comes in a notification.
+            text.append(f" backend {self.link or 'disconnected, reconnecting…'} ", style="bold white on red")
             return text
         status = self.status or {}
         state = str(status.get("state", "unknown"))

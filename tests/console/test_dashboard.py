@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -690,3 +691,128 @@ def test_paths_are_shortened_from_the_left_and_commands_get_what_the_other_colum
     assert [c.cell(PS_ROWS[1]).plain for c in narrow[:3]] == ["7", "2.5", "793"]
     wide = process_columns(PS_TITLES, PS_ROWS, 94)
     assert [c.label for c in wide] == ["PID", "PPID", "UID", "%CPU", "RSS MiB", "ELAPSED", "COMMAND"]
+
+
+# --- a new user's review at 80x24: toasts, a long reason, idle sparklines, plurals, events -----
+LONG_REASON = (
+    "the container was removed outside moltconsole; the state directory "
+    "/tmp/mc-snapshot/data/sandboxes/snapshot/state is kept. Start the sandbox to create it again."
+)
+MISSING_ANTHROPIC = [{"provider": "anthropic", "variable": "ANTHROPIC_API_KEY",
+                      "command": "moltconsole keys set ANTHROPIC_API_KEY",
+                      "message": "provider anthropic has no key"}]
+
+
+def shown_lines(widget: Any) -> list[str]:
+    """What ``widget`` draws, border included, line by line."""
+    from textual.geometry import Region
+
+    return [strip.text for strip in widget.render_lines(Region(0, 0, *widget.outer_size))]
+
+
+async def test_a_long_reason_leaves_every_fact_and_the_border_in_view(backend_process: Path) -> None:
+    from moltconsole.app import StatusChanged
+    from moltconsole.screens.dashboard import SandboxPanel
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        app.post_message(StatusChanged({**(app.status or {}), "reason": LONG_REASON, "restarts": 1}, True))
+        await pilot.pause()
+        panel = app.screen.query_one(SandboxPanel)
+        top = app.screen.query_one("#dash-top")
+        assert panel.outer_size.height <= top.size.height  # not cut by the room the top has
+        lines = shown_lines(panel)
+        assert lines[-1].startswith("╰") and any("state dir" in line for line in lines)
+        reason = [line for line in lines if line.rstrip(" │").endswith("…") and "state dir" not in line]
+        assert len(reason) == 1  # two lines of it, the second ending in "…"
+        assert any("1 restart " in line or line.rstrip(" │").endswith("1 restart") for line in lines)
+
+
+def test_counts_take_a_plural_only_when_not_one() -> None:
+    from moltconsole.screens.dashboard import clip_lines, counted
+
+    assert (counted(0, "restart"), counted(1, "restart"), counted(2, "pairing request")) == (
+        "0 restarts", "1 restart", "2 pairing requests")
+    assert clip_lines("a b c", 10, 2).plain == "a b c"
+    assert clip_lines("aaaa bbbb cccc dddd eeee", 9, 2).plain == "aaaa bbbb\ncccc ddd…"
+
+
+def test_event_lines_break_after_a_slash_of_a_path_not_inside_a_name() -> None:
+    from moltconsole.screens.dashboard import wrap_at_slashes
+
+    wrapped = wrap_at_slashes("kept: /tmp/mc-snapshot/data/sandboxes/snapshot/state", 24)
+    assert wrapped.split("\n") == ["kept: /tmp/mc-snapshot/", "data/sandboxes/snapshot/", "state"]
+    assert wrap_at_slashes("x" * 25, 10).split("\n") == ["x" * 10, "x" * 10, "x" * 5]
+
+
+async def test_the_events_panel_has_a_cell_of_padding_on_its_left(backend_process: Path) -> None:
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        panel = app.screen.query_one("#dash-events")
+        stamped = [line for line in shown_lines(panel) if ":" in line[:12] and line.startswith("│")]
+        assert stamped and all(line.startswith("│ ") and line[2].isdigit() for line in stamped)
+
+
+async def test_one_sample_or_an_idle_series_draws_low_not_pegged(backend_process: Path) -> None:
+    from rich.console import Console
+
+    from moltconsole.app import StatusChanged
+    from moltconsole.screens.dashboard import DashboardScreen, StatsArrived
+
+    def drawn(widget: Any) -> list[str]:
+        console = Console(width=widget.size.width, record=True, file=io.StringIO())
+        console.print(widget.render())
+        return console.export_text().splitlines()
+
+    app = make_app(backend_process)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        app.post_message(StatusChanged({**(app.status or {}), "state": "ready", "started_at": T0,
+                                        "container_id": "c" * 64}, True))
+        await pilot.pause()
+        screen.post_message(StatsArrived({"cpu_percent": 0.0, "memory_bytes": 100 * MIB,
+                                          "memory_limit": 2048 * MIB}))
+        await pilot.pause()
+        cpu, memory = screen.query_one("#dash-cpu"), screen.query_one("#dash-mem")
+        for widget in (cpu, memory):
+            top, bottom = drawn(widget)
+            assert top.strip() == "" and set(bottom.strip()) == {"▁"}  # idle, and 5% of the limit
+        for _ in range(3):  # flat at half a core: half the height, on every column
+            screen.post_message(StatsArrived({"cpu_percent": 50.0, "memory_bytes": 100 * MIB,
+                                              "memory_limit": 2048 * MIB}))
+        await pilot.pause()
+        top, bottom = drawn(cpu)
+        assert top.strip() == "" and "█" in bottom
+
+
+async def test_a_missing_key_is_told_once_and_briefly_and_a_question_is_never_under_toasts(
+    backend_process: Path,
+) -> None:
+    from moltconsole.screens.confirm import ConfirmScreen
+    from moltconsole.screens.dashboard import DashboardScreen, GatewayArrived
+
+    launcher_said = "started a new backend (pid 4242) from this shell's environment; it has no key"
+    settings = load_settings(backend_process, env={k: v for k, v in os.environ.items()
+                                                   if not k.startswith("MOLTCONSOLE_")})
+    app = MoltConsole(settings, clock=lambda: T0, notices=[launcher_said])
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_gateway(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        health = await app.client.health()
+        replaced = {**health, "pid": health["pid"] + 1,
+                    "gateway": {**health["gateway"], "missing_keys": MISSING_ANTHROPIC}}
+        screen.post_message(GatewayArrived(replaced))
+        await pilot.pause()
+        assert screen.query_one("#dash-keys").display  # the banner says it
+        toasts = list(app._notifications)
+        assert [n.message for n in toasts if "key" in n.message] == [launcher_said]
+        assert all(n.timeout <= 12 for n in toasts)
+        await pilot.press("D")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert list(app._notifications) == []
