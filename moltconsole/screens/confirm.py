@@ -31,7 +31,8 @@ class ConfirmScreen(ModalScreen[bool]):
                          id="confirm-keys")
 
     def on_mount(self) -> None:
-        # Toasts are drawn over every screen: one left over would hide part of the question.
+        # Toasts are drawn over every screen: one left over would hide part of the question
+        # (who opens it clears them first too, so the screen behind shows none).
         self.app.clear_notifications()
 
     def action_answer(self, yes: bool) -> None:

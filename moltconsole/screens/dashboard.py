@@ -747,7 +747,7 @@ class DashboardScreen(Screen[None]):
             f"Kept: the agent's state ({state_dir}), its logs and the image. "
             "Start creates a new container from them."
         )
-        self.app.push_screen(ConfirmScreen(question, "destroy"), self._confirmed("destroy"))
+        self._ask(question, "destroy", "destroy")
 
     def action_rebuild(self) -> None:
         """Rebuild the image and re-create the container, after a confirmation."""
@@ -755,7 +755,7 @@ class DashboardScreen(Screen[None]):
             "Rebuild the sandbox image and re-create the container?\n\n"
             "The agent's state and logs are kept; a running sandbox restarts."
         )
-        self.app.push_screen(ConfirmScreen(question, "rebuild"), self._confirmed("rebuild"))
+        self._ask(question, "rebuild", "rebuild")
 
     def action_rotate_token(self) -> None:
         """Give the agent a new gateway token, after a confirmation that says what restarts."""
@@ -765,7 +765,13 @@ class DashboardScreen(Screen[None]):
             "one and started again (its state and logs are kept); a stopped one gets it at its "
             "next start."
         )
-        self.app.push_screen(ConfirmScreen(question, "rotate"), self._confirmed("rotate-token"))
+        self._ask(question, "rotate", "rotate-token")
+
+    def _ask(self, question: str, label: str, name: str) -> None:
+        """The confirmation of ``name``, without toasts: a screen under a dialog keeps what it
+        showed when the dialog opened, so they go before, not while, it opens."""
+        self.app.clear_notifications()
+        self.app.push_screen(ConfirmScreen(question, label), self._confirmed(name))
 
     def _confirmed(self, name: str) -> Any:
         async def after(confirmed: bool | None) -> None:

@@ -799,7 +799,7 @@ async def test_a_missing_key_is_told_once_and_briefly_and_a_question_is_never_un
     settings = load_settings(backend_process, env={k: v for k, v in os.environ.items()
                                                    if not k.startswith("MOLTCONSOLE_")})
     app = MoltConsole(settings, clock=lambda: T0, notices=[launcher_said])
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await wait_for_gateway(pilot)
         screen = app.screen
         assert isinstance(screen, DashboardScreen)
@@ -812,7 +812,9 @@ async def test_a_missing_key_is_told_once_and_briefly_and_a_question_is_never_un
         toasts = list(app._notifications)
         assert [n.message for n in toasts if "key" in n.message] == [launcher_said]
         assert all(n.timeout <= 12 for n in toasts)
+        assert screen.query("Toast")  # shown, until the question comes
         await pilot.press("D")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
         assert list(app._notifications) == []
+        assert not screen.query("Toast")  # the dashboard behind the dialog shows none either
