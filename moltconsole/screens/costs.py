@@ -27,7 +27,7 @@ from textual.binding import Binding
 from textual.containers import Container, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
 from moltconsole.screens.cost_detail import CostDetailScreen
@@ -55,6 +55,7 @@ from moltconsole.widgets.cost_rows import (
 )
 from moltconsole.widgets.cost_summary import CostSummary
 from moltconsole.widgets.cost_table import CostTable
+from moltconsole.widgets.fitting_footer import SCREEN_SWITCHES, FittingFooter
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.records import RequestRecord
@@ -150,7 +151,7 @@ class CostsScreen(Screen[None]):
         with VerticalScroll(id="costs-empty"):
             yield Static(empty_help(), id="costs-empty-text")
         yield Static(id="costs-problem")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True, drop_first=SCREEN_SWITCHES, keep=("app.help",))
 
     def on_mount(self) -> None:
         self.query_one("#costs-summary").border_title = "spend"

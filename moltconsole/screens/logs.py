@@ -36,7 +36,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 from textual.worker import Worker, WorkerState
 
 from moltconsole.logfilter import (
@@ -63,6 +63,7 @@ from moltconsole.screens.log_feeds import (
 )
 from moltconsole.screens.log_history import HistoryPhase, HistorySearch
 from moltconsole.streams import StreamState, shared_wakeup
+from moltconsole.widgets.fitting_footer import SCREEN_SWITCHES, FittingFooter
 from moltconsole.widgets.log_view import LogView
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
@@ -144,7 +145,7 @@ class LogsScreen(Screen[None]):
         yield LogView(max_lines=self.max_lines, id="logs-view")
         yield Static(id="logs-error")
         yield Input(id="logs-input")
-        yield Footer(compact=True)
+        yield FittingFooter(compact=True, drop_first=SCREEN_SWITCHES, keep=("app.help",))
 
     @property
     def view(self) -> LogView:
