@@ -36,6 +36,10 @@ BackendStarter = Callable[[], Awaitable[BackendLaunch]]
 # How long toasts stay: an 80x24 terminal loses half its screen to a few of them.
 INFO_NOTICE_S = 6.0
 KEYS_NOTICE_S = 12.0  # a missing key, told once; the Dashboard's banner keeps saying it
+KEYS_TOAST = (
+    "the backend started from this shell's environment lacks a provider key, so the agent's "
+    "calls fail; the red line on the Dashboard says how to set it."
+)
 
 
 class StatusChanged(Message):
@@ -146,8 +150,8 @@ class MoltConsole(App[None]):
         )
         self.switch_mode("dashboard")
         self.follow_events()
-        for text in self._notices:
-            self.notify(text, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
+        if self._notices:  # the launcher's whole text is long for a toast: the banner has the fix
+            self.notify(KEYS_TOAST, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
 
     def _apply_console_settings(self) -> None:
         console = self.settings.console
@@ -240,7 +244,8 @@ class MoltConsole(App[None]):
             keys = started_backend_notice(event.launch.health) if event.launch.how == "started" else ""
             if keys and not self.keys_notified:
                 self.keys_notified = True
-                self.notify(keys, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
+                self.notify(KEYS_TOAST, title="backend", severity="error", markup=False,
+                            timeout=KEYS_NOTICE_S)
             self.wakeup.fire()  # reconnect now, not at the end of the current pause
         self.refresh_bindings()
         self._show_status(self._current_screen())
