@@ -120,6 +120,9 @@ class LogsScreen(Screen[None]):
         self.search_text = ""
         self.problem: str | None = None
         self.pattern_error: str | None = None
+        # The filter in force when the filter input opened, and its text: what a bad regex typed
+        # since falls back to, so the view keeps the lines it showed rather than going empty.
+        self._filter_at_open: tuple[LogFilter, str] | None = None
         self.caught_up = asyncio.Event()  # set when the backend has sent its history
         self.applied = asyncio.Event()  # set after each batch is on screen (tests await it)
         self.history_delay = history_delay
@@ -370,10 +373,16 @@ class LogsScreen(Screen[None]):
         if self.search_text:
             query.append(" search ", "bold reverse")
             query.append(f" {self.search_text}  {self._matches:,} matching")
+        if self.pattern_error:
+            # Here, next to what was typed: an empty view with the reason far below read as
+            # "no line matches".
+            query.append(" invalid ", "bold white on red")
+            query.append(f" {sanitize(self.pattern_error)}: fix it or press esc", "bold red")
         bar = self.query_one("#logs-query", Static)
         bar.update(query)
-        bar.display = bool(self.query_text or self.search_text or history is not None)
+        bar.display = bool(self.query_text or self.search_text or history is not None or self.pattern_error)
 
+        # The whole reason again below, wrapped: the bar cuts it at the terminal's edge.
         problems = [p for p in (self.pattern_error, self.history.error) if p is not None]
         error = self.query_one("#logs-error", Static)
         error.update(Text("\n".join(sanitize(p) for p in problems), style="bold"))
@@ -432,6 +441,7 @@ class LogsScreen(Screen[None]):
             else "search: text or /regex/ — enter jumps, n/N next/previous"
         )
         box.value = self.query_text if mode == "filter" else self.search_text
+        self._filter_at_open = (self._filter, self.query_text) if mode == "filter" else None
         box.add_class("logs-open")
         box.focus()
 
@@ -464,11 +474,17 @@ class LogsScreen(Screen[None]):
             self.action_search_next()
 
     def set_filter(self, query: str) -> None:
-        """Apply a filter query; a bad regex keeps the previous filter and shows why."""
+        """Apply a filter query; a bad regex shows the filter from before it was typed, and why."""
         try:
             new = LogFilter.parse(query, level_floor=self.level_floor, since=self._filter.since)
         except PatternError as exc:
             self.pattern_error = str(exc)
+            if self._filter_at_open is not None:
+                # The text typed on the way to this regex ("/[bad(") filtered as plain text and
+                # matched nothing: go back to what was shown before the input opened.
+                before, self.query_text = self._filter_at_open
+                self._apply_filter(dataclasses.replace(
+                    before, level_floor=self.level_floor, since=self._filter.since))
             self._refresh_bars()
             return
         self.pattern_error = None
