@@ -52,10 +52,9 @@ class FittingFooter(Footer):
         def used() -> int:
             return sum(self._cells(key) for key in shown)
 
-        for key in [k for k in keys if ids.get(k.key) in self.drop_first]:
-            if used() <= room:
-                break
-            shown.remove(key)
+        if used() > room:
+            # All of them or none: "3 Costs" alone, without 1 and 2, would read as a clue.
+            shown = [key for key in shown if ids.get(key.key) not in self.drop_first]
         for key in reversed(list(shown)):
             if used() <= room:
                 break
