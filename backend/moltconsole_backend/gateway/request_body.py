@@ -5,12 +5,14 @@ streams, OpenAI's ``stream_options``) and sometimes rewrites it (a fallback mode
 ``include_usage``). What only the ledger row needs (what triggered the request, roughly how many
 prompt tokens it carries) is read from a small body once the response has gone to the agent, and
 the estimate only if the provider's usage never came: on an 80 KB prompt the estimate's walk
-costs as much as decoding the JSON, and the trigger a third of that, time the agent would wait
-for its first byte. Decoding JSON holds the GIL for as long as it
-takes, and a hostile 32 MiB body of ``[],[],...`` takes seconds: on the gateway's event loop
-that would stall every other agent's stream. So small bodies (``INLINE_BYTES``) are decoded in
-place, where that costs well under a millisecond even for the worst shapes that fit, and larger
-ones in a worker process (``BodyReader``), which has a GIL of its own.
+costs as much as decoding the JSON and the trigger a third of that, time the agent would
+otherwise wait for its first byte.
+
+Decoding JSON holds the GIL for as long as it takes, and a hostile 32 MiB body of ``[],[],...``
+takes seconds: on the gateway's event loop that would stall every other agent's stream. So
+small bodies (``INLINE_BYTES``) are decoded in place, where that costs well under a millisecond
+even for the worst shapes that fit, and larger ones in a worker process (``BodyReader``), which
+has a GIL of its own (and reads the ledger row's facts at the same time).
 
 Pathological bodies are refused with a clear 400: nesting deeper than Python's recursion limit,
 or decoding longer than ``PARSE_TIMEOUT`` seconds.
