@@ -25,7 +25,10 @@ pacing: --clients connections (20) each send their next request as soon as the p
 is complete, the fake answers at once (no --chunk-delay) and closes its connection after each
 response, so every proxied request also pays a TCP connect to the provider (the direct run
 reconnects too, and its connect is counted). It runs a non-streamed and a streamed Anthropic
-request; what it shows is the tail under CPU contention, beside the median.
+request; what it shows is the tail under CPU contention, beside the median. In a closed loop the
+latency is the clients over the throughput, so the "added" time there is mostly waiting for a
+core: the run also prints the CPU time the backend and the fake spent per request (from /proc),
+which is what a proxied request adds to the machine.
 
 LiteLLM is looked for in $LITELLM_BIN, then /tmp/litellm-venv/bin/litellm; install it with
 `python -m venv /tmp/litellm-venv && /tmp/litellm-venv/bin/pip install 'litellm[proxy]'`.
@@ -65,6 +68,16 @@ class Run:
     overhead: list[float] = field(default_factory=list)
     errors: int = 0
     wall: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds during the run
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (Linux; 0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -295,6 +308,10 @@ def main() -> None:
         fake_port = int(fake_url.rsplit(":", 1)[1])
         gw, gw_port, token = start_moltconsole(root, fake_url)
         processes.append(gw)
+        watched: dict[str, subprocess.Popen[bytes] | subprocess.Popen[str]] = {
+            "moltconsole": gw,
+            "fake provider": fake,
+        }
         targets: dict[str, tuple[int, tuple[str, str], tuple[str, str]]] = {
             "direct": (fake_port, ("x-api-key", FAKE_KEY), ("Authorization", f"Bearer {FAKE_KEY}")),
             "moltconsole": (gw_port, ("x-api-key", token), ("Authorization", f"Bearer {token}")),
@@ -356,7 +373,11 @@ def main() -> None:
                         request = build_request("127.0.0.1", port, path, body, auths[auth_index])
                         warm = min(2 * concurrency, total)
                         asyncio.run(load("127.0.0.1", port, request, warm, concurrency, spread))
+                        before = {who: cpu_seconds(p.pid) for who, p in watched.items()}
                         run = asyncio.run(load("127.0.0.1", port, request, total, concurrency, spread))
+                        run.cpu = {
+                            who: cpu_seconds(p.pid) - before[who] for who, p in watched.items()
+                        }
                         key = (name, target, concurrency, arrivals)
                         merged = results.setdefault(key, Run())
                         merged.ttfb += run.ttfb
@@ -364,6 +385,8 @@ def main() -> None:
                         merged.overhead += run.overhead
                         merged.errors += run.errors
                         merged.wall += run.wall
+                        for who, seconds in run.cpu.items():
+                            merged.cpu[who] = merged.cpu.get(who, 0.0) + seconds
                         print(
                             f"  {name} · {target} · c={concurrency} {arrivals} · round {round_no + 1}: "
                             f"{len(run.total) / run.wall:,.0f} req/s, {run.errors} errors",
@@ -392,6 +415,13 @@ def main() -> None:
                     f"moltconsole's own overhead header ({name}, c={concurrency} {arrivals}): p50 "
                     f"{statistics.median(run.overhead):.3f} ms, p99 {pct(run.overhead, 99):.3f} ms"
                 )
+        # Where a saturated run's time goes: the CPU each process spent per request of the target.
+        for (name, target, concurrency, arrivals), run in results.items():
+            if concurrency > 1 and run.total and any(run.cpu.values()):
+                spent = ", ".join(
+                    f"{who} {seconds / len(run.total) * 1000:.3f} ms" for who, seconds in run.cpu.items()
+                )
+                print(f"CPU per request via {target} ({name}, c={concurrency} {arrivals}): {spent}")
         if saturate:
             print(
                 f"\nclosed loop: {args.clients} clients, each sending its next request when the last "
