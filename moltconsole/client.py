@@ -31,11 +31,24 @@ from moltconsole_shared.wire.reports import (
     Summary,
 )
 from moltconsole_shared.wire.sandbox import EVENT_STREAM, EVENT_TYPES, SANDBOX_STATUS, STATS_SAMPLE
+from moltconsole_shared.wire.sandboxes import (
+    CREATE_REQUEST,
+    SANDBOX_LIST,
+    SANDBOX_SUMMARY,
+    CreateRequest,
+    SandboxList,
+    SandboxSummary,
+)
 from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
 T = TypeVar("T")
 EXEC_STDOUT = 1
 EXEC_STDERR = 2
+# The default sandbox's resources at their first paths (operations and processes: /v1/sandbox/X).
+_DEFAULT_PATHS = {
+    "status": "/v1/status", "events": "/v1/events", "stats": "/v1/stats", "logs": "/v1/logs",
+    "exec": "/v1/exec", "devices": "/v1/devices",
+}
 
 
 class BackendError(Exception):
@@ -56,10 +69,19 @@ class BackendWentAway(BackendUnreachable):
 
 
 class BackendClient:
-    """An async client for the backend API."""
+    """An async client for the backend API.
 
-    def __init__(self, socket_path: Path, *, timeout: float | None = 30.0) -> None:
+    ``sandbox`` is the sandbox the per-sandbox calls address (status, operations, events,
+    stats, logs, devices, exec); None addresses the backend's default sandbox. It may be
+    changed between calls (the console's sandbox picker does); streams already open keep
+    the sandbox they were opened on.
+    """
+
+    def __init__(
+        self, socket_path: Path, *, timeout: float | None = 30.0, sandbox: str | None = None,
+    ) -> None:
         self.socket_path = socket_path
+        self.sandbox = sandbox
         self._http = httpx.AsyncClient(
             transport=httpx.AsyncHTTPTransport(uds=str(socket_path)),
             base_url="http://moltconsole",
@@ -155,6 +177,38 @@ class BackendClient:
                 "console may be different versions. Restart the backend."
             ) from None
 
+    def _at(self, resource: str) -> str:
+        """The path of one of the selected sandbox's resources (``status``, ``start``, ``logs``)."""
+        from urllib.parse import quote
+
+        if self.sandbox is None:
+            return _DEFAULT_PATHS.get(resource) or f"/v1/sandbox/{resource}"
+        return f"/v1/sandboxes/{quote(self.sandbox, safe='')}/{resource}"
+
+    # --- the sandboxes -----------------------------------------------------------------------
+    async def sandboxes(self) -> SandboxList:
+        """Every sandbox the backend supervises, the default first (checked)."""
+        data = await self._request("GET", "/v1/sandboxes")
+        return self._read(SANDBOX_LIST, "a /v1/sandboxes answer", data)
+
+    async def create_sandbox(
+        self, name: str, *, openclaw_version: str | None = None, memory_limit: str | None = None,
+        cpus: float | None = None, gateway_port: int = 0, start: bool = True,
+    ) -> SandboxSummary:
+        """Add a sandbox (what is left out comes from ``[sandbox]``); with ``start``, start it too."""
+        request = CreateRequest(
+            name=name, openclaw_version=openclaw_version, memory_limit=memory_limit, cpus=cpus,
+            gateway_port=gateway_port, start=start,
+        )
+        data = await self._request("POST", "/v1/sandboxes", CREATE_REQUEST.dump(request), timeout=None)
+        return self._read(SANDBOX_SUMMARY, "a POST /v1/sandboxes answer", data)
+
+    async def remove_sandbox(self, name: str) -> None:
+        """Remove a sandbox made with ``create``: its container goes, its state directory stays."""
+        from urllib.parse import quote
+
+        await self._request("DELETE", f"/v1/sandboxes/{quote(name, safe='')}", timeout=None)
+
     # --- requests --------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
         """The backend's own identity and uptime."""
@@ -164,14 +218,14 @@ class BackendClient:
     async def status(self) -> dict[str, Any]:
         """The sandbox status snapshot (``moltconsole_shared.wire.sandbox.SandboxStatus``, checked,
         and the gateway block)."""
-        result: dict[str, Any] = await self._request("GET", "/v1/status")
-        self._read(SANDBOX_STATUS, "a /v1/status answer", result)
+        result: dict[str, Any] = await self._request("GET", self._at("status"))
+        self._read(SANDBOX_STATUS, "a status answer", result)
         return result
 
     async def action(self, name: str, *, wait: bool = True, **body: Any) -> dict[str, Any]:
         """start, stop, restart, destroy or rebuild; returns the resulting status."""
         result: dict[str, Any] = await self._request(
-            "POST", f"/v1/sandbox/{name}", {"wait": wait, **body}, timeout=None if wait else 30.0
+            "POST", self._at(name), {"wait": wait, **body}, timeout=None if wait else 30.0
         )
         return result
 
@@ -189,12 +243,12 @@ class BackendClient:
 
     async def processes(self) -> dict[str, Any]:
         """The container's process table."""
-        result: dict[str, Any] = await self._request("GET", "/v1/sandbox/processes")
+        result: dict[str, Any] = await self._request("GET", self._at("processes"))
         return result
 
     async def devices(self) -> dict[str, Any]:
         """Pending pairing requests and paired devices (``moltconsole_shared.wire.devices``, checked)."""
-        result: dict[str, Any] = await self._request("GET", "/v1/devices", timeout=60.0)
+        result: dict[str, Any] = await self._request("GET", self._at("devices"), timeout=60.0)
         self._read(DEVICE_LIST, "a /v1/devices answer", result)
         return result
 
@@ -203,7 +257,7 @@ class BackendClient:
         from urllib.parse import quote
 
         result: dict[str, Any] = await self._request(
-            "POST", f"/v1/devices/{quote(request_id, safe='')}/{decision}", timeout=60.0
+            "POST", self._at("devices") + f"/{quote(request_id, safe='')}/{decision}", timeout=60.0
         )
         return result
 
@@ -353,13 +407,14 @@ class BackendClient:
         (``moltconsole_shared.wire.events``). The stream ends when the backend closes it
         (``_stream`` says how a broken one ends).
         """
-        path = "/v1/events" + (f"?history={history}" if history is not None else "")
+        path = self._at("events") + (f"?history={history}" if history is not None else "")
         return self._checked(EVENT_STREAM, path, self._objects(path, "the event stream"), EVENT_TYPES)
 
     def stats(self) -> AsyncGenerator[dict[str, Any]]:
         """Resource samples (``StatsSample``, checked), about one a second; the stream ends when
         the sandbox stops."""
-        return self._checked(STATS_SAMPLE, "/v1/stats", self._objects("/v1/stats", "the stats stream"))
+        path = self._at("stats")
+        return self._checked(STATS_SAMPLE, path, self._objects(path, "the stats stream"))
 
     async def _checked(
         self, schema: WireSchema[Any], path: str, stream: AsyncGenerator[dict[str, Any]],
@@ -393,7 +448,7 @@ class BackendClient:
         ))
         if sources is None:  # file, console, stdout, stderr; unsent, a backend without them answers
             del request["sources"]
-        return self._objects("/v1/logs", "the log stream", request)
+        return self._objects(self._at("logs"), "the log stream", request)
 
     async def costs_tail(self, *, sandbox: str | None = None) -> AsyncGenerator[dict[str, Any]]:
         """Requests as the ledger records them: first ``{"type": "ready"}`` (anything recorded
@@ -414,7 +469,7 @@ class BackendClient:
 
     async def exec(self, cmd: list[str]) -> AsyncGenerator[tuple[int, bytes] | int]:
         """Run ``cmd`` in the sandbox: yields (EXEC_STDOUT|EXEC_STDERR, chunk), then the exit code."""
-        async with contextlib.aclosing(self._stream("/v1/exec", "exec", {"cmd": cmd})) as stream:
+        async with contextlib.aclosing(self._stream(self._at("exec"), "exec", {"cmd": cmd})) as stream:
             async for message in stream:
                 if isinstance(message, bytes):
                     yield message[0], message[1:]
