@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from moltconsole.cli.choice import add_sandbox_option
 from moltconsole.cli.session import on_backend, run, settings_of
 from moltconsole.cli.since import parse_since
 from moltconsole.client import BackendClient
@@ -64,13 +65,16 @@ GAP = "  "  # between two columns
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``costs [--since 7d] [--by model|day] [--sandbox NAME] [--json|--csv]``."""
+    """``costs [--since 7d] [--by model|day] [-s NAME] [--json|--csv]``.
+
+    Without ``-s`` it shows all sandboxes; ``$MOLTCONSOLE_SANDBOX`` does not narrow it.
+    """
     costs = sub.add_parser("costs", help="what the agent's LLM calls cost (the AI gateway's ledger)")
     costs.add_argument("--since", default="7d",
                        help="since 10m, 24h, 7d ago, or an ISO time (default: 7d)")
     costs.add_argument("--by", choices=["model", "day"], default="model",
                        help="one row per model (default) or per local calendar day")
-    costs.add_argument("--sandbox", metavar="NAME", help="only this sandbox's requests")
+    add_sandbox_option(costs, text="only this sandbox's requests (default: all sandboxes)")
     costs_format = costs.add_mutually_exclusive_group()
     costs_format.add_argument("--json", action="store_true", help="print JSON (money in nanos and USD)")
     costs_format.add_argument("--csv", action="store_true", help="print CSV with a header row")

@@ -7,6 +7,7 @@ import argparse
 import json
 from typing import Any
 
+from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox
 from moltconsole.cli.session import UsageError, on_backend, run, settings_of
 from moltconsole.client import BackendClient
 from moltconsole_shared.commands import EXIT_OK
@@ -14,10 +15,11 @@ from moltconsole_shared.untrusted import sanitize
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``devices [approve ID | reject ID] [--json]``."""
+    """``devices [-s NAME] [approve ID | reject ID] [--json]``."""
     devices = sub.add_parser("devices", help="list, approve or reject device pairing requests")
     devices.add_argument("decision", nargs="?", choices=["approve", "reject"])
     devices.add_argument("request_id", nargs="?")
+    add_sandbox_option(devices)
     devices.add_argument("--json", action="store_true", help="print JSON")
     devices.set_defaults(func=devices_command)
 
@@ -27,7 +29,7 @@ def devices_command(args: argparse.Namespace) -> int:
     settings = settings_of(args)
     if args.decision and not args.request_id:
         raise UsageError(f"devices {args.decision} needs a request id (see: moltconsole devices)")
-    return run(on_backend(settings, lambda client: devices(client, args)))
+    return run(on_backend(settings, lambda client: devices(client, args), sandbox=chosen_sandbox(args)))
 
 
 async def devices(client: BackendClient, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from moltconsole.cli.choice import command_for
 from moltconsole.cli.status import format_status
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole_shared.commands import EXIT_FAILED, EXIT_OK
@@ -54,11 +55,11 @@ async def _next_message(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]
     return await anext(events, None)
 
 
-def _backend_gone(action: str) -> BackendUnreachable:
+def _backend_gone(action: str, sandbox: str | None) -> BackendUnreachable:
     return BackendUnreachable(
         f"the backend closed its event stream during '{action}', so it has probably stopped or "
-        "crashed; its log says why. Check with 'moltconsole status', then run "
-        f"'moltconsole {action}' again."
+        f"crashed; its log says why. Check with '{command_for('status', sandbox)}', then run "
+        f"'{command_for(action, sandbox)}' again."
     )
 
 
@@ -72,7 +73,7 @@ async def start_like(client: BackendClient, action: str, *, wait: bool, **body: 
     try:
         first = await _next_message(events)  # subscribed before the action, so nothing is missed
         if first is None:
-            raise _backend_gone(action)
+            raise _backend_gone(action, client.sandbox)
         status, error = await _act_and_follow(
             client, events, action, body, _Progress(first["status"]["state"])
         )
@@ -92,7 +93,7 @@ async def start_like(client: BackendClient, action: str, *, wait: bool, **body: 
     if action in ("rebuild", "rotate-token") and status["state"] in ("absent", "stopped") \
             and status.get("desired") == "stopped":
         print("image rebuilt; the sandbox was not running, so it was not started. "
-              "Start it with: moltconsole start" if action == "rebuild" else
+              f"Start it with: {command_for('start', client.sandbox)}" if action == "rebuild" else
               "the sandbox was not running; its next start creates it with the new token")
         return EXIT_OK
     reason = status.get("reason")
@@ -101,7 +102,8 @@ async def start_like(client: BackendClient, action: str, *, wait: bool, **body: 
         "the backend's log says more"
     print(f"moltconsole: the sandbox is {status['state']}, not ready"
           + (f": {sanitize(reason)}" if reason else "")
-          + f". {where}; fix the cause and run 'moltconsole {action}' again.", file=sys.stderr)
+          + f". {where}; fix the cause and run '{command_for(action, client.sandbox)}' again.",
+          file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -123,7 +125,7 @@ async def _act_and_follow(
             if message_task is None:  # the stream ended: the backend is going away
                 done, _ = await asyncio.wait({result}, timeout=STREAM_END_GRACE)
                 if not done:
-                    raise _backend_gone(action)
+                    raise _backend_gone(action, client.sandbox)
                 break
             await asyncio.wait({result, message_task}, return_when=asyncio.FIRST_COMPLETED)
             if message_task.done():
@@ -144,7 +146,7 @@ async def _act_and_follow(
             status = await client.status()
         while status["state"] in START_IN_PROGRESS:
             if message_task is None:
-                raise _backend_gone(action)
+                raise _backend_gone(action, client.sandbox)
             message = await message_task
             message_task = None
             if message is None:

@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox
 from moltconsole.cli.session import on_backend, run, settings_of
 from moltconsole.cli.since import parse_since
 from moltconsole.client import BackendClient
@@ -21,8 +22,9 @@ from moltconsole_shared.untrusted import sanitize
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``logs [-f] [--since T] [--grep RE] [--source file|console] [--tail N] [--json]``."""
+    """``logs [-s NAME] [-f] [--since T] [--grep RE] [--source file|console] [--tail N] [--json]``."""
     logs = sub.add_parser("logs", help="print the sandbox's logs (-f to follow)")
+    add_sandbox_option(logs)
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     logs.add_argument("--since", help="only lines since 10m, 1h, 2d ago, or an ISO time")
     logs.add_argument("--grep", metavar="REGEX", help="only lines whose message or subsystem match")
@@ -42,7 +44,7 @@ def logs_command(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"moltconsole logs: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    return run(on_backend(settings, lambda client: print_logs(client, args)))
+    return run(on_backend(settings, lambda client: print_logs(client, args), sandbox=chosen_sandbox(args)))
 
 
 def check_logs_args(args: argparse.Namespace) -> str | None:

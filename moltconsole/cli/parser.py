@@ -5,7 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-from moltconsole.cli import console, costs, devices, handover, lifecycle, logs, processes, status, tokens
+from moltconsole.cli import (
+    console,
+    costs,
+    devices,
+    handover,
+    lifecycle,
+    logs,
+    processes,
+    sandboxes,
+    status,
+    tokens,
+)
+from moltconsole.cli.choice import add_sandbox_option
 from moltconsole_shared.commands import command_parser
 
 
@@ -15,8 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the OpenClaw agent in a hardened Docker sandbox. "
         "With no command, opens the console (starting the backend if needed)."
     )
+    add_sandbox_option(parser, main=True)
     parser.set_defaults(func=console.console_command)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verbs in (handover, status, lifecycle, processes, devices, logs, costs, tokens):
+    for verbs in (handover, status, sandboxes, lifecycle, processes, devices, logs, costs, tokens):
         verbs.add_parsers(sub)
     return parser

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox
 from moltconsole.cli.session import UsageError, on_backend, run, settings_of
 from moltconsole.client import EXEC_STDERR, BackendClient
 from moltconsole_shared.commands import EXIT_FAILED, EXIT_OK
@@ -13,11 +14,13 @@ from moltconsole_shared.table import format_table
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``exec -- CMD ...`` and ``ps``."""
+    """``exec [-s NAME] -- CMD ...`` and ``ps [-s NAME]``."""
     exec_ = sub.add_parser("exec", help="run a command in the sandbox: moltconsole exec -- CMD")
+    add_sandbox_option(exec_)
     exec_.add_argument("argv", nargs=argparse.REMAINDER, help="the command and its arguments")
     exec_.set_defaults(func=exec_command)
     ps = sub.add_parser("ps", help="list the sandbox's processes")
+    add_sandbox_option(ps)
     ps.set_defaults(func=ps_command)
 
 
@@ -27,7 +30,9 @@ def exec_command(args: argparse.Namespace) -> int:
     argv = exec_argv(args.argv)
     if not argv:
         raise UsageError("exec needs a command: moltconsole exec -- CMD [ARGS...]")
-    return run(on_backend(settings, lambda client: run_in_sandbox(client, argv)))
+    return run(on_backend(
+        settings, lambda client: run_in_sandbox(client, argv), sandbox=chosen_sandbox(args),
+    ))
 
 
 def exec_argv(remainder: list[str]) -> list[str]:
@@ -61,4 +66,4 @@ def ps_command(args: argparse.Namespace) -> int:
         print(format_table(table["titles"], table["processes"]))
         return EXIT_OK
 
-    return run(on_backend(settings_of(args), ps))
+    return run(on_backend(settings_of(args), ps, sandbox=chosen_sandbox(args)))

@@ -3,8 +3,9 @@ the exit codes of the failures common to all of them.
 
 A verb's command function loads the settings (:func:`settings_of`), checks its options (a
 :class:`UsageError` is reported with the usage line), then runs its coroutine with :func:`run`.
-Verbs that act on the sandbox get their client from :func:`on_backend`, which starts a backend
-when none runs; ``status`` and ``destroy``'s question only ask a running one.
+Verbs that act on a sandbox get their client from :func:`on_backend`, which starts a backend
+when none runs and addresses the sandbox chosen with ``-s`` (:mod:`.choice`); ``status``,
+``ls`` and the questions of ``destroy`` and ``remove`` only ask a running one.
 """
 
 from __future__ import annotations
@@ -54,10 +55,14 @@ def run(work: Coroutine[Any, Any, int]) -> int:
         return EXIT_FAILED
 
 
-async def on_backend(settings: Settings, work: Callable[[BackendClient], Awaitable[int]]) -> int:
-    """``work`` with a client of the backend, which is started (detached) when none runs."""
+async def on_backend(
+    settings: Settings, work: Callable[[BackendClient], Awaitable[int]], *, sandbox: str | None = None,
+) -> int:
+    """``work`` with a client of the backend, which is started (detached) when none runs; the
+    client addresses ``sandbox`` (None: the backend's default)."""
     from moltconsole.launcher import ensure_backend
 
     client = await ensure_backend(settings)
+    client.sandbox = sandbox
     async with client:
         return await work(client)

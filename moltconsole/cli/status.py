@@ -1,7 +1,9 @@
-"""``moltconsole status``: the sandbox's state and the AI gateway's, from a running backend.
+"""``moltconsole status``: a sandbox's state and the AI gateway's, from a running backend.
 
-It asks the backend that runs and never starts one (no backend: exit 3). The status block it
-prints (:func:`format_status`) is also what the lifecycle verbs print when they settle.
+It asks the backend that runs and never starts one (no backend: exit 3). ``-s NAME`` shows that
+sandbox; without it, the default one, and a line saying how many there are when there are
+several. The status block it prints (:func:`format_status`) is also what the lifecycle verbs
+print when they settle.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import time
 from typing import Any
 
+from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox
 from moltconsole.cli.session import run, settings_of
 from moltconsole.client import BackendClient, BackendError
 from moltconsole.formatting import duration
@@ -20,8 +23,9 @@ from moltconsole_shared.wire.status import GatewayStatus
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``status [--json]``."""
-    status = sub.add_parser("status", help="show the sandbox state")
+    """``status [-s NAME] [--json]``."""
+    status = sub.add_parser("status", help="show a sandbox's state")
+    add_sandbox_option(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.set_defaults(func=status_command)
 
@@ -29,18 +33,32 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def status_command(args: argparse.Namespace) -> int:
     """``moltconsole status``."""
     settings = settings_of(args)
+    sandbox = chosen_sandbox(args)
 
     async def show() -> int:
-        async with BackendClient(settings.socket_path) as client:
+        async with BackendClient(settings.socket_path, sandbox=sandbox) as client:
             status = await client.status()
             if args.json:
                 print(json.dumps(status, indent=2))
                 return EXIT_OK
-            print(format_status(status))
-            print("\n".join(await gateway_lines(client, status)))
+            lines = [f"sandbox    {sandbox}"] if sandbox else await fleet_lines(client)
+            print("\n".join([*lines, format_status(status), *await gateway_lines(client, status)]))
         return EXIT_OK
 
     return run(show())
+
+
+async def fleet_lines(client: BackendClient) -> list[str]:
+    """For ``status`` of the default sandbox: which one that is and how many there are, when
+    there are several (nothing for one, or from a backend that predates several)."""
+    try:
+        fleet = await client.sandboxes()
+    except BackendError:
+        return []
+    if len(fleet.sandboxes) < 2:
+        return []
+    return [f"sandbox    {sanitize(fleet.default)}, the default of {len(fleet.sandboxes)} "
+            "('moltconsole ls' lists them)"]
 
 
 async def gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[str]:
@@ -54,7 +72,8 @@ async def gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[s
         return ["AI gateway: off (gateway.enabled = false)"]
     where = gateway.listening or "not listening"
     try:
-        summary = await client.costs_summary()
+        # The sandbox's own spend when one was named; without -s, what all of them spent.
+        summary = await client.costs_summary(sandbox=client.sandbox)
     except BackendError:
         lines = [f"AI gateway: {where}"]
     else:

@@ -88,6 +88,8 @@ def config_file(short_dir: Path) -> Path:
     (["exec", "--", "ls"], "processes.exec_command"), (["ps"], "processes.ps_command"),
     (["devices"], "devices.devices_command"), (["logs", "-f"], "logs.logs_command"),
     (["costs"], "costs.costs_command"), (["rotate-token"], "tokens.rotate_token_command"),
+    (["ls"], "sandboxes.ls_command"), (["create", "work"], "sandboxes.create_command"),
+    (["remove", "work"], "sandboxes.remove_command"),
 ])
 def test_every_verb_runs_its_own_function(argv: list[str], runs: str) -> None:
     func = build_parser().parse_args(argv).func
@@ -97,6 +99,8 @@ def test_every_verb_runs_its_own_function(argv: list[str], runs: str) -> None:
 # --- start, restart, rebuild with a scripted client ----------------------------------------
 class ContextClient:
     """A stand-in for :class:`BackendClient` that can be used as ``async with client``."""
+
+    sandbox: str | None = None  # the sandbox it addresses, as BackendClient has it
 
     async def __aenter__(self) -> Self:
         return self
