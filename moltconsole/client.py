@@ -335,6 +335,11 @@ class BackendClient:
             )
         except InvalidStatus as exc:
             code = exc.response.status_code
+            body = exc.response.body or b""
+            with contextlib.suppress(ValueError):
+                said = json.loads(body)
+                if isinstance(said, dict) and "error" in said:  # refused in the error body's words
+                    raise self._backend_error(f"the {path} stream", said, code) from None
             raise BackendError(
                 f"the backend refused the {path} stream with HTTP {code}; it may be an older "
                 "version. Restart it (stop 'moltconsole serve' and run it again).",

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import (
     Field,
     PrivateAttr,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -63,6 +64,10 @@ class SandboxSettings(Section):
     restart_backoff_max: float = Field(default=60.0, ge=0)
     crash_loop_threshold: int = Field(default=5, ge=1)
     crash_loop_window: float = Field(default=300.0, gt=0)
+    # Free host memory a sandbox needs to start (measured: an idle OpenClaw's working set is about
+    # 750 MiB); a start that would leave less is refused unless allow_overcommit is set.
+    start_memory_mb: int = Field(default=768, ge=0, le=1_000_000)
+    allow_overcommit: bool = False
 
     @field_validator("name")
     @classmethod
@@ -278,13 +283,71 @@ class GatewaySettings(Section):
         return value
 
 
+# What a sandbox of its own does not take from [sandbox]: who it is and where it listens.
+NOT_INHERITED = frozenset({"name", "gateway_port"})
+
+
+def inherit_sandbox(base: Mapping[str, Any], name: str, own: Mapping[str, Any]) -> dict[str, Any]:
+    """A sandbox's raw settings: ``base`` (the [sandbox] section) overlaid by its ``own``."""
+    inherited = {key: value for key, value in base.items() if key not in NOT_INHERITED}
+    return {**inherited, **own, "name": name}
+
+
 class Settings(ConfigRoot):
-    """All of the backend's settings."""
+    """All of the backend's settings.
+
+    ``sandbox`` is the default sandbox (the only one of a zero-config start); each
+    ``[sandboxes.NAME]`` section adds one, taking what it does not set from ``[sandbox]``
+    except its name and gateway port (``NOT_INHERITED``). Sandboxes made with ``moltconsole
+    create`` live in the backend's registry (``sandbox/registry.py``), not here.
+    """
 
     sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
     paths: PathSettings = Field(default_factory=PathSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    sandboxes: dict[str, SandboxSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_sandbox(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not isinstance(data.get("sandboxes"), Mapping):
+            return data
+        found = data.get("sandbox")
+        base: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        own = {
+            name: inherit_sandbox(base, str(name), section) if isinstance(section, Mapping) else section
+            for name, section in data["sandboxes"].items()
+        }
+        return {**data, "sandboxes": own}
+
+    @field_validator("sandboxes")
+    @classmethod
+    def _distinct(cls, value: dict[str, SandboxSettings], info: ValidationInfo) -> dict[str, SandboxSettings]:
+        default = info.data.get("sandbox")
+        taken: dict[tuple[str, int], str] = {}
+        if isinstance(default, SandboxSettings):
+            if default.name in value:
+                raise ValueError(
+                    f"[sandboxes.{default.name}] has the name of the default sandbox ([sandbox] "
+                    f"name = {default.name!r}); give one of them another name"
+                )
+            taken[(default.bind_address, default.gateway_port)] = f"the default sandbox {default.name!r}"
+        for name, sb in value.items():
+            where = (sb.bind_address, sb.gateway_port)
+            if where in taken:
+                raise ValueError(
+                    f"sandboxes.{name}.gateway_port {sb.gateway_port} is also the port of "
+                    f"{taken[where]}; give each sandbox its own gateway_port"
+                )
+            taken[where] = f"sandbox {name!r}"
+        return value
+
+    def for_sandbox(self, sandbox: SandboxSettings) -> Settings:
+        """These settings as one sandbox sees them: ``sandbox`` in place of the default."""
+        view = self.model_copy(update={"sandbox": sandbox})
+        view._source = self._source
+        return view
 
     @classmethod
     def explain(cls, loc: tuple[str, ...], error_type: str) -> str | None:

@@ -1,7 +1,9 @@
-"""The sandbox itself: who answers, its status, and what the user asks it to do.
+"""One sandbox: its status, and what the user asks it to do.
 
-Requests:   GET  /v1/health, /v1/status, /v1/sandbox/processes
+Requests:   GET  /v1/status, /v1/sandbox/processes
             POST /v1/sandbox/{start,stop,restart,destroy,rebuild,rotate-token}
+(paths in the sandbox's own app: ``by_sandbox.py`` serves them as
+``/v1/sandboxes/NAME/{status,processes,start,...}``, and at these paths for the default sandbox)
 
 An operation answers the status it led to (``SandboxStatus``); with ``{"wait": false}`` it
 answers 202 with the status at once and goes on in the background (the caller follows
@@ -11,8 +13,6 @@ answers 202 with the status at once and goes on in the background (the caller fo
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,7 +24,6 @@ from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
-from moltconsole_shared import __version__
 from moltconsole_shared.wire.sandbox import SANDBOX_STATUS
 
 ACTIONS = ("start", "stop", "restart", "destroy", "rebuild", "rotate-token")
@@ -33,36 +32,26 @@ _background: set[asyncio.Task[Any]] = set()
 
 
 def sandbox_routes(
-    manager: SandboxManager, logs: LogCollector | None, gateway: GatewayService | None
+    manager: SandboxManager, logs: LogCollector | None, gateway: GatewayService | None,
+    name: str | None = None,
 ) -> list[BaseRoute]:
-    """Health, status, processes and the operations on ``manager``'s sandbox."""
-    started = time.time()
-
-    async def health(_: Request) -> Response:
-        return JSONResponse(
-            {
-                "backend": "moltconsole",
-                "version": __version__,
-                "pid": os.getpid(),
-                "uptime": time.time() - started,
-                "gateway": gateway.status() if gateway is not None else None,
-            }
-        )
+    """Status, processes and the operations on ``manager``'s sandbox (called ``name``; None:
+    the default)."""
 
     async def status(_: Request) -> Response:
         body = manager.status.to_json()
-        body["gateway"] = gateway.status() if gateway is not None else None
+        body["gateway"] = gateway.status(name) if gateway is not None else None
         body["log_lines_not_kept"] = logs.lines_not_kept if logs is not None else None  # disk full
         return JSONResponse(body)
 
-    def action(name: str) -> Callable[[Request], Awaitable[Response]]:
+    def action(verb: str) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
             body = await json_body(request)
             if isinstance(body, Response):
                 return body
 
             async def run() -> Response:
-                if name == "rebuild":
+                if verb == "rebuild":
                     version = body.get("version")
                     if version is not None and not isinstance(version, str):
                         return error("request", "'version' must be a string such as 2026.9.6", 400)
@@ -74,10 +63,10 @@ def sandbox_routes(
                         except ValueError:
                             return error("request", f"{version!r} is not an OpenClaw version", 400)
                     result = await manager.rebuild(version or None)
-                elif name == "rotate-token":
+                elif verb == "rotate-token":
                     result = await manager.rotate_token()
                 else:
-                    result = await getattr(manager, name)()
+                    result = await getattr(manager, verb)()
                 return answer(SANDBOX_STATUS, result)
 
             if body.get("wait", True):
@@ -97,8 +86,7 @@ def sandbox_routes(
         return await guarded(run)
 
     return [
-        Route("/v1/health", health),
         Route("/v1/status", status),
         Route("/v1/sandbox/processes", processes),
-        *(Route(f"/v1/sandbox/{name}", action(name), methods=["POST"]) for name in ACTIONS),
+        *(Route(f"/v1/sandbox/{verb}", action(verb), methods=["POST"]) for verb in ACTIONS),
     ]

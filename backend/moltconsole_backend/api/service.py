@@ -4,9 +4,12 @@ One process per user (a lock file enforces it). ``moltconsole serve`` runs it in
 foreground; tests use ``BackendService`` in-process, on the same socket and the same API.
 
 The API (Starlette, version 1, JSON in and out) is assembled here from one module of routes
-per domain: sandbox_routes (health, status, operations), event_routes (/v1/events, /v1/stats),
-log_routes, device_routes, exec_routes, key_routes and cost_routes. Every message is a schema
-of ``moltconsole_shared.wire``; every refusal is its error body (answers.py).
+per domain. Each sandbox has an app of its own: sandbox_routes (status, operations),
+event_routes (events, stats), log_routes, device_routes and exec_routes, reached as
+``/v1/sandboxes/NAME/...`` through by_sandbox.py (and at the first, unprefixed paths for the
+default sandbox). The backend's own routes are fleet_routes (health, the list of sandboxes),
+key_routes and cost_routes. Every message is a schema of ``moltconsole_shared.wire``; every
+refusal is its error body (answers.py).
 """
 
 from __future__ import annotations
@@ -27,14 +30,18 @@ from typing import IO
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
+from moltconsole_backend.api.by_sandbox import SandboxRouter
 from moltconsole_backend.api.cost_routes import cost_routes
 from moltconsole_backend.api.device_routes import device_routes
 from moltconsole_backend.api.event_routes import event_routes
 from moltconsole_backend.api.exec_routes import exec_routes
+from moltconsole_backend.api.fleet_routes import fleet_routes
 from moltconsole_backend.api.key_routes import key_routes
 from moltconsole_backend.api.log_routes import log_routes
 from moltconsole_backend.api.sandbox_routes import sandbox_routes
+from moltconsole_backend.fleet import Sandbox, SandboxFleet
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
@@ -44,23 +51,35 @@ log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 
 
-def create_app(
-    manager: SandboxManager, logs: LogCollector | None = None, gateway: GatewayService | None = None
-) -> Starlette:
-    """The API bound to one sandbox manager (its log collector and gateway, if any)."""
-    routes: list[BaseRoute] = [
-        *sandbox_routes(manager, logs, gateway),
+def sandbox_app(sandbox: Sandbox, gateway: GatewayService | None) -> Starlette:
+    """One sandbox's own routes, at the paths by_sandbox.py hands requests to."""
+    manager = sandbox.manager
+    return Starlette(routes=[
+        *sandbox_routes(manager, sandbox.logs, gateway, sandbox.name),
         *event_routes(manager),
-        *log_routes(logs),
+        *log_routes(sandbox.logs),
         *device_routes(manager),
         *exec_routes(manager),
-        *key_routes(gateway),
-    ]
+    ])
+
+
+def fleet_app(fleet: SandboxFleet, gateway: GatewayService | None = None) -> ASGIApp:
+    """The whole API over ``fleet``'s sandboxes and the gateway (if any)."""
+    routes: list[BaseRoute] = [*fleet_routes(fleet, gateway), *key_routes(gateway)]
     if gateway is not None:
         routes += cost_routes(
             gateway.ledger, gateway.budgets, warn_percent=gateway.settings.gateway.budget_warn_percent
         )
-    return Starlette(routes=routes)
+    return SandboxRouter(fleet, Starlette(routes=routes), lambda sandbox: sandbox_app(sandbox, gateway))
+
+
+def create_app(
+    manager: SandboxManager, logs: LogCollector | None = None, gateway: GatewayService | None = None
+) -> ASGIApp:
+    """The API over one sandbox manager (its log collector and gateway, if any), as the default
+    sandbox of a fleet of one (for tests that bring their own manager)."""
+    fleet = SandboxFleet.of_one(manager, logs)
+    return fleet_app(fleet, gateway)
 
 
 class BackendAlreadyRunning(Exception):
@@ -135,17 +154,16 @@ class _Server(uvicorn.Server):
 
 
 class BackendService:
-    """The running backend: sandbox manager, log collector and API server."""
+    """The running backend: the sandboxes (each a manager and a log collector), the AI gateway
+    and the API server. ``manager`` replaces the default sandbox's manager (tests)."""
 
     def __init__(self, settings: Settings, manager: SandboxManager | None = None) -> None:
         self.settings = settings
         self.gateway = GatewayService(settings)
-        self.manager = manager or SandboxManager(settings)
-        # The gateway hands out the agent's token, so a new container's token works at once.
-        self.manager.model_tokens = self.gateway
-        self.logs = LogCollector(settings, self.manager)
+        # The gateway hands out each agent's token, so a new container's token works at once.
+        self.fleet = SandboxFleet(settings, self.gateway, default_manager=manager)
         self._gateway_started = False
-        self._logs_started = False
+        self._fleet_opened = False
         self.socket_path = settings.socket_path
         self._lock_file: IO[str] | None = None
         self._server: uvicorn.Server | None = None
@@ -179,12 +197,10 @@ class BackendService:
             # The gateway first: a sandbox the manager brings back must find its model route.
             await self.gateway.start()
             self._gateway_started = True
-            self.manager.model_gateway = self.gateway.status()["listening"]
-            await self.manager.open()
-            await self.logs.start()
-            self._logs_started = True
+            self._fleet_opened = True
+            await self.fleet.open()
             config = uvicorn.Config(
-                create_app(self.manager, self.logs, self.gateway),
+                fleet_app(self.fleet, self.gateway),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",
@@ -202,6 +218,18 @@ class BackendService:
         except BaseException:
             await self._release()
             raise
+
+    @property
+    def manager(self) -> SandboxManager:
+        """The default sandbox's manager."""
+        return self.fleet.default.manager
+
+    @property
+    def logs(self) -> LogCollector:
+        """The default sandbox's log collector."""
+        logs = self.fleet.default.logs
+        assert logs is not None
+        return logs
 
     async def wait(self) -> None:
         """Serve until the server is told to exit (SIGINT/SIGTERM in the foreground)."""
@@ -223,10 +251,9 @@ class BackendService:
         await self._release()
 
     async def _release(self) -> None:
-        if self._logs_started:
-            self._logs_started = False
-            await self.logs.stop()
-        await self.manager.close()
+        if self._fleet_opened:
+            self._fleet_opened = False
+            await self.fleet.close()
         if self._gateway_started:
             self._gateway_started = False
             await self.gateway.stop()

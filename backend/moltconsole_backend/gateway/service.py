@@ -145,19 +145,20 @@ class GatewayService:
         for gap in self.missing_keys():
             log.warning("%s (keys file: %s)", gap.message, self.settings.keys_path)
 
-    def budget_state(self) -> BudgetState:
-        """Whether the sandbox's budget is spent or past its warning threshold, and why."""
+    def budget_state(self, sandbox: str | None = None) -> BudgetState:
+        """Whether ``sandbox``'s budget (None: the default sandbox's) is spent or past its
+        warning threshold, and why."""
         if not self.settings.gateway.enabled or not self.guard.enabled:
             return BudgetState()
-        decision = self.guard.check(self.settings.sandbox.name)
+        decision = self.guard.check(sandbox or self.settings.sandbox.name)
         if decision.action != "allow":
             return BudgetState("spent", decision.action, decision.message, decision.summary)
         if decision.warning:
             return BudgetState("warning", "allow", decision.warning)
         return BudgetState("ok")
 
-    def gateway_status(self) -> GatewayStatus:
-        """What the dashboard and `status` show about the gateway."""
+    def gateway_status(self, sandbox: str | None = None) -> GatewayStatus:
+        """What the dashboard and `status` show about the gateway (its budget: ``sandbox``'s)."""
         enabled = self.settings.gateway.enabled
         return GatewayStatus(
             enabled=enabled,
@@ -165,7 +166,7 @@ class GatewayService:
             keys_file=str(self.settings.keys_path),
             keys_file_error=self.keys_file_error(),
             missing_keys=self.missing_keys() if enabled else [],
-            budget=self.budget_state(),
+            budget=self.budget_state(sandbox),
             refusals=self.refusals(),
         )
 
@@ -179,9 +180,9 @@ class GatewayService:
             out.update(auth_refused=stats.refused, auth_throttled=stats.throttled)
         return out
 
-    def status(self) -> dict[str, Any]:
+    def status(self, sandbox: str | None = None) -> dict[str, Any]:
         """``gateway_status`` in its wire form (the ``gateway`` block of health and status)."""
-        return self.gateway_status().to_json()
+        return self.gateway_status(sandbox).to_json()
 
     async def stop(self) -> None:
         """Stop serving and flush every ledger row to disk."""

@@ -100,6 +100,11 @@ class SandboxManager:
         # Who hands out the agent's gateway token; the backend sets its gateway service here.
         self.model_tokens: spec.ModelTokens = spec.FileModelTokens(settings.paths.data_dir)
         self.name = spec.container_name(settings)
+        # Where this sandbox's settings live ("sandbox" or "sandboxes.NAME"), for messages.
+        self.config_key = "sandbox"
+        self.port_hint: str | None = None  # how to give it another port, where not config_key's
+        # Asked before a start: why the sandbox may not start now (the fleet's memory check).
+        self.admission: Callable[[SandboxManager], str | None] | None = None
         if client_factory is not None:
             make_client = client_factory
             engine_factory = lambda: DockerEngine(make_client())  # noqa: E731
@@ -340,6 +345,10 @@ class SandboxManager:
     async def start(self) -> SandboxStatus:
         """Build the image if needed, create the container if needed, start it."""
         async with self.operation("start the sandbox"):
+            refusal = None if self.status.running or self.admission is None else self.admission(self)
+            if refusal is not None:
+                self.notice(refusal)
+                raise OperationError(refusal)
             self.lifecycle.want_running()
             self.supervision.cancel_restart()
             await self.start_container()
@@ -380,16 +389,24 @@ class SandboxManager:
                 raise self._fail(
                     f"port {sb.gateway_port} on {sb.bind_address} is already in use "
                     f"({exc.strerror}). Stop the program using it, or choose another port with "
-                    "sandbox.gateway_port in config.toml (or MOLTCONSOLE_SANDBOX__GATEWAY_PORT)."
+                    f"{self._port_setting()}."
                 ) from None
+
+    def _port_setting(self) -> str:
+        """Where the user sets this sandbox's gateway port."""
+        if self.port_hint is not None:
+            return self.port_hint
+        if self.config_key == "sandbox":
+            return "sandbox.gateway_port in config.toml (or MOLTCONSOLE_SANDBOX__GATEWAY_PORT)"
+        return f"{self.config_key}.gateway_port in config.toml"
 
     def _describe_start_error(self, text: str) -> str:
         sb = self.settings.sandbox
         if "port is already allocated" in text or "address already in use" in text:
             return (
                 f"port {sb.gateway_port} on {sb.bind_address} is already in use. Choose another "
-                "with sandbox.gateway_port in config.toml (or MOLTCONSOLE_SANDBOX__GATEWAY_PORT), "
-                "then destroy and start the sandbox (the state directory is kept)."
+                f"with {self._port_setting()}, then destroy and start the sandbox (the state "
+                "directory is kept)."
             )
         return f"Docker could not start the sandbox: {text}"
 
