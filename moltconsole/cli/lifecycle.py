@@ -99,8 +99,8 @@ def confirm_destroy(settings: Settings, sandbox: str | None = None) -> int | Non
         kept = f"The state directory {state_dir} and the logs are" if state_dir else (
             "Its state directory and its logs are"
         )
-        which = f"sandbox {sandbox}'s container" if sandbox else "sandbox container"
-        answer = input(f"Remove the {which}? {kept} kept. [y/N] ")
+        which = f"sandbox {sandbox}'s container" if sandbox else "the sandbox container"
+        answer = input(f"Remove {which}? {kept} kept. [y/N] ")
     except KeyboardInterrupt:
         print()
         return EXIT_INTERRUPTED
@@ -115,12 +115,12 @@ def confirm_destroy(settings: Settings, sandbox: str | None = None) -> int | Non
 
 async def state_dir_of(settings: Settings, sandbox: str | None) -> str | None:
     """The sandbox's state directory, as the backend says (None when none answers yet); a
-    sandbox the backend does not know is its BackendError (``not-found``), naming those it has."""
+    sandbox the backend does not know is its BackendError (404), naming those it has."""
     try:
         async with BackendClient(settings.socket_path, timeout=10, sandbox=sandbox) as client:
             state_dir = (await client.status()).get("state_dir")
     except BackendError as exc:
-        if exc.kind == "not-found":
+        if exc.status == 404:
             raise
         return None
     return str(state_dir) if state_dir else None
