@@ -173,5 +173,6 @@ async def remove(client: BackendClient, name: str) -> int:
     state_dir = (await client.status()).get("state_dir")  # asked first: gone with the sandbox
     await client.remove_sandbox(name)
     print(f"removed sandbox {name}")
-    print(f"kept: {sanitize(str(state_dir or 'its state directory'))}")
+    print(f"kept: {sanitize(str(state_dir or 'its state directory'))} "
+          f"('moltconsole create {name}' takes it up again)")
     return EXIT_OK

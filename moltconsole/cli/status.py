@@ -41,29 +41,38 @@ def status_command(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(status, indent=2))
                 return EXIT_OK
-            lines = [f"sandbox    {sandbox}"] if sandbox else await fleet_lines(client)
-            print("\n".join([*lines, format_status(status), *await gateway_lines(client, status)]))
+            spender: str | None
+            if sandbox:
+                lines, spender = [f"sandbox    {sandbox}"], sandbox
+            else:
+                lines, spender = await fleet_lines(client)
+            print("\n".join([*lines, format_status(status),
+                             *await gateway_lines(client, status, spender)]))
         return EXIT_OK
 
     return run(show())
 
 
-async def fleet_lines(client: BackendClient) -> list[str]:
-    """For ``status`` of the default sandbox: which one that is and how many there are, when
-    there are several (nothing for one, or from a backend that predates several)."""
+async def fleet_lines(client: BackendClient) -> tuple[list[str], str | None]:
+    """For ``status`` of the default sandbox: when there are several, a line naming it and how
+    many there are, and its name (whose spend the gateway line shows); else nothing and None
+    (one sandbox, or a backend that predates several: all the spend is its)."""
     try:
         fleet = await client.sandboxes()
     except BackendError:
-        return []
+        return [], None
     if len(fleet.sandboxes) < 2:
-        return []
-    return [f"sandbox    {sanitize(fleet.default)}, the default of {len(fleet.sandboxes)} "
-            "('moltconsole ls' lists them)"]
+        return [], None
+    line = (f"sandbox    {sanitize(fleet.default)}, the default of {len(fleet.sandboxes)} "
+            "('moltconsole ls' lists them)")
+    return [line], fleet.default
 
 
-async def gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[str]:
-    """Where the AI gateway listens, what it spent today, and what needs attention (missing
-    keys, a budget spent or past its warning threshold), for `status`."""
+async def gateway_lines(
+    client: BackendClient, status: dict[str, Any], sandbox: str | None = None,
+) -> list[str]:
+    """Where the AI gateway listens, what ``sandbox`` (None: all) spent today, and what needs
+    attention (missing keys, a budget spent or past its warning threshold), for `status`."""
     from moltconsole.widgets.cost_format import money
 
     block = status["gateway"] if "gateway" in status else (await client.health()).get("gateway")
@@ -72,8 +81,7 @@ async def gateway_lines(client: BackendClient, status: dict[str, Any]) -> list[s
         return ["AI gateway: off (gateway.enabled = false)"]
     where = gateway.listening or "not listening"
     try:
-        # The sandbox's own spend when one was named; without -s, what all of them spent.
-        summary = await client.costs_summary(sandbox=client.sandbox)
+        summary = await client.costs_summary(sandbox=sandbox)
     except BackendError:
         lines = [f"AI gateway: {where}"]
     else:

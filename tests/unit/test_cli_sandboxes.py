@@ -59,10 +59,13 @@ class FleetBackend:
             self.fleet[name] = summary(name)
         self.paths: list[str] = []  # "METHOD /path" of every request, in order
         self.created: list[dict[str, Any]] = []
+        self.gateway = False  # whether status has an AI gateway that is on
+        self.spend_asked: list[str | None] = []  # the sandbox of each costs summary asked for
 
     def status_of(self, name: str) -> dict[str, Any]:
+        gateway = {"enabled": True, "listening": "127.0.0.1:18790"} if self.gateway else {"enabled": False}
         return {"state": "stopped", "desired": "stopped", "reason": "", "restarts": 0,
-                "state_dir": f"/srv/moltconsole/sandboxes/{name}", "gateway": {"enabled": False}}
+                "state_dir": f"/srv/moltconsole/sandboxes/{name}", "gateway": gateway}
 
     def unknown(self, name: str) -> Response:
         known = ", ".join(self.fleet)
@@ -112,8 +115,16 @@ class FleetBackend:
             name = named(request)
             return JSONResponse(self.status_of(name)) if name in self.fleet else self.unknown(name)
 
+        async def spend(request: Request) -> Response:
+            self.spend_asked.append(request.query_params.get("sandbox"))
+            return JSONResponse({
+                "now": NOW, "today_nanos": 12_300_000, "week_nanos": 0, "month_nanos": 0,
+                "month_to_date_nanos": 0, "burn_rate_nanos_per_hour": 0.0, "requests": 0,
+                "errors": 0, "unpriced": 0, "window_seconds": 86400.0,
+            })
+
         routes = Starlette(routes=[
-            Route("/v1/health", health), Route("/v1/sandboxes", listing),
+            Route("/v1/health", health), Route("/v1/costs/summary", spend), Route("/v1/sandboxes", listing),
             Route("/v1/sandboxes", create, methods=["POST"]),
             Route("/v1/sandboxes/{name}", remove, methods=["DELETE"]),
             Route("/v1/status", status), Route("/v1/sandboxes/{name}/status", status),
@@ -291,6 +302,26 @@ def test_status_without_s_says_how_many_sandboxes_there_are(
     )
 
 
+@pytest.mark.parametrize(("argv", "spender"), [
+    (["status", "-s", "work"], "work"),  # the sandbox's own spend
+    (["status"], "main"),  # several: the default's own, not everyone's
+])
+def test_status_spend_today_is_the_sandboxs_own(
+    fleet: FleetBackend, config: Path, capsys: pytest.CaptureFixture[str], argv: list[str], spender: str,
+) -> None:
+    fleet.gateway = True
+    assert moltconsole(config, *argv) == EXIT_OK
+    assert fleet.spend_asked == [spender]
+    assert "AI gateway: 127.0.0.1:18790, spent today $0.0123\n" in capsys.readouterr().out
+
+
+def test_status_of_the_only_sandbox_shows_all_the_spend(fleet: FleetBackend, config: Path) -> None:
+    del fleet.fleet["work"]
+    fleet.gateway = True
+    assert moltconsole(config, "status") == EXIT_OK
+    assert fleet.spend_asked == [None]  # as before several sandboxes: records of any tag count
+
+
 def test_status_with_one_sandbox_has_no_line_about_others(
     fleet: FleetBackend, config: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -404,7 +435,10 @@ def test_remove_with_yes_removes_and_names_the_kept_state_directory(
 ) -> None:
     assert moltconsole(config, "remove", "work", "--yes") == EXIT_OK
     assert "work" not in fleet.fleet
-    assert capsys.readouterr().out == "removed sandbox work\nkept: /srv/moltconsole/sandboxes/work\n"
+    assert capsys.readouterr().out == (
+        "removed sandbox work\n"
+        "kept: /srv/moltconsole/sandboxes/work ('moltconsole create work' takes it up again)\n"
+    )
 
 
 def test_remove_of_a_config_sandbox_prints_the_backends_words_and_exits_1(
