@@ -7,6 +7,7 @@ the code that runs them; every subparser sets ``func``, and :func:`main` calls `
   ``python -m moltconsole_backend`` with the same argv;
 - :mod:`.console`: no verb, the Textual console;
 - :mod:`.status`: ``status`` (and the status block other verbs print);
+- :mod:`.sandboxes`: ``ls``, ``create`` and ``remove``: the sandboxes of one backend;
 - :mod:`.lifecycle`: ``start``, ``stop``, ``restart``, ``destroy``, ``rebuild`` (upgrades with
   ``--version``), following the backend's events with :mod:`.follow`;
 - :mod:`.tokens`: ``rotate-token``;
@@ -14,7 +15,9 @@ the code that runs them; every subparser sets ``func``, and :func:`main` calls `
 - :mod:`.devices`: ``devices``, OpenClaw's device pairing;
 - :mod:`.logs`: ``logs``; :mod:`.costs`: ``costs``;
 - :mod:`.session`: settings, the event loop and the backend client for all of them, and the
-  exit codes of their common failures; :mod:`.parser` puts the parser together.
+  exit codes of their common failures; :mod:`.choice`: which sandbox a verb addresses
+  (``-s NAME`` before or after the verb, or ``$MOLTCONSOLE_SANDBOX``); :mod:`.parser` puts
+  the parser together.
 
 The hand-over is decided before anything heavy is imported: ``moltconsole keys ls`` must not
 pay for the console's HTTP, WebSocket and settings libraries only to replace itself.

@@ -26,6 +26,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def hand_over(args: argparse.Namespace) -> int:
     """A backend verb that reached the console's parser: hand over the argv as it was given."""
+    if getattr(args, "sandbox", None) is not None:
+        from moltconsole.cli.session import UsageError
+
+        # The backend's command line would only say it does not know -s.
+        raise UsageError(f"'{args.command}' is the whole backend's, not one sandbox's: leave out -s")
     return run_backend_cli(args.given_argv)
 
 

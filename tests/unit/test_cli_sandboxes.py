@@ -210,6 +210,17 @@ def test_bad_sandbox_name_is_a_usage_error_before_anything_connects(
     assert "1-31 lowercase letters, digits or '-', starting with a letter or digit" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["-s", "work", "serve"], ["-s", "work", "keys", "ls"]])
+def test_backend_verbs_refuse_s_instead_of_handing_it_over(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str],
+) -> None:
+    monkeypatch.setattr("moltconsole.cli.handover.run_backend_cli", lambda argv: pytest.fail("handed over"))
+    with pytest.raises(SystemExit) as exited:
+        moltconsole(config, *argv)
+    assert exited.value.code == EXIT_USAGE
+    assert "is the whole backend's, not one sandbox's: leave out -s" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["a", "0", "work-2", "a" * 31])
 def test_good_sandbox_names_parse(name: str) -> None:
     assert build_parser().parse_args(["status", "-s", name]).sandbox == name
