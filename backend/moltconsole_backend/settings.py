@@ -24,12 +24,12 @@ from pydantic import (
 
 from moltconsole_shared.config import ConfigRoot, Section, load_config
 from moltconsole_shared.durations import DurationError, parse_duration
+from moltconsole_shared.names import NAME_RULE, is_sandbox_name
 from moltconsole_shared.paths import PathSettings
 
 DEFAULT_OPENCLAW_VERSION = "2026.9.6"
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$")
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
 _MEMORY_RE = re.compile(r"^[0-9]+[bkmg]?$", re.IGNORECASE)
 
 
@@ -72,8 +72,8 @@ class SandboxSettings(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError("use 1-31 lowercase letters, digits or '-', starting with a letter or digit")
+        if not is_sandbox_name(value):
+            raise ValueError(f"use {NAME_RULE}")
         return value
 
     @field_validator("openclaw_version")

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 
 from moltconsole.cli.session import UsageError
+from moltconsole_shared.names import NAME_RULE, is_sandbox_name
 
 SANDBOX_ENV = "MOLTCONSOLE_SANDBOX"
-# The backend's rule for sandbox names (its settings module), repeated: the console does not
-# import the backend.
-_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,30}")
-NAME_RULE = "1-31 lowercase letters, digits or '-', starting with a letter or digit"
 
 
 def name_problem(name: str) -> str | None:
     """Why ``name`` cannot be a sandbox's name, or None when it can."""
-    if _NAME.fullmatch(name):
+    if is_sandbox_name(name):
         return None
     return f"{name!r} is not a sandbox name: use {NAME_RULE}"
 
