@@ -19,10 +19,14 @@ from moltconsole.cli.status import format_status
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole_shared.commands import EXIT_FAILED, EXIT_OK
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.sandbox import Desired, SandboxState
 
 # States a start passes through on its way to an outcome; every other state is an outcome.
 # (A start returns once the container runs; the gateway becomes ready later.)
-START_IN_PROGRESS = frozenset({"unknown", "building", "starting", "stopping", "crashed"})
+START_IN_PROGRESS = frozenset({
+    SandboxState.UNKNOWN, SandboxState.BUILDING, SandboxState.STARTING, SandboxState.STOPPING,
+    SandboxState.CRASHED,
+})
 # How long to wait for the action's answer once the event stream has ended: a backend that
 # shuts down cleanly still answers requests in flight for a moment.
 STREAM_END_GRACE = 5.0
@@ -85,13 +89,13 @@ async def start_like(client: BackendClient, action: str, *, wait: bool, **body: 
         return EXIT_FAILED
     if action == "rotate-token":
         print("gateway token replaced: the previous one is refused from now on")
-    if status["state"] == "ready":
+    if status["state"] == SandboxState.READY:
         if action == "rotate-token":
             print("the sandbox was re-created with the new token (its state is kept)")
         print(f"ready in {time.monotonic() - started:.1f}s")
         return EXIT_OK
-    if action in ("rebuild", "rotate-token") and status["state"] in ("absent", "stopped") \
-            and status.get("desired") == "stopped":
+    idle = status["state"] in (SandboxState.ABSENT, SandboxState.STOPPED)
+    if action in ("rebuild", "rotate-token") and idle and status.get("desired") == Desired.STOPPED:
         print("image rebuilt; the sandbox was not running, so it was not started. "
               f"Start it with: {command_for('start', client.sandbox)}" if action == "rebuild" else
               "the sandbox was not running; its next start creates it with the new token")

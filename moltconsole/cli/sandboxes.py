@@ -27,10 +27,9 @@ from moltconsole.settings import Settings
 from moltconsole_shared.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from moltconsole_shared.table import format_table
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.sandbox import RUNNING_STATES
 from moltconsole_shared.wire.sandboxes import SANDBOX_LIST, SandboxList, SandboxSummary
 
-# States in which a sandbox has been up since ``started_at`` (as ``status`` shows uptime).
-_UP_STATES = frozenset({"starting", "ready", "unhealthy"})
 LS_TITLES = ["name", "state", "openclaw", "port", "uptime", "cpu", "memory", "spent today"]
 
 
@@ -91,7 +90,7 @@ def _row(summary: SandboxSummary, now: float) -> list[str]:
     from moltconsole.widgets.cost_format import money
 
     status = summary.status
-    up = status.started_at is not None and status.state in _UP_STATES
+    up = status.started_at is not None and status.state in RUNNING_STATES
     return [
         summary.name + (" *" if summary.default else ""),
         str(status.state),

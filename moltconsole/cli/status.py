@@ -19,6 +19,7 @@ from moltconsole.client import BackendClient, BackendError
 from moltconsole.formatting import duration
 from moltconsole_shared.commands import EXIT_OK
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.sandbox import RUNNING_STATES
 from moltconsole_shared.wire.status import GatewayStatus
 
 
@@ -100,7 +101,7 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"openclaw   {status.get('openclaw_version') or '?'}")
     if status.get("container_id"):
         lines.append(f"container  {status['container_id'][:12]}  image {status.get('image') or '?'}")
-    if status.get("started_at") and status["state"] in ("starting", "ready", "unhealthy"):
+    if status.get("started_at") and status["state"] in RUNNING_STATES:
         lines.append(f"uptime     {duration(time.time() - status['started_at'])}")
     lines.append(f"restarts   {status.get('restarts', 0)}")
     if status.get("last_exit_code") is not None:
