@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.frames import CloseCode
 
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.backend import HEALTH, KEYS_REPORT, PROCESS_TABLE
 from moltconsole_shared.wire.devices import DEVICE_LIST
 from moltconsole_shared.wire.errors import read_error
 from moltconsole_shared.wire.logs import LOG_QUERY, LogQuery
@@ -213,6 +214,7 @@ class BackendClient:
     async def health(self) -> dict[str, Any]:
         """The backend's own identity and uptime."""
         result: dict[str, Any] = await self._request("GET", "/v1/health")
+        self._read(HEALTH, "a /v1/health answer", result)
         return result
 
     async def status(self) -> dict[str, Any]:
@@ -239,11 +241,13 @@ class BackendClient:
         "source" ("file" | "environment" | null), "hint", "used_by", "shadowed"}], "missing":
         [MissingKey...], "pid"}``. Values never leave the backend, only masked hints."""
         result: dict[str, Any] = await self._request("GET", "/v1/keys")
+        self._read(KEYS_REPORT, "a /v1/keys answer", result)
         return result
 
     async def processes(self) -> dict[str, Any]:
         """The container's process table."""
         result: dict[str, Any] = await self._request("GET", self._at("processes"))
+        self._read(PROCESS_TABLE, "a processes answer", result)
         return result
 
     async def devices(self) -> dict[str, Any]:

@@ -236,3 +236,10 @@ async def test_sandboxes_starting_now_count_against_the_free_memory(root: Path) 
     main.publish(main.lifecycle.on_building("building"))
     assert fleet.admission(work) is None
     await fleet.close()
+
+
+async def test_health_names_the_sandboxes_and_fits_its_schema(client: BackendClient) -> None:
+    health = await client.health()  # checked against wire.backend.HEALTH by the client
+    assert (health["backend"], health["sandboxes"]) == ("moltconsole", ["main", "work"])
+    await client.create_sandbox("play", start=False)
+    assert (await client.health())["sandboxes"] == ["main", "play", "work"]

@@ -124,7 +124,7 @@ async def test_a_backend_that_gives_way_to_a_slower_winner_waits_for_it(
         assert await asyncio.to_thread(spawned[0].wait) == 1  # it gave way
 
         async def health(_: Request) -> Response:
-            return JSONResponse({"pid": os.getpid()})
+            return JSONResponse({"backend": "moltconsole", "pid": os.getpid()})
 
         async with serve_asgi(Starlette(routes=[Route("/v1/health", health)]), settings.socket_path):
             launch = await asyncio.wait_for(launching, 30)
