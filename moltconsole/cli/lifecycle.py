@@ -13,11 +13,11 @@ import sys
 
 from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox, command_for
 from moltconsole.cli.follow import start_like
-from moltconsole.cli.session import on_backend, run, settings_of
+from moltconsole.cli.session import confirmed, on_backend, run, settings_of
 from moltconsole.cli.status import format_status
 from moltconsole.client import BackendClient, BackendError
 from moltconsole.settings import Settings
-from moltconsole_shared.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from moltconsole_shared.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,22 +95,11 @@ def confirm_destroy(settings: Settings, sandbox: str | None = None) -> int | Non
     except BackendError as exc:  # no such sandbox: say so rather than ask
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    try:
-        kept = f"The state directory {state_dir} and the logs are" if state_dir else (
-            "Its state directory and its logs are"
-        )
-        which = f"sandbox {sandbox}'s container" if sandbox else "the sandbox container"
-        answer = input(f"Remove {which}? {kept} kept. [y/N] ")
-    except KeyboardInterrupt:
-        print()
-        return EXIT_INTERRUPTED
-    except EOFError:
-        print()
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        print("nothing removed")
-        return EXIT_OK
-    return None
+    kept = f"The state directory {state_dir} and the logs are" if state_dir else (
+        "Its state directory and its logs are"
+    )
+    which = f"sandbox {sandbox}'s container" if sandbox else "the sandbox container"
+    return confirmed(f"Remove {which}? {kept} kept. [y/N] ")
 
 
 async def state_dir_of(settings: Settings, sandbox: str | None) -> str | None:

@@ -20,11 +20,11 @@ import time
 from moltconsole.cli.choice import command_for, sandbox_name
 from moltconsole.cli.follow import start_like
 from moltconsole.cli.lifecycle import state_dir_of
-from moltconsole.cli.session import on_backend, run, settings_of
+from moltconsole.cli.session import confirmed, on_backend, run, settings_of
 from moltconsole.client import BackendClient, BackendError
 from moltconsole.formatting import duration
 from moltconsole.settings import Settings
-from moltconsole_shared.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from moltconsole_shared.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from moltconsole_shared.table import format_table
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.sandbox import RUNNING_STATES
@@ -150,18 +150,7 @@ def confirm_remove(settings: Settings, name: str) -> int | None:
         print(f"moltconsole: {exc}", file=sys.stderr)
         return EXIT_FAILED
     kept = f"its state directory {sanitize(state_dir)}" if state_dir else "its state directory"
-    try:
-        answer = input(f"Remove sandbox {name}? Its container goes; {kept} is kept. [y/N] ")
-    except KeyboardInterrupt:
-        print()
-        return EXIT_INTERRUPTED
-    except EOFError:
-        print()
-        answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
-        print("nothing removed")
-        return EXIT_OK
-    return None
+    return confirmed(f"Remove sandbox {name}? Its container goes; {kept} is kept. [y/N] ")
 
 
 async def remove(client: BackendClient, name: str) -> int:

@@ -66,3 +66,20 @@ async def on_backend(
     client.sandbox = sandbox
     async with client:
         return await work(client)
+
+
+def confirmed(question: str, declined: str = "nothing removed") -> int | None:
+    """Ask ``question`` (a y/N prompt) on the terminal: None when the user said yes, else the
+    exit code to end with (``declined`` is printed, or it was interrupted)."""
+    try:
+        answer = input(question)
+    except KeyboardInterrupt:
+        print()
+        return EXIT_INTERRUPTED
+    except EOFError:
+        print()
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        print(declined)
+        return EXIT_OK
+    return None
