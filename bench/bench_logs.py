@@ -22,32 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from moltconsole.client import BackendClient
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "moltconsole", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-
+sys.path.insert(0, str(Path(__file__).parent))
+from world import BenchWorld
 
 PREFIX = ""  # set by --shape: what each line starts with before its mark
 
@@ -142,31 +126,19 @@ def main() -> int:
     args = parser.parse_args()
     global PREFIX
     PREFIX = "2026-12-03T06:52:24.106+00:00 [bench] " if args.shape == "openclaw" else ""
-    root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
-    name = f"blogs{int(time.time()) % 100000}"
-    config = root / "config.toml"
-    config.write_text(
-        f'[sandbox]\nname = "{name}"\ngateway_port = {free_port()}\n'
-        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-        f"[gateway]\nport = {free_port()}\n"
-    )
-    container = f"moltconsole-{name}"
-    try:
+    with BenchWorld("blogs") as world:
+        container = world.container
         print(f"starting sandbox {container} ...", flush=True)
-        result = cli(config, "start")  # creates the container and the detached backend
-        if result.returncode != 0:
-            raise RuntimeError(f"moltconsole start failed: {result.stdout}{result.stderr}")
+        world.cli("start", check=True)  # creates the container and the detached backend
         n = args.lines
         yard = yardstick(container, n)
         print(f"  yardstick: {n} lines in {yard:.2f}s", flush=True)
-        asyncio.run(wait_collected(root / "run" / "backend.sock", f"Y-{n}"))
+        asyncio.run(wait_collected(world.socket_path, f"Y-{n}"))
         # A fresh container, so neither run crosses a rotation of Docker's json-file log:
         # Docker 20.10 loses and repeats lines for followers at rotation (see README).
-        for step in (("destroy", "--yes"), ("start",)):
-            result = cli(config, *step)
-            if result.returncode != 0:
-                raise RuntimeError(f"moltconsole {step[0]} failed: {result.stdout}{result.stderr}")
-        elapsed, received, dropped = asyncio.run(ours(root / "run" / "backend.sock", container, n))
+        world.cli("destroy", "--yes", check=True)
+        world.cli("start", check=True)
+        elapsed, received, dropped = asyncio.run(ours(world.socket_path, container, n))
         print(f"  ours:      {received} lines in {elapsed:.2f}s, dropped {dropped}", flush=True)
         rate_y, rate_o = n / yard, received / elapsed
         ok = received == n and dropped == 0
@@ -178,12 +150,6 @@ def main() -> int:
             f"{rate_o:,.0f} lines/s ({elapsed:.2f} s), {received:,} received, {dropped} dropped "
             f"| >= 50,000 lines/s, no loss: {'met' if ok and rate_o >= 50_000 else 'MISSED'} |"
         )
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
-        lock = root / "run" / "backend.lock"
-        if lock.exists() and lock.read_text().strip():
-            subprocess.run(["kill", lock.read_text().strip()], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

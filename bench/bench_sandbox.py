@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,22 +25,10 @@ import httpx
 
 from moltconsole.client import BackendClient
 
+sys.path.insert(0, str(Path(__file__).parent))
+from world import BenchWorld, pct
+
 READYZ_POLL = 0.05
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "moltconsole", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def wait_ready_by_hand(port: int, timeout: float = 180.0) -> None:
@@ -66,19 +51,14 @@ def yardstick_start(container: str, port: int) -> float:
     return time.perf_counter() - started
 
 
-def ours_start(config: Path) -> float:
+def ours_start(world: BenchWorld) -> float:
     started = time.perf_counter()
-    result = cli(config, "start")
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"moltconsole start failed: {result.stdout}{result.stderr}")
-    return elapsed
+    world.cli("start", check=True)
+    return time.perf_counter() - started
 
 
-def stop(config: Path) -> None:
-    result = cli(config, "stop")
-    if result.returncode != 0:
-        raise RuntimeError(f"moltconsole stop failed: {result.stdout}{result.stderr}")
+def stop(world: BenchWorld) -> None:
+    world.cli("stop", check=True)
 
 
 async def status_round_trips(socket_path: Path, count: int) -> list[float]:
@@ -92,57 +72,42 @@ async def status_round_trips(socket_path: Path, count: int) -> list[float]:
     return samples
 
 
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="start rounds per side (default 3)")
     parser.add_argument("--status-calls", type=int, default=2000)
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
-    name = f"bench{int(time.time()) % 100000}"
-    port = free_port()
-    config = root / "config.toml"
-    config.write_text(
-        f'[sandbox]\nname = "{name}"\ngateway_port = {port}\n'
-        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
-        f"[gateway]\nport = {free_port()}\n"
-    )
-    container = f"moltconsole-{name}"
-    try:
+    with BenchWorld("bench") as world:
+        container, port = world.container, world.gateway_port
         print(f"preparing sandbox {container} on port {port} ...", flush=True)
-        ours_start(config)  # creates the container and the detached backend
-        stop(config)
+        ours_start(world)  # creates the container and the detached backend
+        stop(world)
 
         ours, yard = [], []
         for i in range(args.rounds):
             # Alternate the order so neither side always runs on a warmer machine.
             if i % 2 == 0:
                 yard.append(yardstick_start(container, port))
-                stop(config)
-                ours.append(ours_start(config))
-                stop(config)
+                stop(world)
+                ours.append(ours_start(world))
+                stop(world)
             else:
-                ours.append(ours_start(config))
-                stop(config)
+                ours.append(ours_start(world))
+                stop(world)
                 yard.append(yardstick_start(container, port))
-                stop(config)
+                stop(world)
             print(
                 f"  round {i + 1}: docker start + /readyz {yard[-1]:.2f}s   "
                 f"moltconsole start {ours[-1]:.2f}s",
                 flush=True,
             )
 
-        socket_path = root / "run" / "backend.sock"
-        rtt = asyncio.run(status_round_trips(socket_path, args.status_calls))
+        rtt = asyncio.run(status_round_trips(world.socket_path, args.status_calls))
         cli_runs = []
         for _ in range(5):
             t0 = time.perf_counter()
-            cli(config, "status")
+            world.cli("status")
             cli_runs.append(time.perf_counter() - t0)
 
         med_y, med_o = statistics.median(yard), statistics.median(ours)
@@ -163,12 +128,6 @@ def main() -> int:
             f"| `moltconsole status` whole command (with Python start-up) | - | "
             f"median {statistics.median(cli_runs) * 1e3:.0f} ms | reference |"
         )
-    finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
-        pid_file = root / "run" / "backend.lock"
-        if pid_file.exists() and pid_file.read_text().strip():
-            subprocess.run(["kill", pid_file.read_text().strip()], capture_output=True, check=False)
-        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
