@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, ConnectionClosedOK, InvalidS
 from websockets.frames import CloseCode
 
 from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire import exec as exec_wire
 from moltconsole_shared.wire.backend import HEALTH, KEYS_REPORT, PROCESS_TABLE
 from moltconsole_shared.wire.devices import DEVICE_LIST
 from moltconsole_shared.wire.errors import read_error
@@ -43,8 +44,8 @@ from moltconsole_shared.wire.sandboxes import (
 from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
 T = TypeVar("T")
-EXEC_STDOUT = 1
-EXEC_STDERR = 2
+EXEC_STDOUT = exec_wire.STDOUT
+EXEC_STDERR = exec_wire.STDERR
 # The default sandbox's resources at their first paths (operations and processes: /v1/sandbox/X).
 _DEFAULT_PATHS = {
     "status": "/v1/status", "events": "/v1/events", "stats": "/v1/stats", "logs": "/v1/logs",

@@ -1,7 +1,7 @@
 """A command run in the sandbox, its output streamed as it comes.
 
 Stream:     WS /v1/exec: the client sends ``{"cmd": ["prog", "arg", ...]}``; the backend sends
-               binary frames (EXEC_STDOUT or EXEC_STDERR, then the bytes) and, last,
+               binary frames (``moltconsole_shared.wire.exec``: the stream, then the bytes) and, last,
                ``{"exit_code": n}``.
 """
 
@@ -13,9 +13,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from moltconsole_backend.api.answers import refuse
 from moltconsole_backend.api.streams import forward
 from moltconsole_backend.sandbox.manager import SandboxManager
-
-EXEC_STDOUT = b"\x01"
-EXEC_STDERR = b"\x02"
+from moltconsole_shared.wire.exec import STDERR, STDOUT, frame
 
 
 def exec_routes(manager: SandboxManager) -> list[BaseRoute]:
@@ -36,7 +34,7 @@ def exec_routes(manager: SandboxManager) -> list[BaseRoute]:
             if isinstance(item, int):
                 await ws.send_json({"exit_code": item})
             else:
-                await ws.send_bytes((EXEC_STDOUT if item[0] == "stdout" else EXEC_STDERR) + item[1])
+                await ws.send_bytes(frame(STDOUT if item[0] == "stdout" else STDERR, item[1]))
 
         await forward(ws, manager.exec_stream(cmd), send)
 
