@@ -63,7 +63,9 @@ def ps_command(args: argparse.Namespace) -> int:
     """``moltconsole ps``: the sandbox's processes as ``ps`` shows them."""
     async def ps(client: BackendClient) -> int:
         table = await client.processes()
-        print(format_table(table["titles"], table["processes"]))
+        # ps reports RSS in KiB; say so in its title.
+        titles = [f"{t} (KiB)" if t in ("RSS", "VSZ") else t for t in table["titles"]]
+        print(format_table(titles, table["processes"]))
         return EXIT_OK
 
     return run(on_backend(settings_of(args), ps, sandbox=chosen_sandbox(args)))

@@ -110,4 +110,6 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(f"gateway    {status['gateway_url']}")
     if status.get("state_dir"):
         lines.append(f"state dir  {status['state_dir']}")
+    if status.get("memory_warning"):
+        lines.append(f"  ~ {sanitize(status['memory_warning'])}")
     return "\n".join(lines)

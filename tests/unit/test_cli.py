@@ -569,3 +569,13 @@ def test_log_losses_say_why() -> None:
         "3 lines were not kept: the disk is full (free some space, or lower logs.history_mb)",
         "2 lines were dropped (this reader fell behind)",
     ]
+
+
+def test_status_lines_carry_the_memory_warning() -> None:
+    from moltconsole.cli.status import format_status
+
+    text = format_status({
+        "state": "ready", "desired": "running", "restarts": 0,
+        "memory_warning": "memory at 92% of 3.0 GiB: raise sandbox.memory_limit\x1b[31m",
+    })
+    assert text.splitlines()[-1] == "  ~ memory at 92% of 3.0 GiB: raise sandbox.memory_limit␛[31m"
