@@ -1,5 +1,5 @@
-"""What survives backend restarts and host reboots: the wanted state and the restart count,
-in one small JSON file in the sandbox directory."""
+"""What survives backend restarts and host reboots: the wanted state, the restart count and
+the last exit code, in one small JSON file in the sandbox directory."""
 
 from __future__ import annotations
 

@@ -126,7 +126,10 @@ class SandboxManager:
         self._kept_file = KeptStateFile(self.paths)
         self._kept = self._kept_file.read()
         self._restore_pending = self._kept.desired == Desired.RUNNING
-        self.publish(self.lifecycle.update(desired=self._kept.desired, restarts=self._kept.restarts))
+        kept = self._kept
+        self.publish(self.lifecycle.update(
+            desired=kept.desired, restarts=kept.restarts, last_exit_code=kept.last_exit_code,
+        ))
 
     # --- status and subscriptions ----------------------------------------------------------
     @property

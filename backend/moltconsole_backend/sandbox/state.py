@@ -28,15 +28,17 @@ MEMORY_ADVICE = "and is killed at the limit. Raise sandbox.memory_limit, then de
 
 @dataclass(frozen=True)
 class KeptState:
-    """What outlives the backend: whether the user wants the sandbox running, and how many
-    times moltconsole restarted it after a crash (shown as ``restarts``)."""
+    """What outlives the backend: whether the user wants the sandbox running, how many times
+    moltconsole restarted it after a crash (shown as ``restarts``), and the exit code of its
+    last run (the container that had it may be gone)."""
 
     desired: Desired = Desired.STOPPED
     restarts: int = 0
+    last_exit_code: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"desired": self.desired.value, "restarts": self.restarts}
+        return {"desired": self.desired.value, "restarts": self.restarts, "last_exit_code": self.last_exit_code}
 
     @classmethod
     def from_json(cls, data: Any) -> KeptState:
@@ -50,12 +52,15 @@ class KeptState:
         restarts = data.get("restarts", 0)
         if not isinstance(restarts, int) or isinstance(restarts, bool) or restarts < 0:
             restarts = 0
-        return cls(desired=desired, restarts=restarts)
+        code = data.get("last_exit_code")
+        if not isinstance(code, int) or isinstance(code, bool):
+            code = None
+        return cls(desired=desired, restarts=restarts, last_exit_code=code)
 
     @classmethod
     def of(cls, status: SandboxStatus) -> KeptState:
         """The part of ``status`` that is kept."""
-        return cls(desired=status.desired, restarts=status.restarts)
+        return cls(desired=status.desired, restarts=status.restarts, last_exit_code=status.last_exit_code)
 
 
 @dataclass(frozen=True)
