@@ -1,0 +1,178 @@
+"""Taking a snapshot of a state directory into a repository.
+
+Every regular file under the directory is captured, except what the excludes name (caches,
+locks, temporary files, logs, and SQLite's own -wal/-shm/-journal files). Symbolic links are
+left out (a restored link could point anywhere) and said so in the log.
+
+A live SQLite database is never copied as a file: it is captured with SQLite's online backup
+API (``sqlite3.Connection.backup``), from the host, which copies a consistent image of the
+database including what is still in its write-ahead log while the agent keeps writing. That
+is why the -wal and -shm files are left out: the backup already holds their content.
+
+A file whose size and modification time are those of the previous snapshot is not read
+again: its blob is taken from that snapshot (restic does the same). A database is looked at
+with its -wal file's size and time too, since a write may change only the log.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import socket
+import sqlite3
+import stat
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot, new_snapshot_id
+
+log = logging.getLogger(__name__)
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    "*.lock", "*.tmp", "*.pid", "tmp/*", "cache/*", "*/cache/*", "logs/*", "*/logs/*",
+    "*-wal", "*-shm", "*-journal", "*.sock",
+)
+
+
+@dataclass(frozen=True)
+class CaptureReport:
+    """What one snapshot took: the snapshot, how many files were read and how many bytes
+    were uploaded (0 for files the repository had)."""
+
+    snapshot: Snapshot
+    read_files: int
+    new_blobs: int
+    uploaded_bytes: int
+    seconds: float
+
+
+def excluded(path: str, patterns: Sequence[str]) -> bool:
+    """Whether ``path`` (relative, '/'-separated) matches one of ``patterns`` (fnmatch, where
+    ``*`` also crosses '/'), or lies under a directory that does."""
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(p, pattern) for p in prefixes for pattern in patterns)
+
+
+def _walk(root: Path, patterns: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of each regular file under ``root``, not following links."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(root / rel_dir if rel_dir else root) as entries:
+                items = sorted(entries, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue  # removed while we walked
+        for entry in items:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if excluded(rel, patterns):
+                continue
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                stack.append(rel)
+            elif stat.S_ISREG(info.st_mode):
+                yield rel, info
+            elif stat.S_ISLNK(info.st_mode):
+                log.info("memory snapshot leaves out the symbolic link %s", rel)
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(16) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def _wal_signature(path: Path) -> tuple[int, int]:
+    try:
+        info = os.stat(f"{path}-wal")
+    except FileNotFoundError:
+        return (0, 0)
+    return (info.st_size, info.st_mtime_ns)
+
+
+def sqlite_image(path: Path) -> bytes:
+    """A consistent copy of the live database at ``path`` (the online backup API)."""
+    with tempfile.TemporaryDirectory(prefix="mc-sqlite-") as tmp:
+        copy = Path(tmp) / "copy.sqlite"
+        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            target = sqlite3.connect(copy)
+            try:
+                source.backup(target)
+                # The copy may be in WAL mode like its source; fold it into one file.
+                target.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                target.close()
+        finally:
+            source.close()
+        return copy.read_bytes()
+
+
+class Capture:
+    """Snapshots of one sandbox's state directory into ``repo``."""
+
+    def __init__(
+        self, repo: Repository, sandbox: str, root: Path, excludes: Sequence[str] = DEFAULT_EXCLUDES,
+    ) -> None:
+        self.repo = repo
+        self.sandbox = sandbox
+        self.root = root
+        self.excludes = tuple(excludes)
+        # path -> (size, mtime_ns, wal signature) as last captured, and its entry
+        self._seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
+
+    def remember(self, snapshot: Snapshot) -> None:
+        """Take ``snapshot`` as what the directory last looked like (at startup)."""
+        self._seen = {
+            e.path: ((e.size, e.mtime_ns, _wal_signature(self.root / e.path)), e) for e in snapshot.files
+        }
+
+    def take(self, reason: str, parent: str | None = None) -> CaptureReport:
+        """Snapshot the directory now (blobs first, the manifest last)."""
+        started = time.monotonic()
+        files: list[FileEntry] = []
+        seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
+        read = new = uploaded = 0
+        for rel, info in _walk(self.root, self.excludes):
+            path = self.root / rel
+            signature = (info.st_size, info.st_mtime_ns, _wal_signature(path))
+            before = self._seen.get(rel)
+            if before is not None and before[0] == signature:
+                entry = before[1]
+            else:
+                try:
+                    content = sqlite_image(path) if _is_sqlite(path) else path.read_bytes()
+                except FileNotFoundError:
+                    continue  # removed since the walk saw it
+                except (OSError, sqlite3.Error) as exc:
+                    log.warning("memory snapshot could not read %s: %s", rel, exc)
+                    if before is not None:  # keep what the last snapshot had
+                        files.append(before[1])
+                        seen[rel] = before
+                    continue
+                read += 1
+                blob, written = self.repo.put_blob(content)
+                if written:
+                    new += 1
+                    uploaded += written
+                entry = FileEntry(rel, blob, len(content), stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+            files.append(entry)
+            seen[rel] = (signature, entry)
+        snapshot = Snapshot(
+            id=new_snapshot_id(), sandbox=self.sandbox, time=time.time(), reason=reason,
+            files=files, parent=parent, host=socket.gethostname(),
+        )
+        self.repo.write_snapshot(snapshot)
+        self._seen = seen
+        return CaptureReport(snapshot, read, new, uploaded, time.monotonic() - started)
+

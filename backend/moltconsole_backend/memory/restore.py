@@ -1,0 +1,122 @@
+"""Putting files of a snapshot back, never outside the state directory.
+
+A manifest's paths are untrusted (anyone who can write the bucket can write a manifest), so
+every path is checked before it names a file: relative, '/'-separated, no empty, '.' or '..'
+part, no NUL; and on the way down every directory that exists must be a real directory, not a
+symbolic link (a link planted in the state directory could lead a write elsewhere). A file is
+written next to its place and renamed over it, so a reader sees the old or the new content.
+
+A whole snapshot is restored into a staging directory beside the state directory, which then
+takes the state directory's place by two renames; an interruption before the swap leaves the
+state directory as it was (and the staging directory, removed on the next restore), never
+half-restored. The caller takes a safety snapshot first and stops the sandbox around it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
+
+Progress = Callable[[int, int], None]  # bytes done, bytes in all
+
+
+class UnsafePath(Exception):
+    """A path from a manifest that would lead outside the state directory."""
+
+
+def safe_parts(path: str) -> list[str]:
+    """The parts of a manifest path, or UnsafePath if it is not a plain relative path."""
+    if not path or "\x00" in path or path.startswith("/") or "\\" in path:
+        raise UnsafePath(f"refusing the path {path!r}: not a relative path")
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise UnsafePath(f"refusing the path {path!r}: it has an empty, '.' or '..' part")
+    return parts
+
+
+def _prepare_parent(root: Path, parts: Sequence[str]) -> Path:
+    """Create the directories above a file under ``root``, refusing any that is a link."""
+    current = root
+    for part in parts[:-1]:
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            current.mkdir(mode=0o700)
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafePath(f"refusing to write under {current}: it is not a directory (a link?)")
+    return current
+
+
+def write_file(root: Path, entry: FileEntry, content: bytes) -> Path:
+    """Write ``content`` as ``entry`` under ``root`` (rename over what is there)."""
+    parts = safe_parts(entry.path)
+    parent = _prepare_parent(root, parts)
+    target = parent / parts[-1]
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(target.lstat().st_mode):
+            raise UnsafePath(f"refusing to replace the directory {target} with a file")
+    tmp = parent / f".restore-{os.getpid()}-{parts[-1][:40]}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, entry.mode & 0o777)
+        if entry.mtime_ns:
+            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        os.replace(tmp, target)  # a link at target is replaced, not followed
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return target
+
+
+def restore_files(
+    repo: Repository, entries: Sequence[FileEntry], root: Path, progress: Progress | None = None,
+) -> int:
+    """Put ``entries`` back under ``root``; the bytes written."""
+    total = sum(e.size for e in entries)
+    done = 0
+    for entry in entries:
+        safe_parts(entry.path)  # before any read of the bucket
+        write_file(root, entry, repo.get_blob(entry.blob))
+        done += entry.size
+        if progress is not None:
+            progress(done, total)
+    return done
+
+
+def staging_dir(root: Path) -> Path:
+    return root.parent / f".{root.name}.restoring"
+
+
+def restore_snapshot(
+    repo: Repository, snapshot: Snapshot, root: Path, progress: Progress | None = None,
+) -> Path | None:
+    """Make ``root`` hold exactly ``snapshot``'s files; the previous directory is moved aside
+    and returned (the caller removes it once the restore is known good), or None if there
+    was none."""
+    for entry in snapshot.files:
+        safe_parts(entry.path)  # refuse a bad manifest before anything changes
+    staging = staging_dir(root)
+    if staging.exists():
+        shutil.rmtree(staging)  # an earlier restore cut short
+    staging.mkdir(mode=0o700, parents=True)
+    restore_files(repo, snapshot.files, staging, progress)
+    previous: Path | None = None
+    if root.exists():
+        previous = root.parent / f".{root.name}.before-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.replace(root, previous)
+    os.replace(staging, root)
+    return previous
