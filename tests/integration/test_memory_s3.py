@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from moltconsole_backend.memory.s3 import S3Location, S3Store, s3_store_from
-from moltconsole_backend.memory.store import ObjectMissing, StoreError, StoreUnreachable
+from moltconsole_backend.memory.store import ObjectMissing, ObjectStore, StoreError, StoreUnreachable
 from tests.integration import memory_conftest_fixtures
 from tests.support.s3_server import S3Server, running_s3_server
 
@@ -56,7 +56,7 @@ def fresh_prefix() -> str:
 
 
 def test_put_get_exists_list_delete_round_trip(s3_server: S3Server) -> None:
-    store = store_on(s3_server, fresh_prefix())
+    store: ObjectStore = store_on(s3_server, fresh_prefix())  # mypy checks it keeps the protocol
     payloads = {
         "snapshots/2026-12-03T10-00-00Z": b'{"files": 3}',
         "blobs/ab/ab12": bytes(range(256)) * 4096,  # 1 MiB, every byte value
