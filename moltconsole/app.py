@@ -8,6 +8,15 @@ gone: given a ``backend_starter`` (the launcher's, as ``moltconsole`` passes it)
 a new one once per loss, says what it did, and wakes every stream of the screens so they
 reconnect at once; if the start fails it says why and offers a key to try again. Screens
 receive status snapshots as messages and never block on I/O.
+
+One backend supervises several sandboxes; the console shows one at a time, the one
+``client.sandbox`` names (None: the backend's default, whose name the app asks the backend
+for, so the header can say it). The picker (``o``) or the Dashboard's table of all sandboxes
+switches: :meth:`MoltConsole.select_sandbox` points the client at the other sandbox, restarts
+the event follower, has the Dashboard start over, and drops the Logs and Costs screens so they
+are built again for it. Messages from the streams of the sandbox shown before carry its
+``generation`` and are dropped. A sandbox that is gone (removed while shown) is noticed when
+its stream is refused or a list lacks it: the console says so and goes back to the default.
 """
 
 from __future__ import annotations
@@ -26,8 +35,10 @@ from textual.screen import Screen
 from moltconsole.client import BackendClient, BackendError
 from moltconsole.launcher import BackendLaunch, started_backend_notice
 from moltconsole.resources import styles_dir
+from moltconsole.sandbox_list import SandboxListing, list_sandboxes
 from moltconsole.screens.dashboard import DashboardScreen
 from moltconsole.screens.help import HelpScreen
+from moltconsole.screens.sandbox_picker import SandboxPickerScreen
 from moltconsole.settings import Settings
 from moltconsole.streams import StreamFollower, StreamState, Wakeup
 from moltconsole.widgets.status_bar import StatusBar
@@ -43,20 +54,34 @@ KEYS_TOAST = (
 
 
 class StatusChanged(Message):
-    """A status snapshot (or a lost connection) arrived from the backend."""
+    """A status snapshot (or a lost connection) arrived from the backend.
 
-    def __init__(self, status: dict[str, Any] | None, connected: bool) -> None:
+    ``generation`` is the app's ``sandbox_generation`` when the stream was opened (None: the
+    current one); a snapshot of the sandbox shown before a switch is dropped.
+    """
+
+    def __init__(self, status: dict[str, Any] | None, connected: bool, generation: int | None = None) -> None:
         super().__init__()
         self.status = status
         self.connected = connected
+        self.generation = generation
 
 
 class LinkChanged(Message):
     """The connection to the backend (the app's event stream) connected, or was lost."""
 
-    def __init__(self, state: StreamState) -> None:
+    def __init__(self, state: StreamState, generation: int | None = None) -> None:
         super().__init__()
         self.state = state
+        self.generation = generation
+
+
+class SandboxesListed(Message):
+    """An answer to "which sandboxes are there" (the list, or why not), from any asker."""
+
+    def __init__(self, listing: SandboxListing) -> None:
+        super().__init__()
+        self.listing = listing
 
 
 class BackendStarted(Message):
@@ -91,6 +116,7 @@ class MoltConsole(App[None]):
         Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard"),
         Binding("2", "switch_mode('logs')", "Logs", id="app.logs"),
         Binding("3", "switch_mode('costs')", "Costs", id="app.costs"),
+        Binding("o", "pick_sandbox", "Sandboxes", id="app.sandboxes"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
         # Shown only after starting a new backend failed (check_action).
@@ -124,6 +150,12 @@ class MoltConsole(App[None]):
         self.restart_problem: str | None = None
         self.restart_settled = asyncio.Event()  # set when a start of a new backend ended
         self._restart_armed = True  # one automatic start per loss; the key tries again
+        # The sandbox shown: its name once known (the client's, or the backend's default's), and
+        # a count of switches that tells a stale stream's messages from current ones.
+        self.sandbox_name: str | None = self.client.sandbox
+        self.default_sandbox: str | None = None
+        self.sandbox_generation = 0
+        self.sandboxes_seen = asyncio.Event()  # set once the first list (or why not) arrived
         self.add_mode("dashboard", DashboardScreen)
         self.add_mode("logs", self._logs_screen)
         self.add_mode("costs", self._costs_screen)
@@ -138,7 +170,8 @@ class MoltConsole(App[None]):
         from moltconsole.screens.costs import CostsScreen
 
         # Budgets and their warning threshold are the backend's: the screen reads them from the API.
-        screen: Screen[Any] = CostsScreen(self.client, clock=self.clock)
+        # "This sandbox" by its name in the ledger; unknown (an older backend): all of them.
+        screen: Screen[Any] = CostsScreen(self.client, clock=self.clock, sandbox=self.sandbox_name)
         return screen
 
     def on_mount(self) -> None:
@@ -174,21 +207,36 @@ class MoltConsole(App[None]):
     # --- backend connection ------------------------------------------------------------------
     @work(exclusive=True, group="events")
     async def follow_events(self) -> None:
-        """Follow the backend's event stream for as long as the app runs."""
+        """Follow the shown sandbox's event stream until the app ends or another is shown.
+
+        The sandboxes are listed first (until the default's name is known), so the header has
+        the name with the first status.
+        """
+        generation = self.sandbox_generation
+        if self.default_sandbox is None:
+            self.post_message(SandboxesListed(await list_sandboxes(self.client)))
         follower = StreamFollower(
             "the event stream", self.client.events, wakeup=self.wakeup, clock=self.clock,
-            on_state=lambda state: self.post_message(LinkChanged(state)),
+            on_state=lambda state: self.post_message(LinkChanged(state, generation)),
         )
         async for message in follower:
             kind = message.get("type")
             if kind == "status":
-                self.post_message(StatusChanged(message["status"], True))
+                self.post_message(StatusChanged(message["status"], True, generation))
             elif kind in ("progress", "notice"):
                 self.post_message(BackendNotice(message))
 
+    def _stale(self, generation: int | None) -> bool:
+        """Whether a message came from a stream of the sandbox shown before a switch."""
+        return generation is not None and generation != self.sandbox_generation
+
     @on(LinkChanged)
     def _link_changed(self, event: LinkChanged) -> None:
+        if self._stale(event.generation):
+            return
         state = event.state
+        if state.cause == "refused" and self.client.sandbox is not None:
+            self.check_sandbox()  # refused for this sandbox: it may have been removed
         self.link = state
         if state.connected:
             if self.connected is False:
@@ -284,6 +332,8 @@ class MoltConsole(App[None]):
 
     @on(StatusChanged)
     def _status_changed(self, event: StatusChanged) -> None:
+        if self._stale(event.generation):
+            return
         self.status = event.status
         self.connected = event.connected
         if event.connected:
@@ -316,8 +366,77 @@ class MoltConsole(App[None]):
             bar.connected = self.connected
             bar.status = self.status
             bar.link = self.link_text()
+            bar.sandbox = self.sandbox_name
         if isinstance(screen, DashboardScreen):
             screen.apply_status(self.status, self.connected)
+
+    # --- several sandboxes ------------------------------------------------------------------
+    @work(exclusive=True, group="sandbox-check")
+    async def check_sandbox(self) -> None:
+        """Look whether the shown sandbox still exists (its stream was refused)."""
+        self.post_message(SandboxesListed(await list_sandboxes(self.client)))
+
+    @on(SandboxesListed)
+    def _sandboxes_listed(self, event: SandboxesListed) -> None:
+        self.sandboxes_listed(event.listing)
+
+    def sandboxes_listed(self, listing: SandboxListing) -> None:
+        """Learn from a list of the sandboxes (whoever asked): the default's name, for the header,
+        and whether the one shown is still there; if it is not, say so and show the default."""
+        self.sandboxes_seen.set()
+        if listing.problem is not None:
+            return  # the picker and the table say why; the header just goes without a name
+        self.default_sandbox = listing.default
+        shown = self.client.sandbox
+        if shown is not None and listing.named(shown) is None:
+            self.notify(
+                f"sandbox {shown!r} is not on the backend any more (it was removed); showing the "
+                f"default sandbox {listing.default!r}. The picker (o) lists the others.",
+                title="sandbox gone", severity="warning", markup=False, timeout=15,
+            )
+            self.select_sandbox(None)
+            return
+        if self.sandbox_name is None:
+            self.sandbox_name = listing.default
+            self._show_status(self._current_screen())
+
+    def select_sandbox(self, name: str | None) -> None:
+        """Show sandbox ``name`` (None, or the default's name: the default) on every screen.
+
+        Back to the Dashboard, which starts over for it; the Logs and Costs screens are dropped
+        and built again for it when next shown; the event stream follows it from now on.
+        """
+        target = None if name is None or name == self.default_sandbox else name
+        self.client.sandbox = target
+        self.sandbox_name = target or self.default_sandbox
+        self.sandbox_generation += 1
+        self.status = None
+        self.status_seen.clear()
+        self.switch_mode("dashboard")
+        for mode, factory in (("logs", self._logs_screen), ("costs", self._costs_screen)):
+            self.remove_mode(mode)  # its screens (and their streams) go after this message
+            self.add_mode(mode, factory)
+        screen = self._current_screen()
+        if isinstance(screen, DashboardScreen):
+            screen.show_other_sandbox()
+        self.follow_events()
+        self._show_status(screen)
+
+    def action_pick_sandbox(self) -> None:
+        """Choose the sandbox to show from the backend's list."""
+        if isinstance(self.screen, SandboxPickerScreen):
+            self.pop_screen()
+            return
+
+        def chosen(name: str | None) -> None:
+            if name is None:
+                return
+            if name == self.sandbox_name:
+                self.notify(f"already showing sandbox {name!r}", markup=False, timeout=INFO_NOTICE_S)
+                return
+            self.select_sandbox(name)
+
+        self.push_screen(SandboxPickerScreen(self.client, self.sandbox_name), chosen)
 
     # --- actions ----------------------------------------------------------------------------
     @work(exclusive=True, group="action")

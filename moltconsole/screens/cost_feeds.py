@@ -10,6 +10,10 @@ new requests. The tail resumes without a gap: each time it listens again the scr
 the snapshot, whose recent requests the :class:`TailBuffer` merges by id (no duplicates).
 The screen runs both in its workers and applies the messages; :class:`TailBuffer` holds the
 newest requests the tail has shown.
+
+Both take the sandbox whose costs to show (its name, as the ledger tags requests) or None for
+all sandboxes; the snapshot and the tail's batches carry it, so the screen drops what comes
+for the scope it showed before the user switched.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class CostSnapshot:
     top: tuple[RequestRecord, ...]
     errors: tuple[RequestRecord, ...]
     recent: tuple[RequestRecord, ...]
+    sandbox: str | None = None  # whose costs: a sandbox's name, or None for all sandboxes
 
 
 class CostsLoaded(Message):
@@ -97,20 +102,23 @@ class CostsFailed(Message):
 
 
 class TailArrived(Message):
-    """Requests the ledger recorded since the last batch."""
+    """Requests the ledger recorded since the last batch, for ``sandbox`` (None: all)."""
 
-    def __init__(self, records: tuple[RequestRecord, ...], dropped: int) -> None:
+    def __init__(self, records: tuple[RequestRecord, ...], dropped: int, sandbox: str | None = None) -> None:
         super().__init__()
         self.records = records
         self.dropped = dropped
+        self.sandbox = sandbox
 
 
 class TailState(Message):
-    """The tail is listening (``problem`` None) or broke (``problem`` says why)."""
+    """The tail for ``sandbox`` (None: all) is listening (``problem`` None) or broke
+    (``problem`` says why)."""
 
-    def __init__(self, problem: str | None) -> None:
+    def __init__(self, problem: str | None, sandbox: str | None = None) -> None:
         super().__init__()
         self.problem = problem
+        self.sandbox = sandbox
 
 
 def series_range(now: float, window: str) -> tuple[float, float, int, float]:
@@ -123,45 +131,52 @@ def series_range(now: float, window: str) -> tuple[float, float, int, float]:
     return until - count * size, until, count, size
 
 
-async def load(client: CostSource, window: str, now: float) -> CostsLoaded | CostsFailed:
-    """Everything for ``window`` as of ``now``, asked for at once."""
+async def load(
+    client: CostSource, window: str, now: float, *, sandbox: str | None = None,
+) -> CostsLoaded | CostsFailed:
+    """Everything for ``window`` as of ``now`` for ``sandbox`` (None: all), asked for at once."""
     since = now - WINDOWS[window]
     start, end, buckets, size = series_range(now, window)
     try:
         summary, series, models, top, errors, recent = await asyncio.gather(
-            client.costs_summary(window=window, now=now),
-            client.costs_series(since=start, until=end, buckets=buckets, now=now),
-            client.costs_models(since=since, now=now),
-            client.costs_requests("top", since=since, limit=TOP_LIMIT, now=now),
-            client.costs_requests("errors", since=since, limit=ERROR_LIMIT, now=now),
-            client.costs_requests("recent", limit=TAIL_ROWS),
+            client.costs_summary(window=window, now=now, sandbox=sandbox),
+            client.costs_series(since=start, until=end, buckets=buckets, now=now, sandbox=sandbox),
+            client.costs_models(since=since, now=now, sandbox=sandbox),
+            client.costs_requests("top", since=since, limit=TOP_LIMIT, now=now, sandbox=sandbox),
+            client.costs_requests("errors", since=since, limit=ERROR_LIMIT, now=now, sandbox=sandbox),
+            client.costs_requests("recent", limit=TAIL_ROWS, sandbox=sandbox),
         )
     except BackendError as exc:
         return CostsFailed(f"cannot load costs: {exc}")
     return CostsLoaded(CostSnapshot(
         window=window, now=now, summary=summary, series=tuple(series), bucket_seconds=size,
         models=tuple(models), top=tuple(top), errors=tuple(errors), recent=tuple(recent),
+        sandbox=sandbox,
     ))
 
 
 async def follow_tail(
     client: CostSource, post: Callable[[Message], object], *, wakeup: Wakeup | None = None,
+    sandbox: str | None = None,
 ) -> None:
-    """Follow the ledger's new requests until cancelled, reconnecting when the stream breaks."""
+    """Follow the ledger's new requests for ``sandbox`` (None: all) until cancelled,
+    reconnecting when the stream breaks."""
 
     def on_state(state: StreamState) -> None:
         problem = state.describe()
         if problem is not None:
-            post(TailState(problem))
+            post(TailState(problem, sandbox))
 
-    follower = StreamFollower("the cost tail", client.costs_tail, on_state=on_state, wakeup=wakeup)
+    follower = StreamFollower(
+        "the cost tail", lambda: client.costs_tail(sandbox=sandbox), on_state=on_state, wakeup=wakeup,
+    )
     async for message in follower:
         kind = message.get("type")
         if kind == "ready":
-            post(TailState(None))  # listening (again): the screen reloads what it may have missed
+            post(TailState(None, sandbox))  # listening (again): the screen reloads what it may have missed
         elif kind == "batch":
             records = tuple(message.get("records") or ())
-            post(TailArrived(records, int(message.get("dropped") or 0)))
+            post(TailArrived(records, int(message.get("dropped") or 0), sandbox))
 
 
 class TailBuffer:

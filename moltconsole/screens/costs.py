@@ -10,6 +10,11 @@ shows is in :mod:`moltconsole.widgets.cost_rows`; one request in full is
 Layout: at 140x40 and up every panel is on screen in a grid; smaller, the summary stays on top
 and one panel (chart, models, top, errors, tail) fills the rest, switched with tab. Tables show
 the columns that fit whole; the panel's subtitle says how many more a wider terminal shows.
+
+Scope: the costs of the sandbox the console shows (by its name, as the ledger tags requests),
+or of all sandboxes; ``a`` switches, and the spend panel's title says which. Switching reloads
+and follows the tail again for the other scope; what still comes for the one before is dropped.
+A screen not told which sandbox it shows (an older backend, which has one) shows all.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.records import RequestRecord
 
 PANES = ("chart", "models", "top", "errors", "tail")
+ALL_SANDBOXES = "all sandboxes"
 REFRESH_DELAY = 0.5  # seconds: tail records arriving within this cause one reload
 RELOAD_INTERVAL = 60.0  # "today" and the burn rate move on even without new requests
 
@@ -105,6 +111,7 @@ class CostsScreen(Screen[None]):
         Binding("shift+tab", "pane(-1)", "Prev panel", id="costs.previous_panel", show=False),
         Binding("enter", "detail", "Details", id="costs.detail"),
         Binding("r", "refresh", "Refresh", id="costs.refresh"),
+        Binding("a", "toggle_scope", "This/all", id="costs.scope"),
         Binding("c", "show_pane('chart')", "Chart", id="costs.chart", show=False),
         Binding("m", "show_pane('models')", "Models", id="costs.models", show=False),
         Binding("x", "show_pane('top')", "Top requests", id="costs.top", show=False),
@@ -114,10 +121,13 @@ class CostsScreen(Screen[None]):
 
     def __init__(
         self, client: CostSource, *, clock: Callable[[], float] = time.time, name: str | None = None,
+        sandbox: str | None = None,
     ) -> None:
         super().__init__(name=name)
         self.client = client
         self.clock = clock
+        self.sandbox = sandbox  # the sandbox the console shows; None: not known, all are shown
+        self.all_sandboxes = sandbox is None  # the scope: all sandboxes, or this one
         self.window = "24h"
         self.pane = "chart"
         self.snapshot: CostSnapshot | None = None
@@ -153,9 +163,16 @@ class CostsScreen(Screen[None]):
         yield Static(id="costs-problem")
         yield FittingFooter(compact=True, drop_first=SCREEN_SWITCHES, keep=("app.help",))
 
+    @property
+    def scope(self) -> str | None:
+        """The sandbox whose costs are shown, or None for all of them (as the costs calls take it)."""
+        return None if self.all_sandboxes else self.sandbox
+
+    def _scope_text(self) -> str:
+        return ALL_SANDBOXES if self.scope is None else f"sandbox {sanitize(self.scope)}"
+
     def on_mount(self) -> None:
-        self.query_one("#costs-summary").border_title = "spend"
-        self.query_one("#costs-empty").border_title = "costs"
+        self._refresh_scope()
         self.query_one("#costs-empty").display = False
         self._show_pane(self.pane, focus=True)
         self._refresh_titles()
@@ -185,6 +202,11 @@ class CostsScreen(Screen[None]):
             tabs.append(" ")
         tabs.append(f"  tab next · t window {self.window}", "dim")
         self.query_one("#costs-tabs", Static).update(tabs)
+
+    def _refresh_scope(self) -> None:
+        scope = self._scope_text()
+        self.query_one("#costs-summary").border_title = f"spend · {scope}"
+        self.query_one("#costs-empty").border_title = f"costs · {scope}"
 
     def _refresh_titles(self) -> None:
         window = self.window
@@ -237,12 +259,12 @@ class CostsScreen(Screen[None]):
     # --- loading -----------------------------------------------------------------------------
     def _reload(self) -> None:
         self.loaded.clear()
-        self._load(self.window, self.clock())
+        self._load(self.window, self.clock(), self.scope)
 
     @work(exclusive=True, group="costs-load", exit_on_error=False)
-    async def _load(self, window: str, now: float) -> None:
-        """Fetch everything for ``window`` at once and post it as one snapshot."""
-        self.post_message(await load(self.client, window, now))
+    async def _load(self, window: str, now: float, sandbox: str | None) -> None:
+        """Fetch everything for ``window`` and ``sandbox`` at once and post it as one snapshot."""
+        self.post_message(await load(self.client, window, now, sandbox=sandbox))
 
     @on(CostsFailed)
     def _failed(self, event: CostsFailed) -> None:
@@ -252,8 +274,8 @@ class CostsScreen(Screen[None]):
     @on(CostsLoaded)
     def _loaded(self, event: CostsLoaded) -> None:
         snap = event.snapshot
-        if snap.window != self.window:
-            return  # the user switched windows meanwhile; that load is on its way
+        if snap.window != self.window or snap.sandbox != self.scope:
+            return  # the user switched windows or scope meanwhile; that load is on its way
         self.snapshot = snap
         self.problem = None
         with self.app.batch_update():
@@ -288,10 +310,12 @@ class CostsScreen(Screen[None]):
     @work(exclusive=True, group="costs-tail", exit_on_error=False)
     async def _follow_tail(self) -> None:
         """Follow the ledger's new requests; reconnect when the stream breaks."""
-        await follow_tail(self.client, self.post_message, wakeup=shared_wakeup(self.app))
+        await follow_tail(self.client, self.post_message, wakeup=shared_wakeup(self.app), sandbox=self.scope)
 
     @on(TailState)
     def _tail_state(self, event: TailState) -> None:
+        if event.sandbox != self.scope:
+            return  # the tail of the scope shown before
         self.tail_problem = event.problem
         if event.problem is None:
             self.tail_ready.set()
@@ -303,6 +327,8 @@ class CostsScreen(Screen[None]):
 
     @on(TailArrived)
     def _tail_arrived(self, event: TailArrived) -> None:
+        if event.sandbox != self.scope:
+            return
         self.dropped += event.dropped
         self._tail.merge(event.records)
         if self.snapshot is not None:
@@ -346,6 +372,24 @@ class CostsScreen(Screen[None]):
 
     def action_refresh(self) -> None:
         """Load everything again now."""
+        self._reload()
+
+    def action_toggle_scope(self) -> None:
+        """Show the costs of all sandboxes, or of the one the console shows."""
+        if self.sandbox is None:
+            self.notify("the backend did not say which sandbox this is (an older backend has only "
+                        "one), so the costs of all sandboxes are shown.", markup=False)
+            return
+        self.all_sandboxes = not self.all_sandboxes
+        self.snapshot = None
+        self.dropped = 0
+        self.tail_problem = None
+        self._tail = TailBuffer()
+        self.tail_ready.clear()
+        self._refresh_scope()
+        self._refresh_titles()
+        self._fill_tail()
+        self._follow_tail()  # exclusive: the other scope's tail stops
         self._reload()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:

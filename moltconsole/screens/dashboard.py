@@ -14,6 +14,13 @@ without a key (with the command that sets it) and a budget that is spent (red) o
 warning threshold (yellow). They come from the ``gateway`` block of ``/v1/health``, fetched
 every few seconds and at each reconnection; a change of the backend's pid there means the
 backend was replaced, which the events log says (and a notification, if the new one lacks keys).
+
+All sandboxes at a glance: ``A`` puts a table of the backend's sandboxes (state, uptime, CPU,
+memory, spend today; the one shown marked) in place of the panels, fetched every
+:data:`FLEET_POLL_S` while it shows; enter on a row shows that sandbox's dashboard. When the app
+switches to another sandbox the screen starts over (:meth:`DashboardScreen.show_other_sandbox`);
+each worker's message carries the app's ``sandbox_generation`` from when it started, so what
+the sandbox shown before still sends is dropped.
 """
 
 from __future__ import annotations
@@ -36,13 +43,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 
 from moltconsole.client import BackendError
 from moltconsole.formatting import duration
+from moltconsole.sandbox_list import SandboxListing, list_sandboxes
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
 from moltconsole.widgets.cells import fit, shorten_path, terminal_safe
+from moltconsole.widgets.fitting_footer import SCREEN_SWITCHES, FittingFooter
+from moltconsole.widgets.sandbox_table import FLEET_COLUMNS, SandboxTable
 from moltconsole.widgets.scaled_sparkline import ScaledSparkline
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
@@ -60,6 +70,7 @@ DEVICE_NAME_CELLS = (10, 32)  # the room a device's name gets in the pairing lis
 EVENTS_SHOWN = 200  # recorded events asked for and kept in the panel
 LEVEL_STYLES = {"error": "red", "warning": "yellow"}
 KEYS_NOTICE_S = 12.0  # a missing key's toast; the banner keeps saying it after
+FLEET_POLL_S = 2.0  # how often the table of all sandboxes is fetched while it shows
 
 
 def counted(count: Any, noun: str) -> str:
@@ -146,28 +157,45 @@ class SandboxPanel(Static):
         self.update(table)
 
 
-class StatsArrived(Message):
+class SandboxMessage(Message):
+    """A message about the sandbox shown; ``generation`` is the app's ``sandbox_generation``
+    when the worker that sent it started (None: the current one)."""
+
+    def __init__(self, generation: int | None = None) -> None:
+        super().__init__()
+        self.generation = generation
+
+
+class StatsArrived(SandboxMessage):
     """One resource sample from the backend's stats stream."""
 
-    def __init__(self, sample: dict[str, Any]) -> None:
-        super().__init__()
+    def __init__(self, sample: dict[str, Any], generation: int | None = None) -> None:
+        super().__init__(generation)
         self.sample = sample
 
 
-class StatsStreamState(Message):
+class StatsStreamState(SandboxMessage):
     """The stats stream connected, or was lost (the labels say so while the sandbox runs)."""
 
-    def __init__(self, state: StreamState) -> None:
-        super().__init__()
+    def __init__(self, state: StreamState, generation: int | None = None) -> None:
+        super().__init__(generation)
         self.state = state
 
 
-class ProcessesArrived(Message):
+class ProcessesArrived(SandboxMessage):
     """The container's process table."""
 
-    def __init__(self, table: dict[str, Any]) -> None:
-        super().__init__()
+    def __init__(self, table: dict[str, Any], generation: int | None = None) -> None:
+        super().__init__(generation)
         self.table = table
+
+
+class FleetListed(Message):
+    """The backend's sandboxes for the table of all of them, or why not."""
+
+    def __init__(self, listing: SandboxListing) -> None:
+        super().__init__()
+        self.listing = listing
 
 
 class GatewayArrived(Message):
@@ -188,19 +216,19 @@ def key_alerts(gateway: GatewayStatus) -> str:
     return "\n".join(lines)
 
 
-class HistoryArrived(Message):
+class HistoryArrived(SandboxMessage):
     """The backend's recorded events, oldest first: sent first on each (re)connection."""
 
-    def __init__(self, events: list[SandboxEvent]) -> None:
-        super().__init__()
+    def __init__(self, events: list[SandboxEvent], generation: int | None = None) -> None:
+        super().__init__(generation)
         self.events = events
 
 
-class EventArrived(Message):
+class EventArrived(SandboxMessage):
     """One event the backend recorded after the history was sent."""
 
-    def __init__(self, event: SandboxEvent) -> None:
-        super().__init__()
+    def __init__(self, event: SandboxEvent, generation: int | None = None) -> None:
+        super().__init__(generation)
         self.event = event
 
 
@@ -212,11 +240,11 @@ def event_stamp(when: float, now: float) -> str:
     return time.strftime("%b %d %H:%M", local)
 
 
-class DevicesArrived(Message):
+class DevicesArrived(SandboxMessage):
     """Pending pairing requests and paired devices."""
 
-    def __init__(self, devices: dict[str, Any]) -> None:
-        super().__init__()
+    def __init__(self, devices: dict[str, Any], generation: int | None = None) -> None:
+        super().__init__(generation)
         self.devices = devices
 
 
@@ -360,6 +388,7 @@ class DashboardScreen(Screen[None]):
         Binding("a", "decide('approve')", "Approve", id="devices.approve", show=False),
         Binding("j", "decide('reject')", "Reject", id="devices.reject", show=False),
         Binding("p", "refresh_devices", "Pairings", id="devices.refresh", show=False),
+        Binding("A", "toggle_fleet", "All sandboxes", id="sandboxes.all"),
     ]
 
     def __init__(self) -> None:
@@ -380,6 +409,8 @@ class DashboardScreen(Screen[None]):
         self._connected: bool | None = None
         self.gateway: GatewayStatus | None = None  # the last gateway block seen
         self.gateway_seen = asyncio.Event()  # set once a gateway block is on screen
+        self.fleet: SandboxListing | None = None  # the last list for the table of all sandboxes
+        self.fleet_seen = asyncio.Event()  # set each time a list is in the table, fitted to its width
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
@@ -401,7 +432,11 @@ class DashboardScreen(Screen[None]):
                 # min_width: wrap at the panel's width (the default 78 scrolls sideways at 80x24).
                 yield EventsLog(id="dash-events", max_lines=EVENTS_SHOWN, markup=False, wrap=True,
                                 min_width=20)
-        yield Footer()
+        with Vertical(id="dash-fleet"):
+            yield Static(id="dash-fleet-problem")
+            yield SandboxTable(FLEET_COLUMNS, id="dash-fleet-table")
+        # The screen switches go first on a narrow terminal; the palette and help list them.
+        yield FittingFooter(drop_first=SCREEN_SWITCHES, keep=("app.help", "app.sandboxes"))
 
     def on_mount(self) -> None:
         self.query_one("#dash-processes").border_title = "processes"
@@ -411,6 +446,8 @@ class DashboardScreen(Screen[None]):
         self.query_one("#dash-events").border_title = "events"
         self.query_one("#dash-resources").border_title = "resources"
         self.query_one("#sandbox-panel").border_title = "sandbox"
+        self.query_one("#dash-fleet").border_title = "all sandboxes"
+        self.query_one("#dash-fleet-problem").display = False
         self._show_devices()
         self.query_one(SandboxPanel).show(None, time.time())
         self.set_interval(1.0, self._tick)  # keeps the uptime current between events
@@ -423,6 +460,7 @@ class DashboardScreen(Screen[None]):
         self.follow_history()
         self.fetch_gateway()
         self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
+        self.set_interval(FLEET_POLL_S, self._poll_fleet)
 
     def on_resize(self, event: events.Resize) -> None:
         # A short terminal gets the compact facts (and sparklines without a gap below them).
@@ -441,6 +479,15 @@ class DashboardScreen(Screen[None]):
     def _now(self) -> float:
         clock = getattr(self.app, "clock", time.time)
         return float(clock())
+
+    def _generation(self) -> int | None:
+        """The app's count of sandbox switches (None for an app without several sandboxes)."""
+        generation = getattr(self.app, "sandbox_generation", None)
+        return generation if isinstance(generation, int) else None
+
+    def _stale(self, message: SandboxMessage) -> bool:
+        """Whether ``message`` is about the sandbox shown before a switch."""
+        return message.generation is not None and message.generation != self._generation()
 
     def _tick(self) -> None:
         if self._status is not None:
@@ -502,6 +549,7 @@ class DashboardScreen(Screen[None]):
         """Follow the backend's recorded events: the history first (again at each reconnection,
         which replaces what is shown), then each new one."""
         app: Any = self.app
+        generation = self._generation()
         follower = StreamFollower(
             "the sandbox's history", lambda: app.client.events(history=EVENTS_SHOWN),
             wakeup=shared_wakeup(app),
@@ -509,20 +557,22 @@ class DashboardScreen(Screen[None]):
         async for message in follower:
             kind = message.get("type")
             if kind == "history":
-                self.post_message(HistoryArrived(_events(message.get("events"))))
+                self.post_message(HistoryArrived(_events(message.get("events")), generation))
             elif kind == "event":
                 for recorded in _events([message.get("event")]):
-                    self.post_message(EventArrived(recorded))
+                    self.post_message(EventArrived(recorded, generation))
 
     @on(HistoryArrived)
     def _history(self, event: HistoryArrived) -> None:
+        if self._stale(event):
+            return
         self._recorded = {e.seq: e for e in event.events}
         self._redraw_events()
         self.history_seen.set()
 
     @on(EventArrived)
     def _recorded_event(self, event: EventArrived) -> None:
-        if event.event.seq in self._recorded:
+        if self._stale(event) or event.event.seq in self._recorded:
             return
         self._recorded[event.event.seq] = event.event
         while len(self._recorded) > EVENTS_SHOWN:  # the oldest goes, as it does from the panel
@@ -549,15 +599,18 @@ class DashboardScreen(Screen[None]):
     async def follow_stats(self) -> None:
         """Follow the stats stream while the sandbox runs, across restarts of the backend."""
         app: Any = self.app
+        generation = self._generation()
         follower = StreamFollower(
             "the stats stream", app.client.stats, wakeup=shared_wakeup(app),
-            on_state=lambda state: self.post_message(StatsStreamState(state)),
+            on_state=lambda state: self.post_message(StatsStreamState(state, generation)),
         )
         async for sample in follower:
-            self.post_message(StatsArrived(sample))
+            self.post_message(StatsArrived(sample, generation))
 
     @on(StatsStreamState)
     def _stats_stream(self, event: StatsStreamState) -> None:
+        if self._stale(event):
+            return
         # A refusal ("not running") is the sandbox stopping: the status that follows says so.
         lost = event.state.phase == "reconnecting" and event.state.cause != "refused"
         if lost and self._sandbox_running():
@@ -566,7 +619,7 @@ class DashboardScreen(Screen[None]):
 
     @on(StatsArrived)
     def _stats(self, event: StatsArrived) -> None:
-        if not self._sandbox_running():
+        if self._stale(event) or not self._sandbox_running():
             return  # a sample still in flight when the sandbox stopped: the labels say "stopped"
         sample = event.sample
         self.samples += 1
@@ -616,6 +669,11 @@ class DashboardScreen(Screen[None]):
                         title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S,
                     )
             self._backend_pid = pid
+        names = event.health.get("sandboxes")
+        app = self.app
+        shown = getattr(getattr(app, "client", None), "sandbox", None)
+        if isinstance(names, list) and shown is not None and shown not in names:
+            app.check_sandbox()  # removed: the app says so and shows the default
         self.gateway = gateway
         keys = self.query_one("#dash-keys", Static)
         keys_text = key_alerts(gateway)
@@ -642,15 +700,16 @@ class DashboardScreen(Screen[None]):
     @work(exclusive=True, group="processes")
     async def fetch_processes(self) -> None:
         """One look at the process table."""
+        generation = self._generation()
         try:
             table = await self.app.client.processes()  # type: ignore[attr-defined]
         except BackendError:
             return
-        self.post_message(ProcessesArrived(table))
+        self.post_message(ProcessesArrived(table, generation))
 
     @on(ProcessesArrived)
     def _processes(self, event: ProcessesArrived) -> None:
-        if not self._sandbox_running():
+        if self._stale(event) or not self._sandbox_running():
             return  # a table fetched just before the sandbox stopped
         self._process_table = event.table
         self._show_processes()
@@ -682,14 +741,17 @@ class DashboardScreen(Screen[None]):
     @work(exclusive=True, group="devices")
     async def fetch_devices(self) -> None:
         """One look at pending pairing requests."""
+        generation = self._generation()
         try:
             devices = await self.app.client.devices()  # type: ignore[attr-defined]
         except BackendError:
             return
-        self.post_message(DevicesArrived(devices))
+        self.post_message(DevicesArrived(devices, generation))
 
     @on(DevicesArrived)
     def _devices(self, event: DevicesArrived) -> None:
+        if self._stale(event):
+            return
         pending = list(event.devices.get("pending") or [])
         if len(pending) > len(self._pending):
             self.app.notify(f"{counted(len(pending), 'pairing request')} waiting; a approves, j rejects",
@@ -733,6 +795,105 @@ class DashboardScreen(Screen[None]):
         self.app.notify(f"{decision}d request {request_id[:8]}", markup=False)
         self._event(f"pairing request {request_id[:8]} {decision}d")
         self.fetch_devices()
+
+    # --- several sandboxes ---------------------------------------------------------------------
+    def show_other_sandbox(self) -> None:
+        """Start over for the sandbox the app shows now: forget what this one showed (its status,
+        samples, processes, pairings, events) and follow the other's; its dashboard shows."""
+        for group in ("history", "stats", "processes", "devices"):
+            self.workers.cancel_group(self, group)
+        self._status = None
+        self._cpu.clear()
+        self._mem.clear()
+        self.samples = 0
+        self._cpu_text = "CPU"
+        self._pending = []
+        self._process_table = None
+        self._recorded = {}
+        self._local.clear()
+        self.history_seen.clear()
+        self.event_seen.clear()
+        with self.app.batch_update():
+            self.query_one("#dash-cpu", ScaledSparkline).data = []
+            self.query_one("#dash-mem", ScaledSparkline).data = []
+            self.query_one("#dash-cpu-label", Static).update(f"CPU {NO_SAMPLES}")
+            self.query_one("#dash-mem-label", Static).update(f"memory {NO_SAMPLES}")
+            self.query_one("#dash-cache-label", Static).display = False
+            self.query_one("#dash-memory-alert", Static).display = False
+            self._show_alerts_class()
+            self.query_one(SandboxPanel).show(None, self._now())
+            self._show_processes()
+            self._show_devices()
+            self._redraw_events()
+            self._show_fleet(False)
+        self.follow_history()
+
+    def action_toggle_fleet(self) -> None:
+        """Show all sandboxes in a table instead of this one's panels, or this one's again."""
+        self._show_fleet(not self.has_class("-fleet"))
+
+    def _show_fleet(self, shown: bool) -> None:
+        self.set_class(shown, "-fleet")
+        if shown:
+            table = self.query_one(SandboxTable)
+            table.focus()
+            if self.fleet is not None:
+                self._fill_fleet(self.fleet)
+            self.fetch_fleet()
+        elif self.focused is self.query_one(SandboxTable):
+            self.set_focus(None)
+
+    def _poll_fleet(self) -> None:
+        if self.has_class("-fleet"):
+            self.fetch_fleet()
+
+    @work(exclusive=True, group="fleet")
+    async def fetch_fleet(self) -> None:
+        """One look at every sandbox, for the table."""
+        self.post_message(FleetListed(await list_sandboxes(self.app.client)))  # type: ignore[attr-defined]
+
+    @on(FleetListed)
+    def _fleet_listed(self, event: FleetListed) -> None:
+        listing = event.listing
+        learn = getattr(self.app, "sandboxes_listed", None)
+        if callable(learn):
+            learn(listing)  # the app learns the default's name, or that the one shown is gone
+        if listing.problem is None or self.fleet is None or self.fleet.problem is not None:
+            self.fleet = listing  # a failed refresh keeps the rows it had, under the problem
+        else:
+            self.fleet = SandboxListing(self.fleet.sandboxes, self.fleet.default, listing.problem,
+                                        listing.old_backend)
+        self._fill_fleet(self.fleet)
+
+    def _fill_fleet(self, listing: SandboxListing) -> None:
+        problem = self.query_one("#dash-fleet-problem", Static)
+        problem.update(Text(listing.problem or "", style="bold"))
+        problem.display = listing.problem is not None
+        table = self.query_one(SandboxTable)
+        table.display = bool(listing.sandboxes) or listing.problem is None
+        table.show(listing.sandboxes, getattr(self.app, "sandbox_name", None), self._now())
+        if not table.display:
+            self.fleet_seen.set()  # nothing to fit: the problem is what shows
+        count = len(listing.sandboxes)
+        self.query_one("#dash-fleet").border_title = f"all sandboxes · {count}" if count else "all sandboxes"
+
+    @on(SandboxTable.Fitted, "#dash-fleet-table")
+    def _fleet_fitted(self, event: SandboxTable.Fitted) -> None:
+        """Say under the table what a wider terminal would add."""
+        hidden = event.hidden
+        more = f"{hidden} more column{'s' if hidden > 1 else ''} when wider · " if hidden else ""
+        self.query_one("#dash-fleet").border_subtitle = f"{more}* shown · enter opens · A back"
+        self.fleet_seen.set()
+
+    @on(DataTable.RowSelected, "#dash-fleet-table")
+    def _fleet_row_chosen(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        name = event.row_key.value
+        app: Any = self.app
+        if name is None or name == getattr(app, "sandbox_name", None):
+            self._show_fleet(False)  # this one: its dashboard
+            return
+        app.select_sandbox(name)
 
     # --- actions ---------------------------------------------------------------------------------
     async def action_sandbox(self, name: str) -> None:

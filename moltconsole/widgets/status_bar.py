@@ -1,4 +1,4 @@
-"""The bar at the top of every screen: sandbox state, OpenClaw version, backend connection."""
+"""The bar at the top of every screen: which sandbox, its state, OpenClaw version, backend connection."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class StatusBar(Static):
     status: reactive[dict[str, Any] | None] = reactive(None)
     connected: reactive[bool | None] = reactive(None)
     link: reactive[str | None] = reactive(None)  # how a lost connection stands, in words
+    sandbox: reactive[str | None] = reactive(None)  # the sandbox's name, once the backend said it
 
     def on_mount(self) -> None:
         # A screen mounted later (e.g. the first visit to Logs) starts from what the app knows.
@@ -40,6 +41,7 @@ class StatusBar(Static):
         self.status = getattr(self.app, "status", None)
         link_text = getattr(self.app, "link_text", None)
         self.link = link_text() if callable(link_text) else None
+        self.sandbox = getattr(self.app, "sandbox_name", None)
 
     def render(self) -> Text:
         text = Text.assemble(("moltconsole", "bold"), "  ")
@@ -53,8 +55,14 @@ class StatusBar(Static):
         status = self.status or {}
         state = str(status.get("state", "unknown"))
         text.append("sandbox ")
+        if self.sandbox:
+            text.append(self.sandbox, style="bold")
+            text.append(" ")
         text.append(state, style=STATE_STYLES.get(state, "bold"))
         text.append(f"   OpenClaw {status.get('openclaw_version') or '?'}")
-        text.append("   backend: ")
-        text.append("connected", style="green")
+        width = self.content_size.width
+        # "connected" is the usual case: it goes first when a long sandbox name needs the room.
+        if not width or text.cell_len + len("   backend: connected") <= width:
+            text.append("   backend: ")
+            text.append("connected", style="green")
         return text

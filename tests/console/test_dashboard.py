@@ -323,7 +323,7 @@ async def test_number_keys_switch_screens_and_the_header_follows(backend_process
         await pilot.press("2")
         await pilot.pause()
         assert isinstance(app.screen, LogsScreen)
-        assert "sandbox absent" in str(app.screen.query_one(StatusBar).render())
+        assert "sandbox snapshot absent" in str(app.screen.query_one(StatusBar).render())
         await pilot.press("1")
         await pilot.pause()
         assert isinstance(app.screen, DashboardScreen)
