@@ -436,6 +436,8 @@ class MoltConsole(App[None]):
                 return
             self.select_sandbox(name)
 
+        # A toast would stay drawn on the screen behind the list: they go before it opens.
+        self.clear_notifications()
         self.push_screen(SandboxPickerScreen(self.client, self.sandbox_name), chosen)
 
     # --- actions ----------------------------------------------------------------------------

@@ -89,14 +89,21 @@ EMPTY_OUTRO = (
 )
 
 
-def empty_help() -> Group:
-    """What to do while the ledger is empty; the steps wrap under their own text, not the number."""
+def empty_help(sandbox: str | None = None) -> Group:
+    """What to do while the ledger is empty (for ``sandbox``, if the screen shows one); the
+    steps wrap under their own text, not the number."""
     steps = Table.grid(padding=(0, 1))
     steps.add_column(no_wrap=True)
     steps.add_column(ratio=1)
     for number, step in enumerate(EMPTY_STEPS, 1):
         steps.add_row(Text(f"  {number}."), Text(step))  # Text: "[gateway]" is no markup
-    return Group(Text(EMPTY_INTRO), steps, Text(EMPTY_OUTRO))
+    intro = EMPTY_INTRO
+    if sandbox is not None:  # the others may have some: say whose, and where to see them all
+        intro = intro.replace(
+            "No LLM requests in the ledger yet.",
+            f"No LLM requests from sandbox {sandbox} in the ledger yet (a shows all sandboxes).",
+        )
+    return Group(Text(intro), steps, Text(EMPTY_OUTRO))
 
 
 class CostsScreen(Screen[None]):
@@ -207,6 +214,8 @@ class CostsScreen(Screen[None]):
         scope = self._scope_text()
         self.query_one("#costs-summary").border_title = f"spend · {scope}"
         self.query_one("#costs-empty").border_title = f"costs · {scope}"
+        self.query_one("#costs-empty-text", Static).update(
+            empty_help(None if self.scope is None else sanitize(self.scope)))
 
     def _refresh_titles(self) -> None:
         window = self.window

@@ -367,11 +367,32 @@ def _ending_within(line: str, width: int) -> str:
 
 class EventsLog(RichLog):
     """The events panel: its newest lines stay in view when its height changes (an alert shown
-    above, the resources panel growing a line)."""
+    above, the resources panel growing a line), and it says when its width changes (shown again
+    after the table of all sandboxes hid it), so its lines are wrapped again for the new one."""
+
+    class Resized(Message):
+        """The panel has another width than its lines were wrapped for."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._width = 0
 
     def on_resize(self, event: events.Resize) -> None:
         super().on_resize(event)
         self.call_after_refresh(self.scroll_end, animate=False)
+        self._width_changed()
+
+    def on_hide(self) -> None:
+        self._width = 0  # what is written meanwhile is wrapped for no width (RichLog's least)
+
+    def on_show(self) -> None:
+        # Shown again: a hidden widget gets no Resize when it gets its size back.
+        self.call_after_refresh(self._width_changed)
+
+    def _width_changed(self) -> None:
+        if self.size.width != self._width:
+            self._width = self.size.width
+            self.post_message(self.Resized())
 
 
 class DashboardScreen(Screen[None]):
@@ -814,6 +835,7 @@ class DashboardScreen(Screen[None]):
         self.history_seen.clear()
         self.event_seen.clear()
         with self.app.batch_update():
+            self._show_fleet(False)  # first: the panels below are laid out again at their size
             self.query_one("#dash-cpu", ScaledSparkline).data = []
             self.query_one("#dash-mem", ScaledSparkline).data = []
             self.query_one("#dash-cpu-label", Static).update(f"CPU {NO_SAMPLES}")
@@ -822,15 +844,18 @@ class DashboardScreen(Screen[None]):
             self.query_one("#dash-memory-alert", Static).display = False
             self._show_alerts_class()
             self.query_one(SandboxPanel).show(None, self._now())
-            self._show_processes()
-            self._show_devices()
-            self._redraw_events()
-            self._show_fleet(False)
         self.follow_history()
 
     def action_toggle_fleet(self) -> None:
         """Show all sandboxes in a table instead of this one's panels, or this one's again."""
         self._show_fleet(not self.has_class("-fleet"))
+
+    @on(EventsLog.Resized)
+    def _panels_resized(self) -> None:
+        # The panels below are laid out together: all are fitted again at their new size.
+        self._redraw_events()
+        self.call_after_refresh(self._show_processes)
+        self.call_after_refresh(self._show_devices)
 
     def _show_fleet(self, shown: bool) -> None:
         self.set_class(shown, "-fleet")
@@ -840,8 +865,11 @@ class DashboardScreen(Screen[None]):
             if self.fleet is not None:
                 self._fill_fleet(self.fleet)
             self.fetch_fleet()
-        elif self.focused is self.query_one(SandboxTable):
+            return
+        if self.focused is self.query_one(SandboxTable):
             self.set_focus(None)
+        # The panels had no size while the table showed: fitted again when they get one
+        # (EventsLog.Resized).
 
     def _poll_fleet(self) -> None:
         if self.has_class("-fleet"):

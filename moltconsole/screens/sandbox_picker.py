@@ -56,7 +56,6 @@ class SandboxPickerScreen(ModalScreen[str | None]):
                          id="picker-keys")
 
     def on_mount(self) -> None:
-        self.app.clear_notifications()  # a toast would cover the list
         self.query_one(SandboxTable).display = False
         self.fetch()
 

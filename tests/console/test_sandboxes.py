@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import RichLog
+from textual.widgets import DataTable, RichLog
 
 from moltconsole.app import MoltConsole
 from moltconsole.client import BackendClient, BackendError, BackendUnreachable
 from moltconsole.screens.costs import CostsScreen
-from moltconsole.screens.dashboard import DashboardScreen
+from moltconsole.screens.dashboard import DashboardScreen, event_stamp
 from moltconsole.screens.logs import LogsScreen
 from moltconsole.screens.sandbox_picker import SandboxPickerScreen
 from moltconsole.settings import load_settings
@@ -34,7 +34,7 @@ from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.wire.events import SandboxEvent
 from moltconsole_shared.wire.sandbox import Desired, SandboxState, SandboxStatus
 from moltconsole_shared.wire.sandboxes import SandboxList, SandboxSummary
-from tests.console.test_costs_screen import CostsApp, settled
+from tests.console.test_costs_screen import CostsApp, rendered_lines, settled
 from tests.console.test_costs_screen import _backend as cost_backend
 from tests.unit.test_cost_routes import T0 as COSTS_T0
 from tests.unit.test_cost_routes import seeded_records
@@ -336,6 +336,8 @@ async def test_enter_in_the_table_of_all_sandboxes_opens_that_one() -> None:
     fleet = FakeFleet(FLEET)
     app = make_app(fleet)
     async with app.run_test(size=(80, 24)) as pilot:
+        devices = (await shown(pilot)).query_one("#dash-devices", DataTable)
+        pairing = [str(c.label) for c in devices.columns.values()]
         board = await fleet_table(pilot)
         assert board.has_class("-fleet")
         table = board.query_one(SandboxTable)
@@ -346,6 +348,31 @@ async def test_enter_in_the_table_of_all_sandboxes_opens_that_one() -> None:
         await shown(pilot)
         assert not board.has_class("-fleet")  # its own dashboard again
         assert "sandbox night-shift crash-loop" in bar(app)
+        # The panels were hidden under the table: fitted again at their size, not at none.
+        assert [str(c.label) for c in devices.columns.values()] == pairing == ["request", "device", "from"]
+
+
+async def test_the_panels_are_fitted_again_when_the_table_goes() -> None:
+    from moltconsole.screens.dashboard import DevicesArrived, HistoryArrived
+
+    app = make_app(FakeFleet(FLEET))
+    async with app.run_test(size=(80, 24)) as pilot:
+        board = await fleet_table(pilot)
+        # What arrives while the panels are hidden is laid out for no width.
+        board.post_message(DevicesArrived({"pending": [], "paired": []}))
+        waiting = SandboxEvent(2, T0 - 30, "state", "info", "waiting for the gateway's answer", "starting")
+        board.post_message(HistoryArrived([waiting]))
+        await pilot.pause()
+        await pilot.press("A")
+        await pilot.pause()
+        devices = board.query_one("#dash-devices", DataTable)
+        assert [str(c.label) for c in devices.columns.values()] == ["request", "device", "from"]
+        log = board.query_one("#dash-events", RichLog)
+        width = log.scrollable_content_region.width
+        lines = [line.text.rstrip() for line in log.lines]
+        # Wrapped at the panel's width (27 cells here), not at RichLog's least (20).
+        assert width == 27
+        assert lines[-2:] == [f"{event_stamp(T0 - 30, T0)} starting: waiting", "for the gateway's answer"]
 
 
 async def test_the_table_refreshes_while_shown_and_marks_the_one_shown() -> None:
@@ -383,6 +410,16 @@ async def test_choosing_the_default_again_goes_back_to_its_first_paths() -> None
         assert app.client.sandbox is None  # the default, at the paths every backend has
         await shown(pilot)
         assert "sandbox main stopped" in bar(app)
+
+
+async def test_the_picker_opens_without_toasts_over_it() -> None:
+    app = make_app(FakeFleet(FLEET))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await shown(pilot)
+        app.notify("a toast that would stay drawn behind the list")
+        await pilot.pause()
+        await picker(pilot)
+        assert not app._notifications
 
 
 async def test_one_sandbox_only_the_picker_says_so() -> None:
@@ -538,6 +575,24 @@ async def test_costs_without_a_sandbox_name_show_all_and_say_why_a_does_nothing(
         await pilot.pause()
         assert screen.scope is None
         assert any("did not say which sandbox this is" in n.message for n in app._notifications)
+
+
+@pytest.fixture
+def empty_ledger() -> Iterator[Any]:
+    yield from cost_backend([])
+
+
+async def test_an_empty_ledger_for_this_sandbox_says_whose_and_how_to_see_all(empty_ledger: Any) -> None:
+    def said(screen: CostsScreen) -> str:
+        return " ".join(" ".join(rendered_lines(screen.query_one("#costs-empty-text"))).split())
+
+    app = ScopedCostsApp(empty_ledger.socket)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settled(pilot)
+        assert "No LLM requests from sandbox main in the ledger yet (a shows all sandboxes)." in said(screen)
+        await pilot.press("a")
+        screen = await settled(pilot)
+        assert "No LLM requests in the ledger yet." in said(screen)
 
 
 # --- against the real backend ---------------------------------------------------------------------
