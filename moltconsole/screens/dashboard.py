@@ -844,6 +844,11 @@ class DashboardScreen(Screen[None]):
             self.query_one("#dash-memory-alert", Static).display = False
             self._show_alerts_class()
             self.query_one(SandboxPanel).show(None, self._now())
+            # The other's processes, pairings and events go now (fitted again, if the table hid
+            # the panels, when they get their size back).
+            self._show_processes()
+            self._show_devices()
+            self._redraw_events()
         self.follow_history()
 
     def action_toggle_fleet(self) -> None:

@@ -330,6 +330,12 @@ async def test_a_running_sandbox_shown_has_its_processes_and_stats_asked() -> No
         assert fleet.addressed("processes") == ["build-bot"]
         assert fleet.addressed("stats") == ["build-bot"]
         assert fleet.addressed("devices") == ["build-bot"]
+        await pilot.pause()
+        processes = app.screen.query_one("#dash-processes", DataTable)
+        assert processes.row_count == 1
+        app.select_sandbox("main")  # stopped: no processes of its own, none of build-bot's left
+        await shown(pilot)
+        assert processes.row_count == 0 and not processes.columns
 
 
 async def test_enter_in_the_table_of_all_sandboxes_opens_that_one() -> None:
