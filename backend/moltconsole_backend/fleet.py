@@ -34,6 +34,8 @@ from pydantic import ValidationError
 from moltconsole_backend.gateway.budgets import day_start
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
+from moltconsole_backend.memory.keeper import MemoryKeeper
+from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.sandbox.errors import OperationError
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.sandbox.registry import OVERRIDABLE, SandboxRegistry
@@ -73,6 +75,7 @@ class Sandbox:
     manager: SandboxManager
     logs: LogCollector | None
     config_key: str  # where its settings live: "sandbox", "sandboxes.NAME"
+    memory: MemoryKeeper | None = None  # its snapshots (None while memory is off)
 
 
 def host_available_mib(path: Path = MEMINFO) -> int | None:
@@ -103,9 +106,11 @@ class SandboxFleet:
         make_logs: Callable[[Settings, SandboxManager], LogCollector] | None = LogCollector,
         default_manager: SandboxManager | None = None,
         available_mib: Callable[[], int | None] = host_available_mib,
+        memory: MemoryService | None = None,
     ) -> None:
         self.settings = settings
         self.gateway = gateway
+        self.memory = memory
         self.registry = SandboxRegistry(settings.paths.data_dir)
         self._make_manager = make_manager
         self._make_logs = make_logs
@@ -200,6 +205,11 @@ class SandboxFleet:
                 # A sandbox still running from before this backend started presents its saved token.
                 await asyncio.to_thread(self.gateway.token_for, sandbox.name)
         self._opened.append(sandbox)  # closed even if opening fails half way
+        if self.memory is not None:
+            sandbox.memory = self.memory.keeper(sandbox.name, manager.paths.state, manager.notice)
+            manager.memory = sandbox.memory
+            if sandbox.memory is not None:
+                await sandbox.memory.start()
         await manager.open()
         if sandbox.logs is not None:
             await sandbox.logs.start()
@@ -213,6 +223,8 @@ class SandboxFleet:
         if sandbox in self._opened:
             self._opened.remove(sandbox)
             await sandbox.manager.close()
+            if sandbox.memory is not None:
+                await sandbox.memory.close()
 
     async def close(self) -> None:
         """Stop collecting and watching; every container keeps running."""

@@ -123,6 +123,49 @@ class LogSettings(Section):
     twin_wait: float = Field(default=3.0, ge=0, le=60)
 
 
+DEFAULT_MEMORY_EXCLUDES = [
+    "*.lock", "*.tmp", "*.pid", "tmp/*", "cache/*", "*/cache/*", "logs/*", "*/logs/*",
+    "*-wal", "*-shm", "*-journal", "*.sock",
+]
+
+
+class MemorySettings(Section):
+    """Where and when each sandbox's state directory is kept with history (memory/).
+
+    Off by default until the Memory screen, retention and the real-agent tests land (issue 11).
+    """
+
+    enabled: bool = False
+    # "": a local repository under <data_dir>/memory only. "s3://bucket/prefix" or
+    # "r2://bucket/prefix": that bucket too (snapshots are kept locally first and copied).
+    repository: str = ""
+    endpoint_url: str = ""  # S3 endpoint; for r2:// it comes from account_id
+    account_id: str = ""  # Cloudflare account id (or CF_ACCOUNT_ID)
+    region: str = ""  # "auto" for R2
+    path_style: bool = False  # SeaweedFS and MinIO without DNS names per bucket
+    access_key_env: str = ""  # variable names; empty: R2_* then AWS_* (keys file or environment)
+    secret_key_env: str = ""
+    # A variable holding a passphrase: the repository is encrypted (AES-256-GCM) with it.
+    encryption_key_env: str = ""
+    debounce: float = Field(default=1.0, ge=0.05, le=60)  # quiet seconds after a change
+    max_delay: float = Field(default=3.0, ge=0.1, le=600)  # at most this long while changes go on
+    interval: float = Field(default=3600.0, ge=0)  # a scheduled snapshot; 0: none
+    stop_timeout: float = Field(default=30.0, gt=0, le=3600)  # what a stop waits for its snapshot
+    excludes: list[str] = Field(default_factory=lambda: list(DEFAULT_MEMORY_EXCLUDES))
+    keep_last: int = Field(default=20, ge=1)
+    keep_hourly: int = Field(default=24, ge=0)
+    keep_daily: int = Field(default=14, ge=0)
+    keep_weekly: int = Field(default=8, ge=0)
+    keep_monthly: int = Field(default=12, ge=0)
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if value and not re.match(r"^(s3|r2)://[a-z0-9][a-z0-9.-]{1,62}(/.*)?$", value):
+            raise ValueError('expected "" (local only), "s3://bucket/prefix" or "r2://bucket/prefix"')
+        return value
+
+
 class ProviderSettings(Section):
     """An upstream the AI gateway forwards to, with the credentials the sandbox never sees.
 
@@ -306,6 +349,7 @@ class Settings(ConfigRoot):
     paths: PathSettings = Field(default_factory=PathSettings)
     logs: LogSettings = Field(default_factory=LogSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
     sandboxes: dict[str, SandboxSettings] = Field(default_factory=dict)
 
     @model_validator(mode="before")
@@ -368,6 +412,11 @@ class Settings(ConfigRoot):
     def ledger_path(self) -> Path:
         """The AI gateway's SQLite ledger of requests and their cost."""
         return self.paths.data_dir / "ledger.sqlite"
+
+    @property
+    def memory_dir(self) -> Path:
+        """The local memory repository (snapshots of every sandbox's state)."""
+        return self.paths.data_dir / "memory"
 
     @property
     def keys_path(self) -> Path:

@@ -27,7 +27,9 @@ CONFIG_VARIABLE = "MOLTCONSOLE_CONFIG"
 
 # Every section of the config file, whichever side owns it: the console's, the backend's, and
 # the ones both read. A side ignores the sections here that it does not own.
-SECTIONS: frozenset[str] = frozenset({"console", "paths", "sandbox", "sandboxes", "logs", "gateway"})
+SECTIONS: frozenset[str] = frozenset(
+    {"console", "paths", "sandbox", "sandboxes", "logs", "gateway", "memory"}
+)
 
 # Keys whose values an error message never shows.
 _SECRET_KEYS = ("api_key", "headers", "token", "secret", "password")

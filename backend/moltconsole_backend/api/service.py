@@ -44,6 +44,7 @@ from moltconsole_backend.api.sandbox_routes import sandbox_routes
 from moltconsole_backend.fleet import Sandbox, SandboxFleet
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
+from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import Settings
 
@@ -161,7 +162,8 @@ class BackendService:
         self.settings = settings
         self.gateway = GatewayService(settings)
         # The gateway hands out each agent's token, so a new container's token works at once.
-        self.fleet = SandboxFleet(settings, self.gateway, default_manager=manager)
+        self.memory = MemoryService(settings, self.gateway.env)
+        self.fleet = SandboxFleet(settings, self.gateway, default_manager=manager, memory=self.memory)
         self._gateway_started = False
         self._fleet_opened = False
         self.socket_path = settings.socket_path
@@ -198,6 +200,7 @@ class BackendService:
             await self.gateway.start()
             self._gateway_started = True
             self._fleet_opened = True
+            await self.memory.open()
             await self.fleet.open()
             config = uvicorn.Config(
                 fleet_app(self.fleet, self.gateway),

@@ -29,13 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot, new_snapshot_id
+from moltconsole_backend.settings import DEFAULT_MEMORY_EXCLUDES
 
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
-DEFAULT_EXCLUDES: tuple[str, ...] = (
-    "*.lock", "*.tmp", "*.pid", "tmp/*", "cache/*", "*/cache/*", "logs/*", "*/logs/*",
-    "*-wal", "*-shm", "*-journal", "*.sock",
-)
+DEFAULT_EXCLUDES: tuple[str, ...] = tuple(DEFAULT_MEMORY_EXCLUDES)  # memory.excludes
 
 
 @dataclass(frozen=True)

@@ -121,3 +121,43 @@ class LocalStore:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+
+class LocalFirst:
+    """The local repository's storage with the bucket behind it, for one repository kept in
+    both: writes go to the local storage (the bucket gets them by replication), reads look
+    locally first and then in the bucket (a new server restoring from it), lists are the union.
+    """
+
+    def __init__(self, local: ObjectStore, remote: ObjectStore) -> None:
+        self.local = local
+        self.remote = remote
+
+    @property
+    def where(self) -> str:
+        return f"{self.local.where} (and {self.remote.where})"
+
+    def put(self, key: str, data: bytes) -> None:
+        self.local.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.local.get(key)
+        except ObjectMissing:
+            return self.remote.get(key)
+
+    def exists(self, key: str) -> bool:
+        return self.local.exists(key) or self.remote.exists(key)
+
+    def list(self, prefix: str) -> Iterator[str]:
+        seen = set(self.local.list(prefix))
+        yield from seen
+        try:
+            for key in self.remote.list(prefix):
+                if key not in seen:
+                    yield key
+        except StoreUnreachable:
+            return  # the local repository alone while the bucket is away
+
+    def delete(self, key: str) -> None:
+        self.local.delete(key)

@@ -26,7 +26,7 @@ import logging
 import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from moltconsole_backend.sandbox import spec
 from moltconsole_backend.sandbox.background import BackgroundTasks, in_own_thread
@@ -70,6 +70,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class MemoryHooks(Protocol):
+    """What the manager asks of the sandbox's memory keeper."""
+
+    async def after_stop(self, operation: str) -> None: ...
+
+    async def before_start(self) -> object: ...
+
+
 class SandboxManager:
     """Owns one sandbox container: lifecycle, supervision, exec, stats and process list.
 
@@ -103,6 +111,9 @@ class SandboxManager:
         # Where this sandbox's settings live ("sandbox" or "sandboxes.NAME"), for messages.
         self.config_key = "sandbox"
         self.port_hint: str | None = None  # how to give it another port, where not config_key's
+        # The sandbox's memory keeper (memory/keeper.py): a snapshot after each stop, and a
+        # restore into an empty state directory before a start.
+        self.memory: MemoryHooks | None = None
         # Asked before a start: why the sandbox may not start now (the fleet's memory check).
         self.admission: Callable[[SandboxManager], str | None] | None = None
         if client_factory is not None:
@@ -352,6 +363,8 @@ class SandboxManager:
             if refusal is not None:
                 self.notice(refusal)
                 raise OperationError(refusal)
+            if self.memory is not None and not self.status.running:
+                await self.memory.before_start()
             self.lifecycle.want_running()
             self.supervision.cancel_restart()
             await self.start_container()
@@ -476,7 +489,8 @@ class SandboxManager:
             await self._stop()
         return self.status
 
-    async def _stop(self) -> None:
+    async def _stop(self, operation: str = "stop") -> None:
+        """Stop the container; once it has stopped, the memory snapshot ``operation`` waits for."""
         self.lifecycle.want_stopped()
         self.supervision.cancel_restart()
         container = await self.find()
@@ -499,11 +513,13 @@ class SandboxManager:
             await self.wait_for(lambda s: s.state != SandboxState.STOPPING, timeout=5)
         if self.status.state == SandboxState.STOPPING:
             self.publish(self.lifecycle.update(state=SandboxState.STOPPED))
+        if self.memory is not None:
+            await self.memory.after_stop(operation)
 
     async def restart(self) -> SandboxStatus:
         """Stop, then start."""
         async with self.operation("restart the sandbox"):
-            await self._stop()
+            await self._stop("restart")
             self.lifecycle.want_running()
             await self.start_container()
         return self.status
@@ -514,8 +530,8 @@ class SandboxManager:
             await self._destroy()
         return self.status
 
-    async def _destroy(self) -> None:
-        await self._stop()
+    async def _destroy(self, operation: str = "destroy") -> None:
+        await self._stop(operation)
         container = await self.find()
         if container is None:
             self._retire_token()
@@ -557,7 +573,7 @@ class SandboxManager:
                 self.paths.pin.write_text(version + "\n", encoding="utf-8")
             else:
                 self.paths.pin.unlink(missing_ok=True)
-            await self._destroy()
+            await self._destroy("rebuild")
             if was_running:
                 self.lifecycle.want_running()
                 await self.start_container()
@@ -573,7 +589,7 @@ class SandboxManager:
         """
         async with self.operation("rotate the gateway token"):
             was_running = self.status.desired == Desired.RUNNING
-            await self._destroy()  # rotates the token, even without a container
+            await self._destroy("rotate-token")  # rotates the token, even without a container
             if was_running:
                 self.lifecycle.want_running()
                 await self.start_container()  # creates the container: with another new token

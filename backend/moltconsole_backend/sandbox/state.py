@@ -38,7 +38,9 @@ class KeptState:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"desired": self.desired.value, "restarts": self.restarts, "last_exit_code": self.last_exit_code}
+        return {
+            "desired": self.desired.value, "restarts": self.restarts, "last_exit_code": self.last_exit_code,
+        }
 
     @classmethod
     def from_json(cls, data: Any) -> KeptState:

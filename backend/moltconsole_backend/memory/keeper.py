@@ -1,0 +1,322 @@
+"""One sandbox's memory, kept: snapshots when its state changes, on a schedule, on demand and
+after every stop; their copy to the bucket; and restores.
+
+- **Change**: the state directory is watched (inotify, through watchfiles); a snapshot is
+  taken once it has been quiet for ``memory.debounce`` seconds, or after ``max_delay`` while
+  changes go on, then pushed to the bucket at once.
+- **Stop**: the sandbox manager calls ``after_stop`` once the container has stopped, before a
+  restart, rebuild or destroy goes on; the operation waits for the snapshot (at most
+  ``stop_timeout``), which is local and so does not need the bucket.
+- **Bucket down**: the push fails, the keeper says since when, and tries again with a growing
+  pause (up to 30 s); the local repository holds the snapshots meanwhile (replicate.py).
+- **Start**: ``before_start`` restores the newest snapshot into an empty state directory (a new
+  server), and says so.
+
+One lock per keeper serialises its snapshots and restores; keepers of different sandboxes
+run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded
+from moltconsole_backend.memory.replicate import Replica
+from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
+from moltconsole_backend.memory.restore import UnsafePath, restore_snapshot, safe_parts, write_file
+from moltconsole_backend.memory.store import StoreError
+from moltconsole_backend.settings import MemorySettings
+from moltconsole_shared.wire.events import EventLevel
+
+log = logging.getLogger(__name__)
+PUSH_BACKOFF_MAX = 30.0
+
+Notify = Callable[[str, EventLevel], None]  # (message, level) for the sandbox's event history
+
+
+class KeeperError(Exception):
+    """A memory operation could not be done; the message says why and what to do."""
+
+
+@dataclass
+class BucketState:
+    """What the keeper knows of its bucket."""
+
+    where: str | None = None  # None: local repository only
+    reachable: bool | None = None  # None: not tried yet
+    unreachable_since: float | None = None
+    last_error: str = ""
+    last_push: float | None = None
+
+
+class MemoryKeeper:
+    """Keeps ``state_dir`` (sandbox ``name``) in ``repo``, copied by ``replica`` if any."""
+
+    def __init__(
+        self, name: str, state_dir: Path, repo: Repository, replica: Replica | None,
+        settings: MemorySettings, notify: Notify | None = None,
+    ) -> None:
+        self.name = name
+        self.state_dir = state_dir
+        self.repo = repo
+        self.replica = replica
+        self.settings = settings
+        self.capture = Capture(repo, name, state_dir, settings.excludes)
+        self.bucket = BucketState(where=replica.where if replica is not None else None)
+        self.last: Snapshot | None = None
+        self.last_report: CaptureReport | None = None
+        self.last_error = ""
+        self.pending = 0  # snapshots not in the bucket yet
+        self._notify = notify or (lambda message, level: None)
+        self._lock = asyncio.Lock()
+        self._push_wanted = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._changed = asyncio.Condition()  # notified after each snapshot and push attempt
+        self.watching = False
+
+    # --- life -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Remember the newest snapshot, then watch, schedule and push."""
+        self.last = await asyncio.to_thread(self.repo.latest, self.name)
+        if self.last is not None:
+            await asyncio.to_thread(self.capture.remember, self.last)
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._watch())]
+        if self.settings.interval > 0:
+            self._tasks.append(loop.create_task(self._schedule()))
+        if self.replica is not None:
+            self._tasks.append(loop.create_task(self._pusher()))
+            self._push_wanted.set()  # whatever was queued before the backend stopped
+
+    async def close(self) -> None:
+        self._stop.set()
+        self._push_wanted.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    async def _tell(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait(self, predicate: Callable[[MemoryKeeper], bool], timeout: float) -> None:
+        """Wait until ``predicate(self)`` holds after a snapshot or a push (TimeoutError)."""
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(lambda: predicate(self))
+
+    # --- snapshots --------------------------------------------------------------------------
+    async def backup(self, reason: str) -> CaptureReport:
+        """Take a snapshot now (then push it)."""
+        async with self._lock:
+            return await self._backup(reason)
+
+    async def _backup(self, reason: str) -> CaptureReport:
+        if not self.state_dir.is_dir():
+            raise KeeperError(
+                f"sandbox {self.name} has no state directory yet ({self.state_dir}); start it once first"
+            )
+        parent = self.last.id if self.last is not None else None
+        try:
+            report = await asyncio.to_thread(self.capture.take, reason, parent)
+        except (OSError, StoreError) as exc:
+            self.last_error = f"snapshot failed: {exc}"
+            raise KeeperError(f"the memory snapshot of sandbox {self.name} failed: {exc}") from None
+        self.last, self.last_report, self.last_error = report.snapshot, report, ""
+        log.info(
+            "memory snapshot %s of %s (%s): %d files, %d read, %d new blobs, %d bytes stored, %.2fs",
+            report.snapshot.id, self.name, reason, len(report.snapshot.files), report.read_files,
+            report.new_blobs, report.uploaded_bytes, report.seconds,
+        )
+        self._push_wanted.set()
+        await self._tell()
+        return report
+
+    async def after_stop(self, operation: str) -> None:
+        """The container has stopped (``operation``: stop, restart, rebuild, destroy): take
+        the snapshot the operation waits for."""
+        if not self.state_dir.is_dir():
+            return
+        try:
+            await asyncio.wait_for(self.backup(f"before-{operation}"), self.settings.stop_timeout)
+        except TimeoutError:
+            self._notify(
+                f"the memory snapshot before {operation} took longer than memory.stop_timeout "
+                f"({self.settings.stop_timeout:g} s) and was left; the state directory is kept", "warning",
+            )
+            return
+        except KeeperError as exc:
+            self._notify(f"{exc}; the state directory is kept", "error")
+            return
+        if self.bucket.where is not None and self.bucket.reachable is False:
+            since = time.strftime("%H:%M:%S", time.localtime(self.bucket.unreachable_since or time.time()))
+            self._notify(
+                f"memory snapshot before {operation} kept locally; the bucket {self.bucket.where} is "
+                f"unreachable since {since}, and it goes up when the bucket is back", "warning",
+            )
+
+    # --- watching and schedule --------------------------------------------------------------
+    def _interesting(self, _change: Any, path: str) -> bool:
+        try:
+            rel = Path(path).relative_to(self.state_dir).as_posix()
+        except ValueError:
+            return False
+        return not excluded(rel, self.settings.excludes)
+
+    async def _watch(self) -> None:
+        import watchfiles
+
+        while not self._stop.is_set():
+            if not self.state_dir.is_dir():
+                # Made by the sandbox's first start; there is no event to await for it here.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 2.0)
+                continue
+            self.watching = True
+            try:
+                async for _changes in watchfiles.awatch(
+                    self.state_dir, watch_filter=self._interesting, stop_event=self._stop,
+                    debounce=int(self.settings.max_delay * 1000), step=int(self.settings.debounce * 1000),
+                    recursive=True, ignore_permission_denied=True,
+                ):
+                    with contextlib.suppress(KeeperError):
+                        await self.backup("change")
+            except (FileNotFoundError, RuntimeError, OSError) as exc:  # the directory went away
+                log.info("memory watch on %s ended: %s", self.state_dir, exc)
+            finally:
+                self.watching = False
+
+    async def _schedule(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.interval)
+            if not self._stop.is_set():
+                with contextlib.suppress(KeeperError):
+                    await self.backup("schedule")
+
+    # --- the bucket -------------------------------------------------------------------------
+    async def _pusher(self) -> None:
+        assert self.replica is not None
+        pause = 1.0
+        while not self._stop.is_set():
+            await self._push_wanted.wait()
+            self._push_wanted.clear()
+            if self._stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self.replica.push)
+                self.pending = len(await asyncio.to_thread(self.replica.pending))
+            except StoreError as exc:
+                with contextlib.suppress(Exception):  # from what the bucket had when last listed
+                    self.pending = len(await asyncio.to_thread(self.replica.pending, False))
+                self.replica.forget_listing()
+                if self.bucket.reachable is not False:
+                    self.bucket.unreachable_since = time.time()
+                    log.warning("memory bucket %s: %s", self.bucket.where, exc)
+                self.bucket.reachable, self.bucket.last_error = False, str(exc)
+                await self._tell()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), pause)
+                pause = min(pause * 2, PUSH_BACKOFF_MAX)
+                self._push_wanted.set()
+                continue
+            if self.bucket.reachable is False:
+                log.info("memory bucket %s is reachable again", self.bucket.where)
+            self.bucket.reachable, self.bucket.unreachable_since, self.bucket.last_error = True, None, ""
+            self.bucket.last_push = time.time()
+            pause = 1.0
+            await self._tell()
+
+    # --- reading and restoring --------------------------------------------------------------
+    async def snapshots(self) -> list[Snapshot]:
+        return await asyncio.to_thread(self.repo.snapshots, self.name)
+
+    async def snapshot(self, snapshot_id: str) -> Snapshot:
+        try:
+            return await asyncio.to_thread(self.repo.read_snapshot, self.name, snapshot_id)
+        except (StoreError, ValueError) as exc:
+            raise KeeperError(f"sandbox {self.name} has no snapshot {snapshot_id!r} ({exc})") from None
+
+    async def read(self, path: str, snapshot_id: str | None = None) -> bytes:
+        """A file as it is now, or as it was in a snapshot."""
+        try:
+            parts = safe_parts(path)
+        except UnsafePath as exc:
+            raise KeeperError(str(exc)) from None
+        if snapshot_id is None:
+            target = self.state_dir.joinpath(*parts)
+            try:
+                return await asyncio.to_thread(target.read_bytes)
+            except OSError as exc:
+                raise KeeperError(f"cannot read {path} in sandbox {self.name}: {exc.strerror}") from None
+        snap = await self.snapshot(snapshot_id)
+        entry = _entry(snap, path)
+        return await asyncio.to_thread(self.repo.get_blob, entry.blob)
+
+    async def restore_file(self, path: str, snapshot_id: str) -> Snapshot:
+        """Put one file back as it was in a snapshot; a safety snapshot first (returned)."""
+        async with self._lock:
+            snap = await self.snapshot(snapshot_id)
+            entry = _entry(snap, path)
+            safety = (await self._backup("safety")).snapshot
+            content = await asyncio.to_thread(self.repo.get_blob, entry.blob)
+            try:
+                await asyncio.to_thread(write_file, self.state_dir, entry, content)
+            except UnsafePath as exc:
+                raise KeeperError(str(exc)) from None
+            return safety
+
+    async def restore_all(self, snapshot_id: str) -> Snapshot | None:
+        """Make the state directory hold exactly a snapshot (the sandbox must be stopped); a
+        safety snapshot of what was there first (returned, None for an empty directory)."""
+        async with self._lock:
+            snap = await self.snapshot(snapshot_id)
+            safety = None
+            if self.state_dir.is_dir() and any(self.state_dir.iterdir()):
+                safety = (await self._backup("safety")).snapshot
+            try:
+                previous = await asyncio.to_thread(restore_snapshot, self.repo, snap, self.state_dir)
+            except (UnsafePath, StoreError, OSError) as exc:
+                raise KeeperError(
+                    f"restoring sandbox {self.name} to {snapshot_id} failed, its state directory is "
+                    f"as it was: {exc}"
+                ) from None
+            if previous is not None:
+                await asyncio.to_thread(shutil.rmtree, previous, True)  # the safety snapshot has it
+            await asyncio.to_thread(self.capture.remember, snap)
+            return safety
+
+    async def before_start(self) -> Snapshot | None:
+        """An empty state directory and a snapshot to restore (a new server): restore the
+        newest, say so, and return it."""
+        if self.state_dir.is_dir() and any(self.state_dir.iterdir()):
+            return None
+        latest = await asyncio.to_thread(self.repo.latest, self.name)
+        if latest is None:
+            return None
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(latest.time))
+        self._notify(
+            f"the state directory is empty: restoring the memory of sandbox {self.name} from "
+            f"snapshot {latest.id} taken {when} ({len(latest.files)} files)", "info",
+        )
+        await self.restore_all(latest.id)
+        return latest
+
+
+def _entry(snapshot: Snapshot, path: str) -> FileEntry:
+    for entry in snapshot.files:
+        if entry.path == path:
+            return entry
+    raise KeeperError(f"{path} is not in snapshot {snapshot.id}")

@@ -1,0 +1,114 @@
+"""The bucket as a copy of the local repository.
+
+Snapshots are always written to the local repository first (a local disk is there when the
+bucket is not), then copied object by object, as stored, to the bucket: the blobs a snapshot
+names that the bucket lacks, then its manifest, last. So the bucket holds the same repository
+(same config, same blob names, same encryption), a snapshot there never names a missing blob,
+and while the bucket is unreachable the local repository is the queue: nothing is lost, and
+everything goes up when it returns.
+
+On a new server the local repository is empty and the bucket holds one: ``adopt`` copies its
+config down first, so the two are one repository again and restores can read from the bucket.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from moltconsole_backend.memory.repo import BLOBS, CONFIG_KEY, Repository, blob_key
+from moltconsole_backend.memory.store import ObjectMissing, ObjectStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaMismatch(StoreError):
+    """The bucket holds another repository than the local one."""
+
+
+class Replica:
+    """Copies the local repository's objects to ``remote``."""
+
+    def __init__(self, local: Repository, remote: ObjectStore) -> None:
+        self.local = local
+        self.remote = remote
+        self._known: set[str] | None = None  # blob names in the bucket
+        self._manifests: set[str] | None = None  # manifest keys in the bucket
+        self._lock = threading.Lock()
+
+    @property
+    def where(self) -> str:
+        return self.remote.where
+
+    @staticmethod
+    def adopt(local_store: ObjectStore, remote: ObjectStore) -> bool:
+        """Before the local repository is opened: if it has no config and the bucket has one,
+        take the bucket's (a new server restoring from the bucket). True if it did."""
+        try:
+            local_store.get(CONFIG_KEY)
+            return False
+        except ObjectMissing:
+            pass
+        try:
+            config = remote.get(CONFIG_KEY)
+        except ObjectMissing:
+            return False
+        local_store.put(CONFIG_KEY, config)
+        return True
+
+    def check(self) -> None:
+        """Make sure the bucket holds this repository (or none yet: then give it the config)."""
+        mine = self.local.store.get(CONFIG_KEY)
+        try:
+            theirs = self.remote.get(CONFIG_KEY)
+        except ObjectMissing:
+            self.remote.put(CONFIG_KEY, mine)
+            return
+        if theirs != mine:
+            raise ReplicaMismatch(
+                f"{self.remote.where} holds another memory repository than {self.local.store.where}; "
+                "point memory.repository at an empty prefix, or move the local repository away to "
+                "take the bucket's"
+            )
+
+    def _remote_state(self) -> tuple[set[str], set[str]]:
+        if self._known is None or self._manifests is None:
+            known = {key.rsplit("/", 1)[-1] for key in self.remote.list(BLOBS + "/")}
+            manifests = set(self.remote.list("snapshots/"))
+            self._known, self._manifests = known, manifests
+        return self._known, self._manifests
+
+    def pending(self, ask: bool = True) -> list[str]:
+        """Manifest keys the bucket does not have yet, oldest first (listing the bucket once;
+        without ``ask``, from what it held when last listed, or nothing known)."""
+        with self._lock:
+            manifests = self._remote_state()[1] if ask else (self._manifests or set())
+            local = sorted(f"snapshots/{s}/{i}.json" for s, i in self.local.snapshot_ids())
+            return [key for key in local if key not in manifests]
+
+    def push(self) -> int:
+        """Copy every snapshot the bucket lacks (blobs first, each manifest last); the number
+        of snapshots copied. StoreUnreachable when the bucket cannot be reached (the next push
+        goes on where this one stopped)."""
+        with self._lock:
+            self.check()
+            known, manifests = self._remote_state()
+            copied = 0
+            for sandbox, snapshot_id in sorted(self.local.snapshot_ids(), key=lambda pair: pair[1]):
+                snap = self.local.read_snapshot(sandbox, snapshot_id)
+                if snap.key in manifests:
+                    continue
+                for entry in snap.files:
+                    if entry.blob not in known:
+                        key = blob_key(entry.blob)
+                        self.remote.put(key, self.local.store.get(key))
+                        known.add(entry.blob)
+                self.remote.put(snap.key, self.local.store.get(snap.key))
+                manifests.add(snap.key)
+                copied += 1
+            return copied
+
+    def forget_listing(self) -> None:
+        """List the bucket again on the next push (after a failure or someone else's change)."""
+        with self._lock:
+            self._known = self._manifests = None
