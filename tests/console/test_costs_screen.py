@@ -313,6 +313,7 @@ async def test_tables_show_whole_columns_and_say_what_a_wider_terminal_adds(
                 holder = table.parent
                 subtitle = str(holder.border_subtitle) if isinstance(holder, Widget) else ""
                 assert (f"{hidden} more column" in subtitle) == bool(hidden), table.id
+        screen = await settled(pilot)  # a reload the key presses set off has landed
         errors = screen.query_one("#costs-errors", CostTable)
         assert "message" in errors.shown
         wrapped = str(errors.get_row("long-error")[errors.shown.index("message")])
