@@ -315,6 +315,10 @@ async def test_tables_show_whole_columns_and_say_what_a_wider_terminal_adds(
                 assert (f"{hidden} more column" in subtitle) == bool(hidden), table.id
         screen = await settled(pilot)  # a reload the key presses set off has landed
         errors = screen.query_one("#costs-errors", CostTable)
+        for _ in range(200):  # under load a later refresh may still be filling the table
+            if "long-error" in {key.value for key in errors.rows}:
+                break
+            await pilot.pause(0.05)
         assert "message" in errors.shown
         wrapped = str(errors.get_row("long-error")[errors.shown.index("message")])
         assert 1 < len(wrapped.splitlines()) <= 3 and wrapped.endswith("…")

@@ -152,7 +152,7 @@ async def check_every_panel(app: MoltConsole, pilot: Any, env: SandboxEnv, first
     bar = dashboard.query_one(StatusBar)
     await until(pilot, "the status bar connected",
                 lambda: "backend: connected" in str(bar.render()) and app.connected is True, 60)
-    assert f"sandbox {sandbox_env.settings.sandbox.name} ready" in str(bar.render())
+    assert f"sandbox {env.settings.sandbox.name} ready" in str(bar.render())
 
     # Stats: the sparklines move again.
     await until(pilot, "new resource samples", lambda: dashboard.samples >= samples_at_loss + 2, 60)
