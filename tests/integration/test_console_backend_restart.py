@@ -184,6 +184,6 @@ async def check_every_panel(app: MoltConsole, pilot: Any, env: SandboxEnv, first
     async with BackendClient(app.settings.socket_path) as client:
         await client.action("stop")
     await until(pilot, "the sandbox stopped on the status bar",
-                lambda: "sandbox stopped" in str(bar.render()), 60)
+                lambda: f"sandbox {env.settings.sandbox.name} stopped" in str(bar.render()), 60)
     await until(pilot, "the stop in the events panel", lambda: any(
         e.state == "stopped" and e.time > time.time() - 120 for e in dashboard._recorded.values()), 30)
