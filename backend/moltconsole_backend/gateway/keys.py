@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from moltconsole_backend.settings import GatewaySettings, ProviderSettings
+from moltconsole_shared.files import write_atomically
 from moltconsole_shared.wire.status import MissingKey
 
 log = logging.getLogger(__name__)
@@ -245,18 +246,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _replace(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, mode 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    write_atomically(path, text.encode("utf-8"))
 
 
 def _edit(path: Path, name: str, line: str | None) -> bool:

@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
+
+from moltconsole_shared.files import write_atomically
 
 _PART = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 
@@ -80,17 +81,7 @@ class LocalStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            write_atomically(path, data)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror}") from None
 
@@ -114,7 +105,7 @@ class LocalStore:
         for dirpath, _dirs, files in os.walk(base):
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in files:
-                if name.startswith(".put-"):
+                if name.startswith("."):
                     continue  # a write in progress or cut short
                 yield name if rel == "." else f"{rel}/{name}"
 

@@ -9,13 +9,12 @@ new list, never half of one) and is owner-only like the rest of the data directo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from moltconsole_shared.files import write_atomically
 
 log = logging.getLogger(__name__)
 FILE_NAME = "sandboxes.json"
@@ -60,15 +59,8 @@ class SandboxRegistry:
         """Replace the list with ``entries``, atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         body = json.dumps({"version": 1, "sandboxes": entries}, indent=2, sort_keys=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".sandboxes.", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(body)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            write_atomically(self.path, body.encode("utf-8"))
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
             raise RegistryError(f"cannot write {self.path}: {exc.strerror}") from None
 
