@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from websockets.asyncio.client import ClientConnection, unix_connect
@@ -43,13 +43,16 @@ from moltconsole_shared.wire.sandboxes import (
 )
 from moltconsole_shared.wire.schema import WireFormatError, WireSchema
 
+if TYPE_CHECKING:
+    from moltconsole.memory_client import MemoryClient
+
 T = TypeVar("T")
 EXEC_STDOUT = exec_wire.STDOUT
 EXEC_STDERR = exec_wire.STDERR
 # The default sandbox's resources at their first paths (operations and processes: /v1/sandbox/X).
 _DEFAULT_PATHS = {
     "status": "/v1/status", "events": "/v1/events", "stats": "/v1/stats", "logs": "/v1/logs",
-    "exec": "/v1/exec", "devices": "/v1/devices",
+    "exec": "/v1/exec", "devices": "/v1/devices", "memory": "/v1/memory",
 }
 
 
@@ -118,12 +121,43 @@ class BackendClient:
 
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None,
-        timeout: float | object | None = httpx.USE_CLIENT_DEFAULT,
+        timeout: float | object | None = httpx.USE_CLIENT_DEFAULT, params: dict[str, Any] | None = None,
     ) -> Any:
-        """One request; ``timeout=None`` waits as long as the operation takes (builds)."""
+        """One request answered in JSON; ``timeout=None`` waits as long as the operation takes
+        (builds)."""
+        response = await self._send(method, path, body, timeout, params)
         try:
-            response = await self._http.request(
-                method, path, json=body, timeout=timeout,  # type: ignore[arg-type]
+            data = response.json() if response.content else {}
+        except ValueError:
+            raise BackendError(
+                f"the backend answered {method} {path} with HTTP {response.status_code} and a body "
+                f"that is not JSON: {sanitize(response.text[:200])!r}. This is a backend bug; "
+                "its log says more.",
+                "backend", response.status_code,
+            ) from None
+        if response.status_code >= 400:
+            raise self._backend_error(f"{method} {path}", data, response.status_code, response.text)
+        return data
+
+    async def _bytes(self, path: str, params: dict[str, Any] | None = None) -> bytes:
+        """A GET answered with raw bytes (a file's content); an error is the usual error body."""
+        response = await self._send("GET", path, None, httpx.USE_CLIENT_DEFAULT, params)
+        if response.status_code >= 400:
+            try:
+                data = response.json()
+            except ValueError:
+                data = None
+            raise self._backend_error(f"GET {path}", data, response.status_code, response.text)
+        return response.content
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, timeout: float | object | None,
+        params: dict[str, Any] | None,
+    ) -> httpx.Response:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            return await self._http.request(
+                method, path, json=body, timeout=timeout, params=clean or None,  # type: ignore[arg-type]
             )
         except httpx.TimeoutException:
             raise BackendError(
@@ -137,18 +171,6 @@ class BackendClient:
             raise self._went_away(f"{method} {path}", exc) from None
         except OSError as exc:
             raise self._unreachable(exc) from None
-        try:
-            data = response.json() if response.content else {}
-        except ValueError:
-            raise BackendError(
-                f"the backend answered {method} {path} with HTTP {response.status_code} and a body "
-                f"that is not JSON: {sanitize(response.text[:200])!r}. This is a backend bug; "
-                "its log says more.",
-                "backend", response.status_code,
-            ) from None
-        if response.status_code >= 400:
-            raise self._backend_error(f"{method} {path}", data, response.status_code, response.text)
-        return data
 
     @staticmethod
     def _backend_error(what: str, data: Any, status: int = 0, text: str = "") -> BackendError:
@@ -186,6 +208,13 @@ class BackendClient:
         if self.sandbox is None:
             return _DEFAULT_PATHS.get(resource) or f"/v1/sandbox/{resource}"
         return f"/v1/sandboxes/{quote(self.sandbox, safe='')}/{resource}"
+
+    @property
+    def memory(self) -> MemoryClient:
+        """The selected sandbox's memory (snapshots, files, restore...)."""
+        from moltconsole.memory_client import MemoryClient
+
+        return MemoryClient(self)
 
     # --- the sandboxes -----------------------------------------------------------------------
     async def sandboxes(self) -> SandboxList:

@@ -26,6 +26,9 @@ SANDBOX_HTTP = {
     ("/v1/devices", "GET"), ("/v1/devices/{request_id}/{decision}", "POST"),
     *((f"/v1/sandbox/{name}", "POST")
       for name in ("start", "stop", "restart", "destroy", "rebuild", "rotate-token")),
+    ("/v1/memory", "GET"),
+    *((f"/v1/memory/{name}", "GET") for name in ("snapshots", "files", "file", "log", "diff", "search")),
+    *((f"/v1/memory/{name}", "POST") for name in ("backup", "restore")),
 }
 SANDBOX_STREAMS = {"/v1/events", "/v1/stats", "/v1/exec", "/v1/logs"}
 
@@ -56,4 +59,4 @@ def test_every_resource_by_name_leads_to_a_route_of_the_sandbox() -> None:
     paths = {path for path, _ in SANDBOX_HTTP} | SANDBOX_STREAMS
     assert set(RESOURCES.values()) <= paths
     # Every route of a sandbox is reached by name (devices/{id}/{decision} under "devices").
-    assert {p for p in paths if not p.startswith("/v1/devices/")} == set(RESOURCES.values())
+    assert {p for p in paths if not p.startswith(("/v1/devices/", "/v1/memory/"))} == set(RESOURCES.values())

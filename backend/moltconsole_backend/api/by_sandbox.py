@@ -1,7 +1,7 @@
 """Requests to one sandbox, by name: ``/v1/sandboxes/NAME/RESOURCE`` to that sandbox's app.
 
 Each sandbox has an app of its own (its status, operations, events, stats, logs, devices and
-exec, built once by ``sandbox_app``). This router reads the name, finds the sandbox in the
+exec, memory, built once by ``sandbox_app``). This router reads the name, finds the sandbox in the
 fleet and hands the request to its app at the resource's path there; the older unprefixed
 paths (``/v1/status``, ``/v1/sandbox/start``, ``/v1/logs``...) go to the default sandbox's app;
 everything else (health, the list of sandboxes, keys, costs) to the backend's own routes.
@@ -31,13 +31,14 @@ RESOURCES: dict[str, str] = {
     "logs": "/v1/logs",
     "exec": "/v1/exec",
     "devices": "/v1/devices",
+    "memory": "/v1/memory",
     **{verb: f"/v1/sandbox/{verb}" for verb in ACTIONS},
 }
 _DEFAULT_PATHS = frozenset(RESOURCES.values())
 
 
 def _default_sandbox_path(path: str) -> bool:
-    return path in _DEFAULT_PATHS or path.startswith("/v1/devices/")
+    return path in _DEFAULT_PATHS or path.startswith(("/v1/devices/", "/v1/memory/"))
 
 
 class SandboxRouter:

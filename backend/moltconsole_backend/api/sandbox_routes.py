@@ -24,6 +24,7 @@ from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.gateway.service import GatewayService
 from moltconsole_backend.logs.collector import LogCollector
 from moltconsole_backend.sandbox.manager import SandboxManager
+from moltconsole_shared.wire.memory import MEMORY_STATUS, MemoryStatus
 from moltconsole_shared.wire.sandbox import SANDBOX_STATUS
 
 ACTIONS = ("start", "stop", "restart", "destroy", "rebuild", "rotate-token")
@@ -33,15 +34,16 @@ _background: set[asyncio.Task[Any]] = set()
 
 def sandbox_routes(
     manager: SandboxManager, logs: LogCollector | None, gateway: GatewayService | None,
-    name: str | None = None,
+    name: str | None = None, memory: Callable[[], MemoryStatus] | None = None,
 ) -> list[BaseRoute]:
     """Status, processes and the operations on ``manager``'s sandbox (called ``name``; None:
-    the default)."""
+    the default); ``memory`` gives its memory's sync status for the status answer."""
 
     async def status(_: Request) -> Response:
         body = manager.status.to_json()
         body["gateway"] = gateway.status(name) if gateway is not None else None
         body["log_lines_not_kept"] = logs.lines_not_kept if logs is not None else None  # disk full
+        body["memory"] = MEMORY_STATUS.dump(memory()) if memory is not None else None
         return JSONResponse(body)
 
     def action(verb: str) -> Callable[[Request], Awaitable[Response]]:

@@ -5,7 +5,7 @@ foreground; tests use ``BackendService`` in-process, on the same socket and the 
 
 The API (Starlette, version 1, JSON in and out) is assembled here from one module of routes
 per domain. Each sandbox has an app of its own: sandbox_routes (status, operations),
-event_routes (events, stats), log_routes, device_routes and exec_routes, reached as
+event_routes (events, stats), log_routes, device_routes, exec_routes and memory_routes, reached as
 ``/v1/sandboxes/NAME/...`` through by_sandbox.py (and at the first, unprefixed paths for the
 default sandbox). The backend's own routes are fleet_routes (health, the list of sandboxes),
 key_routes and cost_routes. Every message is a schema of ``moltconsole_shared.wire``; every
@@ -40,6 +40,7 @@ from moltconsole_backend.api.exec_routes import exec_routes
 from moltconsole_backend.api.fleet_routes import fleet_routes
 from moltconsole_backend.api.key_routes import key_routes
 from moltconsole_backend.api.log_routes import log_routes
+from moltconsole_backend.api.memory_routes import memory_routes, memory_status
 from moltconsole_backend.api.sandbox_routes import sandbox_routes
 from moltconsole_backend.fleet import Sandbox, SandboxFleet
 from moltconsole_backend.gateway.service import GatewayService
@@ -52,11 +53,15 @@ log = logging.getLogger(__name__)
 SOCKET_PATH_MAX = 107  # sun_path is 108 bytes on Linux, NUL included
 
 
-def sandbox_app(sandbox: Sandbox, gateway: GatewayService | None) -> Starlette:
+def sandbox_app(
+    sandbox: Sandbox, gateway: GatewayService | None, memory: MemoryService | None = None,
+) -> Starlette:
     """One sandbox's own routes, at the paths by_sandbox.py hands requests to."""
     manager = sandbox.manager
     return Starlette(routes=[
-        *sandbox_routes(manager, sandbox.logs, gateway, sandbox.name),
+        *sandbox_routes(manager, sandbox.logs, gateway, sandbox.name,
+                        memory=lambda: memory_status(sandbox.memory, memory)),
+        *memory_routes(sandbox, memory),
         *event_routes(manager),
         *log_routes(sandbox.logs),
         *device_routes(manager),
@@ -71,7 +76,9 @@ def fleet_app(fleet: SandboxFleet, gateway: GatewayService | None = None) -> ASG
         routes += cost_routes(
             gateway.ledger, gateway.budgets, warn_percent=gateway.settings.gateway.budget_warn_percent
         )
-    return SandboxRouter(fleet, Starlette(routes=routes), lambda sandbox: sandbox_app(sandbox, gateway))
+    return SandboxRouter(
+        fleet, Starlette(routes=routes), lambda sandbox: sandbox_app(sandbox, gateway, fleet.memory)
+    )
 
 
 def create_app(

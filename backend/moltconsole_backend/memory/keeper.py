@@ -21,17 +21,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded
+from moltconsole_backend.memory.browse import under
+from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded, sqlite_image
+from moltconsole_backend.memory.capture import _is_sqlite as is_sqlite
+from moltconsole_backend.memory.capture import _walk as walk
 from moltconsole_backend.memory.replicate import Replica
 from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
-from moltconsole_backend.memory.restore import UnsafePath, restore_snapshot, safe_parts, write_file
+from moltconsole_backend.memory.restore import UnsafePath, restore_files, restore_snapshot, safe_parts
 from moltconsole_backend.memory.store import StoreError
 from moltconsole_backend.settings import MemorySettings
 from moltconsole_shared.wire.events import EventLevel
@@ -44,6 +48,19 @@ Notify = Callable[[str, EventLevel], None]  # (message, level) for the sandbox's
 
 class KeeperError(Exception):
     """A memory operation could not be done; the message says why and what to do."""
+
+
+@dataclass
+class Running:
+    """A long operation running now, with its progress in bytes (updated from worker threads)."""
+
+    kind: str
+    started: float
+    done: int = 0
+    total: int = 0
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
 
 
 @dataclass
@@ -82,6 +99,8 @@ class MemoryKeeper:
         self._tasks: list[asyncio.Task[Any]] = []
         self._changed = asyncio.Condition()  # notified after each snapshot and push attempt
         self.watching = False
+        self.running: Running | None = None  # the long operation under way, for progress bars
+        self._manifests: dict[str, Snapshot] = {}  # read once: a manifest never changes
 
     # --- life -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -124,6 +143,12 @@ class MemoryKeeper:
             return await self._backup(reason)
 
     async def _backup(self, reason: str) -> CaptureReport:
+        if self.running is None:
+            with self._running("backup"):
+                return await self._backup_now(reason)
+        return await self._backup_now(reason)
+
+    async def _backup_now(self, reason: str) -> CaptureReport:
         if not self.state_dir.is_dir():
             raise KeeperError(
                 f"sandbox {self.name} has no state directory yet ({self.state_dir}); start it once first"
@@ -135,6 +160,7 @@ class MemoryKeeper:
             self.last_error = f"snapshot failed: {exc}"
             raise KeeperError(f"the memory snapshot of sandbox {self.name} failed: {exc}") from None
         self.last, self.last_report, self.last_error = report.snapshot, report, ""
+        self._manifests[report.snapshot.id] = report.snapshot
         log.info(
             "memory snapshot %s of %s (%s): %d files, %d read, %d new blobs, %d bytes stored, %.2fs",
             report.snapshot.id, self.name, reason, len(report.snapshot.files), report.read_files,
@@ -241,16 +267,40 @@ class MemoryKeeper:
 
     # --- reading and restoring --------------------------------------------------------------
     async def snapshots(self) -> list[Snapshot]:
-        return await asyncio.to_thread(self.repo.snapshots, self.name)
+        """This sandbox's snapshots, oldest first (each manifest read once)."""
+        return await asyncio.to_thread(self._snapshots)
+
+    def _snapshots(self) -> list[Snapshot]:
+        ids = {i for _, i in self.repo.snapshot_ids(self.name)}
+        for gone in set(self._manifests) - ids:  # forgotten by a prune
+            del self._manifests[gone]
+        for snapshot_id in ids - set(self._manifests):
+            self._manifests[snapshot_id] = self.repo.read_snapshot(self.name, snapshot_id)
+        return sorted(self._manifests.values(), key=lambda snap: (snap.time, snap.id))
 
     async def snapshot(self, snapshot_id: str) -> Snapshot:
+        known = self._manifests.get(snapshot_id)
+        if known is not None:
+            return known
         try:
-            return await asyncio.to_thread(self.repo.read_snapshot, self.name, snapshot_id)
+            snap = await asyncio.to_thread(self.repo.read_snapshot, self.name, snapshot_id)
         except (StoreError, ValueError) as exc:
-            raise KeeperError(f"sandbox {self.name} has no snapshot {snapshot_id!r} ({exc})") from None
+            raise KeeperError(
+                f"sandbox {self.name} has no snapshot {snapshot_id!r} ({exc}); "
+                "'moltconsole memory snapshots' lists them"
+            ) from None
+        self._manifests[snapshot_id] = snap
+        return snap
+
+    def files_now(self) -> list[tuple[str, os.stat_result]]:
+        """(path, lstat) of each file the next snapshot would keep, by path (call in a thread)."""
+        if not self.state_dir.is_dir():
+            return []
+        return sorted(walk(self.state_dir, self.settings.excludes))
 
     async def read(self, path: str, snapshot_id: str | None = None) -> bytes:
-        """A file as it is now, or as it was in a snapshot."""
+        """A file as it is now (a live SQLite database as a consistent copy), or as it was in a
+        snapshot."""
         try:
             parts = safe_parts(path)
         except UnsafePath as exc:
@@ -258,25 +308,48 @@ class MemoryKeeper:
         if snapshot_id is None:
             target = self.state_dir.joinpath(*parts)
             try:
-                return await asyncio.to_thread(target.read_bytes)
+                return await asyncio.to_thread(_read_now, target)
             except OSError as exc:
-                raise KeeperError(f"cannot read {path} in sandbox {self.name}: {exc.strerror}") from None
+                raise KeeperError(
+                    f"cannot read {path} in sandbox {self.name}: {exc.strerror or exc}"
+                ) from None
         snap = await self.snapshot(snapshot_id)
         entry = _entry(snap, path)
         return await asyncio.to_thread(self.repo.get_blob, entry.blob)
 
-    async def restore_file(self, path: str, snapshot_id: str) -> Snapshot:
-        """Put one file back as it was in a snapshot; a safety snapshot first (returned)."""
+    @contextlib.contextmanager
+    def _running(self, kind: str) -> Iterator[Running]:
+        self.running = Running(kind, time.time())
+        try:
+            yield self.running
+        finally:
+            self.running = None
+
+    async def restore_path(self, path: str, snapshot_id: str) -> tuple[Snapshot, list[FileEntry]]:
+        """Put one file, or every file of a folder, back as it was in a snapshot (files of the
+        folder the snapshot did not have are kept); a safety snapshot first. Returns it and the
+        entries written."""
         async with self._lock:
             snap = await self.snapshot(snapshot_id)
-            entry = _entry(snap, path)
+            wanted = set(under((e.path for e in snap.files), path))
+            chosen = [e for e in snap.files if e.path in wanted]
+            if not chosen:
+                raise KeeperError(
+                    f"{path} is not in snapshot {snapshot_id} of sandbox {self.name}; "
+                    f"'moltconsole memory log {path}' lists the snapshots that have it"
+                )
             safety = (await self._backup("safety")).snapshot
-            content = await asyncio.to_thread(self.repo.get_blob, entry.blob)
-            try:
-                await asyncio.to_thread(write_file, self.state_dir, entry, content)
-            except UnsafePath as exc:
-                raise KeeperError(str(exc)) from None
-            return safety
+            with self._running("restore") as running:
+                try:
+                    await asyncio.to_thread(
+                        restore_files, self.repo, chosen, self.state_dir, running.progress
+                    )
+                except (UnsafePath, StoreError, OSError) as exc:
+                    raise KeeperError(
+                        f"restoring {path} of sandbox {self.name} failed part way: {exc}. What was "
+                        f"there before is in the safety snapshot {safety.id}."
+                    ) from None
+            return safety, chosen
 
     async def restore_all(self, snapshot_id: str) -> Snapshot | None:
         """Make the state directory hold exactly a snapshot (the sandbox must be stopped); a
@@ -287,7 +360,10 @@ class MemoryKeeper:
             if self.state_dir.is_dir() and any(self.state_dir.iterdir()):
                 safety = (await self._backup("safety")).snapshot
             try:
-                previous = await asyncio.to_thread(restore_snapshot, self.repo, snap, self.state_dir)
+                with self._running("restore") as running:
+                    previous = await asyncio.to_thread(
+                        restore_snapshot, self.repo, snap, self.state_dir, running.progress
+                    )
             except (UnsafePath, StoreError, OSError) as exc:
                 raise KeeperError(
                     f"restoring sandbox {self.name} to {snapshot_id} failed, its state directory is "
@@ -315,8 +391,17 @@ class MemoryKeeper:
         return latest
 
 
+def _read_now(path: Path) -> bytes:
+    if is_sqlite(path):
+        return sqlite_image(path)  # the live file may lag its write-ahead log
+    return path.read_bytes()
+
+
 def _entry(snapshot: Snapshot, path: str) -> FileEntry:
     for entry in snapshot.files:
         if entry.path == path:
             return entry
-    raise KeeperError(f"{path} is not in snapshot {snapshot.id}")
+    raise KeeperError(
+        f"{path} is not in snapshot {snapshot.id}; 'moltconsole memory log {path}' lists the "
+        "snapshots that have it"
+    )

@@ -25,8 +25,8 @@ import dataclasses
 import logging
 import socket
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from moltconsole_backend.sandbox import spec
 from moltconsole_backend.sandbox.background import BackgroundTasks, in_own_thread
@@ -63,6 +63,8 @@ from moltconsole_backend.sandbox.watch import EngineWatch
 from moltconsole_backend.settings import Settings
 from moltconsole_shared.wire.events import EventLevel
 from moltconsole_shared.wire.sandbox import EVENT_STREAM, ProgressMessage
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import docker
@@ -515,6 +517,22 @@ class SandboxManager:
             self.publish(self.lifecycle.update(state=SandboxState.STOPPED))
         if self.memory is not None:
             await self.memory.after_stop(operation)
+
+    async def while_stopped(self, what: str, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """Stop the sandbox if it runs (its memory snapshot taken), do ``work`` with nothing
+        else allowed to start it, and start it again if it ran; ``work``'s result, and whether
+        the sandbox was stopped for it. A failing ``work`` still starts the sandbox again."""
+        async with self.operation(what):
+            was_running = self.status.running
+            if was_running:
+                await self._stop("restore")
+            try:
+                result = await work()
+            finally:
+                if was_running:
+                    self.lifecycle.want_running()
+                    await self.start_container()
+        return result, was_running
 
     async def restart(self) -> SandboxStatus:
         """Stop, then start."""

@@ -1,0 +1,255 @@
+"""One sandbox's memory: its sync status, snapshots, files now and then, versions and diffs,
+search, and the operations (back up, restore, verify, prune).
+
+Paths in the sandbox's own app (``/v1/memory...``; by_sandbox.py serves them as
+``/v1/sandboxes/NAME/memory...``); the messages are ``moltconsole_shared.wire.memory``'s.
+Everything a request names is untrusted: paths are checked before they touch a file, snapshot
+ids before they name an object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from moltconsole_backend.api.answers import answer, error, guarded, json_body
+from moltconsole_backend.fleet import Sandbox
+from moltconsole_backend.memory import browse
+from moltconsole_backend.memory.keeper import KeeperError, MemoryKeeper
+from moltconsole_backend.memory.repo import Snapshot
+from moltconsole_backend.memory.restore import UnsafePath, safe_parts
+from moltconsole_backend.memory.service import MemoryService
+from moltconsole_backend.memory.store import StoreError
+from moltconsole_shared.wire import memory as wire
+from moltconsole_shared.wire.schema import WireFormatError
+
+SEARCH_LIMIT_MAX = 1000
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def summary(snap: Snapshot) -> wire.SnapshotSummary:
+    return wire.SnapshotSummary(
+        id=snap.id, time=snap.time, reason=snap.reason, files=len(snap.files), size=snap.size,
+        parent=snap.parent,
+    )
+
+
+def memory_status(keeper: MemoryKeeper | None, service: MemoryService | None) -> wire.MemoryStatus:
+    """What the sync status line shows for one sandbox."""
+    if keeper is None:
+        return wire.MemoryStatus(enabled=False, problem=service.problem if service is not None else "")
+    bucket = None
+    if keeper.bucket.where is not None:
+        b = keeper.bucket
+        bucket = wire.BucketStatus(
+            where=b.where or "", reachable=b.reachable, unreachable_since=b.unreachable_since,
+            last_error=b.last_error, last_push=b.last_push,
+        )
+    running = keeper.running
+    operation = None
+    if running is not None:
+        operation = wire.Operation(kind=running.kind, started=running.started, done=running.done,
+                                   total=running.total)
+    return wire.MemoryStatus(
+        enabled=True, repository=keeper.repo.store.where, encrypted=keeper.repo.encrypted, bucket=bucket,
+        last_snapshot=summary(keeper.last) if keeper.last is not None else None,
+        pending=keeper.pending, watching=keeper.watching, last_error=keeper.last_error,
+        operation=operation,
+    )
+
+
+def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseRoute]:
+    """The memory routes of ``sandbox`` (its keeper, when memory is on)."""
+
+    def with_keeper(call: Callable[[MemoryKeeper, Request], Awaitable[Response]]) -> Handler:
+        async def handler(request: Request) -> Response:
+            keeper = sandbox.memory
+            if keeper is None:
+                why = service.problem if service is not None and service.problem else (
+                    "memory is off in the config; set [memory] enabled = true and restart the backend"
+                )
+                return error("operation", f"sandbox {sandbox.name}: {why}", 409)
+
+            async def run() -> Response:
+                try:
+                    return await call(keeper, request)
+                except KeeperError as exc:
+                    return error("operation", str(exc), 409)
+                except UnsafePath as exc:
+                    return error("request", str(exc), 400)
+                except StoreError as exc:
+                    return error("operation", f"the memory repository could not be read: {exc}", 503)
+
+            return await guarded(run)
+
+        return handler
+
+    async def status(_: Request) -> Response:
+        return answer(wire.MEMORY_STATUS, memory_status(sandbox.memory, service))
+
+    async def snapshots(keeper: MemoryKeeper, _: Request) -> Response:
+        snaps = await keeper.snapshots()
+        return answer(wire.SNAPSHOT_LIST, wire.SnapshotList([summary(s) for s in reversed(snaps)]))
+
+    async def files(keeper: MemoryKeeper, request: Request) -> Response:
+        snapshot_id = request.query_params.get("snapshot") or None
+        if snapshot_id is None:
+            found = await asyncio.to_thread(keeper.files_now)
+            listed = [wire.FileInfo(path=p, size=st.st_size, mode=st.st_mode & 0o777,
+                                    mtime=st.st_mtime_ns / 1e9) for p, st in found]
+        else:
+            snap = await keeper.snapshot(snapshot_id)
+            listed = [wire.FileInfo(path=f.path, size=f.size, mode=f.mode, mtime=f.mtime_ns / 1e9)
+                      for f in sorted(snap.files, key=lambda f: f.path)]
+        return answer(wire.FILE_LIST, wire.FileList(snapshot=snapshot_id, files=listed))
+
+    async def file(keeper: MemoryKeeper, request: Request) -> Response:
+        path = _path(request)
+        content = await keeper.read(path, request.query_params.get("snapshot") or None)
+        return Response(content, media_type="application/octet-stream")
+
+    async def log(keeper: MemoryKeeper, request: Request) -> Response:
+        path = _path(request)
+        versions = browse.history(await keeper.snapshots(), path)
+        return answer(wire.FILE_HISTORY, wire.FileHistory(path=path, versions=[
+            wire.FileVersion(snapshot=v.snapshot.id, time=v.snapshot.time, reason=v.snapshot.reason,
+                             change=v.change, size=v.size)  # type: ignore[arg-type]
+            for v in versions
+        ]))
+
+    async def diff(keeper: MemoryKeeper, request: Request) -> Response:
+        path = _path(request)
+        old = request.query_params.get("from") or "now"
+        new = request.query_params.get("to") or "now"
+        before = await _version(keeper, path, old)
+        after = await _version(keeper, path, new)
+        if before is None and after is None:
+            raise KeeperError(f"{path} is in neither {old} nor {new}")
+        result = browse.diff(path, before, after, old, new)
+        return answer(wire.FILE_DIFF, wire.FileDiff(
+            path=path, old=old, new=new, text=result.text, binary=result.binary, same=result.same,
+        ))
+
+    async def search(keeper: MemoryKeeper, request: Request) -> Response:
+        query = request.query_params.get("q", "")
+        if not query.strip():
+            return error("request", "say what to search for: ?q=TEXT", 400)
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "200")), SEARCH_LIMIT_MAX))
+        except ValueError:
+            return error("request", "limit must be a whole number", 400)
+        snapshot_id = request.query_params.get("snapshot") or None
+        matches, searched, truncated = await _search(keeper, query, snapshot_id, limit)
+        return answer(wire.SEARCH_RESULT, wire.SearchResult(
+            query=query, snapshot=snapshot_id, files_searched=searched, truncated=truncated,
+            matches=[wire.SearchMatch(path=m.path, line=m.line, text=m.text) for m in matches],
+        ))
+
+    async def backup(keeper: MemoryKeeper, _: Request) -> Response:
+        report = await keeper.backup("manual")
+        return answer(wire.BACKUP_RESULT, wire.BackupResult(
+            snapshot=summary(report.snapshot), read_files=report.read_files, new_blobs=report.new_blobs,
+            stored_bytes=report.uploaded_bytes, seconds=report.seconds,
+        ))
+
+    async def restore(keeper: MemoryKeeper, request: Request) -> Response:
+        request_body = await _read(request, wire.RESTORE_REQUEST)
+        if isinstance(request_body, Response):
+            return request_body
+        snapshot_id, path = request_body.snapshot, request_body.path
+        if path:
+            safe_parts(path.rstrip("/"))
+            safety, written = await keeper.restore_path(path, snapshot_id)
+            return answer(wire.RESTORE_RESULT, wire.RestoreResult(
+                snapshot=snapshot_id, path=path, files=len(written), bytes=sum(e.size for e in written),
+                safety=summary(safety),
+            ))
+        snap = await keeper.snapshot(snapshot_id)  # refuse an unknown one before stopping anything
+        restored: tuple[Snapshot | None, bool] = await sandbox.manager.while_stopped(
+            "restore the sandbox's memory", lambda: keeper.restore_all(snap.id)
+        )
+        before, restarted = restored
+        sandbox.manager.notice(
+            f"memory of sandbox {sandbox.name} restored to snapshot {snap.id}"
+            + (f"; what was there before is in snapshot {before.id}" if before is not None else ""),
+            "info",
+        )
+        return answer(wire.RESTORE_RESULT, wire.RestoreResult(
+            snapshot=snap.id, path=None, files=len(snap.files), bytes=snap.size,
+            safety=summary(before) if before is not None else None, restarted=restarted,
+        ))
+
+    return [
+        Route("/v1/memory", status),
+        Route("/v1/memory/snapshots", with_keeper(snapshots)),
+        Route("/v1/memory/files", with_keeper(files)),
+        Route("/v1/memory/file", with_keeper(file)),
+        Route("/v1/memory/log", with_keeper(log)),
+        Route("/v1/memory/diff", with_keeper(diff)),
+        Route("/v1/memory/search", with_keeper(search)),
+        Route("/v1/memory/backup", with_keeper(backup), methods=["POST"]),
+        Route("/v1/memory/restore", with_keeper(restore), methods=["POST"]),
+    ]
+
+
+def _path(request: Request) -> str:
+    path = request.query_params.get("path", "")
+    if not path:
+        raise UnsafePath("say which file: ?path=workspace/MEMORY.md (a path in the state directory)")
+    safe_parts(path)
+    return path
+
+
+async def _version(keeper: MemoryKeeper, path: str, which: str) -> bytes | None:
+    """``path`` now or in snapshot ``which``; None where it is not there."""
+    try:
+        return await keeper.read(path, None if which == "now" else which)
+    except KeeperError:
+        if which != "now":
+            await keeper.snapshot(which)  # an unknown snapshot is an error, a missing file is not
+        return None
+
+
+async def _search(
+    keeper: MemoryKeeper, query: str, snapshot_id: str | None, limit: int,
+) -> tuple[list[browse.Match], int, bool]:
+    if snapshot_id is None:
+        root = keeper.state_dir
+        paths = [p for p, st in await asyncio.to_thread(keeper.files_now) if st.st_size <= browse.MAX_TEXT]
+
+        def read_now(path: str) -> bytes | None:
+            try:
+                return root.joinpath(*path.split("/")).read_bytes()
+            except OSError:
+                return None
+
+        return await asyncio.to_thread(browse.search, paths, read_now, query, limit)
+    snap = await keeper.snapshot(snapshot_id)
+    blobs = {f.path: f.blob for f in snap.files}
+
+    def read_then(path: str) -> bytes | None:
+        if snap_sizes[path] > browse.MAX_TEXT:
+            return None
+        try:
+            return keeper.repo.get_blob(blobs[path])
+        except (StoreError, ValueError):
+            return None
+
+    snap_sizes = {f.path: f.size for f in snap.files}
+    return await asyncio.to_thread(browse.search, list(blobs), read_then, query, limit)
+
+
+async def _read(request: Request, schema: Any) -> Any:
+    body = await json_body(request)
+    if isinstance(body, Response):
+        return body
+    try:
+        return schema.read(body)
+    except WireFormatError as exc:
+        return error("request", str(exc), 400)
+

@@ -1,0 +1,96 @@
+"""The selected sandbox's memory, through the backend (``moltconsole_shared.wire.memory`` has
+the routes and messages): ``client.memory.snapshots()``, ``.read(path)``, ``.restore(...)``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from moltconsole_shared.wire.memory import (
+    BACKUP_RESULT,
+    FILE_DIFF,
+    FILE_HISTORY,
+    FILE_LIST,
+    MEMORY_STATUS,
+    PRUNE_REQUEST,
+    PRUNE_RESULT,
+    RESTORE_REQUEST,
+    RESTORE_RESULT,
+    SEARCH_RESULT,
+    SNAPSHOT_LIST,
+    VERIFY_REQUEST,
+    VERIFY_RESULT,
+    BackupResult,
+    FileDiff,
+    FileHistory,
+    FileList,
+    MemoryStatus,
+    PruneRequest,
+    PruneResult,
+    RestoreRequest,
+    RestoreResult,
+    SearchResult,
+    SnapshotList,
+    VerifyRequest,
+    VerifyResult,
+)
+
+if TYPE_CHECKING:
+    from moltconsole.client import BackendClient
+
+
+class MemoryClient:
+    """The memory resources of ``client``'s sandbox; every answer checked against its schema."""
+
+    def __init__(self, client: BackendClient) -> None:
+        self._client = client
+        self._base = client._at("memory")
+
+    async def _get(self, sub: str, params: dict[str, Any] | None = None, timeout: float | None = 60.0) -> Any:
+        return await self._client._request("GET", self._base + sub, params=params, timeout=timeout)
+
+    async def _post(self, sub: str, body: dict[str, Any]) -> Any:
+        # Backups, restores, verifies and prunes take as long as the data takes.
+        return await self._client._request("POST", self._base + sub, body, timeout=None)
+
+    async def status(self) -> MemoryStatus:
+        return self._client._read(MEMORY_STATUS, "a memory status", await self._get(""))
+
+    async def snapshots(self) -> SnapshotList:
+        return self._client._read(SNAPSHOT_LIST, "a snapshot list", await self._get("/snapshots"))
+
+    async def files(self, snapshot: str | None = None) -> FileList:
+        """Every file of the state directory now, or as it was in ``snapshot``."""
+        data = await self._get("/files", {"snapshot": snapshot})
+        return self._client._read(FILE_LIST, "a file list", data)
+
+    async def read(self, path: str, snapshot: str | None = None) -> bytes:
+        """A file's bytes now, or as it was in ``snapshot``."""
+        return await self._client._bytes(self._base + "/file", {"path": path, "snapshot": snapshot})
+
+    async def log(self, path: str) -> FileHistory:
+        data = await self._get("/log", {"path": path})
+        return self._client._read(FILE_HISTORY, "a file history", data)
+
+    async def diff(self, path: str, old: str, new: str = "now") -> FileDiff:
+        """The change to ``path`` from ``old`` to ``new`` (snapshot ids, or "now")."""
+        data = await self._get("/diff", {"path": path, "from": old, "to": new})
+        return self._client._read(FILE_DIFF, "a diff", data)
+
+    async def search(self, query: str, snapshot: str | None = None, limit: int = 200) -> SearchResult:
+        data = await self._get("/search", {"q": query, "snapshot": snapshot, "limit": limit})
+        return self._client._read(SEARCH_RESULT, "a search result", data)
+
+    async def backup(self) -> BackupResult:
+        return self._client._read(BACKUP_RESULT, "a backup result", await self._post("/backup", {}))
+
+    async def restore(self, snapshot: str, path: str | None = None) -> RestoreResult:
+        body = RESTORE_REQUEST.dump(RestoreRequest(snapshot=snapshot, path=path))
+        return self._client._read(RESTORE_RESULT, "a restore result", await self._post("/restore", body))
+
+    async def verify(self, sample: float | None = None) -> VerifyResult:
+        body = VERIFY_REQUEST.dump(VerifyRequest(sample=sample))
+        return self._client._read(VERIFY_RESULT, "a verify result", await self._post("/verify", body))
+
+    async def prune(self, request: PruneRequest | None = None) -> PruneResult:
+        body = PRUNE_REQUEST.dump(request or PruneRequest())
+        return self._client._read(PRUNE_RESULT, "a prune result", await self._post("/prune", body))
