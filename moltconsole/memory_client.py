@@ -10,7 +10,10 @@ from moltconsole_shared.wire.memory import (
     FILE_DIFF,
     FILE_HISTORY,
     FILE_LIST,
+    IMPORT_RESULT,
     MEMORY_STATUS,
+    MOLTWORKER_LISTING,
+    MOLTWORKER_REQUEST,
     PRUNE_REQUEST,
     PRUNE_RESULT,
     RESTORE_REQUEST,
@@ -23,7 +26,10 @@ from moltconsole_shared.wire.memory import (
     FileDiff,
     FileHistory,
     FileList,
+    ImportResult,
     MemoryStatus,
+    MoltworkerListing,
+    MoltworkerRequest,
     PruneRequest,
     PruneResult,
     RestoreRequest,
@@ -90,6 +96,20 @@ class MemoryClient:
     async def verify(self, sample: float | None = None) -> VerifyResult:
         body = VERIFY_REQUEST.dump(VerifyRequest(sample=sample))
         return self._client._read(VERIFY_RESULT, "a verify result", await self._post("/verify", body))
+
+    async def moltworker(self, location: str, endpoint_url: str | None = None) -> MoltworkerListing:
+        """The files of a Moltworker bucket, read-only."""
+        data = await self._get("/moltworker", {"location": location, "endpoint_url": endpoint_url}, None)
+        return self._client._read(MOLTWORKER_LISTING, "a Moltworker listing", data)
+
+    async def import_moltworker(
+        self, location: str, endpoint_url: str | None = None, restore: bool = True,
+    ) -> ImportResult:
+        """A Moltworker bucket imported as this sandbox's newest snapshot (and restored into an
+        empty state directory, with ``restore``)."""
+        body = MOLTWORKER_REQUEST.dump(MoltworkerRequest(location, endpoint_url, restore))
+        data = await self._post("/import-moltworker", body)
+        return self._client._read(IMPORT_RESULT, "an import result", data)
 
     async def prune(self, request: PruneRequest | None = None) -> PruneResult:
         body = PRUNE_REQUEST.dump(request or PruneRequest())

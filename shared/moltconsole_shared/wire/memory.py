@@ -17,6 +17,8 @@ the default sandbox):
     POST memory/verify               VerifyRequest -> VerifyResult
     POST memory/prune                PruneRequest -> PruneResult (forget by the retention policy,
                                      then remove blobs no snapshot needs)
+    GET  memory/moltworker?location=r2://bucket   MoltworkerListing: a Moltworker bucket, read-only
+    POST memory/import-moltworker    MoltworkerRequest -> ImportResult: it becomes a snapshot
 
 Times are Unix seconds (float); sizes are bytes of the files as they are in the state directory
 (before compression). Paths are '/'-separated and relative to the state directory.
@@ -248,6 +250,38 @@ class PruneResult:
     blobs_kept: StrictInt = 0
 
 
+@dataclass(frozen=True)
+class MoltworkerRequest:
+    """``GET memory/moltworker`` (query ``location``) and ``POST memory/import-moltworker``: a
+    Moltworker bucket, ``r2://bucket`` or ``s3://bucket/prefix`` (credentials from the
+    backend's keys file or environment: R2_ACCESS_KEY_ID, R2_SECRET_ACCESS_KEY, CF_ACCOUNT_ID,
+    or the AWS_* names). ``restore`` puts the import into the sandbox's state directory at once
+    (only into an empty one; else it is kept as a snapshot to restore by hand)."""
+
+    location: StrictStr
+    endpoint_url: StrictStr | None = None
+    restore: StrictBool = True
+
+
+@dataclass(frozen=True)
+class MoltworkerListing:
+    """The files of a Moltworker bucket, read-only, at the paths they would have in the state
+    directory; ``skipped`` lists keys left out and why."""
+
+    location: StrictStr
+    layout: StrictStr  # e.g. "openclaw" or "clawdbot (legacy)"
+    files: list[FileInfo] = field(default_factory=list)
+    skipped: list[StrictStr] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    snapshot: SnapshotSummary
+    skipped: list[StrictStr] = field(default_factory=list)
+    restored: StrictBool = False
+    message: StrictStr = ""
+
+
 MEMORY_STATUS: WireSchema[MemoryStatus] = WireSchema(MemoryStatus, "memory status")
 SNAPSHOT_LIST: WireSchema[SnapshotList] = WireSchema(SnapshotList, "snapshot list")
 FILE_LIST: WireSchema[FileList] = WireSchema(FileList, "file list")
@@ -261,3 +295,6 @@ VERIFY_REQUEST: WireSchema[VerifyRequest] = WireSchema(VerifyRequest, "verify re
 VERIFY_RESULT: WireSchema[VerifyResult] = WireSchema(VerifyResult, "verify result")
 PRUNE_REQUEST: WireSchema[PruneRequest] = WireSchema(PruneRequest, "prune request")
 PRUNE_RESULT: WireSchema[PruneResult] = WireSchema(PruneResult, "prune result")
+MOLTWORKER_REQUEST: WireSchema[MoltworkerRequest] = WireSchema(MoltworkerRequest, "moltworker request")
+MOLTWORKER_LISTING: WireSchema[MoltworkerListing] = WireSchema(MoltworkerListing, "moltworker listing")
+IMPORT_RESULT: WireSchema[ImportResult] = WireSchema(ImportResult, "import result")
