@@ -165,6 +165,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         if path:
             safe_parts(path.rstrip("/"))
             safety, written = await keeper.restore_path(path, snapshot_id)
+            await sandbox.manager.give_state_to_sandbox()
             return answer(wire.RESTORE_RESULT, wire.RestoreResult(
                 snapshot=snapshot_id, path=path, files=len(written), bytes=sum(e.size for e in written),
                 safety=summary(safety),

@@ -366,7 +366,8 @@ class SandboxManager:
                 self.notice(refusal)
                 raise OperationError(refusal)
             if self.memory is not None and not self.status.running:
-                await self.memory.before_start()
+                if await self.memory.before_start() is not None:
+                    await self.give_state_to_sandbox()
             self.lifecycle.want_running()
             self.supervision.cancel_restart()
             await self.start_container()
@@ -518,6 +519,11 @@ class SandboxManager:
         if self.memory is not None:
             await self.memory.after_stop(operation)
 
+    async def give_state_to_sandbox(self) -> None:
+        """Files the backend wrote into the state directory (a restore) become the container
+        user's, as at creation (a backend running as root would otherwise leave them root's)."""
+        await asyncio.to_thread(spec.prepare_host_dirs, self.paths)
+
     async def while_stopped(self, what: str, work: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
         """Stop the sandbox if it runs (its memory snapshot taken), do ``work`` with nothing
         else allowed to start it, and start it again if it ran; ``work``'s result, and whether
@@ -529,6 +535,7 @@ class SandboxManager:
             try:
                 result = await work()
             finally:
+                await self.give_state_to_sandbox()
                 if was_running:
                     self.lifecycle.want_running()
                     await self.start_container()
