@@ -132,10 +132,11 @@ DEFAULT_MEMORY_EXCLUDES = [
 class MemorySettings(Section):
     """Where and when each sandbox's state directory is kept with history (memory/).
 
-    Off by default until the Memory screen, retention and the real-agent tests land (issue 11).
+    On by default, in a local repository under ``<data_dir>/memory``; ``repository`` adds a
+    bucket. ``enabled = false`` keeps nothing (a stop then waits for no snapshot).
     """
 
-    enabled: bool = False
+    enabled: bool = True
     # "": a local repository under <data_dir>/memory only. "s3://bucket/prefix" or
     # "r2://bucket/prefix": that bucket too (snapshots are kept locally first and copied).
     repository: str = ""
