@@ -11,7 +11,12 @@ is why the -wal and -shm files are left out: the backup already holds their cont
 
 A file whose size and modification time are those of the previous snapshot is not read
 again: its blob is taken from that snapshot (restic does the same). A database is looked at
-with its -wal file's size and time too, since a write may change only the log.
+with its -wal file's size and time too, since a write may change only the log. Such a blob is
+taken only while the repository still has it: a prune may have removed it since (the snapshot
+that named it forgotten), and then the file is read again.
+
+A snapshot holds the repository ``shared()`` from its first blob to its manifest, so a prune
+never deletes a blob it found already stored before its manifest names it (repo.py).
 """
 
 from __future__ import annotations
@@ -136,7 +141,11 @@ class Capture:
         }
 
     def take(self, reason: str, parent: str | None = None) -> CaptureReport:
-        """Snapshot the directory now (blobs first, the manifest last)."""
+        """Snapshot the directory now (blobs first, the manifest last; no prune meanwhile)."""
+        with self.repo.shared():
+            return self._take(reason, parent)
+
+    def _take(self, reason: str, parent: str | None) -> CaptureReport:
         started = time.monotonic()
         files: list[FileEntry] = []
         seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
@@ -145,7 +154,7 @@ class Capture:
             path = self.root / rel
             signature = (info.st_size, info.st_mtime_ns, _wal_signature(path))
             before = self._seen.get(rel)
-            if before is not None and before[0] == signature:
+            if before is not None and before[0] == signature and self.repo.has_blob(before[1].blob):
                 entry = before[1]
             else:
                 try:
@@ -154,7 +163,7 @@ class Capture:
                     continue  # removed since the walk saw it
                 except (OSError, sqlite3.Error) as exc:
                     log.warning("memory snapshot could not read %s: %s", rel, exc)
-                    if before is not None:  # keep what the last snapshot had
+                    if before is not None and self.repo.has_blob(before[1].blob):  # what the last one had
                         files.append(before[1])
                         seen[rel] = before
                     continue

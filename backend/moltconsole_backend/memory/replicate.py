@@ -35,6 +35,7 @@ class Replica:
         self._known: set[str] | None = None  # blob names in the bucket
         self._manifests: set[str] | None = None  # manifest keys in the bucket
         self._lock = threading.Lock()
+        local.on_blobs_deleted(self.forget_listing)  # a prune deleted blobs from the bucket too
 
     @property
     def where(self) -> str:
@@ -89,8 +90,9 @@ class Replica:
     def push(self) -> int:
         """Copy every snapshot the bucket lacks (blobs first, each manifest last); the number
         of snapshots copied. StoreUnreachable when the bucket cannot be reached (the next push
-        goes on where this one stopped)."""
-        with self._lock:
+        goes on where this one stopped). No forget or prune runs meanwhile (a manifest they
+        removed is never copied back after them)."""
+        with self.local.shared(), self._lock:
             self.check()
             known, manifests = self._remote_state()
             copied = 0

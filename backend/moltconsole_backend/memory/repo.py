@@ -16,6 +16,16 @@ rewritten: a crash at any point leaves, at worst, blobs no manifest names (prune
 them), never a manifest that names a missing blob. An unchanged file is never uploaded again,
 and identical files are stored once.
 
+Prune against backups (one backend per repository): a blob that a backup finds already stored
+is not written again, so a prune that saw no manifest naming it could delete it just before
+the backup's manifest names it. Every writer (a snapshot, a copy to the bucket) holds the
+repository ``shared()`` from its first blob to its manifest; forget and prune hold it
+``exclusive()`` while they delete, and prune takes the names it deleted out of the
+known-blob cache (so the next backup writes them again). That lock lives in this process: one
+backend per repository means no other process (a second backend, another server, a tool run
+by hand) writes to the same directory or bucket prefix while this one prunes; the bucket is a
+copy of this backend's repository, never shared by two.
+
 Encryption (optional): AES-256-GCM from the ``cryptography`` package. The key is derived from
 the user's passphrase with scrypt (its salt in config.json); a blob or manifest is a 12-byte
 nonce followed by the ciphertext and its tag. The passphrase lives in the backend's config or
@@ -25,6 +35,7 @@ environment only, never in the sandbox or the bucket.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -34,11 +45,12 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from moltconsole_backend.memory.store import ObjectMissing, ObjectStore, check_key
+from moltconsole_backend.memory.store import LocalFirst, ObjectMissing, ObjectStore, check_key
 
 FORMAT = "moltconsole-memory"
 VERSION = 1
@@ -116,6 +128,78 @@ class Snapshot:
         return snap
 
 
+@dataclass(frozen=True)
+class BadManifest:
+    """A manifest that cannot be read: its key, and why (damaged, foreign, a wrong key)."""
+
+    key: str
+    reason: str
+
+
+def list_every_copy(store: ObjectStore, prefix: str) -> Iterator[str]:
+    """Every key under ``prefix``, from every copy of the repository: a local repository with
+    a bucket behind it (``LocalFirst``) lists both, and an unreachable bucket raises instead
+    of being passed over (a forget, prune or verify must not decide on half the snapshots)."""
+    if not isinstance(store, LocalFirst):
+        yield from store.list(prefix)
+        return
+    seen = set(list_every_copy(store.local, prefix))
+    yield from seen
+    for key in list_every_copy(store.remote, prefix):
+        if key not in seen:
+            yield key
+
+
+def blob_names(keys: Iterable[str]) -> set[str]:
+    """The blob names among the keys of a listing of ``blobs/`` (other keys passed over)."""
+    found = set()
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        if _BLOB.fullmatch(name) and key == blob_key(name):
+            found.add(name)
+    return found
+
+
+class _SharedOrExclusive:
+    """Any number of holders of the shared side at once, or one of the exclusive side alone.
+    The exclusive side waits for a moment with no shared holder (it never makes shared
+    holders wait in line, so a snapshot never waits for a prune that has not begun)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+
+    def waiting(self) -> None:
+        """Called when the exclusive side has to wait (nothing to do; tests watch it)."""
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._exclusive)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._shared -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            if self._exclusive or self._shared:
+                self.waiting()
+            self._cond.wait_for(lambda: not self._exclusive and not self._shared)
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
+
+
 def new_snapshot_id(now: float | None = None) -> str:
     """A snapshot id: UTC time to the millisecond, then a random suffix."""
     now = time.time() if now is None else now
@@ -156,7 +240,8 @@ class _Cipher:
 
 
 class Repository:
-    """Snapshots and blobs in one ``ObjectStore``. Thread-safe for one writer per sandbox."""
+    """Snapshots and blobs in one ``ObjectStore``. Thread-safe for one writer per sandbox;
+    writers hold ``shared()``, forget and prune ``exclusive()`` (see the module docstring)."""
 
     def __init__(self, store: ObjectStore, passphrase: str | None = None) -> None:
         self.store = store
@@ -164,6 +249,8 @@ class Repository:
         self._cipher: _Cipher | None = None
         self._known: set[str] | None = None  # blob names in the store, listed once
         self._lock = threading.Lock()
+        self.access = _SharedOrExclusive()
+        self._on_deleted: list[Callable[[], None]] = []
         self.id = ""
 
     def __repr__(self) -> str:
@@ -245,6 +332,36 @@ class Repository:
     def encrypted(self) -> bool:
         return self._cipher is not None
 
+    def view(self, store: ObjectStore) -> Repository:
+        """The same repository (key, id) read from ``store``, another copy of it (the bucket
+        behind a local repository), without deriving the key again."""
+        other = Repository(store)
+        other._passphrase, other._cipher, other.id = self._passphrase, self._cipher, self.id
+        return other
+
+    # --- writers and pruners ----------------------------------------------------------------
+    def shared(self) -> contextlib.AbstractContextManager[None]:
+        """Held by a writer from its first blob to its manifest: no prune deletes meanwhile."""
+        return self.access.shared()
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held by forget and prune while they delete: no writer is between blobs and manifest."""
+        return self.access.exclusive()
+
+    def on_blobs_deleted(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` after a prune deleted blobs (a cache of what the bucket holds
+        must be listed again); it runs while the prune holds ``exclusive()``."""
+        self._on_deleted.append(callback)
+
+    def blobs_deleted(self, names: Iterable[str]) -> None:
+        """A prune deleted ``names``: they are no longer known (a backup that needs one writes
+        it again), and the callbacks are told."""
+        with self._lock:
+            if self._known is not None:
+                self._known.difference_update(names)
+        for callback in self._on_deleted:
+            callback()
+
     # --- blobs ------------------------------------------------------------------------------
     def blob_name(self, content: bytes) -> str:
         """The name ``content`` has in this repository."""
@@ -256,13 +373,14 @@ class Repository:
         """The blob names in the store (listed once, then kept up to date by this process)."""
         with self._lock:
             if self._known is None:
-                found = set()
-                for key in self.store.list(BLOBS + "/"):
-                    name = key.rsplit("/", 1)[-1]
-                    if _BLOB.fullmatch(name) and key == blob_key(name):
-                        found.add(name)
-                self._known = found
+                self._known = blob_names(self.store.list(BLOBS + "/"))
             return self._known
+
+    def has_blob(self, name: str) -> bool:
+        """Whether blob ``name`` is in the store, as far as this process knows."""
+        known = self.known_blobs()
+        with self._lock:
+            return name in known
 
     def forget_known(self) -> None:
         """List the store's blobs again next time (another process may have changed it)."""
@@ -327,11 +445,15 @@ class Repository:
             raise CorruptObject(f"{key} describes another snapshot ({snap.sandbox}/{snap.id})")
         return snap
 
-    def snapshot_ids(self, sandbox: str | None = None) -> Iterator[tuple[str, str]]:
+    def snapshot_ids(
+        self, sandbox: str | None = None, *, every_copy: bool = False,
+    ) -> Iterator[tuple[str, str]]:
         """(sandbox, snapshot id) of every manifest in the store, unordered; keys that are not
-        a manifest's are passed over."""
+        a manifest's are passed over. With ``every_copy``, an unreachable bucket behind the
+        local repository raises (``list_every_copy``) instead of being passed over."""
         prefix = f"{SNAPSHOTS}/{sandbox}/" if sandbox else f"{SNAPSHOTS}/"
-        for key in self.store.list(prefix):
+        keys = list_every_copy(self.store, prefix) if every_copy else self.store.list(prefix)
+        for key in keys:
             parts = key.split("/")
             if len(parts) == 3 and parts[2].endswith(".json") and _ID.fullmatch(parts[2][:-5]):
                 yield parts[1], parts[2][:-5]
@@ -340,6 +462,24 @@ class Repository:
         """Every snapshot (of ``sandbox``), oldest first."""
         found = [self.read_snapshot(s, i) for s, i in self.snapshot_ids(sandbox)]
         return sorted(found, key=lambda snap: (snap.time, snap.id))
+
+    def readable_snapshots(
+        self, ids: Iterable[tuple[str, str]], progress: Callable[[int], None] | None = None,
+    ) -> tuple[list[Snapshot], list[BadManifest]]:
+        """The snapshots ``ids`` names (oldest first), and the manifests that cannot be read;
+        one deleted since it was listed is passed over. ``progress(done)`` after each."""
+        found: list[Snapshot] = []
+        bad: list[BadManifest] = []
+        for done, (sandbox, snapshot_id) in enumerate(ids, 1):
+            try:
+                found.append(self.read_snapshot(sandbox, snapshot_id))
+            except ObjectMissing:
+                pass  # forgotten meanwhile
+            except CorruptObject as exc:
+                bad.append(BadManifest(snapshot_key(sandbox, snapshot_id), str(exc)))
+            if progress is not None:
+                progress(done)
+        return sorted(found, key=lambda snap: (snap.time, snap.id)), bad
 
     def latest(self, sandbox: str) -> Snapshot | None:
         """The newest snapshot of ``sandbox``, or None."""

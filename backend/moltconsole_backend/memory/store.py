@@ -117,7 +117,8 @@ class LocalStore:
 class LocalFirst:
     """The local repository's storage with the bucket behind it, for one repository kept in
     both: writes go to the local storage (the bucket gets them by replication), reads look
-    locally first and then in the bucket (a new server restoring from it), lists are the union.
+    locally first and then in the bucket (a new server restoring from it), lists are the union
+    (the local one alone while the bucket is away), deletes remove both copies.
     """
 
     def __init__(self, local: ObjectStore, remote: ObjectStore) -> None:
@@ -151,4 +152,7 @@ class LocalFirst:
             return  # the local repository alone while the bucket is away
 
     def delete(self, key: str) -> None:
+        # Both copies, the bucket first: if it cannot be reached nothing changes, and the
+        # local copy never lacks what the bucket still holds.
+        self.remote.delete(key)
         self.local.delete(key)

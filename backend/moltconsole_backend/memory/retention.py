@@ -1,0 +1,282 @@
+"""Which snapshots to keep (``choose``), removing the others' manifests (``forget``), and
+removing the blobs no manifest names any more (``prune``), like restic's forget and prune.
+
+The policy, as restic reads it: the newest ``keep_last`` snapshots are kept; then, for hours,
+days, ISO weeks and months (UTC), the newest snapshot of each of the newest ``keep_<period>``
+periods that have a snapshot. A snapshot is kept if any rule keeps it, and the reasons are
+told. Two more rules of our own: the newest snapshot is always kept (whatever the numbers),
+and so is the newest ``safety`` snapshot (the one taken before the last restore: it is the way
+back from a restore that went wrong, and a burst of change snapshots after a restore must not
+push it out). Other safety snapshots, and ``import`` snapshots, count like any other.
+
+Forget removes manifests only; the blobs stay until a prune finds no manifest of any sandbox
+naming them. Prune reads every manifest while backups go on, then holds the repository
+exclusively (repo.py), reads the manifests written meanwhile, and deletes; a backup waits for
+it, and no blob a backup found stored is deleted under it. A manifest that cannot be read
+stops a prune before anything is deleted (what it names is unknown).
+
+With a bucket behind the local repository, both copies are listed (an unreachable bucket
+stops forget and prune before anything is deleted) and a delete removes the bucket's copy
+first, then the local one: a bucket that goes away midway leaves only objects nothing needs
+(prune again when it is back), never a manifest whose blob is gone. The bytes a prune reports
+are the blobs' stored sizes on the local disk; a blob that is only in the bucket is counted
+in ``unmeasured`` (measuring it would mean reading it).
+
+All of these block (storage calls): call them from a thread (``asyncio.to_thread``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from moltconsole_backend.memory.repo import (
+    BLOBS,
+    BadManifest,
+    Repository,
+    RepositoryError,
+    Snapshot,
+    blob_key,
+    blob_names,
+    list_every_copy,
+)
+from moltconsole_backend.memory.store import LocalFirst, LocalStore, ObjectStore, StoreError
+from moltconsole_backend.settings import MemorySettings
+
+Progress = Callable[[int, int], None]  # steps done, steps in all (the total may grow)
+
+_PERIODS: tuple[tuple[str, str], ...] = (
+    ("hourly", "%Y-%m-%d %H:00"),
+    ("daily", "%Y-%m-%d"),
+    ("weekly", "%G-W%V"),
+    ("monthly", "%Y-%m"),
+)
+
+
+class RetentionError(RepositoryError):
+    """A forget or prune stopped; the message says what was done and what to do."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How many snapshots to keep: the newest ``keep_last``, and the newest of each of the
+    newest ``keep_hourly`` hours, ``keep_daily`` days, ``keep_weekly`` ISO weeks and
+    ``keep_monthly`` months (UTC) that have one."""
+
+    keep_last: int
+    keep_hourly: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+
+    def __post_init__(self) -> None:
+        for name in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} cannot be negative")
+
+    @classmethod
+    def from_settings(cls, memory: MemorySettings) -> Policy:
+        """The policy of the ``[memory]`` settings."""
+        return cls(
+            keep_last=memory.keep_last, keep_hourly=memory.keep_hourly, keep_daily=memory.keep_daily,
+            keep_weekly=memory.keep_weekly, keep_monthly=memory.keep_monthly,
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which snapshots a policy keeps and forgets (each newest first), and why each kept one
+    is kept (snapshot id -> reasons like "last 3", "daily 2026-12-03", "newest safety")."""
+
+    keep: list[Snapshot]
+    forget: list[Snapshot]
+    reasons: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _period(when: float, pattern: str) -> str:
+    return datetime.fromtimestamp(when, tz=UTC).strftime(pattern)
+
+
+def choose(snapshots: Sequence[Snapshot], policy: Policy) -> Decision:
+    """Apply ``policy`` to ``snapshots`` (of one sandbox, in any order)."""
+    ordered = sorted(snapshots, key=lambda snap: (snap.time, snap.id), reverse=True)
+    reasons: dict[str, list[str]] = {}
+
+    def keep(snap: Snapshot, why: str) -> None:
+        reasons.setdefault(snap.id, []).append(why)
+
+    for place, snap in enumerate(ordered[: policy.keep_last], 1):
+        keep(snap, f"last {place}")
+    for kind, pattern in _PERIODS:
+        wanted = getattr(policy, f"keep_{kind}")
+        periods: list[str] = []
+        for snap in ordered:  # newest first, so each period's first snapshot is its newest
+            if len(periods) >= wanted:
+                break
+            period = _period(snap.time, pattern)
+            if periods and periods[-1] == period:
+                continue
+            periods.append(period)
+            keep(snap, f"{kind} {period}")
+    if ordered and ordered[0].id not in reasons:
+        keep(ordered[0], "newest")
+    safety = next((snap for snap in ordered if snap.reason == "safety"), None)
+    if safety is not None:
+        keep(safety, "newest safety")
+    return Decision(
+        keep=[snap for snap in ordered if snap.id in reasons],
+        forget=[snap for snap in ordered if snap.id not in reasons],
+        reasons=reasons,
+    )
+
+
+@dataclass(frozen=True)
+class ForgetReport:
+    """What a forget of one sandbox did (or, with ``dry_run``, would do): the snapshots kept
+    and forgotten (newest first), why each kept one is, and the manifests it could not read
+    (kept; ``verify`` tells more)."""
+
+    sandbox: str
+    dry_run: bool
+    keep: list[Snapshot]
+    forget: list[Snapshot]
+    reasons: dict[str, list[str]]
+    unreadable: list[BadManifest]
+
+
+def forget(repo: Repository, sandbox: str, policy: Policy, dry_run: bool = False) -> ForgetReport:
+    """Remove the manifests of ``sandbox``'s snapshots that ``policy`` does not keep (their
+    blobs stay until ``prune``). RetentionError if a storage fails (what was removed is said;
+    the rest are kept)."""
+    try:
+        snapshots, unreadable = repo.readable_snapshots(list(repo.snapshot_ids(sandbox, every_copy=True)))
+    except StoreError as exc:
+        raise RetentionError(f"forget removed nothing: cannot read {sandbox}'s snapshots: {exc}") from None
+    decision = choose(snapshots, policy)
+    report = ForgetReport(sandbox, dry_run, decision.keep, decision.forget, decision.reasons, unreadable)
+    if dry_run or not decision.forget:
+        return report
+    removed = 0
+    with repo.exclusive():  # a copy to the bucket in progress must not put one back after us
+        for snap in decision.forget:
+            try:
+                repo.delete_snapshot(snap)
+            except StoreError as exc:
+                raise RetentionError(
+                    f"forget removed {removed} of {len(decision.forget)} snapshots of {sandbox}, then "
+                    f"stopped: {exc}. The others are kept; run it again once the storage is reachable"
+                ) from None
+            removed += 1
+    return report
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """What a prune removed (or, with ``dry_run``, would remove): the manifests it read (of
+    every sandbox), the blobs removed and kept, and their stored bytes measured on the local
+    disk (``unmeasured`` blobs are only in the bucket, so not counted in the bytes)."""
+
+    dry_run: bool
+    manifests: int
+    blobs_removed: int
+    bytes_removed: int
+    blobs_kept: int
+    bytes_kept: int
+    unmeasured: int
+    seconds: float
+
+
+def _local_root(store: ObjectStore) -> Path | None:
+    if isinstance(store, LocalStore):
+        return store.root
+    if isinstance(store, LocalFirst):
+        return _local_root(store.local)
+    return None
+
+
+def _stored_size(root: Path | None, name: str) -> int | None:
+    if root is None:
+        return None
+    try:
+        return os.stat(root.joinpath(*blob_key(name).split("/"))).st_size
+    except OSError:
+        return None
+
+
+def prune(repo: Repository, dry_run: bool = False, progress: Progress | None = None) -> PruneReport:
+    """Delete the blobs no manifest (of any sandbox) names. Safe while backups run in this
+    process (see the module docstring). RetentionError when a manifest cannot be read or a
+    storage fails (nothing a snapshot needs is ever removed; what was removed is said)."""
+    started = time.monotonic()
+    tell = progress or (lambda done, total: None)
+    try:
+        ids = set(repo.snapshot_ids(every_copy=True))
+        stored = blob_names(list_every_copy(repo.store, BLOBS + "/"))
+    except StoreError as exc:
+        raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
+    total = len(ids) + len(stored)
+    tell(0, total)
+    snapshots, bad = _read(repo, ids, lambda done: tell(done, total))
+    with contextlib.nullcontext() if dry_run else repo.exclusive():
+        try:
+            # Manifests written since the first listing (by backups that went on meanwhile).
+            newer = set(repo.snapshot_ids(every_copy=True)) - ids
+        except StoreError as exc:
+            raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
+        more, more_bad = _read(repo, newer, None)
+        bad += more_bad
+        if bad:
+            first = bad[0]
+            raise RetentionError(
+                f"prune removed nothing: {len(bad)} manifest(s) cannot be read, so what they name is "
+                f"unknown ({first.key}: {first.reason}). Run verify to see them all; restore or "
+                "remove them before pruning"
+            )
+        named = {entry.blob for snap in snapshots + more for entry in snap.files}
+        unused = sorted(stored - named)
+        kept = stored & named
+        root = _local_root(repo.store)
+        sizes = {name: _stored_size(root, name) for name in stored}
+        done = len(ids) + len(kept)
+        tell(done, total)
+        deleted: list[str] = []
+        try:
+            for name in [] if dry_run else unused:
+                try:
+                    repo.store.delete(blob_key(name))
+                except StoreError as exc:
+                    raise RetentionError(
+                        f"prune removed {len(deleted)} of {len(unused)} unused blobs, then stopped: {exc}. "
+                        "Nothing a snapshot needs was removed; run prune again once the storage is reachable"
+                    ) from None
+                deleted.append(name)
+                tell(done + len(deleted), total)
+        finally:
+            if deleted:
+                repo.blobs_deleted(deleted)
+    if dry_run:
+        tell(total, total)
+    return PruneReport(
+        dry_run=dry_run,
+        manifests=len(snapshots) + len(more),
+        blobs_removed=len(unused),
+        bytes_removed=sum(sizes[name] or 0 for name in unused),
+        blobs_kept=len(kept),
+        bytes_kept=sum(sizes[name] or 0 for name in kept),
+        unmeasured=sum(1 for size in sizes.values() if size is None),
+        seconds=time.monotonic() - started,
+    )
+
+
+def _read(
+    repo: Repository, ids: set[tuple[str, str]], progress: Callable[[int], None] | None,
+) -> tuple[list[Snapshot], list[BadManifest]]:
+    try:
+        return repo.readable_snapshots(sorted(ids), progress)
+    except StoreError as exc:
+        raise RetentionError(f"prune removed nothing: cannot read a manifest: {exc}") from None
