@@ -242,12 +242,16 @@ class DirectoryObjects:
                     yield BucketObject(key, info.st_size if regular else None, info.st_mtime_ns, regular)
 
     def _path(self, key: str) -> Path:
-        parts = safe_parts(key)
+        """The file of ``key``; StoreError for a key that is not a plain path or passes a link."""
+        try:
+            parts = safe_parts(key)
+        except UnsafePath:
+            raise StoreError(f"refusing to read {shown_key(key)} in {self.root}: not a plain path") from None
         current = self.root
         for part in parts[:-1]:
             current = current / part
             if current.is_symlink():
-                raise UnsafePath(f"refusing to read under {current}: it is a link")
+                raise StoreError(f"refusing to read under {current}: it is a link")
         return current / parts[-1]
 
     def read(self, key: str) -> StoredObject:
@@ -265,7 +269,7 @@ class DirectoryObjects:
     def has(self, key: str) -> bool:
         try:
             return self._path(key).is_file()
-        except UnsafePath:
+        except StoreError:
             return False
 
 
