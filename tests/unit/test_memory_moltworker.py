@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import pytest
 from moltconsole_backend.memory.moltworker import (
     BucketObject,
     DirectoryObjects,
+    ImportReport,
     LeftOut,
     MoltworkerBucket,
     MoltworkerError,
@@ -31,8 +33,9 @@ from moltconsole_backend.memory.moltworker import (
     import_snapshot,
     shown_key,
 )
-from moltconsole_backend.memory.repo import Repository
+from moltconsole_backend.memory.repo import Repository, Snapshot, new_snapshot_id
 from moltconsole_backend.memory.restore import restore_snapshot
+from moltconsole_backend.memory.retention import PruneReport, prune
 from moltconsole_backend.memory.s3 import S3Location, S3Store, s3_store_from
 from moltconsole_backend.memory.store import LocalStore, ObjectMissing, StoreError, StoreUnreachable
 from tests.support.s3_wire import ScriptedS3, Seen, list_xml, scripted_s3
@@ -56,6 +59,9 @@ class MemoryBucket:
         self.fail_on: set[str] = set()
         self.error: Exception = StoreUnreachable("the bucket cannot be reached")
         self.reads: list[str] = []
+        self.hold: set[str] = set()  # reads of these wait for `go`, after setting `reached`
+        self.reached = threading.Event()
+        self.go = threading.Event()
 
     @property
     def where(self) -> str:
@@ -68,6 +74,9 @@ class MemoryBucket:
 
     def read(self, key: str) -> StoredObject:
         self.reads.append(key)
+        if key in self.hold:
+            self.reached.set()
+            assert self.go.wait(30)
         if key in self.fail_on:
             raise self.error
         if key in self.gone or key not in self.data:
@@ -450,6 +459,48 @@ def test_a_bucket_that_fails_mid_import_leaves_no_snapshot(repo: Repository) -> 
     bucket.fail_on = set()
     report = import_snapshot(repo, "box", MoltworkerBucket(bucket))
     assert report.files == 41 and report.new_blobs < 41  # blobs of the first try are used again
+
+
+def test_a_prune_beside_an_import_waits_for_its_manifest(
+    repo: Repository, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A blob stored by a snapshot since forgotten: the import finds it stored and does not
+    # write it again, so until its manifest names it, only the repository's lock keeps it.
+    blob, _ = repo.put_blob(b"The user likes tea.\n")
+    gone = Snapshot(new_snapshot_id(), "old", 0.0, "manual")
+    repo.write_snapshot(gone)
+    repo.delete_snapshot(gone)
+    bucket = MemoryBucket({"workspace/MEMORY.md": b"The user likes tea.\n", "workspace/z.md": b"z"})
+    bucket.hold = {"workspace/z.md"}
+    results: list[object] = []
+    importing = threading.Thread(
+        target=lambda: results.append(import_snapshot(repo, "box", MoltworkerBucket(bucket))))
+    importing.start()
+    assert bucket.reached.wait(30)  # MEMORY.md's blob found stored; z.md not read yet
+
+    blocked_or_done = threading.Event()  # the prune waits for the import, or (unprotected) ends
+    monkeypatch.setattr(repo.access, "waiting", blocked_or_done.set)
+    pruned: list[PruneReport] = []
+
+    def run_prune() -> None:
+        try:
+            pruned.append(prune(repo))
+        finally:
+            blocked_or_done.set()
+
+    pruning = threading.Thread(target=run_prune)
+    pruning.start()
+    try:
+        assert blocked_or_done.wait(30)
+        assert pruned == []  # still waiting for the import's manifest
+    finally:
+        bucket.go.set()
+    importing.join(30)
+    pruning.join(30)
+    assert pruned[0].blobs_removed == 0
+    report = results[0]
+    assert isinstance(report, ImportReport) and report.new_blobs == 1  # MEMORY.md's was reused
+    assert repo.get_blob(blob) == b"The user likes tea.\n"
 
 
 def test_a_file_gone_since_the_listing_is_left_out_and_said(repo: Repository) -> None:

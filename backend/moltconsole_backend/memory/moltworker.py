@@ -722,27 +722,28 @@ def import_snapshot(
     total = scan.size
     done = read_bytes = new_blobs = uploaded = 0
     entries: list[FileEntry] = []
-    for item, parts in _read_ahead(bucket.objects, scan.files):
-        if parts is None:
-            left_out.append(LeftOut(shown_key(item.key), "gone from the bucket since it was listed "
-                                    "(is Moltworker still syncing?)", item.path))
-            continue
-        read_bytes += sum(len(p.data) for p in parts.values())
-        content, extra = _content(item, parts, changes, warnings)
-        for path, data in [(item.path, content), *extra]:
-            blob, written = repo.put_blob(data)
-            new_blobs += 1 if written else 0
-            uploaded += written
-            mtime = parts[item.key].mtime_ns or item.mtime_ns or 0
-            entries.append(FileEntry(path, blob, len(data), _mode(data), mtime))
-        done += sum(len(p.data) for p in parts.values())
-        if progress is not None:
-            progress(done, max(total, done))
-    snapshot = Snapshot(
-        id=snapshot_id, sandbox=sandbox, time=time.time(), reason="import",
-        files=sorted(entries, key=lambda e: e.path), parent=None, host=socket.gethostname(),
-    )
-    repo.write_snapshot(snapshot)
+    with repo.shared():  # from the first blob to the manifest: no prune deletes a blob meanwhile
+        for item, parts in _read_ahead(bucket.objects, scan.files):
+            if parts is None:
+                left_out.append(LeftOut(shown_key(item.key), "gone from the bucket since it was listed "
+                                        "(is Moltworker still syncing?)", item.path))
+                continue
+            read_bytes += sum(len(p.data) for p in parts.values())
+            content, extra = _content(item, parts, changes, warnings)
+            for path, data in [(item.path, content), *extra]:
+                blob, written = repo.put_blob(data)
+                new_blobs += 1 if written else 0
+                uploaded += written
+                mtime = parts[item.key].mtime_ns or item.mtime_ns or 0
+                entries.append(FileEntry(path, blob, len(data), _mode(data), mtime))
+            done += sum(len(p.data) for p in parts.values())
+            if progress is not None:
+                progress(done, max(total, done))
+        snapshot = Snapshot(
+            id=snapshot_id, sandbox=sandbox, time=time.time(), reason="import",
+            files=sorted(entries, key=lambda e: e.path), parent=None, host=socket.gethostname(),
+        )
+        repo.write_snapshot(snapshot)
     return ImportReport(snapshot, scan.layout, read_bytes, new_blobs, uploaded, time.monotonic() - started,
                         left_out, changes, warnings)
 
