@@ -12,6 +12,7 @@ from moltconsole.cli import (
     handover,
     lifecycle,
     logs,
+    memory,
     processes,
     sandboxes,
     status,
@@ -30,6 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_sandbox_option(parser, main=True)
     parser.set_defaults(func=console.console_command)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for verbs in (handover, status, sandboxes, lifecycle, processes, devices, logs, costs, tokens):
+    for verbs in (handover, status, sandboxes, lifecycle, processes, devices, logs, costs, memory, tokens):
         verbs.add_parsers(sub)
     return parser
