@@ -593,3 +593,56 @@ def test_times_are_local(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+# --- verify, prune and Moltworker buckets as printed ---------------------------------------
+def test_verify_names_each_hurt_blob_with_its_files_and_snapshots() -> None:
+    result = wire.VerifyResult(
+        ok=False, snapshots=3, blobs_checked=40, bytes_read=5 * 2**20, seconds=1.25,
+        damaged=[wire.DamagedBlob(blob="ab12", problem="damaged", snapshots=[SNAPS[0].id, SNAPS[1].id],
+                                  paths=["workspace/MEMORY.md"])],
+        bad_manifests=["snapshots/unit/x.json: not JSON"],
+    )
+    assert memory_format.format_verify(result) == (
+        "checked 3 snapshots and 40 blobs (5.0 MiB read) in 1.2 s\n"
+        "  ! blob ab12 is damaged: it holds workspace/MEMORY.md in 2 snapshots "
+        f"({SNAPS[0].id}, {SNAPS[1].id})\n"
+        "  ! manifest snapshots/unit/x.json: not JSON\n"
+        "damaged: restore those files from a snapshot that does not need the blob ('moltconsole memory log "
+        "PATH' lists the versions), or take a new backup so the next snapshot holds them whole"
+    )
+
+
+def test_prune_says_what_would_go_on_a_dry_run() -> None:
+    result = wire.PruneResult(dry_run=True, kept=["a", "b"], forgotten=["c"], blobs_removed=1,
+                              bytes_freed=2048, blobs_kept=7)
+    assert memory_format.format_prune(result) == (
+        "would keep 2 snapshots, would forget 1 snapshot\n"
+        "  - c\n"
+        "would remove 1 blob no kept snapshot needs (2.0 KiB); 7 blobs kept\n"
+        "nothing was changed (--dry-run)"
+    )
+
+
+def test_a_moltworker_bucket_and_its_import_as_printed() -> None:
+    listing = wire.MoltworkerListing(
+        location="r2://agent", layout="openclaw",
+        files=[wire.FileInfo(path="workspace/MEMORY.md", size=29, mtime=0.0)],
+        skipped=["openclaw/../x: leaves the state directory"],
+    )
+    with local_time_utc():
+        assert memory_format.format_moltworker(listing) == (
+            "r2://agent: a Moltworker bucket (openclaw), read-only\n"
+            "size  modified  path\n"
+            "29 B  -         workspace/MEMORY.md\n"
+            "1 file, 29 B\n"
+            "left out (1):\n"
+            "  openclaw/../x: leaves the state directory"
+        )
+        kept = wire.ImportResult(snapshot=SNAPS[2], message="the state directory is not empty")
+        assert memory_format.format_import(kept, 61.0) == (
+            "imported as snapshot 20261202T090000000Z-0d0e0f, 1970-01-01 00:00:01 (1m00s ago), schedule: "
+            "1 file, 3 B\n"
+            "the state directory is not empty\n"
+            "not put in place; to do so: moltconsole memory restore 20261202T090000000Z-0d0e0f"
+        )
