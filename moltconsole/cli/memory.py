@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -323,7 +324,7 @@ def cat_command(args: argparse.Namespace) -> int:
             return EXIT_OK
         kind = fmt.binary_kind(content)
         if kind is not None and not args.force:
-            again = command_for(f"memory cat {args.path}", client.sandbox) + (
+            again = command_for(f"memory cat {shlex.quote(args.path)}", client.sandbox) + (
                 f" --snapshot {snapshot}" if snapshot else ""
             )
             raise Refused(f"{sanitize(args.path)} is {kind} ({fmt.size(len(content))}) and would garble the "
@@ -412,7 +413,7 @@ def restore_command(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             again = command_for(f"memory restore {args.snapshot}", sandbox) + (
-                f" {args.path}" if args.path else ""
+                f" {shlex.quote(args.path)}" if args.path else ""
             )
             print(f"moltconsole memory: restore replaces files of {_who(sandbox)}; when not run "
                   f"interactively, confirm with: {sanitize(again)} --yes", file=sys.stderr)

@@ -369,6 +369,9 @@ def test_cat_on_a_terminal_makes_text_inert_and_refuses_binary_unless_forced(
     assert moltconsole(backend, "memory", "cat", "state.sqlite", "--force") == EXIT_OK
     shown = capsys.readouterr().out
     assert shown.startswith("SQLite format 3\u2400") and "\x00" not in shown and "\x1b" not in shown
+    (backend.state / "my notes.bin").write_bytes(b"\x00\x01")
+    assert moltconsole(backend, "memory", "cat", "my notes.bin") == EXIT_USAGE
+    assert "write it to a file: moltconsole memory cat 'my notes.bin' > FILE" in capsys.readouterr().err
 
 
 def test_cat_of_a_bad_path_says_which_and_what_to_do(
