@@ -27,8 +27,10 @@ SANDBOX_HTTP = {
     *((f"/v1/sandbox/{name}", "POST")
       for name in ("start", "stop", "restart", "destroy", "rebuild", "rotate-token")),
     ("/v1/memory", "GET"),
-    *((f"/v1/memory/{name}", "GET") for name in ("snapshots", "files", "file", "log", "diff", "search")),
-    *((f"/v1/memory/{name}", "POST") for name in ("backup", "restore")),
+    *((f"/v1/memory/{name}", "GET")
+      for name in ("snapshots", "files", "file", "log", "diff", "search", "moltworker")),
+    *((f"/v1/memory/{name}", "POST")
+      for name in ("backup", "restore", "verify", "prune", "import-moltworker")),
 }
 SANDBOX_STREAMS = {"/v1/events", "/v1/stats", "/v1/exec", "/v1/logs"}
 

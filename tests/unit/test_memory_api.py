@@ -24,6 +24,7 @@ from moltconsole_backend.memory.repo import Repository
 from moltconsole_backend.memory.store import LocalStore
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, Settings
+from moltconsole_shared.wire.memory import PruneRequest
 from tests.unit.test_client import serve_asgi
 from tests.unit.test_manager_events import StubContainer, StubEngine, kill_container
 from tests.unit.test_manager_events import settings as settings  # the fixture
@@ -162,3 +163,39 @@ async def test_the_default_sandbox_memory_is_reached_by_name_too(served: Served)
         with pytest.raises(BackendError, match="no sandbox") as caught:
             await unknown.memory.status()
         assert caught.value.status == 404
+
+
+async def test_verify_names_a_damaged_blob_with_the_snapshots_and_files_it_hurts(served: Served) -> None:
+    memory = served.client.memory
+    snap = await memory.backup()
+    assert (await memory.verify()).ok
+    repo_root = Path(served.keeper.repo.store.where)
+    entry = next(f for f in served.keeper.last.files if f.path == "workspace/MEMORY.md")  # type: ignore[union-attr]
+    blob = repo_root / "blobs" / entry.blob[:2] / entry.blob
+    blob.write_bytes(b"not what was stored")
+    report = await memory.verify()
+    assert not report.ok
+    assert [(d.blob, d.problem, d.snapshots, d.paths) for d in report.damaged] == [
+        (entry.blob, "damaged", [snap.snapshot.id], ["workspace/MEMORY.md"]),
+    ]
+    with pytest.raises(BackendError, match="more than 0, at most 1"):
+        await memory.verify(1.5)
+
+
+async def test_prune_keeps_what_the_policy_says_and_a_dry_run_changes_nothing(served: Served) -> None:
+    memory = served.client.memory
+    ids = []
+    for n in range(4):
+        (served.state / "workspace" / "MEMORY.md").write_text(f"version {n}\n")
+        ids.append((await memory.backup()).snapshot.id)
+    dry = await memory.prune(PruneRequest(dry_run=True, keep_last=2, keep_hourly=0, keep_daily=0,
+                                          keep_weekly=0, keep_monthly=0))
+    assert dry.dry_run and sorted(dry.forgotten) == sorted(ids[:2])
+    assert len((await memory.snapshots()).snapshots) == 4
+    done = await memory.prune(PruneRequest(keep_last=2, keep_hourly=0, keep_daily=0, keep_weekly=0,
+                                           keep_monthly=0))
+    assert sorted(done.kept) == sorted(ids[2:]) and done.blobs_removed == 2  # versions 0 and 1
+    assert [s.id for s in (await memory.snapshots()).snapshots] == [ids[3], ids[2]]
+    assert (await memory.verify()).ok  # nothing a kept snapshot needs was removed
+    with pytest.raises(BackendError, match="negative"):
+        await memory.prune(PruneRequest(keep_last=-1))

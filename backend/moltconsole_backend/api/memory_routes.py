@@ -10,8 +10,9 @@ ids before they name an object.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,14 +22,18 @@ from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.fleet import Sandbox
 from moltconsole_backend.memory import browse
 from moltconsole_backend.memory.keeper import KeeperError, MemoryKeeper
+from moltconsole_backend.memory.moltworker import MoltworkerBucket, MoltworkerError, shown_key
 from moltconsole_backend.memory.repo import Snapshot
 from moltconsole_backend.memory.restore import UnsafePath, safe_parts
-from moltconsole_backend.memory.service import MemoryService
+from moltconsole_backend.memory.retention import Policy
+from moltconsole_backend.memory.service import MemoryService, moltworker_store
 from moltconsole_backend.memory.store import StoreError
+from moltconsole_backend.memory.verify import BlobProblem, VerifyReport
 from moltconsole_shared.wire import memory as wire
 from moltconsole_shared.wire.schema import WireFormatError
 
 SEARCH_LIMIT_MAX = 1000
+_KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -185,8 +190,101 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             safety=summary(before) if before is not None else None, restarted=restarted,
         ))
 
+    async def verify(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = await _read(request, wire.VERIFY_REQUEST)
+        if isinstance(asked, Response):
+            return asked
+        if asked.sample is not None and not 0 < asked.sample <= 1:
+            return error("request", "sample is a fraction of the blobs to read: more than 0, at most 1", 400)
+        report = await keeper.verify(asked.sample)
+        damaged = [
+            wire.DamagedBlob(
+                blob=b.blob, problem=kind, snapshots=[ref.id for ref in b.snapshots], paths=b.paths,
+            )
+            for kind, problems in _problems(report)
+            for b in problems
+        ]
+        return answer(wire.VERIFY_RESULT, wire.VerifyResult(
+            ok=report.ok, snapshots=report.manifests, blobs_checked=report.blobs_checked,
+            bytes_read=report.bytes_read, damaged=damaged,
+            bad_manifests=[f"{bad.key}: {bad.reason}" for bad in report.bad_manifests],
+            seconds=report.seconds,
+        ))
+
+    async def prune(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = await _read(request, wire.PRUNE_REQUEST)
+        if isinstance(asked, Response):
+            return asked
+        configured = Policy.from_settings(keeper.settings)
+        try:
+            policy = dataclasses.replace(configured, **{
+                name: value for name in _KEEP if (value := getattr(asked, name)) is not None
+            })
+        except ValueError as exc:
+            return error("request", f"{exc}", 400)
+        forgotten, pruned = await keeper.prune(policy, asked.dry_run)
+        return answer(wire.PRUNE_RESULT, wire.PruneResult(
+            dry_run=asked.dry_run, kept=[s.id for s in forgotten.keep],
+            forgotten=[s.id for s in forgotten.forget], blobs_removed=pruned.blobs_removed,
+            bytes_freed=pruned.bytes_removed, blobs_kept=pruned.blobs_kept,
+        ))
+
+    def bucket(asked: wire.MoltworkerRequest) -> MoltworkerBucket:
+        env = service.env if service is not None else {}
+        settings = service.settings if service is not None else sandbox.settings
+        try:
+            store = moltworker_store(settings, env, asked.location, asked.endpoint_url or "")
+        except ValueError as exc:
+            raise KeeperError(f"cannot read the Moltworker bucket {asked.location!r}: {exc}") from None
+        return MoltworkerBucket(store, settings.memory.excludes)
+
+    async def moltworker(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = wire.MoltworkerRequest(
+            location=request.query_params.get("location", ""),
+            endpoint_url=request.query_params.get("endpoint_url") or None,
+        )
+        if not asked.location:
+            return error("request", "say which bucket: ?location=r2://BUCKET or s3://BUCKET/PREFIX", 400)
+        try:
+            scan = await asyncio.to_thread(bucket(asked).scan)
+        except MoltworkerError as exc:
+            raise KeeperError(str(exc)) from None
+        layout = scan.layout
+        return answer(wire.MOLTWORKER_LISTING, wire.MoltworkerListing(
+            location=asked.location,
+            layout=(layout.config_prefix or "no config") + (" (legacy)" if layout.legacy else ""),
+            files=[wire.FileInfo(path=f.path, size=f.size or 0, mtime=(f.mtime_ns or 0) / 1e9)
+                   for f in scan.files],
+            skipped=[f"{shown_key(o.key)}: {o.reason}" for o in scan.left_out],
+        ))
+
+    async def import_moltworker(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = await _read(request, wire.MOLTWORKER_REQUEST)
+        if isinstance(asked, Response):
+            return asked
+        report, restored = await keeper.import_moltworker(bucket(asked), asked.restore)
+        if restored:
+            await sandbox.manager.give_state_to_sandbox()
+            message = f"imported and restored into the empty state directory of sandbox {sandbox.name}"
+        else:
+            message = (
+                f"imported as snapshot {report.snapshot.id}; the state directory of sandbox {sandbox.name} "
+                f"is not empty, so nothing in it changed: 'moltconsole -s {sandbox.name} memory restore "
+                f"{report.snapshot.id}' puts it in place (the sandbox is stopped and started again, and "
+                "what is there now is kept in a safety snapshot)"
+            )
+        return answer(wire.IMPORT_RESULT, wire.ImportResult(
+            snapshot=summary(report.snapshot),
+            skipped=[f"{shown_key(o.key)}: {o.reason}" for o in report.left_out] + report.warnings,
+            restored=restored, message=message,
+        ))
+
     return [
         Route("/v1/memory", status),
+        Route("/v1/memory/moltworker", with_keeper(moltworker)),
+        Route("/v1/memory/import-moltworker", with_keeper(import_moltworker), methods=["POST"]),
+        Route("/v1/memory/verify", with_keeper(verify), methods=["POST"]),
+        Route("/v1/memory/prune", with_keeper(prune), methods=["POST"]),
         Route("/v1/memory/snapshots", with_keeper(snapshots)),
         Route("/v1/memory/files", with_keeper(files)),
         Route("/v1/memory/file", with_keeper(file)),
@@ -196,6 +294,10 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         Route("/v1/memory/backup", with_keeper(backup), methods=["POST"]),
         Route("/v1/memory/restore", with_keeper(restore), methods=["POST"]),
     ]
+
+
+def _problems(report: VerifyReport) -> list[tuple[Literal["missing", "damaged"], list[BlobProblem]]]:
+    return [("missing", report.missing), ("damaged", report.damaged)]
 
 
 def _path(request: Request) -> str:

@@ -33,10 +33,18 @@ from moltconsole_backend.memory.browse import under
 from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded, sqlite_image
 from moltconsole_backend.memory.capture import _is_sqlite as is_sqlite
 from moltconsole_backend.memory.capture import _walk as walk
+from moltconsole_backend.memory.moltworker import (
+    ImportReport,
+    MoltworkerBucket,
+    MoltworkerError,
+    import_snapshot,
+)
 from moltconsole_backend.memory.replicate import Replica
-from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
+from moltconsole_backend.memory.repo import FileEntry, Repository, RepositoryError, Snapshot
 from moltconsole_backend.memory.restore import UnsafePath, restore_files, restore_snapshot, safe_parts
+from moltconsole_backend.memory.retention import ForgetReport, Policy, PruneReport, forget, prune
 from moltconsole_backend.memory.store import StoreError
+from moltconsole_backend.memory.verify import VerifyReport, verify
 from moltconsole_backend.settings import MemorySettings
 from moltconsole_shared.wire.events import EventLevel
 
@@ -373,6 +381,45 @@ class MemoryKeeper:
                 await asyncio.to_thread(shutil.rmtree, previous, True)  # the safety snapshot has it
             await asyncio.to_thread(self.capture.remember, snap)
             return safety
+
+    async def verify(self, sample: float | None = None) -> VerifyReport:
+        """Read back this sandbox's snapshots' blobs (all, or a fraction) and check them."""
+        with self._running("verify") as running:
+            try:
+                return await asyncio.to_thread(verify, self.repo, self.name, sample, running.progress)
+            except ValueError as exc:
+                raise KeeperError(f"cannot verify: {exc}") from None
+
+    async def prune(self, policy: Policy, dry_run: bool = False) -> tuple[ForgetReport, PruneReport]:
+        """Forget this sandbox's snapshots ``policy`` does not keep, then remove the blobs no
+        snapshot of any sandbox names (safe beside backups: the repository's lock)."""
+        with self._running("prune") as running:
+            try:
+                forgotten = await asyncio.to_thread(forget, self.repo, self.name, policy, dry_run)
+                pruned = await asyncio.to_thread(prune, self.repo, dry_run, running.progress)
+            except RepositoryError as exc:
+                raise KeeperError(str(exc)) from None
+        for snap in forgotten.forget if not dry_run else ():
+            self._manifests.pop(snap.id, None)
+        return forgotten, pruned
+
+    async def import_moltworker(self, bucket: MoltworkerBucket, restore: bool) -> tuple[ImportReport, bool]:
+        """A Moltworker bucket read into this sandbox's newest snapshot; with ``restore`` and an
+        empty state directory, restored into it. Returns the report and whether it was restored."""
+        async with self._lock:
+            with self._running("import") as running:
+                try:
+                    report = await asyncio.to_thread(
+                        import_snapshot, self.repo, self.name, bucket, running.progress, allow_existing=True,
+                    )
+                except MoltworkerError as exc:
+                    raise KeeperError(str(exc)) from None
+        self._manifests[report.snapshot.id] = report.snapshot
+        empty = not self.state_dir.is_dir() or not any(self.state_dir.iterdir())
+        if restore and empty:
+            await self.restore_all(report.snapshot.id)
+            return report, True
+        return report, False
 
     async def before_start(self) -> Snapshot | None:
         """An empty state directory and a snapshot to restore (a new server): restore the

@@ -44,6 +44,30 @@ def bucket_store(settings: Settings, env: Mapping[str, str]) -> ObjectStore | No
     return s3_store_from(location, env)
 
 
+def moltworker_store(
+    settings: Settings, env: Mapping[str, str], location: str, endpoint_url: str = "",
+) -> ObjectStore:
+    """A Moltworker bucket to read (``r2://bucket`` or ``s3://bucket/prefix``), reached with the
+    memory settings' account id, region and path style and the same credentials variables;
+    ValueError saying what to set when something is missing or malformed."""
+    from moltconsole_backend.memory.s3 import parse_location, s3_store_from
+
+    memory = settings.memory
+    parsed = parse_location(location)
+    parsed = dataclasses.replace(
+        parsed,
+        endpoint_url=endpoint_url or parsed.endpoint_url or (
+            memory.endpoint_url if parsed.service == "s3" else ""
+        ),
+        account_id=parsed.account_id or memory.account_id,
+        region=parsed.region or memory.region,
+        path_style=parsed.path_style or memory.path_style,
+        access_key_env=parsed.access_key_env or memory.access_key_env,
+        secret_key_env=parsed.secret_key_env or memory.secret_key_env,
+    )
+    return s3_store_from(parsed, env)
+
+
 class MemoryService:
     """Opens the repository once, and makes each sandbox's keeper."""
 
