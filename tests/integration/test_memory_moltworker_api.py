@@ -19,7 +19,8 @@ from moltconsole_backend.memory.repo import Repository
 from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.memory.store import LocalStore
 from moltconsole_backend.sandbox.manager import SandboxManager
-from moltconsole_backend.settings import MemorySettings, PathSettings, SandboxSettings, Settings
+from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settings
+from moltconsole_shared.paths import PathSettings
 from tests.integration import memory_conftest_fixtures
 from tests.support.s3_server import S3Server
 from tests.unit.test_client import serve_asgi
