@@ -122,10 +122,11 @@ class BackendClient:
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None,
         timeout: float | object | None = httpx.USE_CLIENT_DEFAULT, params: dict[str, Any] | None = None,
+        content: bytes | None = None,
     ) -> Any:
         """One request answered in JSON; ``timeout=None`` waits as long as the operation takes
         (builds)."""
-        response = await self._send(method, path, body, timeout, params)
+        response = await self._send(method, path, body, timeout, params, content)
         try:
             data = response.json() if response.content else {}
         except ValueError:
@@ -141,7 +142,7 @@ class BackendClient:
 
     async def _bytes(self, path: str, params: dict[str, Any] | None = None) -> bytes:
         """A GET answered with raw bytes (a file's content); an error is the usual error body."""
-        response = await self._send("GET", path, None, httpx.USE_CLIENT_DEFAULT, params)
+        response = await self._send("GET", path, None, httpx.USE_CLIENT_DEFAULT, params, None)
         if response.status_code >= 400:
             try:
                 data = response.json()
@@ -152,12 +153,13 @@ class BackendClient:
 
     async def _send(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float | object | None,
-        params: dict[str, Any] | None,
+        params: dict[str, Any] | None, content: bytes | None,
     ) -> httpx.Response:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
             return await self._http.request(
                 method, path, json=body, timeout=timeout, params=clean or None,  # type: ignore[arg-type]
+                content=content,
             )
         except httpx.TimeoutException:
             raise BackendError(

@@ -73,6 +73,13 @@ class MemoryClient:
         """A file's bytes now, or as it was in ``snapshot``."""
         return await self._client._bytes(self._base + "/file", {"path": path, "snapshot": snapshot})
 
+    async def write(self, path: str, content: bytes) -> BackupResult:
+        """Replace a workspace file; answers the snapshot taken of what was there first."""
+        data = await self._client._request(
+            "PUT", self._base + "/file", params={"path": path}, content=content, timeout=60.0,
+        )
+        return self._client._read(BACKUP_RESULT, "an edit's answer", data)
+
     async def log(self, path: str) -> FileHistory:
         data = await self._get("/log", {"path": path})
         return self._client._read(FILE_HISTORY, "a file history", data)

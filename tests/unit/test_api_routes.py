@@ -29,6 +29,7 @@ SANDBOX_HTTP = {
     ("/v1/memory", "GET"),
     *((f"/v1/memory/{name}", "GET")
       for name in ("snapshots", "files", "file", "log", "diff", "search", "moltworker")),
+    ("/v1/memory/file", "PUT"),
     *((f"/v1/memory/{name}", "POST")
       for name in ("backup", "restore", "verify", "prune", "import-moltworker")),
 }

@@ -199,3 +199,18 @@ async def test_prune_keeps_what_the_policy_says_and_a_dry_run_changes_nothing(se
     assert (await memory.verify()).ok  # nothing a kept snapshot needs was removed
     with pytest.raises(BackendError, match="negative"):
         await memory.prune(PruneRequest(keep_last=-1))
+
+
+async def test_an_edit_of_a_workspace_file_keeps_what_was_there_first(served: Served) -> None:
+    memory = served.client.memory
+    before = await memory.write("workspace/MEMORY.md", b"# Memory\nEdited by hand.\n")
+    assert before.snapshot.reason == "before-edit"
+    assert (served.state / "workspace" / "MEMORY.md").read_text() == "# Memory\nEdited by hand.\n"
+    assert await memory.read("workspace/MEMORY.md", before.snapshot.id) == b"# Memory\nThe user likes tea.\n"
+    with pytest.raises(BackendError, match="only files of the workspace"):
+        await memory.write("openclaw.json", b"{}")
+    with pytest.raises(BackendError, match="refusing the path"):
+        await memory.write("workspace/../openclaw.json", b"{}")
+    with pytest.raises(BackendError, match="at most 16 MiB") as caught:
+        await memory.write("workspace/big.md", b"x" * (16 * 2**20 + 1))
+    assert caught.value.status == 413

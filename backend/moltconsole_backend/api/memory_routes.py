@@ -33,6 +33,7 @@ from moltconsole_shared.wire import memory as wire
 from moltconsole_shared.wire.schema import WireFormatError
 
 SEARCH_LIMIT_MAX = 1000
+EDIT_MAX = 16 * 2**20  # a workspace file edited by hand
 _KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -117,6 +118,20 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         path = _path(request)
         content = await keeper.read(path, request.query_params.get("snapshot") or None)
         return Response(content, media_type="application/octet-stream")
+
+    async def write(keeper: MemoryKeeper, request: Request) -> Response:
+        path = _path(request)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > EDIT_MAX:
+            return error("request", f"an edited file may be at most {EDIT_MAX // 2**20} MiB", 413)
+        content = bytearray()
+        async for chunk in request.stream():
+            content += chunk
+            if len(content) > EDIT_MAX:
+                return error("request", f"an edited file may be at most {EDIT_MAX // 2**20} MiB", 413)
+        before = await keeper.write(path, bytes(content))
+        await sandbox.manager.give_state_to_sandbox()
+        return answer(wire.BACKUP_RESULT, wire.BackupResult(snapshot=summary(before)))
 
     async def log(keeper: MemoryKeeper, request: Request) -> Response:
         path = _path(request)
@@ -288,6 +303,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         Route("/v1/memory/snapshots", with_keeper(snapshots)),
         Route("/v1/memory/files", with_keeper(files)),
         Route("/v1/memory/file", with_keeper(file)),
+        Route("/v1/memory/file", with_keeper(write), methods=["PUT"]),
         Route("/v1/memory/log", with_keeper(log)),
         Route("/v1/memory/diff", with_keeper(diff)),
         Route("/v1/memory/search", with_keeper(search)),

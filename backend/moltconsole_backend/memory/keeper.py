@@ -41,7 +41,13 @@ from moltconsole_backend.memory.moltworker import (
 )
 from moltconsole_backend.memory.replicate import Replica
 from moltconsole_backend.memory.repo import FileEntry, Repository, RepositoryError, Snapshot
-from moltconsole_backend.memory.restore import UnsafePath, restore_files, restore_snapshot, safe_parts
+from moltconsole_backend.memory.restore import (
+    UnsafePath,
+    restore_files,
+    restore_snapshot,
+    safe_parts,
+    write_file,
+)
 from moltconsole_backend.memory.retention import ForgetReport, Policy, PruneReport, forget, prune
 from moltconsole_backend.memory.store import StoreError
 from moltconsole_backend.memory.verify import VerifyReport, verify
@@ -381,6 +387,27 @@ class MemoryKeeper:
                 await asyncio.to_thread(shutil.rmtree, previous, True)  # the safety snapshot has it
             await asyncio.to_thread(self.capture.remember, snap)
             return safety
+
+    async def write(self, path: str, content: bytes) -> Snapshot:
+        """Replace a workspace file (an edit by the operator); a snapshot of what was there is
+        taken first and returned."""
+        parts = safe_parts(path)
+        if parts[0] != "workspace" or len(parts) < 2:
+            raise KeeperError(f"only files of the workspace can be edited, not {path}")
+        if excluded(path, self.settings.excludes):
+            raise KeeperError(f"{path} is left out of memory (memory.excludes), so it is not edited here")
+        async with self._lock:
+            before = (await self._backup("before-edit")).snapshot
+            target = self.state_dir.joinpath(*parts)
+            mode = 0o600
+            with contextlib.suppress(OSError):
+                mode = target.stat().st_mode & 0o777
+            entry = FileEntry(path=path, blob="", size=len(content), mode=mode, mtime_ns=time.time_ns())
+            try:
+                await asyncio.to_thread(write_file, self.state_dir, entry, content)
+            except (UnsafePath, OSError) as exc:
+                raise KeeperError(f"cannot write {path}: {exc}") from None
+            return before
 
     async def verify(self, sample: float | None = None) -> VerifyReport:
         """Read back this sandbox's snapshots' blobs (all, or a fraction) and check them."""
