@@ -200,7 +200,7 @@ def _with_hint(message: str, exc: BackendError, args: argparse.Namespace, sandbo
     if message.startswith("refusing the path"):
         return (f"{message}. Give a path relative to the state directory, as "
                 f"'{command_for('memory ls', sandbox)}' shows them")
-    if message.startswith("cannot read"):
+    if verb == "cat" and message.startswith(f"cannot read {args.path} "):
         return (f"{message}. '{command_for('memory ls', sandbox)}' lists the files now; "
                 "--snapshot ID reads one as it was")
     return message

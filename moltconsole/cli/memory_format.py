@@ -272,9 +272,9 @@ def format_import(result: wire.ImportResult, now: float) -> str:
     """``moltconsole memory import-moltworker``: the snapshot it became, and whether it is in
     place."""
     lines = [f"imported as snapshot {snapshot_line(result.snapshot, now)}"]
-    if result.message:
+    if result.message:  # the backend's words say where it is and what to do
         lines.append(sanitize(result.message))
-    if result.restored:
+    elif result.restored:
         lines.append("it is in the sandbox's state directory now")
     else:
         lines.append(f"not put in place; to do so: moltconsole memory restore {sanitize(result.snapshot.id)}")

@@ -642,10 +642,65 @@ def test_a_moltworker_bucket_and_its_import_as_printed() -> None:
             "left out (1):\n"
             "  openclaw/../x: leaves the state directory"
         )
-        kept = wire.ImportResult(snapshot=SNAPS[2], message="the state directory is not empty")
+        kept = wire.ImportResult(snapshot=SNAPS[2])
         assert memory_format.format_import(kept, 61.0) == (
             "imported as snapshot 20261202T090000000Z-0d0e0f, 1970-01-01 00:00:01 (1m00s ago), schedule: "
             "1 file, 3 B\n"
-            "the state directory is not empty\n"
             "not put in place; to do so: moltconsole memory restore 20261202T090000000Z-0d0e0f"
         )
+        said = wire.ImportResult(snapshot=SNAPS[2], message="imported; 'moltconsole -s work memory restore "
+                                 "20261202T090000000Z-0d0e0f' puts it in place")
+        assert memory_format.format_import(said, 61.0).splitlines()[1:] == [said.message]  # said once
+
+
+# --- verify, prune and Moltworker buckets through the real routes ---------------------------
+def test_verify_is_whole_then_names_a_damaged_blob_and_exits_1(
+    backend: Backend, capsys: pytest.CaptureFixture[str],
+) -> None:
+    snap = backend.backup()
+    assert moltconsole(backend, "memory", "verify") == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("checked 1 snapshot and 2 blobs (") and out[1] == "all whole"
+    assert backend.keeper is not None and backend.keeper.last is not None
+    entry = next(f for f in backend.keeper.last.files if f.path == "workspace/MEMORY.md")
+    (backend.root / "repo" / "blobs" / entry.blob[:2] / entry.blob).write_bytes(b"not what was stored")
+    assert moltconsole(backend, "memory", "verify") == EXIT_FAILED
+    assert f"  ! blob {entry.blob} is damaged: it holds workspace/MEMORY.md in 1 snapshot ({snap})\n" \
+        in capsys.readouterr().out
+    assert moltconsole(backend, "memory", "verify", "--sample", "1", "--json") == EXIT_FAILED
+    result = wire.VERIFY_RESULT.read(json.loads(capsys.readouterr().out))
+    assert not result.ok and [d.blob for d in result.damaged] == [entry.blob]
+
+
+def test_prune_dry_run_then_for_real_by_the_policy_given(
+    backend: Backend, capsys: pytest.CaptureFixture[str],
+) -> None:
+    ids = []
+    for n in range(4):
+        (backend.state / "workspace" / "MEMORY.md").write_text(f"version {n}\n")
+        ids.append(backend.backup())
+    policy = ["--keep-last", "2", "--keep-hourly", "0", "--keep-daily", "0", "--keep-weekly", "0",
+              "--keep-monthly", "0"]
+    assert moltconsole(backend, "memory", "prune", "--dry-run", *policy) == EXIT_OK
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "would keep 2 snapshots, would forget 2 snapshots"
+    assert sorted(out[1:3]) == sorted(f"  - {i}" for i in ids[:2])
+    assert out[-1] == "nothing was changed (--dry-run)"
+    assert moltconsole(backend, "memory", "prune", *policy, "--json") == EXIT_OK
+    result = wire.PRUNE_RESULT.read(json.loads(capsys.readouterr().out))
+    assert sorted(result.kept) == sorted(ids[2:]) and result.blobs_removed == 2
+    assert moltconsole(backend, "memory", "snapshots", "--json") == EXIT_OK
+    left = wire.SNAPSHOT_LIST.read(json.loads(capsys.readouterr().out))
+    assert [s.id for s in left.snapshots] == [ids[3], ids[2]]
+
+
+def test_a_moltworker_bucket_without_credentials_says_what_to_set(
+    backend: Backend, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert moltconsole(backend, "memory", "moltworker", "r2://agent-memory") == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith("moltconsole: cannot read the Moltworker bucket 'r2://agent-memory': ")
+    assert err.endswith("or CF_ACCOUNT_ID\n")  # what to set, and no hint that does not fit after it
+    assert "Traceback" not in err
+    assert moltconsole(backend, "memory", "import-moltworker", "r2://agent-memory") == EXIT_FAILED
+    assert "cannot read the Moltworker bucket 'r2://agent-memory'" in capsys.readouterr().err
