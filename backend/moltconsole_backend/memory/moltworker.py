@@ -59,6 +59,7 @@ import socket
 import sqlite3
 import stat
 import tempfile
+import threading
 import time
 import unicodedata
 from collections import deque
@@ -96,7 +97,10 @@ SQLITE_INDEX = "-shm"  # rebuilt by SQLite from the database and its log
 MAX_NAME_BYTES = 255  # NAME_MAX of the usual Linux file systems
 MAX_PATH_BYTES = 3000  # leaves room for the state directory's own path under PATH_MAX (4096)
 MAX_FILE_SIZE = 1024**3  # one file is held in memory whole on its way into a blob
-READ_AHEAD = 8  # objects read from the bucket at once (R2 answers each in tens of ms)
+# Files read from the bucket and stored at once: each waits on the network (R2 answers a read
+# in tens of ms) and on the repository (a local one syncs every blob to disk), not on the CPU.
+WORKERS = 8
+IN_FLIGHT_BYTES = 256 * 1024**2  # read ahead no further than this (a few large databases)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
 
 
@@ -723,20 +727,18 @@ def import_snapshot(
     done = read_bytes = new_blobs = uploaded = 0
     entries: list[FileEntry] = []
     with repo.shared():  # from the first blob to the manifest: no prune deletes a blob meanwhile
-        for item, parts in _read_ahead(bucket.objects, scan.files):
-            if parts is None:
+        for item, stored in _in_order(_Storing(repo, bucket.objects), scan.files):
+            if stored is None:
                 left_out.append(LeftOut(shown_key(item.key), "gone from the bucket since it was listed "
                                         "(is Moltworker still syncing?)", item.path))
                 continue
-            read_bytes += sum(len(p.data) for p in parts.values())
-            content, extra = _content(item, parts, changes, warnings)
-            for path, data in [(item.path, content), *extra]:
-                blob, written = repo.put_blob(data)
-                new_blobs += 1 if written else 0
-                uploaded += written
-                mtime = parts[item.key].mtime_ns or item.mtime_ns or 0
-                entries.append(FileEntry(path, blob, len(data), _mode(data), mtime))
-            done += sum(len(p.data) for p in parts.values())
+            entries += stored.entries
+            changes += stored.changes
+            warnings += stored.warnings
+            read_bytes += stored.read_bytes
+            new_blobs += stored.new_blobs
+            uploaded += stored.uploaded
+            done += stored.read_bytes
             if progress is not None:
                 progress(done, max(total, done))
         snapshot = Snapshot(
@@ -748,34 +750,78 @@ def import_snapshot(
                         left_out, changes, warnings)
 
 
-def _read_ahead(
-    objects: BucketObjects, files: Iterable[BucketFile],
-) -> Iterator[tuple[BucketFile, dict[str, StoredObject] | None]]:
-    """Each file with its content and its SQLite logs' (None when the file is gone), in order,
-    READ_AHEAD of them read at once."""
+@dataclass
+class _Stored:
+    """One bucket file in the repository: its entries (a database's logs may add some when they
+    cannot be folded), and what reading and storing it took and changed."""
 
-    def read(item: BucketFile) -> dict[str, StoredObject] | None:
+    entries: list[FileEntry]
+    read_bytes: int
+    new_blobs: int = 0
+    uploaded: int = 0
+    changes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Storing:
+    """Reads one bucket file (and its SQLite logs), makes it what the snapshot holds, and stores
+    its blob; several run at once, each claiming a blob name first so that identical files
+    read at the same moment are written once."""
+
+    def __init__(self, repo: Repository, objects: BucketObjects) -> None:
+        self.repo = repo
+        self.objects = objects
+        self._claimed: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, item: BucketFile) -> _Stored | None:
         try:
-            parts = {item.key: objects.read(item.key)}
+            parts = {item.key: self.objects.read(item.key)}
         except ObjectMissing:
             return None
         for key in item.companions:
             with contextlib.suppress(ObjectMissing):
-                parts[key] = objects.read(key)
-        return parts
+                parts[key] = self.objects.read(key)
+        stored = _Stored([], sum(len(p.data) for p in parts.values()))
+        content, extra = _content(item, parts, stored.changes, stored.warnings)
+        mtime = parts[item.key].mtime_ns or item.mtime_ns or 0
+        for path, data in [(item.path, content), *extra]:
+            name = self.repo.blob_name(data)
+            with self._lock:
+                first = name not in self._claimed
+                self._claimed.add(name)
+            if first:
+                name, written = self.repo.put_blob(data)
+                stored.new_blobs += 1 if written else 0
+                stored.uploaded += written
+            stored.entries.append(FileEntry(path, name, len(data), _mode(data), mtime))
+        return stored
 
-    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="moltworker-read") as pool:
-        pending: deque[tuple[BucketFile, Future[dict[str, StoredObject] | None]]] = deque()
-        queue = iter(files)
+
+def _in_order(
+    work: Callable[[BucketFile], _Stored | None], files: Iterable[BucketFile],
+) -> Iterator[tuple[BucketFile, _Stored | None]]:
+    """``work`` done on each file, WORKERS at once, the results in the files' order; at most
+    IN_FLIGHT_BYTES (by the listed sizes) are held beyond the file taken last. A failure stops
+    the rest (what is queued is cancelled; what runs is waited for)."""
+
+    def weight(item: BucketFile) -> int:
+        return (item.size or 0) + item.companions_size
+
+    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="moltworker-import") as pool:
+        pending: deque[tuple[BucketFile, Future[_Stored | None]]] = deque()
+        held = 0
         try:
-            for item in queue:
-                pending.append((item, pool.submit(read, item)))
-                if len(pending) >= READ_AHEAD:
-                    done_item, future = pending.popleft()
-                    yield done_item, future.result()
+            for item in files:
+                while pending and (len(pending) >= WORKERS * 2 or held + weight(item) > IN_FLIGHT_BYTES):
+                    first, future = pending.popleft()
+                    held -= weight(first)
+                    yield first, future.result()
+                pending.append((item, pool.submit(work, item)))
+                held += weight(item)
             while pending:
-                done_item, future = pending.popleft()
-                yield done_item, future.result()
+                first, future = pending.popleft()
+                yield first, future.result()
         finally:
             for _, future in pending:
                 future.cancel()
