@@ -7,11 +7,11 @@ each maps onto the sandbox's state directory (``<data_dir>/sandboxes/<name>/stat
 as OPENCLAW_STATE_DIR; with that variable set and no ``agents.defaults.workspace``, OpenClaw
 2026.9.6 keeps the agent's workspace in ``<state>/workspace``):
 
-    bucket key            Moltworker's directory               state directory path
-    openclaw/<p>          /root/.openclaw (its OpenClaw state)  <p>
-    clawdbot/<p>          /root/.clawdbot (Clawdbot era)        <p>, only when openclaw/ is not used
-    workspace/<p>         /root/clawd (the agent's workspace)   workspace/<p>
-    skills/<p>            /root/clawd/skills                    workspace/skills/<p>
+    bucket key       Moltworker's directory                state directory path
+    openclaw/<p>     /root/.openclaw (its OpenClaw state)  <p>
+    clawdbot/<p>     /root/.clawdbot (Clawdbot era)        <p>, only when openclaw/ is not used
+    workspace/<p>    /root/clawd (the agent's workspace)   workspace/<p>
+    skills/<p>       /root/clawd/skills                    workspace/skills/<p>
 
 Which config prefix: ``openclaw/`` when it holds a config file (openclaw.json, moltbot.json or
 clawdbot.json), else ``clawdbot/`` when that does, else whichever holds anything, ``openclaw/``
@@ -38,15 +38,16 @@ Left out, each with its reason: keys that are not safe as a path (``../``, absol
 parts, NUL or other control characters, bidirectional overrides, names longer than a file
 system takes), directory markers, uploads cut short (``*.partial``; rsync's ``.<name>.XXXXXX``
 beside ``<name>``), what every snapshot leaves out (``memory.excludes``: locks, caches, logs,
-tmp), SQLite's ``-shm`` index, a ``-wal`` or ``-journal`` without its database, and the losing
-copy of a path two prefixes hold. A database with its ``-wal`` or ``-journal`` beside it (rclone
-copies live SQLite files byte for byte) is folded into one consistent image through SQLite
-itself, as a snapshot of a live database would be.
+tmp, and so a ``-wal`` or ``-journal`` without its database), SQLite's ``-shm`` index, and the
+losing copy of a path two prefixes hold. A database with its ``-wal`` or ``-journal`` beside it
+(rclone copies live SQLite files byte for byte) is folded into one consistent image through
+SQLite itself, as a snapshot of a live database would be.
 
 Keys are untrusted input: nothing is ever written by this module except blobs and one manifest
-into the repository (blobs first, the manifest last: an import cut short leaves no snapshot);
-a key is shown only in an escaped form. An S3 bucket is read through its own listing, not the
-repository's key rules, so file names with spaces, ``@`` or non-ASCII letters come along.
+into the repository (blobs first, the manifest last, the repository held shared in between so
+a prune waits: an import cut short leaves no snapshot); a key is shown only in an escaped
+form. An S3 bucket is read through its own listing, not the repository's key rules, so file
+names with spaces, ``@`` or non-ASCII letters come along.
 """
 
 from __future__ import annotations
