@@ -22,7 +22,7 @@ from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.fleet import Sandbox
 from moltconsole_backend.memory import browse
 from moltconsole_backend.memory.keeper import KeeperError, MemoryKeeper
-from moltconsole_backend.memory.moltworker import MoltworkerBucket, MoltworkerError, shown_key
+from moltconsole_backend.memory.moltworker import MoltworkerBucket, MoltworkerError
 from moltconsole_backend.memory.repo import Snapshot
 from moltconsole_backend.memory.restore import UnsafePath, safe_parts
 from moltconsole_backend.memory.retention import Policy
@@ -270,7 +270,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             layout=(layout.config_prefix or "no config") + (" (legacy)" if layout.legacy else ""),
             files=[wire.FileInfo(path=f.path, size=f.size or 0, mtime=(f.mtime_ns or 0) / 1e9)
                    for f in scan.files],
-            skipped=[f"{shown_key(o.key)}: {o.reason}" for o in scan.left_out],
+            skipped=[f"{o.key}: {o.reason}" for o in scan.left_out],
         ))
 
     async def import_moltworker(keeper: MemoryKeeper, request: Request) -> Response:
@@ -290,7 +290,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             )
         return answer(wire.IMPORT_RESULT, wire.ImportResult(
             snapshot=summary(report.snapshot),
-            skipped=[f"{shown_key(o.key)}: {o.reason}" for o in report.left_out] + report.warnings,
+            skipped=[f"{o.key}: {o.reason}" for o in report.left_out] + report.warnings,
             restored=restored, message=message,
         ))
 
