@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,6 +32,7 @@ from moltconsole_backend.api.service import create_app
 from moltconsole_backend.fleet import Sandbox
 from moltconsole_backend.memory.keeper import MemoryKeeper
 from moltconsole_backend.memory.repo import Repository
+from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.memory.store import LocalStore
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settings
@@ -72,11 +73,11 @@ class Backend:
         return report.snapshot.id
 
 
-@pytest.fixture
-def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    """A state directory with two files, its keeper in a local repository, the real app."""
-    monkeypatch.delenv(SANDBOX_ENV, raising=False)
-    monkeypatch.delenv("NO_COLOR", raising=False)
+@contextlib.contextmanager
+def serving_memory(memory_service: Callable[[Path], MemoryService] | None = None) -> Iterator[Backend]:
+    """A state directory with two files, its keeper in a local repository, and the real app on
+    the socket of a config file of its own; ``memory_service`` (given the root) stands for the
+    backend's memory service (its settings and environment reach Moltworker buckets)."""
     root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
     state = root / "state"
     (state / "workspace" / "memory").mkdir(parents=True)
@@ -110,6 +111,8 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
         app = create_app(manager)
         manager.memory = keeper
         app.fleet.default.memory = keeper  # type: ignore[attr-defined]
+        if memory_service is not None:
+            app.fleet.memory = memory_service(root)  # type: ignore[attr-defined]
         await manager.open()
         backend.loop, backend.manager, backend.keeper = asyncio.get_running_loop(), manager, keeper
         backend.sandbox = app.fleet.default  # type: ignore[attr-defined]
@@ -141,6 +144,15 @@ def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
         thread.join(30)
         sock.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """:func:`serving_memory`, with no sandbox chosen by the environment and colour allowed."""
+    monkeypatch.delenv(SANDBOX_ENV, raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    with serving_memory() as served:
+        yield served
 
 
 def utc_time(snapshot_id: str) -> str:
