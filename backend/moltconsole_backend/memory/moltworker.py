@@ -159,7 +159,7 @@ class S3Objects:
 
     def __init__(self, store: S3Store) -> None:
         self._store = store
-        self._client = store._client  # the one place outside s3.py that talks to the bucket
+        self._client = store.client  # raw keys: names the repository's key rules would refuse
         self._base = f"{store.prefix}/" if store.prefix else ""
 
     @property
@@ -174,7 +174,7 @@ class S3Objects:
             try:
                 page = self._client.list_objects_v2(**request)
             except Exception as exc:
-                raise self._store._error(exc, "list", prefix) from None
+                raise self._store.error_for(exc, "list", prefix) from None
             for item in page.get("Contents", ()):
                 name = item.get("Key")
                 if not isinstance(name, str) or not name.startswith(self._base + prefix):
@@ -202,7 +202,7 @@ class S3Objects:
             response = self._client.get_object(Bucket=self._store.bucket, Key=self._base + key)
             data: bytes = response["Body"].read()
         except Exception as exc:
-            raise self._store._error(exc, "read", shown_key(key)) from None
+            raise self._store.error_for(exc, "read", shown_key(key)) from None
         metadata = response.get("Metadata") or {}
         return StoredObject(data, _rclone_mtime(metadata.get("mtime")))
 
@@ -210,7 +210,7 @@ class S3Objects:
         try:
             self._client.head_object(Bucket=self._store.bucket, Key=self._base + key)
         except Exception as exc:
-            error = self._store._error(exc, "look up", shown_key(key))
+            error = self._store.error_for(exc, "look up", shown_key(key))
             if isinstance(error, ObjectMissing):
                 return False
             raise error from None

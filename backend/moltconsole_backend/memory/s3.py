@@ -285,6 +285,16 @@ class S3Store:
     def __repr__(self) -> str:
         return f"S3Store({self.where!r}, endpoint={self.endpoint!r})"
 
+    @property
+    def client(self) -> Any:
+        """The boto3 client, for a reader that needs keys this store's rules refuse (the
+        Moltworker import lists a foreign bucket's raw names)."""
+        return self._client
+
+    def error_for(self, exc: Exception, action: str, key: str) -> StoreError:
+        """``exc`` from the client as the StoreError this store would raise for it."""
+        return self._error(exc, action, key)
+
     def _full(self, key: str) -> str:
         check_key(key)
         return f"{self.prefix}/{key}" if self.prefix else key
