@@ -281,6 +281,7 @@ def test_tables_named_with_quotes_sql_or_escapes_are_shown_and_read_safely(tmp_p
     assert "\x1b" not in listed[0].name and "\x07" not in listed[0].name
     page = rows(path, name)
     assert page.rows == [["v"]] and all("\x1b" not in c for c in page.columns)
+    assert rows(path, listed[0].name) == page  # by the name as it was shown
     assert rows(path, "keep").rows == [[1]]  # nothing was dropped
 
 

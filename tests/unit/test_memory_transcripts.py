@@ -188,6 +188,16 @@ def test_the_wire_carries_sessions_and_conversations_unchanged() -> None:
     assert CONVERSATION.read(json.loads(CONVERSATION.dump_json(talk))) == talk
 
 
+def test_a_ref_is_printable_whatever_the_agent_named_things() -> None:
+    snapshot = SnapshotFiles({
+        "agents/main/sessions/x.jsonl": lambda: jsonl(message("user", content="hi")),
+        "agents/ma%2Fin/sessions/evil\x1b[2J..%2F.jsonl": lambda: jsonl(message("user", content="yo")),
+    })
+    refs = [s.ref for s in sessions(snapshot).sessions]
+    assert len(refs) == 2 and all(r.isascii() and r.isprintable() and r.count("/") == 2 for r in refs)
+    assert {conversation(snapshot, r).turns[0].text for r in refs} == {"hi", "yo"}
+
+
 def test_an_unknown_session_is_said() -> None:
     refs = ("db/main/no-such-id", "archive/main/none.jsonl.deleted.x", "file/main/x.jsonl", "nonsense", "")
     for ref in refs:
@@ -356,6 +366,24 @@ def test_a_damaged_agent_database_is_said_and_the_other_sessions_listed(tmp_path
     (problem,) = listed.problems
     assert problem.startswith("the sessions of agent main could not be read: ")
     assert "damaged or cut short" in problem
+
+
+def test_a_snapshot_blob_that_cannot_be_read_is_said_not_raised() -> None:
+    def damaged() -> bytes:
+        raise RuntimeError("blob 3f2a is damaged")
+
+    files = dict(snapshot_of(FIXTURE).files)
+    files["agents/main/agent/openclaw-agent.sqlite"] = damaged
+    files[f"agents/main/sessions/{ARCHIVE}"] = damaged
+    listed = sessions(SnapshotFiles(files))
+    assert listed.problems == [
+        "the sessions of agent main could not be read: agents/main/agent/openclaw-agent.sqlite could not "
+        "be read from the snapshot: blob 3f2a is damaged"
+    ]
+    (archive,) = listed.sessions
+    assert "blob 3f2a is damaged" in archive.problem
+    with pytest.raises(transcripts.TranscriptError, match="blob 3f2a is damaged; refresh"):
+        conversation(SnapshotFiles(files), MAIN)
 
 
 def test_links_out_of_the_state_directory_are_not_followed(tmp_path: Path) -> None:

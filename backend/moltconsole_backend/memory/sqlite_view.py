@@ -405,14 +405,18 @@ def _count(conn: ReadConnection, table: str, spend_until: float) -> tuple[int | 
 
 
 def _find_table(conn: ReadConnection, name: str, table: str) -> str:
-    """The table's name as the schema spells it (SQL names ignore case)."""
+    """The table's name as the schema spells it: ``table`` exactly, or as :func:`tables`
+    showed it (control characters made visible), or in another case (SQL names ignore it)."""
     if "\x00" not in table:
         names = [candidate for candidate, _, _ in _schema(conn)]
         if table in names:
             return table
-        for candidate in names:
-            if candidate.lower() == table.lower():
-                return candidate
+        for matches in (
+            [c for c in names if sanitize(c) == table],
+            [c for c in names if c.lower() == table.lower()],
+        ):
+            if len(matches) == 1:
+                return matches[0]
     raise NoSuchTable(f"table {sanitize(table)!r} does not exist in {name}; refresh the list of its tables")
 
 

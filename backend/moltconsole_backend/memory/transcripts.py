@@ -47,6 +47,7 @@ import math
 import os
 import re
 import stat
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -151,7 +152,7 @@ class StateDirectory:
 class SnapshotFiles:
     """The files of a snapshot (or any other copy): relative path -> a function that returns
     the content (for a repository snapshot, ``partial(repo.get_blob, entry.blob)``), called
-    only for the files a session needs."""
+    only for the files a session needs; what it raises is said as that file's problem."""
 
     def __init__(self, files: Mapping[str, Callable[[], bytes]]) -> None:
         self.files = files
@@ -160,13 +161,19 @@ class SnapshotFiles:
         return self.files.keys()
 
     def read(self, name: str, limit: int) -> bytes:
-        data = self.files[name]()
+        data = self._content(name)
         if len(data) > limit:
             raise ValueError(f"{name} is larger than {limit:,} bytes")
         return data
 
     def database(self, name: str) -> Source:
-        return self.files[name]()
+        return self._content(name)
+
+    def _content(self, name: str) -> bytes:
+        try:
+            return self.files[name]()
+        except Exception as exc:  # whatever the repository raises (a missing or damaged blob)
+            raise OSError(f"{sanitize(name)} could not be read from the snapshot: {exc}") from exc
 
 
 def state_path(root: Path, name: str) -> Path:
@@ -207,7 +214,8 @@ def sessions(source: Path | StateFiles) -> SessionList:
             problems.append(
                 f"the sessions of agent {sanitize(agent)} could not be read: {sanitize(str(exc))}"
             )
-    archived_in_db = {(s.agent, s.ref.split("/", 2)[2]) for s in found if s.ref.startswith("archive/")}
+    refs = [parse_ref(s.ref) for s in found]
+    archived_in_db = {(agent, name) for kind, agent, name in refs if kind == "archive"}
     for (agent, name), rel in sorted(layout.transcript_files.items()):
         if (agent, name) in archived_in_db:
             continue  # the same archive as a database row, already listed
@@ -225,8 +233,7 @@ def conversation(
     read, SqliteViewError if its database cannot be."""
     files = StateDirectory(source) if isinstance(source, Path) else source
     layout = _Layout.of(files)
-    kind, _, rest = ref.partition("/")
-    agent, _, name = rest.partition("/")
+    kind, agent, name = parse_ref(ref)
     read: _Read | None = None
     try:
         if kind in ("db", "archive") and agent in layout.databases:
@@ -244,6 +251,20 @@ def conversation(
     turns = read.turns
     omitted = max(0, len(turns) - max_turns)
     return Conversation(read.session, turns[omitted:], omitted)
+
+
+def session_ref(kind: str, agent: str, name: str) -> str:
+    """A session's ref: ``db/<agent>/<session id>`` (a live transcript in the agent database),
+    ``archive/<agent>/<archive name>`` (an archive in the database) or ``file/<agent>/<file
+    name>`` (a file under ``sessions/``), each part percent-encoded, so a ref is printable
+    ASCII whatever the agent named things."""
+    return "/".join(urllib.parse.quote(part, safe="") for part in (kind, agent, name))
+
+
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """(kind, agent, name) of a ref made by :func:`session_ref` (empty parts for anything else)."""
+    parts = [urllib.parse.unquote(part) for part in ref.split("/")]
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 else ("", "", "")
 
 
 # -- where the sessions are ------------------------------------------------------------------
@@ -460,7 +481,7 @@ def _window_meta(
 
 
 def _live_summary(agent: str, session_id: str, info: dict[str, Any] | None) -> _Summary:
-    summary = _Summary(ref=f"db/{agent}/{session_id}", id=session_id, agent=agent)
+    summary = _Summary(ref=session_ref("db", agent, session_id), id=session_id, agent=agent)
     if info:
         summary.key = _text_field(info.get("session_key"))
         summary.title = (
@@ -542,7 +563,7 @@ def _db_archives(conn: ReadConnection, tables: set[str], agent: str, name: str |
     for row in _select(conn, "session_transcript_archives", wanted, where, args):
         archive_name = _text_field(row["archive_name"])
         summary = _Summary(
-            ref=f"archive/{agent}/{archive_name}", id=_text_field(row["session_id"]), agent=agent,
+            ref=session_ref("archive", agent, archive_name), id=_text_field(row["session_id"]), agent=agent,
             key=_text_field(row["session_key"]), archived=_reason(row["reason"]), keep=[] if keep else None,
         )
         blob = row["archive_blob"]
@@ -570,7 +591,7 @@ def _file_session(
     session_id = name.split(".jsonl", 1)[0]
     reason_part = name.split(".jsonl", 1)[1].lstrip(".").split(".", 1)[0]
     summary = _Summary(
-        ref=f"file/{agent}/{name}", id=session_id, agent=agent,
+        ref=session_ref("file", agent, name), id=session_id, agent=agent,
         archived=_reason(reason_part), keep=[] if keep else None,
     )
     try:
@@ -886,6 +907,8 @@ __all__ = [
     "TranscriptError",
     "conversation",
     "entry_turns",
+    "parse_ref",
+    "session_ref",
     "sessions",
     "state_path",
 ]
