@@ -92,6 +92,8 @@ async def test_a_moltworker_bucket_is_browsed_then_imported_into_an_empty_sandbo
     assert not again.restored and "memory restore" in again.message
     assert (state / "workspace" / "MEMORY.md").read_text() == "changed here since\n"
     assert (await client.memory.snapshots()).snapshots[0].id == again.snapshot.id
+    unasked = await client.memory.import_moltworker(location, restore=False)
+    assert not unasked.restored and "not restored (as asked)" in unasked.message
 
 
 async def test_a_bucket_without_moltworker_data_or_keys_says_so(

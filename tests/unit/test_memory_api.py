@@ -191,6 +191,7 @@ async def test_prune_keeps_what_the_policy_says_and_a_dry_run_changes_nothing(se
     dry = await memory.prune(PruneRequest(dry_run=True, keep_last=2, keep_hourly=0, keep_daily=0,
                                           keep_weekly=0, keep_monthly=0))
     assert dry.dry_run and sorted(dry.forgotten) == sorted(ids[:2])
+    assert dry.blobs_removed == 2  # what the real prune below removes
     assert len((await memory.snapshots()).snapshots) == 4
     done = await memory.prune(PruneRequest(keep_last=2, keep_hourly=0, keep_daily=0, keep_weekly=0,
                                            keep_monthly=0))

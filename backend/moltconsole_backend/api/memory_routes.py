@@ -281,6 +281,11 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         if restored:
             await sandbox.manager.give_state_to_sandbox()
             message = f"imported and restored into the empty state directory of sandbox {sandbox.name}"
+        elif not asked.restore:
+            message = (
+                f"imported as snapshot {report.snapshot.id}, not restored (as asked): 'moltconsole -s "
+                f"{sandbox.name} memory restore {report.snapshot.id}' puts it in place"
+            )
         else:
             message = (
                 f"imported as snapshot {report.snapshot.id}; the state directory of sandbox {sandbox.name} "

@@ -423,7 +423,9 @@ class MemoryKeeper:
         with self._running("prune") as running:
             try:
                 forgotten = await asyncio.to_thread(forget, self.repo, self.name, policy, dry_run)
-                pruned = await asyncio.to_thread(prune, self.repo, dry_run, running.progress)
+                pruned = await asyncio.to_thread(
+                    prune, self.repo, dry_run, running.progress, forgotten.forget if dry_run else (),
+                )
             except RepositoryError as exc:
                 raise KeeperError(str(exc)) from None
         for snap in forgotten.forget if not dry_run else ():

@@ -208,14 +208,21 @@ def _stored_size(root: Path | None, name: str) -> int | None:
         return None
 
 
-def prune(repo: Repository, dry_run: bool = False, progress: Progress | None = None) -> PruneReport:
+def prune(
+    repo: Repository, dry_run: bool = False, progress: Progress | None = None,
+    forgotten: Sequence[Snapshot] = (),
+) -> PruneReport:
     """Delete the blobs no manifest (of any sandbox) names. Safe while backups run in this
     process (see the module docstring). RetentionError when a manifest cannot be read or a
-    storage fails (nothing a snapshot needs is ever removed; what was removed is said)."""
+    storage fails (nothing a snapshot needs is ever removed; what was removed is said).
+
+    ``forgotten``: snapshots a dry-run forget chose, counted as gone so that a dry run tells
+    what a real forget and prune would remove."""
     started = time.monotonic()
     tell = progress or (lambda done, total: None)
+    gone = {(snap.sandbox, snap.id) for snap in forgotten}
     try:
-        ids = set(repo.snapshot_ids(every_copy=True))
+        ids = set(repo.snapshot_ids(every_copy=True)) - gone
         stored = blob_names(list_every_copy(repo.store, BLOBS + "/"))
     except StoreError as exc:
         raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
@@ -225,7 +232,7 @@ def prune(repo: Repository, dry_run: bool = False, progress: Progress | None = N
     with contextlib.nullcontext() if dry_run else repo.exclusive():
         try:
             # Manifests written since the first listing (by backups that went on meanwhile).
-            newer = set(repo.snapshot_ids(every_copy=True)) - ids
+            newer = set(repo.snapshot_ids(every_copy=True)) - ids - gone
         except StoreError as exc:
             raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
         more, more_bad = _read(repo, newer, None)
