@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from moltconsole_backend.memory.capture import Capture, excluded
+from moltconsole_backend.memory.capture import Capture, excluded, sqlite_image
 from moltconsole_backend.memory.repo import (
     CorruptObject,
     FileEntry,
@@ -213,3 +213,23 @@ def test_snapshot_ids_sort_by_time() -> None:
     ids = [new_snapshot_id(t) for t in (1_700_000_000.5, 1_700_000_000.25, 1_800_000_000.0)]
     assert sorted(ids) == [ids[1], ids[0], ids[2]]
     assert Snapshot(ids[0], "main", 0.0, "manual").key == f"snapshots/main/{ids[0]}.json"
+
+
+def test_a_database_at_rest_is_captured_without_creating_its_log_files(tmp_path: Path) -> None:
+    """A read-only open of a WAL database with no -wal beside it would create -wal and -shm as
+    the backend's user (root, for a root backend): the sandbox's user could not open them."""
+    db = tmp_path / "odd name #1?.sqlite"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE t (x)")
+    conn.execute("INSERT INTO t VALUES ('kept')")
+    conn.commit()
+    conn.close()  # the last connection checkpoints and removes the -wal
+    assert not Path(f"{db}-wal").exists()
+    image = sqlite_image(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [db.name]
+    copy = tmp_path.parent / f"{tmp_path.name}-copy.sqlite"
+    copy.write_bytes(image)
+    reopened = sqlite3.connect(copy)
+    assert reopened.execute("SELECT x FROM t").fetchall() == [("kept",)]
+    reopened.close()

@@ -104,10 +104,27 @@ def _wal_signature(path: Path) -> tuple[int, int]:
 
 
 def sqlite_image(path: Path) -> bytes:
-    """A consistent copy of the live database at ``path`` (the online backup API)."""
+    """A consistent copy of the live database at ``path`` (the online backup API).
+
+    With a write-ahead log beside it, the database is opened read-only (a reader never
+    checkpoints or removes the log, and does not block the agent's writer). Without one, it is
+    opened as immutable: a read-only open would create the ``-wal`` and ``-shm`` files, owned
+    by the backend's user, which could lock the sandbox's user out of its own database. Should
+    a log appear meanwhile (the agent opened it), the copy is taken again the first way.
+    """
+    wal = Path(f"{path}-wal")
+    for attempt in range(2):
+        log_there = wal.exists() or Path(f"{path}-journal").exists()
+        image = _backup_copy(path, "mode=ro" if log_there or attempt else "immutable=1")
+        if log_there or attempt or not (wal.exists() or Path(f"{path}-journal").exists()):
+            return image
+    raise AssertionError("unreachable")
+
+
+def _backup_copy(path: Path, how: str) -> bytes:
     with tempfile.TemporaryDirectory(prefix="mc-sqlite-") as tmp:
         copy = Path(tmp) / "copy.sqlite"
-        source = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        source = sqlite3.connect(f"{path.absolute().as_uri()}?{how}", uri=True, timeout=10)
         try:
             target = sqlite3.connect(copy)
             try:
