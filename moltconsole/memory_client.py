@@ -39,6 +39,16 @@ from moltconsole_shared.wire.memory import (
     VerifyRequest,
     VerifyResult,
 )
+from moltconsole_shared.wire.memory_db import (
+    CONVERSATION,
+    ROWS_PAGE,
+    SESSION_LIST,
+    TABLE_LIST,
+    Conversation,
+    RowsPage,
+    SessionList,
+    TableList,
+)
 
 if TYPE_CHECKING:
     from moltconsole.client import BackendClient
@@ -92,6 +102,29 @@ class MemoryClient:
     async def search(self, query: str, snapshot: str | None = None, limit: int = 200) -> SearchResult:
         data = await self._get("/search", {"q": query, "snapshot": snapshot, "limit": limit})
         return self._client._read(SEARCH_RESULT, "a search result", data)
+
+    async def tables(self, path: str, snapshot: str | None = None) -> TableList:
+        """The tables of the SQLite database at ``path`` (read-only), now or in ``snapshot``."""
+        data = await self._get("/db/tables", {"path": path, "snapshot": snapshot})
+        return self._client._read(TABLE_LIST, "a table list", data)
+
+    async def rows(
+        self, path: str, table: str, offset: int = 0, limit: int = 100, snapshot: str | None = None,
+    ) -> RowsPage:
+        params = {"path": path, "table": table, "offset": offset, "limit": limit, "snapshot": snapshot}
+        return self._client._read(ROWS_PAGE, "a page of rows", await self._get("/db/rows", params))
+
+    async def sessions(self, snapshot: str | None = None) -> SessionList:
+        """OpenClaw's sessions (of every agent), the most recently updated first."""
+        data = await self._get("/sessions", {"snapshot": snapshot})
+        return self._client._read(SESSION_LIST, "a session list", data)
+
+    async def conversation(
+        self, session: str, snapshot: str | None = None, internal: bool = False,
+    ) -> Conversation:
+        """One session's turns, oldest first (``session`` is a ref from ``sessions()``)."""
+        params = {"session": session, "snapshot": snapshot, "internal": "1" if internal else None}
+        return self._client._read(CONVERSATION, "a conversation", await self._get("/conversation", params))
 
     async def backup(self) -> BackupResult:
         return self._client._read(BACKUP_RESULT, "a backup result", await self._post("/backup", {}))

@@ -215,3 +215,41 @@ async def test_an_edit_of_a_workspace_file_keeps_what_was_there_first(served: Se
     with pytest.raises(BackendError, match="at most 16 MiB") as caught:
         await memory.write("workspace/big.md", b"x" * (16 * 2**20 + 1))
     assert caught.value.status == 413
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "openclaw_state"
+
+
+async def test_openclaw_databases_and_transcripts_are_read_now_and_in_a_snapshot(served: Served) -> None:
+    shutil.copytree(FIXTURE / "agents", served.state / "agents")
+    shutil.copytree(FIXTURE / "state", served.state / "state")
+    memory = served.client.memory
+    agent_db = "agents/main/agent/openclaw-agent.sqlite"
+    now = await memory.tables(agent_db)
+    names = {t.name: t for t in now.tables}
+    assert "transcript_events" in names and (names["transcript_events"].rows or 0) > 0
+    page = await memory.rows(agent_db, "session_windows", limit=5)
+    assert page.rows and len(page.rows) <= 5
+
+    listed = await memory.sessions()
+    assert listed.sessions
+    talk = await memory.conversation(listed.sessions[0].ref)
+    assert {turn.role for turn in talk.turns} >= {"user", "assistant"}
+
+    snap = await memory.backup()
+    (served.state / agent_db).unlink()  # gone now, still in the snapshot
+    then = await memory.sessions(snapshot=snap.snapshot.id)
+    assert [s.ref for s in then.sessions] == [s.ref for s in listed.sessions]
+    again = await memory.conversation(listed.sessions[0].ref, snapshot=snap.snapshot.id)
+    assert [t.text for t in again.turns] == [t.text for t in talk.turns]
+    assert (await memory.tables(agent_db, snap.snapshot.id)).tables == now.tables
+
+    with pytest.raises(BackendError, match="transcript_nope") as caught:
+        await memory.rows("state/openclaw.sqlite", "transcript_nope")
+    assert caught.value.status == 404
+    with pytest.raises(BackendError, match="not a SQLite database") as caught:
+        await memory.tables("workspace/MEMORY.md")
+    assert caught.value.status == 409
+    with pytest.raises(BackendError) as caught:
+        await memory.conversation("db/main/no-such-session")
+    assert caught.value.status in (400, 404)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +22,7 @@ from starlette.routing import BaseRoute, Route
 
 from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.fleet import Sandbox
-from moltconsole_backend.memory import browse
+from moltconsole_backend.memory import browse, sqlite_view, transcripts
 from moltconsole_backend.memory.keeper import KeeperError, MemoryKeeper
 from moltconsole_backend.memory.moltworker import MoltworkerBucket, MoltworkerError
 from moltconsole_backend.memory.repo import Snapshot
@@ -28,14 +30,17 @@ from moltconsole_backend.memory.restore import UnsafePath, safe_parts
 from moltconsole_backend.memory.retention import Policy
 from moltconsole_backend.memory.service import MemoryService, moltworker_store
 from moltconsole_backend.memory.store import StoreError
+from moltconsole_backend.memory.transcripts import SnapshotFiles, state_path
 from moltconsole_backend.memory.verify import BlobProblem, VerifyReport
 from moltconsole_shared.wire import memory as wire
+from moltconsole_shared.wire import memory_db as db_wire
 from moltconsole_shared.wire.schema import WireFormatError
 
 SEARCH_LIMIT_MAX = 1000
 EDIT_MAX = 16 * 2**20  # a workspace file edited by hand
 _KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 def summary(snap: Snapshot) -> wire.SnapshotSummary:
@@ -299,8 +304,74 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             restored=restored, message=message,
         ))
 
+    async def db_source(keeper: MemoryKeeper, request: Request) -> tuple[Path | bytes, str]:
+        """The database a request names: the live file (read in place, never written), or a
+        snapshot's copy."""
+        path = _path(request)
+        snapshot_id = request.query_params.get("snapshot") or None
+        if snapshot_id is None:
+            try:
+                return state_path(keeper.state_dir, path), path
+            except ValueError as exc:
+                raise UnsafePath(str(exc)) from None
+        return await keeper.read(path, snapshot_id), f"{path} in snapshot {snapshot_id}"
+
+    def snapshot_files(keeper: MemoryKeeper, snap: Snapshot) -> SnapshotFiles:
+        return SnapshotFiles({e.path: functools.partial(keeper.repo.get_blob, e.blob) for e in snap.files})
+
+    async def db_tables(keeper: MemoryKeeper, request: Request) -> Response:
+        source, label = await db_source(keeper, request)
+        found = await _viewed(asyncio.to_thread(sqlite_view.tables, source, label=label))
+        if isinstance(found, Response):
+            return found
+        return answer(db_wire.TABLE_LIST, db_wire.TableList(tables=found))
+
+    async def db_rows(keeper: MemoryKeeper, request: Request) -> Response:
+        table = request.query_params.get("table", "")
+        if not table:
+            return error("request", "say which table: ?table=NAME (GET memory/db/tables lists them)", 400)
+        try:
+            offset = int(request.query_params.get("offset", "0"))
+            limit = int(request.query_params.get("limit", "100"))
+        except ValueError:
+            return error("request", "offset and limit must be whole numbers", 400)
+        source, label = await db_source(keeper, request)
+        page = await _viewed(asyncio.to_thread(sqlite_view.rows, source, table, offset, limit, label=label))
+        if isinstance(page, Response):
+            return page
+        return answer(db_wire.ROWS_PAGE, page)
+
+    async def sessions(keeper: MemoryKeeper, request: Request) -> Response:
+        snapshot_id = request.query_params.get("snapshot") or None
+        if snapshot_id is None:
+            found = await _viewed(asyncio.to_thread(transcripts.sessions, keeper.state_dir))
+        else:
+            snap = await keeper.snapshot(snapshot_id)
+            found = await _viewed(asyncio.to_thread(transcripts.sessions, snapshot_files(keeper, snap)))
+        if isinstance(found, Response):
+            return found
+        return answer(db_wire.SESSION_LIST, found)
+
+    async def conversation(keeper: MemoryKeeper, request: Request) -> Response:
+        ref = request.query_params.get("session", "")
+        if not ref:
+            return error("request", "say which session: ?session=REF (GET memory/sessions lists them)", 400)
+        internal = request.query_params.get("internal", "") in ("1", "true", "yes")
+        snapshot_id = request.query_params.get("snapshot") or None
+        source: Path | SnapshotFiles = keeper.state_dir
+        if snapshot_id is not None:
+            source = snapshot_files(keeper, await keeper.snapshot(snapshot_id))
+        found = await _viewed(asyncio.to_thread(transcripts.conversation, source, ref, internal=internal))
+        if isinstance(found, Response):
+            return found
+        return answer(db_wire.CONVERSATION, found)
+
     return [
         Route("/v1/memory", status),
+        Route("/v1/memory/db/tables", with_keeper(db_tables)),
+        Route("/v1/memory/db/rows", with_keeper(db_rows)),
+        Route("/v1/memory/sessions", with_keeper(sessions)),
+        Route("/v1/memory/conversation", with_keeper(conversation)),
         Route("/v1/memory/moltworker", with_keeper(moltworker)),
         Route("/v1/memory/import-moltworker", with_keeper(import_moltworker), methods=["POST"]),
         Route("/v1/memory/verify", with_keeper(verify), methods=["POST"]),
@@ -315,6 +386,18 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         Route("/v1/memory/backup", with_keeper(backup), methods=["POST"]),
         Route("/v1/memory/restore", with_keeper(restore), methods=["POST"]),
     ]
+
+
+async def _viewed(work: Awaitable[T]) -> T | Response:
+    """The result of reading a database or a transcript, or the error answer to send."""
+    try:
+        return await work
+    except (sqlite_view.NoSuchTable, transcripts.NoSuchSession) as exc:
+        return error("not_found", str(exc), 404)
+    except ValueError as exc:
+        return error("request", str(exc), 400)
+    except (sqlite_view.SqliteViewError, transcripts.TranscriptError) as exc:
+        return error("operation", str(exc), 409)
 
 
 def _problems(report: VerifyReport) -> list[tuple[Literal["missing", "damaged"], list[BlobProblem]]]:

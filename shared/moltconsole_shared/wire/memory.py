@@ -17,6 +17,10 @@ the default sandbox):
     POST memory/verify               VerifyRequest -> VerifyResult
     POST memory/prune                PruneRequest -> PruneResult (forget by the retention policy,
                                      then remove blobs no snapshot needs)
+    GET  memory/db/tables?path=P&snapshot=ID       memory_db.TableList: a SQLite database's tables
+    GET  memory/db/rows?path=P&table=T&offset=&limit=   memory_db.RowsPage, values safe to show
+    GET  memory/sessions?snapshot=ID     memory_db.SessionList: OpenClaw's sessions, newest first
+    GET  memory/conversation?session=REF&snapshot=ID   memory_db.Conversation: one transcript
     GET  memory/moltworker?location=r2://bucket   MoltworkerListing: a Moltworker bucket, read-only
     POST memory/import-moltworker    MoltworkerRequest -> ImportResult: it becomes a snapshot
 
