@@ -13,8 +13,8 @@ One backend supervises several sandboxes; the console shows one at a time, the o
 ``client.sandbox`` names (None: the backend's default, whose name the app asks the backend
 for, so the header can say it). The picker (``o``) or the Dashboard's table of all sandboxes
 switches: :meth:`MoltConsole.select_sandbox` points the client at the other sandbox, restarts
-the event follower, has the Dashboard start over, and drops the Logs and Costs screens so they
-are built again for it. Messages from the streams of the sandbox shown before carry its
+the event follower, has the Dashboard start over, and drops the Logs, Costs and Memory screens
+so they are built again for it. Messages from the streams of the sandbox shown before carry its
 ``generation`` and are dropped. A sandbox that is gone (removed while shown) is noticed when
 its stream is refused or a list lacks it: the console says so and goes back to the default.
 """
@@ -116,6 +116,7 @@ class MoltConsole(App[None]):
         Binding("1", "switch_mode('dashboard')", "Dashboard", id="app.dashboard"),
         Binding("2", "switch_mode('logs')", "Logs", id="app.logs"),
         Binding("3", "switch_mode('costs')", "Costs", id="app.costs"),
+        Binding("4", "switch_mode('memory')", "Memory", id="app.memory"),
         Binding("o", "pick_sandbox", "Sandboxes", id="app.sandboxes"),
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -159,6 +160,7 @@ class MoltConsole(App[None]):
         self.add_mode("dashboard", DashboardScreen)
         self.add_mode("logs", self._logs_screen)
         self.add_mode("costs", self._costs_screen)
+        self.add_mode("memory", self._memory_screen)
 
     def _logs_screen(self) -> Screen[Any]:
         from moltconsole.screens.logs import LogsScreen
@@ -172,6 +174,13 @@ class MoltConsole(App[None]):
         # Budgets and their warning threshold are the backend's: the screen reads them from the API.
         # "This sandbox" by its name in the ledger; unknown (an older backend): all of them.
         screen: Screen[Any] = CostsScreen(self.client, clock=self.clock, sandbox=self.sandbox_name)
+        return screen
+
+    def _memory_screen(self) -> Screen[Any]:
+        from moltconsole.screens.memory import MemoryScreen
+
+        # The memory client addresses the sandbox selected now; a switch builds the screen again.
+        screen: Screen[Any] = MemoryScreen(self.client.memory, clock=self.clock, sandbox=self.sandbox_name)
         return screen
 
     def on_mount(self) -> None:
@@ -403,8 +412,8 @@ class MoltConsole(App[None]):
     def select_sandbox(self, name: str | None) -> None:
         """Show sandbox ``name`` (None, or the default's name: the default) on every screen.
 
-        Back to the Dashboard, which starts over for it; the Logs and Costs screens are dropped
-        and built again for it when next shown; the event stream follows it from now on.
+        Back to the Dashboard, which starts over for it; the Logs, Costs and Memory screens are
+        dropped and built again for it when next shown; the event stream follows it from now on.
         """
         target = None if name is None or name == self.default_sandbox else name
         self.client.sandbox = target
@@ -413,7 +422,8 @@ class MoltConsole(App[None]):
         self.status = None
         self.status_seen.clear()
         self.switch_mode("dashboard")
-        for mode, factory in (("logs", self._logs_screen), ("costs", self._costs_screen)):
+        for mode, factory in (("logs", self._logs_screen), ("costs", self._costs_screen),
+                              ("memory", self._memory_screen)):
             self.remove_mode(mode)  # its screens (and their streams) go after this message
             self.add_mode(mode, factory)
         screen = self._current_screen()

@@ -15,6 +15,11 @@ warning threshold (yellow). They come from the ``gateway`` block of ``/v1/health
 every few seconds and at each reconnection; a change of the backend's pid there means the
 backend was replaced, which the events log says (and a notification, if the new one lacks keys).
 
+The agent's memory (its files kept with history, issue 11) has one line among the facts: the
+last snapshot, and the bucket when it is unreachable. Its status is asked for each time the
+history stream (re)connects, just before it, and every :data:`MEMORY_POLL_S`; the Memory
+screen (4) has the rest. A backend without memory routes (older) leaves the line out.
+
 All sandboxes at a glance: ``A`` puts a table of the backend's sandboxes (state, uptime, CPU,
 memory, spend today; the one shown marked) in place of the panels, fetched every
 :data:`FLEET_POLL_S` while it shows; enter on a row shows that sandbox's dashboard. When the app
@@ -31,6 +36,7 @@ import shutil
 import subprocess
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,18 +51,20 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, RichLog, Static
 
-from moltconsole.client import BackendError
+from moltconsole.client import BackendError, BackendUnreachable
 from moltconsole.formatting import duration
 from moltconsole.sandbox_list import SandboxListing, list_sandboxes
 from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.streams import StreamFollower, StreamState, shared_wakeup
 from moltconsole.widgets.cells import fit, shorten_path, terminal_safe
 from moltconsole.widgets.fitting_footer import SCREEN_SWITCHES, FittingFooter
+from moltconsole.widgets.memory_format import dashboard_words
 from moltconsole.widgets.sandbox_table import FLEET_COLUMNS, SandboxTable
 from moltconsole.widgets.scaled_sparkline import ScaledSparkline
 from moltconsole.widgets.status_bar import StatusBar
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.events import EventFormatError, SandboxEvent
+from moltconsole_shared.wire.memory import MemoryStatus
 from moltconsole_shared.wire.sandbox import RUNNING_STATES
 from moltconsole_shared.wire.status import GatewayStatus, budget_line
 
@@ -71,6 +79,7 @@ EVENTS_SHOWN = 200  # recorded events asked for and kept in the panel
 LEVEL_STYLES = {"error": "red", "warning": "yellow"}
 KEYS_NOTICE_S = 12.0  # a missing key's toast; the banner keeps saying it after
 FLEET_POLL_S = 2.0  # how often the table of all sandboxes is fetched while it shows
+MEMORY_POLL_S = 5.0  # how often the memory's sync status is looked at
 
 
 def counted(count: Any, noun: str) -> str:
@@ -111,6 +120,9 @@ class SandboxPanel(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shown: tuple[dict[str, Any] | None, float] = (None, 0.0)
+        # The memory's sync status, and whether the backend has one to give (an older has not).
+        self.memory: MemoryStatus | None = None
+        self.memory_known = False
 
     def on_resize(self) -> None:
         self.show(*self._shown)
@@ -153,6 +165,11 @@ class SandboxPanel(Static):
             table.add_row("last exit", "-" if code is None else str(code))
         table.add_row("gateway", status.get("gateway_url") or "-")
         table.add_row("AI gateway", status.get("model_gateway") or "off")
+        if self.memory_known:
+            words, style = dashboard_words(self.memory, now)
+            line = clip_lines(terminal_safe(words), room, 2)
+            line.stylize(style)
+            table.add_row("snapshots", line)
         table.add_row("state dir", shorten_path(status.get("state_dir") or "-", room))
         self.update(table)
 
@@ -196,6 +213,14 @@ class FleetListed(Message):
     def __init__(self, listing: SandboxListing) -> None:
         super().__init__()
         self.listing = listing
+
+
+class MemoryArrived(SandboxMessage):
+    """The memory's sync status (None: this backend has none to give)."""
+
+    def __init__(self, memory: MemoryStatus | None, generation: int | None = None) -> None:
+        super().__init__(generation)
+        self.memory = memory
 
 
 class GatewayArrived(Message):
@@ -482,6 +507,7 @@ class DashboardScreen(Screen[None]):
         self.fetch_gateway()
         self.set_interval(GATEWAY_POLL_S, self.fetch_gateway)
         self.set_interval(FLEET_POLL_S, self._poll_fleet)
+        self.set_interval(MEMORY_POLL_S, self.fetch_memory)
 
     def on_resize(self, event: events.Resize) -> None:
         # A short terminal gets the compact facts (and sparklines without a gap below them).
@@ -571,10 +597,19 @@ class DashboardScreen(Screen[None]):
         which replaces what is shown), then each new one."""
         app: Any = self.app
         generation = self._generation()
-        follower = StreamFollower(
-            "the sandbox's history", lambda: app.client.events(history=EVENTS_SHOWN),
-            wakeup=shared_wakeup(app),
-        )
+
+        async def history_stream() -> AsyncIterator[dict[str, Any]]:
+            # The memory's status first, so the panel has its line when the history shows.
+            try:
+                self.post_message(await self._memory_status(generation))
+            except BackendUnreachable:
+                raise  # the stream would find no backend either: reconnect
+            except BackendError:
+                pass  # the history matters more; the next poll tries again
+            async for message in app.client.events(history=EVENTS_SHOWN):
+                yield message
+
+        follower = StreamFollower("the sandbox's history", history_stream, wakeup=shared_wakeup(app))
         async for message in follower:
             kind = message.get("type")
             if kind == "history":
@@ -582,6 +617,32 @@ class DashboardScreen(Screen[None]):
             elif kind == "event":
                 for recorded in _events([message.get("event")]):
                     self.post_message(EventArrived(recorded, generation))
+
+    async def _memory_status(self, generation: int | None) -> MemoryArrived:
+        app: Any = self.app
+        try:
+            return MemoryArrived(await app.client.memory.status(), generation)
+        except BackendError as exc:
+            if exc.status == 404:  # a backend from before memory: no line
+                return MemoryArrived(None, generation)
+            raise
+
+    @work(exclusive=True, group="memory")
+    async def fetch_memory(self) -> None:
+        """One look at the memory's sync status."""
+        try:
+            self.post_message(await self._memory_status(self._generation()))
+        except BackendError:
+            return  # the status bar says the backend is gone; the next look will tell
+
+    @on(MemoryArrived)
+    def _memory(self, event: MemoryArrived) -> None:
+        if self._stale(event):
+            return
+        panel = self.query_one(SandboxPanel)
+        panel.memory = event.memory
+        panel.memory_known = event.memory is not None
+        panel.show(self._status, self._now())
 
     @on(HistoryArrived)
     def _history(self, event: HistoryArrived) -> None:
@@ -824,6 +885,8 @@ class DashboardScreen(Screen[None]):
         for group in ("history", "stats", "processes", "devices"):
             self.workers.cancel_group(self, group)
         self._status = None
+        panel = self.query_one(SandboxPanel)
+        panel.memory, panel.memory_known = None, False
         self._cpu.clear()
         self._mem.clear()
         self.samples = 0

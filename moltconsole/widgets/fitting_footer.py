@@ -3,7 +3,7 @@
 Textual's ``Footer`` lays every shown binding in one row; at 80 columns the Logs screen's keys,
 the app's screen switches and the palette key do not fit, and the row ends in a cut word and
 stray key letters. This footer drops keys before they are drawn: first the ones the screen
-names as least needed (the 1/2/3 screen switches, which the help and the palette still list),
+names as least needed (the 1/2/3/4 screen switches, which the help and the palette still list),
 then from the end, never the ones it must keep (``?`` for help) nor the palette key.
 """
 
@@ -17,8 +17,8 @@ from textual.app import ComposeResult
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
-# The app's keys for the three screens: the first to go on a narrow terminal.
-SCREEN_SWITCHES = ("app.dashboard", "app.logs", "app.costs")
+# The app's keys for the screens: the first to go on a narrow terminal.
+SCREEN_SWITCHES = ("app.dashboard", "app.logs", "app.costs", "app.memory")
 
 
 class FittingFooter(Footer):

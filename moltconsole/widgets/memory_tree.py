@@ -1,0 +1,206 @@
+"""The Memory screen's tree of files, built a folder at a time.
+
+A state directory can hold 10,000 files; Textual's ``Tree`` takes about 25 µs per node added
+and lays out every node it holds, so adding them all would cost a quarter of a second before
+the first frame. Instead the listing is indexed once (:func:`index_files`, one pass over the
+paths: each folder's files, subfolders, file count and bytes), and a folder's nodes are added
+when it is first expanded, at most :data:`PAGE` at a time; a last "… N more" node adds the
+next page when chosen. Only the top level and the workspace (expanded at once, as the first
+thing a person reads) exist when the tree is first drawn.
+
+Order within a folder is reading order: what holds workspace markdown first, then other
+markdown, then the rest; files before folders within each, then by name. Every name came from
+the sandbox and is made inert before it is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from moltconsole.widgets.memory_format import reading_rank, size
+from moltconsole_shared.untrusted import sanitize
+from moltconsole_shared.wire.memory import FileInfo
+
+PAGE = 500  # nodes added to a folder at a time
+OPEN_FIRST = "workspace"  # the folder expanded when the tree is shown
+
+
+@dataclass(eq=False)
+class Folder:
+    """One folder of a listing: its files and subfolders, and the count and bytes under it."""
+
+    path: str  # '/'-separated; "" for the top
+    folders: dict[str, Folder] = field(default_factory=dict)
+    files: list[FileInfo] = field(default_factory=list)
+    count: int = 0
+    size: int = 0
+    rank: int = 2  # the best reading rank of a file under it
+    _ordered: list[Folder | FileInfo] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def children(self) -> list[Folder | FileInfo]:
+        """Files and subfolders in reading order (sorted once, when first asked)."""
+        if self._ordered is None:
+            def key(entry: Folder | FileInfo) -> tuple[int, int, str]:
+                if isinstance(entry, Folder):
+                    return entry.rank, 1, entry.name.casefold()
+                return reading_rank(entry.path), 0, entry.path.rsplit("/", 1)[-1].casefold()
+
+            self._ordered = sorted([*self.files, *self.folders.values()], key=key)
+        return self._ordered
+
+
+@dataclass(frozen=True, eq=False)
+class More:
+    """The "… N more" node at the end of a folder shown in part."""
+
+    folder: Folder
+
+
+Entry = Folder | FileInfo | More
+
+
+def index_files(files: Iterable[FileInfo]) -> Folder:
+    """The folders of a listing, in one pass."""
+    top = Folder("")
+    for info in files:
+        parts = info.path.split("/")
+        rank = reading_rank(info.path)
+        folder = top
+        folder.count += 1
+        folder.size += info.size
+        folder.rank = min(folder.rank, rank)
+        for depth, part in enumerate(parts[:-1]):
+            sub = folder.folders.get(part)
+            if sub is None:
+                sub = folder.folders[part] = Folder("/".join(parts[: depth + 1]))
+            folder = sub
+            folder.count += 1
+            folder.size += info.size
+            folder.rank = min(folder.rank, rank)
+        folder.files.append(info)
+    return top
+
+
+def file_label(info: FileInfo) -> Text:
+    name = sanitize(info.path.rsplit("/", 1)[-1])
+    return Text.assemble(name, (f"  {size(info.size)}", "dim"))
+
+
+def folder_label(folder: Folder) -> Text:
+    facts = f" ({folder.count:,})  {size(folder.size)}"  # the files under it, and their bytes
+    return Text.assemble((sanitize(folder.name) + "/", "bold"), (facts, "dim"))
+
+
+class MemoryTree(Tree[Entry]):
+    """The files of one view (now, or a snapshot), folder by folder as they are opened."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(Text("files"), id=id)
+        self.show_root = False
+        self.guide_depth = 2
+        self.top: Folder | None = None
+        self._shown: dict[int, int] = {}  # node id -> children of its folder added so far
+
+    def show_files(self, top: Folder) -> None:
+        """Show a new listing: its top level, with the workspace open."""
+        self.top = top
+        self._shown.clear()
+        self.clear()
+        self.root.data = top
+        self._add_page(self.root, top)
+        self.root.expand()
+        for node in self.root.children:
+            if isinstance(node.data, Folder) and node.data.path == OPEN_FIRST:
+                node.expand()
+                self._fill(node)
+                break
+        self.move_cursor_to_line(0)
+
+    def _fill(self, node: TreeNode[Entry]) -> None:
+        """Add a folder's first page of nodes, once."""
+        if isinstance(node.data, Folder) and node.id not in self._shown:
+            self._add_page(node, node.data)
+
+    def _add_page(self, node: TreeNode[Entry], folder: Folder) -> None:
+        children = folder.children()
+        start = self._shown.get(node.id, 0)
+        end = min(start + PAGE, len(children))
+        for entry in children[start:end]:
+            if isinstance(entry, Folder):
+                node.add(folder_label(entry), data=entry, allow_expand=True)
+            else:
+                node.add_leaf(file_label(entry), data=entry)
+        self._shown[node.id] = end
+        if end < len(children):
+            more = Text(f"… {len(children) - end:,} more (enter shows {PAGE} more)", style="italic dim")
+            node.add_leaf(more, data=More(folder))
+
+    def _show_more(self, more_node: TreeNode[Entry]) -> None:
+        parent = more_node.parent
+        if parent is None or not isinstance(more_node.data, More):
+            return
+        line = more_node.line
+        more_node.remove()
+        self._add_page(parent, more_node.data.folder)
+        self.move_cursor_to_line(line)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Entry]) -> None:
+        """A folder opened for the first time gets its nodes now."""
+        self._fill(event.node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[Entry]) -> None:
+        """Enter on "… N more" adds the next page in its place."""
+        if isinstance(event.node.data, More):
+            event.stop()
+            self._show_more(event.node)
+
+    @property
+    def chosen(self) -> Folder | FileInfo | None:
+        """The file or folder under the cursor (None on "… more" or an empty tree)."""
+        node = self.cursor_node
+        data = node.data if node is not None else None
+        return data if isinstance(data, Folder | FileInfo) else None
+
+    def reveal(self, path: str) -> bool:
+        """Open the folders down to ``path`` and put the cursor on it; False if it is not listed."""
+        node = self.root
+        parts = path.split("/")
+        for depth in range(len(parts)):
+            here = "/".join(parts[: depth + 1])
+            self._fill(node)
+            found = self._child(node, here)
+            if found is None:
+                return False
+            node = found
+            if depth < len(parts) - 1:
+                node.expand()
+        self.move_cursor(node)
+        self.scroll_to_node(node, animate=False)
+        return True
+
+    def _child(self, node: TreeNode[Entry], path: str) -> TreeNode[Entry] | None:
+        """The child of ``node`` for ``path``, adding pages of a long folder until it is there."""
+        while True:
+            more = None
+            for child in node.children:
+                data = child.data
+                if isinstance(data, More):
+                    more = child
+                elif (isinstance(data, Folder) and data.path == path) or (
+                    isinstance(data, FileInfo) and data.path == path
+                ):
+                    return child
+            if more is None or not isinstance(more.data, More):
+                return None
+            folder = more.data.folder
+            more.remove()
+            self._add_page(node, folder)
