@@ -70,7 +70,7 @@ from moltconsole_backend.memory.capture import Capture, CaptureReport
 from moltconsole_backend.memory.keeper import MemoryKeeper
 from moltconsole_backend.memory.replicate import Replica
 from moltconsole_backend.memory.repo import Repository, Snapshot
-from moltconsole_backend.memory.restore import safe_parts, staging_dir, write_file
+from moltconsole_backend.memory.restore import restore_snapshot, safe_parts, staging_dir, write_file
 from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.settings import MemorySettings, Settings
 from tests.support.s3_server import S3Server, running_s3_server
@@ -577,10 +577,10 @@ def part_restore(
         print(f"     what-if: blob reads on {WHAT_IF_THREADS} threads  {spread(what_if_rates)}")
     print(f"   target >= 100 MB/s: {verdict(statistics.median(ours_rates) >= 100)}")
     if profile:
+        # restore_snapshot is what before_start runs in a worker thread; profiled here in this one.
         fresh = Ours(work / "restore-p" / "data", server, "ours", work / "restore-p" / "unused")
-        keeper = fresh.service.keeper(SANDBOX, work / "restore-p" / "state")
-        assert keeper is not None
-        profiled("one restore (before_start)", lambda: asyncio.run(keeper.before_start()))
+        into = work / "restore-p" / "state"
+        profiled("one restore (restore_snapshot)", lambda: restore_snapshot(fresh.repo, snap, into))
         shutil.rmtree(work / "restore-p")
     print(f"   after: {load()}")
 
@@ -615,6 +615,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one snapshot and one restore")
     parser.add_argument("--what-if", action="store_true", help="also time a restore with parallel blob reads")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, also into a file
     parts = {int(p) for p in args.parts.split(",") if p.strip()}
     if shutil.which("rclone") is None:
         sys.exit("rclone is not installed: run scripts/bench-deps.sh first (it installs the Debian package)")
