@@ -365,9 +365,11 @@ class SandboxManager:
             if refusal is not None:
                 self.notice(refusal)
                 raise OperationError(refusal)
+            restored = None
             if self.memory is not None and not self.status.running:
-                if await self.memory.before_start() is not None:
-                    await self.give_state_to_sandbox()
+                restored = await self.memory.before_start()
+            if restored is not None:
+                await self.give_state_to_sandbox()
             self.lifecycle.want_running()
             self.supervision.cancel_restart()
             await self.start_container()
