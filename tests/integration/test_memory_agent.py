@@ -172,29 +172,28 @@ async def world(
 ) -> AsyncIterator[World]:
     """The sandbox started once, ready, on a backend keeping its memory in the bucket."""
     provider = MemoryAgentProvider()
-    root = Path(tempfile.mkdtemp(prefix="mc-mem-", dir="/tmp"))
-    env = SandboxEnv(root)
+    roots = [Path(tempfile.mkdtemp(prefix="mc-mem-", dir="/tmp"))]
+    env = SandboxEnv(roots[0])
     prefix = "agent-" + secrets.token_hex(4)
-    async with FakeServer(provider) as fake:
-        service = BackendService(backend_settings(env, s3, prefix, fake.url))
-        await service.start()
-        world = World(
-            env, service, BackendClient(service.socket_path), provider, s3, prefix,
-            BucketReader(s3, prefix, env.settings.sandbox.name), docker_client,
-            fake.url, roots=[root],
-        )
-        try:
-            assert service.memory.enabled, service.memory.problem
-            await world.client.action("start")
-            await wait_state(world.client, "ready", timeout=START_TIMEOUT)
-            yield world
-        finally:
-            await world.client.aclose()
-            await world.service.stop()
-            with contextlib.suppress(docker.errors.NotFound):
-                docker_client.containers.get(env.container_name).remove(force=True)
-            for path in world.roots:
-                shutil.rmtree(path, ignore_errors=True)
+    try:
+        async with FakeServer(provider) as fake:
+            service = BackendService(backend_settings(env, s3, prefix, fake.url))
+            await service.start()
+            client = BackendClient(service.socket_path)
+            try:
+                assert service.memory.enabled, service.memory.problem
+                await client.action("start")
+                await wait_state(client, "ready", timeout=START_TIMEOUT)
+                bucket = BucketReader(s3, prefix, env.settings.sandbox.name)
+                yield World(env, service, client, provider, s3, prefix, bucket, docker_client, fake.url, roots)
+            finally:
+                await client.aclose()
+                await service.stop()
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            docker_client.containers.get(env.container_name).remove(force=True)
+        for path in roots:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # --- the tests --------------------------------------------------------------------------------
