@@ -185,7 +185,9 @@ async def world(
                 await client.action("start")
                 await wait_state(client, "ready", timeout=START_TIMEOUT)
                 bucket = BucketReader(s3, prefix, env.settings.sandbox.name)
-                yield World(env, service, client, provider, s3, prefix, bucket, docker_client, fake.url, roots)
+                yield World(
+                    env, service, client, provider, s3, prefix, bucket, docker_client, fake.url, roots=roots,
+                )
             finally:
                 await client.aclose()
                 await service.stop()
