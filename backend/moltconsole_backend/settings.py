@@ -126,6 +126,9 @@ class LogSettings(Section):
 DEFAULT_MEMORY_EXCLUDES = [
     "*.lock", "*.tmp", "*.pid", "tmp/*", "cache/*", "*/cache/*", "logs/*", "*/logs/*",
     "*-wal", "*-shm", "*-journal", "*.sock",
+    # OpenClaw's lock databases beside the agent's (generation-lock, generation-writer,
+    # reindex-lock: held in a write while a memory reindex runs) and the reindex's scratch copy.
+    "*.sqlite.*.sqlite", "*.sqlite.memory-reindex-*",
 ]
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,39 @@ def test_a_database_at_rest_is_captured_without_creating_its_log_files(tmp_path:
     reopened = sqlite3.connect(copy)
     assert reopened.execute("SELECT x FROM t").fetchall() == [("kept",)]
     reopened.close()
+
+
+def test_a_database_held_in_a_write_does_not_hold_the_snapshot_up(state: Path, repo: Repository) -> None:
+    """OpenClaw's memory reindex holds a database in a write for many seconds; the backup API
+    retried without end, so a snapshot (and a stop waiting for it) waited as long."""
+    db = state / "agent.sqlite"
+    first = sqlite3.connect(db)
+    first.execute("CREATE TABLE t (x)")
+    first.execute("INSERT INTO t VALUES ('before')")
+    first.commit()
+    capture = Capture(repo, "main", state)
+    before = next(f for f in capture.take("manual").snapshot.files if f.path == "agent.sqlite")
+    first.execute("BEGIN EXCLUSIVE")
+    first.execute("INSERT INTO t VALUES ('during')")
+    try:
+        (state / "note.md").write_text("changed meanwhile\n")
+        started = time.monotonic()
+        report = capture.take("change")
+        assert time.monotonic() - started < 5
+    finally:
+        first.rollback()
+        first.close()
+    kept = {f.path: f for f in report.snapshot.files}
+    assert kept["agent.sqlite"] == before  # the last copy, not a torn one
+    assert "note.md" in kept
+
+
+def test_an_automatic_snapshot_that_finds_nothing_changed_writes_no_manifest(
+    state: Path, repo: Repository,
+) -> None:
+    capture = Capture(repo, "main", state)
+    first = capture.take("change").snapshot
+    again = capture.take("schedule")
+    assert again.unchanged and again.snapshot == first
+    assert capture.take("manual").snapshot.id != first.id  # asked for by name: always written
+    assert len(repo.snapshots("main")) == 2

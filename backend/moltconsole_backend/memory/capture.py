@@ -38,6 +38,10 @@ from moltconsole_backend.settings import DEFAULT_MEMORY_EXCLUDES
 
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_BUSY_LIMIT = 2.0  # seconds a database held by a writer may delay a snapshot
+# Automatic snapshots that find nothing changed write no manifest (history is not crowded
+# with copies); one asked for by name (manual, before-stop, safety...) is always written.
+QUIET_REASONS = frozenset({"change", "schedule"})
 DEFAULT_EXCLUDES: tuple[str, ...] = tuple(DEFAULT_MEMORY_EXCLUDES)  # memory.excludes
 
 
@@ -51,6 +55,7 @@ class CaptureReport:
     new_blobs: int
     uploaded_bytes: int
     seconds: float
+    unchanged: bool = False  # nothing changed since ``snapshot``, which was not written again
 
 
 def excluded(path: str, patterns: Sequence[str]) -> bool:
@@ -84,7 +89,7 @@ def _walk(root: Path, patterns: Sequence[str]) -> Iterator[tuple[str, os.stat_re
             elif stat.S_ISREG(info.st_mode):
                 yield rel, info
             elif stat.S_ISLNK(info.st_mode):
-                log.info("memory snapshot leaves out the symbolic link %s", rel)
+                log.debug("memory snapshot leaves out the symbolic link %s", rel)
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -122,13 +127,24 @@ def sqlite_image(path: Path) -> bytes:
 
 
 def _backup_copy(path: Path, how: str) -> bytes:
+    deadline = time.monotonic() + SQLITE_BUSY_LIMIT
+
+    def give_up_when_late(_status: int, _remaining: int, _total: int) -> None:
+        # Called after every step, busy ones included (the backup API retries a busy source
+        # without end): a database a writer holds this long is left for the next snapshot.
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError(
+                f"busy for more than {SQLITE_BUSY_LIMIT:g} s (the agent holds it in a write); "
+                "the last snapshot's copy is kept"
+            )
+
     with tempfile.TemporaryDirectory(prefix="mc-sqlite-") as tmp:
         copy = Path(tmp) / "copy.sqlite"
-        source = sqlite3.connect(f"{path.absolute().as_uri()}?{how}", uri=True, timeout=10)
+        source = sqlite3.connect(f"{path.absolute().as_uri()}?{how}", uri=True, timeout=SQLITE_BUSY_LIMIT)
         try:
             target = sqlite3.connect(copy)
             try:
-                source.backup(target)
+                source.backup(target, pages=1024, progress=give_up_when_late, sleep=0.05)
                 # The copy may be in WAL mode like its source; fold it into one file.
                 target.execute("PRAGMA journal_mode=DELETE")
             finally:
@@ -150,9 +166,11 @@ class Capture:
         self.excludes = tuple(excludes)
         # path -> (size, mtime_ns, wal signature) as last captured, and its entry
         self._seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
+        self._last: Snapshot | None = None
 
     def remember(self, snapshot: Snapshot) -> None:
         """Take ``snapshot`` as what the directory last looked like (at startup)."""
+        self._last = snapshot
         self._seen = {
             e.path: ((e.size, e.mtime_ns, _wal_signature(self.root / e.path)), e) for e in snapshot.files
         }
@@ -192,11 +210,19 @@ class Capture:
                 entry = FileEntry(rel, blob, len(content), stat.S_IMODE(info.st_mode), info.st_mtime_ns)
             files.append(entry)
             seen[rel] = (signature, entry)
+        last = self._last
+        if (
+            reason in QUIET_REASONS and last is not None and last.files == files
+            and self.repo.snapshot_exists(last)
+        ):
+            self._seen = seen
+            return CaptureReport(last, read, new, uploaded, time.monotonic() - started, unchanged=True)
         snapshot = Snapshot(
             id=new_snapshot_id(), sandbox=self.sandbox, time=time.time(), reason=reason,
             files=files, parent=parent, host=socket.gethostname(),
         )
         self.repo.write_snapshot(snapshot)
         self._seen = seen
+        self._last = snapshot
         return CaptureReport(snapshot, read, new, uploaded, time.monotonic() - started)
 

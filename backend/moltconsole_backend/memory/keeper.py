@@ -8,7 +8,7 @@ after every stop; their copy to the bucket; and restores.
   restart, rebuild or destroy goes on; the operation waits for the snapshot (at most
   ``stop_timeout``), which is local and so does not need the bucket.
 - **Bucket down**: the push fails, the keeper says since when, and tries again with a growing
-  pause (up to 30 s); the local repository holds the snapshots meanwhile (replicate.py).
+  pause (up to 10 s); the local repository holds the snapshots meanwhile (replicate.py).
 - **Start**: ``before_start`` restores the newest snapshot into an empty state directory (a new
   server), and says so.
 
@@ -55,7 +55,7 @@ from moltconsole_backend.settings import MemorySettings
 from moltconsole_shared.wire.events import EventLevel
 
 log = logging.getLogger(__name__)
-PUSH_BACKOFF_MAX = 30.0
+PUSH_BACKOFF_MAX = 10.0  # a bucket that is back is noticed within this
 
 Notify = Callable[[str, EventLevel], None]  # (message, level) for the sandbox's event history
 
@@ -175,6 +175,10 @@ class MemoryKeeper:
             raise KeeperError(f"the memory snapshot of sandbox {self.name} failed: {exc}") from None
         self.last, self.last_report, self.last_error = report.snapshot, report, ""
         self._manifests[report.snapshot.id] = report.snapshot
+        if report.unchanged:
+            log.debug("memory of %s unchanged since snapshot %s", self.name, report.snapshot.id)
+            await self._tell()
+            return report
         log.info(
             "memory snapshot %s of %s (%s): %d files, %d read, %d new blobs, %d bytes stored, %.2fs",
             report.snapshot.id, self.name, reason, len(report.snapshot.files), report.read_files,

@@ -486,6 +486,10 @@ class Repository:
         ids = sorted(i for _, i in self.snapshot_ids(sandbox))
         return self.read_snapshot(sandbox, ids[-1]) if ids else None
 
+    def snapshot_exists(self, snapshot: Snapshot) -> bool:
+        """Whether ``snapshot``'s manifest is still in the store (a prune may have forgotten it)."""
+        return self.store.exists(snapshot.key)
+
     def delete_snapshot(self, snapshot: Snapshot) -> None:
         """Remove one manifest (its blobs stay until a prune finds them unused)."""
         self.store.delete(snapshot.key)
