@@ -18,15 +18,16 @@ from __future__ import annotations
 import json
 import time
 
+from rich.cells import cell_len
 from rich.text import Text
 
 from moltconsole.widgets.cells import fit
 from moltconsole.widgets.cost_format import money, tokens
 from moltconsole.widgets.database_format import counted, shown
-from moltconsole_shared.wire.memory_db import Conversation, SessionInfo, Turn, TurnUsage
+from moltconsole_shared.wire.memory_db import Conversation, SessionInfo, Turn
 
 LABEL_WIDTH = 11  # the role column: "tool result", "assistant", "user"
-SESSION_WIDTH = 40  # cells of a session's title in the list
+SESSION_WIDTH = 32  # cells of a session's title in the list
 TOOL_INPUT_CHARS = 600  # characters of a tool call's input shown (one line of JSON)
 TOOL_RESULT_CHARS = 3000  # characters of a tool's result shown
 THINKING_CHARS = 500  # characters of the model's thinking shown
@@ -65,7 +66,8 @@ def session_title(session: SessionInfo) -> str:
 
 
 def session_cells(session: SessionInfo) -> list[Text]:
-    """One row of the session list: title, agent, updated, turns, cost."""
+    """One row of the session list: title, updated, turns, cost, agent (the agent last: most
+    sandboxes have one, and a narrow view keeps the columns on the left)."""
     title = fit(shown(session_title(session)), SESSION_WIDTH)
     if session.archived:
         title = Text.assemble(title, (f" ({session.archived})", "dim"))
@@ -74,23 +76,29 @@ def session_cells(session: SessionInfo) -> list[Text]:
     cost = money(session.cost_nanos) if session.cost_nanos is not None else "-"
     return [
         title,
-        fit(shown(session.agent), 16),
         Text(local_time(session.updated), style="dim"),
         Text(f"{session.turns:,}", justify="right"),
         Text(cost, justify="right"),
+        fit(shown(session.agent), 16),
     ]
 
 
-def usage_words(usage: TurnUsage | None, cost_nanos: int | None) -> str:
-    """``$0.0062 · prompt 2,300 · cache read 800 · cache write 300 · output 85``: the cost
-    first, so a narrow view wraps the token counts, not the money.
+USAGE_GAP = "  "  # between the parts of a response's usage line
+
+
+def usage_parts(turn: Turn, session_model: str = "") -> list[str]:
+    """What a response cost, in parts that are never broken across lines: ``$0.0062``,
+    ``prompt 2,300``, ``cache read 800``, ``cache write 300``, ``output 85`` (and its model, when
+    not the session's). The cost first, so a narrow view moves token counts to the next line,
+    not the money.
 
     OpenClaw's ``input`` is the uncached part of the prompt; the Costs screen's "prompt" is all
     of it, so the cache reads and writes are added in.
     """
     parts = []
-    if cost_nanos is not None:
-        parts.append(money(cost_nanos))
+    if turn.cost_nanos is not None:
+        parts.append(money(turn.cost_nanos))
+    usage = turn.usage
     if usage is not None:
         prompt = usage.prompt + usage.cache_read + usage.cache_write
         parts.append(f"prompt {tokens(prompt)}")
@@ -99,7 +107,26 @@ def usage_words(usage: TurnUsage | None, cost_nanos: int | None) -> str:
         if usage.cache_write:
             parts.append(f"cache write {tokens(usage.cache_write)}")
         parts.append(f"output {tokens(usage.output)}")
-    return " · ".join(parts)
+    if turn.model and turn.model != session_model:
+        parts.append(shown(turn.model))
+    return parts
+
+
+def pack(parts: list[str], width: int) -> list[str]:
+    """``parts`` on as few lines of ``width`` cells as fit, :data:`USAGE_GAP` apart, each part
+    whole (a part wider than ``width`` gets a line of its own)."""
+    lines: list[str] = []
+    line = ""
+    for part in parts:
+        joined = f"{line}{USAGE_GAP}{part}" if line else part
+        if line and cell_len(joined) > width:
+            lines.append(line)
+            line = part
+        else:
+            line = joined
+    if line:
+        lines.append(line)
+    return lines
 
 
 def compact_json(text: str) -> str:
@@ -129,8 +156,8 @@ def turn_label(turn: Turn) -> Text:
     return label
 
 
-def turn_body(turn: Turn, session_model: str = "") -> Text:
-    """The right column of a turn: its text, wrapped by the grid; what a response cost under it."""
+def turn_body(turn: Turn) -> Text:
+    """The right column of a turn: its text (what a response cost goes under it: :func:`usage_parts`)."""
     body = Text()
     if turn.thinking:
         thinking, left_out = cut(turn.thinking, THINKING_CHARS)
@@ -158,11 +185,6 @@ def turn_body(turn: Turn, session_model: str = "") -> Text:
             body.append_text(_more(left_out))
     else:
         body.append(inert(turn.text))
-    words = usage_words(turn.usage, turn.cost_nanos)
-    if turn.model and turn.model != session_model:
-        words = f"{words} · {shown(turn.model)}" if words else shown(turn.model)
-    if words:
-        body.append("\n" + words, style="dim")
     return body
 
 

@@ -1,8 +1,8 @@
 """OpenClaw's sessions, and one session's transcript read as a conversation.
 
 :class:`ConversationView` lists the sessions of every agent in the state directory (now, or in
-a snapshot): title or first line, agent, when it was last updated (local time), turns and
-what OpenClaw recorded it cost. Enter opens the session under the cursor beside the list (on
+a snapshot): title or first line, when it was last updated (local time), turns, what OpenClaw
+recorded it cost, and the agent. Enter opens the session under the cursor beside the list (on
 a wide view) or under it: user, assistant, tool and system turns, each with its role in its
 colour, a tool call as its tool and input, a failed tool's result in red, and under each
 response its tokens and cost (:mod:`moltconsole.widgets.conversation_format`). ``i`` shows or
@@ -74,6 +74,7 @@ class ConversationView(Vertical):
         self.conversation: Conversation | None = None
         self._request = 0
         self._focus_wanted = False  # the list takes the focus when it comes in
+        self._focus_turns = False  # the conversation takes the focus when it comes in
 
     def compose(self) -> ComposeResult:
         with Vertical(id="conversation-list"):
@@ -85,10 +86,11 @@ class ConversationView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#conversation-sessions", DataTable)
-        for label, key in (("session", "title"), ("agent", "agent"), ("updated", "updated")):
-            table.add_column(Text(label), key=key)
+        table.add_column(Text("session"), key="title")
+        table.add_column(Text("updated"), key="updated")
         table.add_column(Text("turns", justify="right"), key="turns")
         table.add_column(Text("cost", justify="right"), key="cost")
+        table.add_column(Text("agent"), key="agent")
         self._say(Text("Enter opens the session under the cursor.", style="dim"))
         table.loading = True
         self._fetch_sessions(self._next_request())
@@ -120,6 +122,7 @@ class ConversationView(Vertical):
 
     def _open(self, session: SessionInfo) -> None:
         self.session = session
+        self._focus_turns = self.has_focus_within
         self.query_one("#conversation-turns").loading = True
         self._fetch_conversation(self._next_request(), session.ref)
 
@@ -148,7 +151,7 @@ class ConversationView(Vertical):
         words = Text.assemble(("OpenClaw's sessions", "bold"), f" · {counted(len(self.sessions), 'session')}"
                               f" · {where}")
         if not self.sessions:
-            words.append("\nNo sessions: the agent has not talked to anyone yet.", style="dim")
+            words.append("\nNo sessions: OpenClaw has kept no conversation here.", style="dim")
         for problem in listing.problems:
             words.append("\n" + shown(problem), style="yellow")
         header.update(words)
@@ -163,7 +166,8 @@ class ConversationView(Vertical):
             self.conversation = None
             problem = shown(message.problem or "")
             self._say(Text.assemble(("Could not read this session: ", "bold red"), problem))
-            turns.focus()  # Escape goes back to the list from here
+            if self._focus_turns:
+                turns.focus()  # Escape goes back to the list from here
             return
         conversation = self.conversation = message.answer
         header = conversation_header(conversation, self.internal)
@@ -171,7 +175,8 @@ class ConversationView(Vertical):
         turns.show(conversation.turns, conversation.session.model)
         if not conversation.turns:
             turns.say(Text("No turns in this session.", style="dim"))
-        turns.focus()
+        if self._focus_turns:  # not when Escape went back to the list meanwhile
+            turns.focus()
         self.post_message(self.SessionOpened(self, conversation.session))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -203,6 +208,7 @@ class ConversationView(Vertical):
         table = self.query_one("#conversation-sessions", DataTable)
         if table.has_focus:
             raise SkipAction()
+        self._focus_turns = False
         table.focus()
 
     # -- drawing --

@@ -19,7 +19,7 @@ from moltconsole_shared.wire.memory_db import Cell, ElidedValue, RowsPage, Table
 
 CELL_WIDTH = 32  # cells of one value in a page of rows; the rest is cut with "…"
 NAME_WIDTH = 40  # cells of a table or column name
-NOTE_WIDTH = 60  # cells of the note beside a table that was not counted
+NOTE_WIDTH = 80  # cells of the note beside a table that was not counted
 HEX_WIDTH = 16  # hex digits of a blob's preview (8 bytes)
 AGENT_DATABASE = "openclaw-agent.sqlite"  # OpenClaw's per-agent database: its sessions and transcripts
 

@@ -214,18 +214,13 @@ class DatabaseView(Vertical):
         self._show_problem(section, f"the console failed to read this database: {event.worker.error!r}. "
                                     "This is a console bug; please report it.")
 
-
     # -- navigation --
 
     @on(DataTable.RowSelected, "#database-tables")
     def _table_chosen(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        info = self.tables[int(str(event.row_key.value))]
-        if info.rows is None and info.note.startswith("needs"):
-            self.notify(shown(info.note), title=shown(info.name), severity="warning")
-            return
         self.page = None
-        self._load_rows(info.name, 0)
+        self._load_rows(self.tables[int(str(event.row_key.value))].name, 0)
 
     @on(RowsTable.PageWanted)
     def _page_wanted(self, message: RowsTable.PageWanted) -> None:

@@ -21,6 +21,7 @@ import itertools
 from dataclasses import dataclass
 
 from rich._wrap import divide_line  # where Text.wrap breaks lines; counting with it matches it exactly
+from rich.console import Console
 from rich.segment import Segment
 from rich.text import Text
 from textual import events
@@ -28,7 +29,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from moltconsole.widgets.conversation_format import LABEL_WIDTH, turn_body, turn_label
+from moltconsole.widgets.conversation_format import LABEL_WIDTH, pack, turn_body, turn_label, usage_parts
 from moltconsole_shared.wire.memory_db import Turn
 
 TAB_SIZE = 8  # Text.wrap's
@@ -39,6 +40,7 @@ class _Item:
     label: Text | None  # None: a note across the whole width
     body: Text
     gap_before: bool
+    usage: tuple[str, ...] = ()  # what a response cost, in parts kept whole (dimmed, under the text)
 
 
 def wrapped_lines(text: Text, width: int) -> int:
@@ -52,6 +54,15 @@ def wrapped_lines(text: Text, width: int) -> int:
             part = expanded.plain
         count += len(divide_line(part, width, fold=True)) + 1
     return count
+
+
+def segments(text: Text, console: Console) -> list[Segment]:
+    """``text`` as segments with its own style under its spans' (``Text.render`` leaves it to
+    the console, which is not in the way here)."""
+    rendered = text.render(console)
+    if text.style:
+        rendered = Segment.apply_style(rendered, console.get_style(text.style))
+    return list(rendered)
 
 
 class TurnLog(ScrollView, can_focus=True):
@@ -77,7 +88,8 @@ class TurnLog(ScrollView, can_focus=True):
     def show(self, turns: list[Turn], session_model: str = "") -> None:
         """Draw ``turns`` (oldest first), from the top."""
         self._set([
-            _Item(turn_label(turn), turn_body(turn, session_model), turn.role == "user" and index > 0)
+            _Item(turn_label(turn), turn_body(turn), turn.role == "user" and index > 0,
+                  tuple(usage_parts(turn, session_model)))
             for index, turn in enumerate(turns)
         ])
 
@@ -101,12 +113,29 @@ class TurnLog(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         if width <= 0 or width == self._width:
             return
-        heights = (int(i.gap_before) + wrapped_lines(i.body, self._text_width(i, width)) for i in self._items)
-        self._starts = [0, *itertools.accumulate(heights)]
+        # The turn at the top stays at the top when the lines are counted again for a new width.
+        top = self._item_at(self.scroll_offset.y) if self._width > 0 else 0
+        self._starts = [0, *itertools.accumulate(self._height(item, width) for item in self._items)]
         self._rendered = {}
         self._width = width
         self.virtual_size = Size(width, self._starts[-1])
+        if top:
+            self.scroll_to(y=self._starts[top], animate=False, immediate=True)
         self.refresh()
+
+    def _item_at(self, line: int) -> int:
+        """The item that line ``line`` belongs to (0 when there are none)."""
+        return max(0, min(bisect.bisect_right(self._starts, line) - 1, len(self._items) - 1))
+
+    def _texts(self, item: _Item, text_width: int) -> list[Text]:
+        """The item's text and, under it, its usage packed to the width (each still to be wrapped)."""
+        usage = [Text(line, style="dim") for line in pack(list(item.usage), text_width)]
+        return [item.body, *usage]
+
+    def _height(self, item: _Item, width: int) -> int:
+        text_width = self._text_width(item, width)
+        texts = self._texts(item, text_width)
+        return int(item.gap_before) + sum(wrapped_lines(text, text_width) for text in texts)
 
     def _lines_of(self, index: int) -> list[Strip]:
         lines = self._rendered.get(index)
@@ -117,15 +146,17 @@ class TurnLog(ScrollView, can_focus=True):
     def _render_item(self, item: _Item, width: int) -> list[Strip]:
         console = self.app.console
         lines = [Strip.blank(width)] if item.gap_before else []
-        wrapped = item.body.wrap(console, self._text_width(item, width), overflow="fold")
+        text_width = self._text_width(item, width)
+        texts = self._texts(item, text_width)
+        wrapped = [line for text in texts for line in text.wrap(console, text_width, overflow="fold")]
         if item.label is None:
-            return lines + [Strip(list(line.render(console)), line.cell_len) for line in wrapped]
+            return lines + [Strip(segments(line, console), line.cell_len) for line in wrapped]
         label = item.label.copy()
         label.truncate(LABEL_WIDTH, pad=True)
         indent = Segment(" " * (LABEL_WIDTH + 1))
         for number, line in enumerate(wrapped):
-            left = [*label.render(console), Segment(" ")] if number == 0 else [indent]
-            lines.append(Strip([*left, *line.render(console)], LABEL_WIDTH + 1 + line.cell_len))
+            left = [*segments(label, console), Segment(" ")] if number == 0 else [indent]
+            lines.append(Strip([*left, *segments(line, console)], LABEL_WIDTH + 1 + line.cell_len))
         return lines
 
     def render_line(self, y: int) -> Strip:
@@ -136,7 +167,7 @@ class TurnLog(ScrollView, can_focus=True):
         style = self.rich_style
         if not 0 <= line < self.line_count:
             return Strip.blank(width, style)
-        index = bisect.bisect_right(self._starts, line) - 1
+        index = self._item_at(line)
         lines = self._lines_of(index)
         offset = line - self._starts[index]
         if offset >= len(lines):  # counted one line more than drawn: never seen, but never an error
