@@ -280,6 +280,7 @@ async def test_an_answer_for_a_table_left_is_dropped(world: World) -> None:
         await settled(pilot)
         view = view_of(pilot)
         view._load_rows("notes", 0)
+        assert app.query_one(RowsTable).loading  # the loading indicator while the rows are asked for
         view.action_back()  # back before the rows came
         await settled(pilot)
         assert shown_body(pilot) == "database-tables" and view.section == "tables"
@@ -336,6 +337,12 @@ async def test_a_snapshot_is_read_as_it_was(world: World) -> None:
             assert header(pilot).startswith("notes · 250 rows · page 1/3")
             await press(pilot, "escape")
             assert f"snapshot {snap}" in header(pilot)
+
+    app = Host(world.socket, lambda client: ConversationView(client, snap))
+    async with app.run_test(size=(160, 40)) as pilot:
+        view = await open_session(pilot, "Say hello")
+        assert str(app.query_one("#conversation-list-header", Static).render()).endswith(f"· snapshot {snap}")
+        assert view.conversation is not None and len(view.conversation.turns) > 5
 
 
 async def _backup(world: World) -> str:
