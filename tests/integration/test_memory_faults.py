@@ -41,7 +41,9 @@ BACKUP = textwrap.dedent("""
 
 
 def _store(server: S3Server, prefix: str) -> S3Store:
-    location = S3Location(bucket=server.bucket, prefix=prefix, endpoint_url=server.endpoint_url, path_style=True)
+    location = S3Location(
+        bucket=server.bucket, prefix=prefix, endpoint_url=server.endpoint_url, path_style=True,
+    )
     return s3_store_from(location, _env(server))
 
 
