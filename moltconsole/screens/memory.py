@@ -16,8 +16,9 @@ a SQLite database goes to :mod:`moltconsole.widgets.memory_database`). ``t`` ope
 timeline (:mod:`moltconsole.screens.memory_timeline`). ``R`` restores the file or folder under
 the cursor, ``W`` the whole sandbox, each from the snapshot shown (or one chosen then) and
 after a confirmation that says what is kept. ``b`` takes a snapshot now. ``e`` edits a
-workspace file in ``$EDITOR``: a snapshot first, then the console steps aside; the edited file
-goes back through the backend (``write``), and only if nobody changed it meanwhile.
+workspace file in ``$EDITOR``: the console steps aside for the editor, then the edited file goes
+back through the backend (``PUT memory/file``, which takes a snapshot of what was there first),
+and only if nobody changed it meanwhile (else the edit is kept aside and the user told where).
 
 Memory off (or failed to start) puts the reason, and how to turn it on, in place of it all.
 """
@@ -34,7 +35,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual import events, on, work
@@ -88,13 +88,12 @@ EditorRunner = Callable[[list[str]], int]
 
 
 class EditReady(Message):
-    """A snapshot was taken and the file read: the editor may open on ``content``."""
+    """The file was read: the editor may open on ``content``."""
 
-    def __init__(self, path: str, content: bytes, snapshot: str) -> None:
+    def __init__(self, path: str, content: bytes) -> None:
         super().__init__()
         self.path = path
         self.content = content
-        self.snapshot = snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +151,7 @@ class MemoryScreen(Screen[None]):
         self.listed = asyncio.Event()
         self.file_shown = asyncio.Event()
         self.status_seen = asyncio.Event()
+        self.status_lost = asyncio.Event()  # set while the status cannot be had
         self.searched = asyncio.Event()
         self.operation_done = asyncio.Event()
         self._poll_timer: Timer | None = None
@@ -243,7 +243,10 @@ class MemoryScreen(Screen[None]):
             else:
                 sync.show(None, now, event.problem)
             self.status_problem = event.problem
+            self.status_seen.clear()
+            self.status_lost.set()
             return
+        self.status_lost.clear()
         back = self.status_problem is not None
         self.status_problem = None
         self.unreachable_since = None
@@ -716,7 +719,7 @@ class MemoryScreen(Screen[None]):
 
     # --- edit ----------------------------------------------------------------------------------
     def action_edit(self) -> None:
-        """Edit the workspace file under the cursor in $EDITOR (a snapshot is taken first)."""
+        """Edit the workspace file under the cursor in $EDITOR (a snapshot of it is taken first)."""
         if not self._memory_on():
             return
         chosen = self._chosen_path()
@@ -727,10 +730,6 @@ class MemoryScreen(Screen[None]):
             self.notify("e edits a file of the workspace (workspace/...): put the cursor on one.",
                         markup=False)
             return
-        if not callable(getattr(self.source, "write", None)):
-            self.notify("Editing needs a backend that takes files back (its memory file-write route); "
-                        "this one does not. Nothing was changed.", severity="warning", markup=False)
-            return
         if not editor_command():
             self.notify("Set $EDITOR (or $VISUAL) in the shell that runs moltconsole, e.g. "
                         "export EDITOR=nano, then open the console again.", severity="warning",
@@ -740,15 +739,14 @@ class MemoryScreen(Screen[None]):
 
     @work(exclusive=True, group="memory-edit", exit_on_error=False)
     async def _prepare_edit(self, path: str) -> None:
-        """A snapshot first, then the file as it is."""
+        """The file as it is now, for the editor."""
         try:
-            snap = await self.source.backup()
             content = await self.source.read(path)
         except BackendError as exc:
             self.post_message(OperationEnded("edit", f"{path} was not opened for editing: {exc}",
                                              False, False))
             return
-        self.post_message(EditReady(path, content, snap.snapshot.id))
+        self.post_message(EditReady(path, content))
 
     @on(EditReady)
     def _edit_ready(self, event: EditReady) -> None:
@@ -777,7 +775,7 @@ class MemoryScreen(Screen[None]):
             self.notify(f"{event.path} unchanged; nothing was written.", markup=False)
             return
         self.operation_done.clear()
-        self._write(event.path, event.content, edited, folder, event.snapshot)
+        self._write(event.path, event.content, edited, folder)
 
     def _run_editor_in_terminal(self, command: list[str]) -> int:
         """Run the editor in the terminal: the console steps aside until it exits."""
@@ -785,23 +783,22 @@ class MemoryScreen(Screen[None]):
             return subprocess.call(command)
 
     @work(group="memory-operation", exit_on_error=False)
-    async def _write(self, path: str, before: bytes, edited: bytes, folder: Path, snapshot: str) -> None:
+    async def _write(self, path: str, before: bytes, edited: bytes, folder: Path) -> None:
         """Write the edited file back, unless it changed meanwhile (then the edit is kept aside)."""
-        write: Any = getattr(self.source, "write")  # noqa: B009 - checked before the editor opened
         try:
             if await self.source.read(path) != before:
                 self.post_message(OperationEnded(
                     "edit", f"{path} changed while it was being edited (the agent wrote it), so your "
                     f"version was not written; it is kept in {folder}.", False, False))
                 return
-            await write(path, edited)
+            result = await self.source.write(path, edited)
         except BackendError as exc:
             self.post_message(OperationEnded(
                 "edit", f"{path} was not written: {exc}. Your version is kept in {folder}.", False, False))
             return
         shutil.rmtree(folder, ignore_errors=True)
         self.post_message(OperationEnded(
-            "edit", f"{path} written; as it was before is in snapshot {snapshot}.", True, True))
+            "edit", f"{path} written; as it was before is in snapshot {result.snapshot.id}.", True, True))
 
     @on(Worker.StateChanged)
     def _worker_failed(self, event: Worker.StateChanged) -> None:

@@ -183,6 +183,7 @@ class MemoryTree(Tree[Entry]):
             node = found
             if depth < len(parts) - 1:
                 node.expand()
+        _ = self.last_line  # lays the lines out again, so the nodes just added have theirs
         self.move_cursor(node)
         self.scroll_to_node(node, animate=False)
         return True

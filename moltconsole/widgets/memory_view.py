@@ -132,11 +132,14 @@ class FileView(Vertical):
         area.select_line(target)
         placed = asyncio.Event()
 
-        def centre() -> None:
+        def centre(again: bool) -> None:
             area.scroll_cursor_visible(center=True, animate=False)
-            placed.set()
+            if again:  # shown just now, its size and wrapping can take one more pass to settle
+                area.call_after_refresh(centre, False)
+            else:
+                placed.set()
 
-        area.call_after_refresh(centre)  # it needs its size, which it has once laid out again
+        area.call_after_refresh(centre, True)  # it needs its size, which it has once laid out
         with contextlib.suppress(TimeoutError):  # never shown (the screen went): nothing to wait for
             await asyncio.wait_for(placed.wait(), PLACE_GUARD)
 

@@ -32,7 +32,9 @@ from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settings
 from moltconsole_shared.paths import PathSettings
 
-T0 = 1_800_000_000.0  # the console's frozen clock (2027-01-15 08:00 UTC)
+# The console's frozen clock (2026-05-28 20:26 UTC): before any snapshot a test takes for real,
+# so those sort newest, as they would.
+T0 = 1_780_000_000.0
 SANDBOX = "unit"
 
 AGENTS = """# AGENTS.md - your workspace
@@ -63,7 +65,7 @@ MEMORY_NOW = (
     "- Lunch with Ana on Friday at 13:00.\n"
 )
 DAY_NOTE = (
-    "# 2027-01-14\n\n- Sam asked for a tea shop near the office.\n"
+    "# 2026-05-27\n\n- Sam asked for a tea shop near the office.\n"
     "- Found three; Sam liked the second.\n"
 )
 CONFIG = (
@@ -77,7 +79,7 @@ FILES_NOW: dict[str, bytes] = {
     "workspace/SOUL.md": SOUL.encode(),
     "workspace/USER.md": USER.encode(),
     "workspace/MEMORY.md": MEMORY_NOW.encode(),
-    "workspace/memory/2027-01-14.md": DAY_NOTE.encode(),
+    "workspace/memory/2026-05-27.md": DAY_NOTE.encode(),
     "workspace/skills/tea-timer/SKILL.md": b"# tea-timer\n\nStarts a timer for the steeping time of a tea.\n",
     "workspace/avatar.png": PNG,
     "openclaw.json": CONFIG.encode(),
@@ -85,8 +87,8 @@ FILES_NOW: dict[str, bytes] = {
 }
 # (id, seconds before T0, reason, MEMORY.md then)
 SNAPSHOTS = [
-    ("20270115T060000000Z-a1b2c3", 7200, "schedule", MEMORY_V1),
-    ("20270115T073000000Z-d4e5f6", 1800, "change", MEMORY_V2),
+    ("20260528T182640000Z-a1b2c3", 7200, "schedule", MEMORY_V1),
+    ("20260528T195640000Z-d4e5f6", 1800, "change", MEMORY_V2),
 ]
 
 
