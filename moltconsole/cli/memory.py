@@ -18,13 +18,14 @@ and a non-zero exit; text from the sandbox reaches a terminal only made inert.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shlex
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from moltconsole.cli import memory_format as fmt
 from moltconsole.cli.choice import add_sandbox_option, chosen_sandbox, command_for
@@ -35,6 +36,8 @@ from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire import memory as wire
 
 SEARCH_LIMIT_MAX = 1000  # the backend's cap
+PROGRESS_EVERY = 0.5  # seconds between two looks at a long operation's progress
+T = TypeVar("T")
 Work = Callable[[BackendClient, argparse.Namespace], Awaitable[int]]
 
 
@@ -396,7 +399,7 @@ def search_command(args: argparse.Namespace) -> int:
 def backup_command(args: argparse.Namespace) -> int:
     """``moltconsole memory backup``: a snapshot now."""
     async def take(client: BackendClient, args: argparse.Namespace) -> int:
-        result = await client.memory.backup()
+        result = await with_progress(client, client.memory.backup())
         if _wants_json(args):
             _print_json(wire.BACKUP_RESULT, result)
         else:
@@ -436,7 +439,7 @@ def restore_command(args: argparse.Namespace) -> int:
 
     async def restore(client: BackendClient, args: argparse.Namespace) -> int:
         snap = await _snapshot(client, args.snapshot, client.sandbox)
-        result = await client.memory.restore(snap.id, args.path)
+        result = await with_progress(client, client.memory.restore(snap.id, args.path))
         if _wants_json(args):
             _print_json(wire.RESTORE_RESULT, result)
         else:
@@ -475,10 +478,38 @@ async def restore_question(client: BackendClient, snap: wire.SnapshotSummary, pa
 
 
 # --- verify, prune -------------------------------------------------------------------------
+async def with_progress(client: BackendClient, work: Awaitable[T], stream: Any = None) -> T:
+    """``work``'s result; meanwhile, on a terminal, the running operation's progress as the
+    backend reports it (memory status), on one line that is cleared at the end."""
+    stream = stream if stream is not None else sys.stderr
+    task = asyncio.ensure_future(work)
+    if not stream.isatty():
+        return await task
+    shown = False
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+            if task.done():
+                break
+            try:
+                running = (await client.memory.status()).operation
+            except BackendError:
+                continue
+            if running is not None and running.total:
+                stream.write(f"\r{fmt.format_progress(running)}\x1b[K")
+                stream.flush()
+                shown = True
+    finally:
+        if shown:
+            stream.write("\r\x1b[K")
+            stream.flush()
+    return await task
+
+
 def verify_command(args: argparse.Namespace) -> int:
     """``moltconsole memory verify [--sample FRACTION]``: exit 1 when anything is damaged."""
     async def check(client: BackendClient, args: argparse.Namespace) -> int:
-        result = await client.memory.verify(args.sample)
+        result = await with_progress(client, client.memory.verify(args.sample))
         if _wants_json(args):
             _print_json(wire.VERIFY_RESULT, result)
         else:
@@ -495,7 +526,7 @@ def prune_command(args: argparse.Namespace) -> int:
             dry_run=args.dry_run, keep_last=args.keep_last, keep_hourly=args.keep_hourly,
             keep_daily=args.keep_daily, keep_weekly=args.keep_weekly, keep_monthly=args.keep_monthly,
         )
-        result = await client.memory.prune(request)
+        result = await with_progress(client, client.memory.prune(request))
         if _wants_json(args):
             _print_json(wire.PRUNE_RESULT, result)
         else:
@@ -522,7 +553,9 @@ def moltworker_command(args: argparse.Namespace) -> int:
 def import_command(args: argparse.Namespace) -> int:
     """``moltconsole memory import-moltworker LOCATION [--endpoint-url URL] [--no-restore]``."""
     async def bring(client: BackendClient, args: argparse.Namespace) -> int:
-        result = await client.memory.import_moltworker(args.location, args.endpoint_url, not args.no_restore)
+        result = await with_progress(
+            client, client.memory.import_moltworker(args.location, args.endpoint_url, not args.no_restore),
+        )
         if _wants_json(args):
             _print_json(wire.IMPORT_RESULT, result)
         else:

@@ -282,3 +282,9 @@ def format_import(result: wire.ImportResult, now: float) -> str:
         lines.append(f"left out ({len(result.skipped)}):")
         lines.extend(f"  {sanitize(s)}" for s in result.skipped)
     return "\n".join(lines)
+
+
+def format_progress(running: wire.Operation) -> str:
+    """One line for a running operation: what, how far, how much."""
+    share = min(running.done / running.total, 1.0) if running.total else 0.0
+    return f"{running.kind} {share:4.0%}  {size(running.done)} of {size(running.total)}"

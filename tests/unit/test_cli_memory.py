@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import shutil
 import socket
@@ -716,3 +717,40 @@ def test_a_moltworker_bucket_without_credentials_says_what_to_set(
     assert "Traceback" not in err
     assert moltconsole(backend, "memory", "import-moltworker", "r2://agent-memory") == EXIT_FAILED
     assert "cannot read the Moltworker bucket 'r2://agent-memory'" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_a_long_operation_shows_its_progress_on_a_terminal_then_clears_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from moltconsole.cli import memory as memory_cli
+
+    monkeypatch.setattr(memory_cli, "PROGRESS_EVERY", 0.01)
+    looked = asyncio.Event()
+
+    class Memory:
+        async def status(self) -> wire.MemoryStatus:
+            looked.set()
+            return wire.MemoryStatus(enabled=True, operation=wire.Operation(
+                kind="restore", started=0.0, done=50 * 2**20, total=200 * 2**20))
+
+    class Client:
+        memory = Memory()
+
+    async def work() -> str:
+        await looked.wait()
+        return "done"
+
+    terminal = _Terminal()
+    result = await memory_cli.with_progress(Client(), work(), terminal)  # type: ignore[arg-type]
+    assert result == "done"
+    shown = terminal.getvalue()
+    assert "restore  25%" in shown and "50.0 MiB of 200.0 MiB" in shown
+    assert shown.endswith("\r\x1b[K")  # the line is cleared before the result is printed
+    piped = io.StringIO()
+    assert await memory_cli.with_progress(Client(), work(), piped) == "done"  # type: ignore[arg-type]
+    assert piped.getvalue() == ""
