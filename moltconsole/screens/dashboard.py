@@ -457,6 +457,7 @@ class DashboardScreen(Screen[None]):
         self.gateway_seen = asyncio.Event()  # set once a gateway block is on screen
         self.fleet: SandboxListing | None = None  # the last list for the table of all sandboxes
         self.fleet_seen = asyncio.Event()  # set each time a list is in the table, fitted to its width
+        self.memory_seen = asyncio.Event()  # set each time the memory's status is in the facts
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status-bar")
@@ -643,6 +644,7 @@ class DashboardScreen(Screen[None]):
         panel.memory = event.memory
         panel.memory_known = event.memory is not None
         panel.show(self._status, self._now())
+        self.memory_seen.set()
 
     @on(HistoryArrived)
     def _history(self, event: HistoryArrived) -> None:

@@ -146,6 +146,7 @@ class MemoryScreen(Screen[None]):
         self.query_text = ""
         self._matches: list[SearchMatch] = []
         self._match_shown: int | None = None  # the match whose file is shown
+        self._focus_when_shown = False  # enter on a match whose file had not come yet
         self.run_editor: EditorRunner = self._run_editor_in_terminal
         # Events tests (and the bench) await: each is set once what it names is on screen.
         self.listed = asyncio.Event()
@@ -371,7 +372,7 @@ class MemoryScreen(Screen[None]):
         view = self.view
         target = {"text": "#memory-text", "markdown": "#memory-markdown", "pretty": "#memory-pretty",
                   "note": "#memory-note"}.get(view.mode)
-        if target is not None:
+        if target is not None and view.query(target):
             view.query_one(target).focus()
 
     def _open(self, info: FileInfo, line: int | None = None) -> None:
@@ -394,6 +395,9 @@ class MemoryScreen(Screen[None]):
             if event.opened.line is not None:
                 self.raw = True  # a line is found in the text
             await self.view.show(event.opened, self.raw)
+        if self._focus_when_shown:
+            self._focus_when_shown = False
+            self._focus_view()
         self.file_shown.set()
 
     # --- search ------------------------------------------------------------------------------
@@ -483,7 +487,10 @@ class MemoryScreen(Screen[None]):
             info = self._lookup(match.path) or FileInfo(path=match.path, size=0)
             self._open(info, match.line)
         if focus:
-            self.view.query_one("#memory-text").focus()
+            if self.file_shown.is_set():
+                self._focus_view()
+            else:
+                self._focus_when_shown = True  # the file is on its way
 
     def action_back(self) -> None:
         """Close the search box; from the file, back to the list; from the results, back to the tree."""

@@ -22,25 +22,26 @@ class SyncStatus(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(Text("memory: asking the backend…", style="dim"), id="memory-sync-line")
-        yield ProgressBar(show_eta=False, id="memory-progress")
-
-    def on_mount(self) -> None:
-        self.query_one(ProgressBar).display = False
 
     def show(self, status: MemoryStatus | None, now: float, problem: str | None = None) -> None:
         """Show ``status`` (at time ``now``), or ``problem`` in its place."""
         line = self.query_one("#memory-sync-line", Static)
-        bar = self.query_one(ProgressBar)
+        bars = self.query(ProgressBar)
         if problem is not None:
             line.update(Text(sanitize(problem), style="bold red"))
-            bar.display = False
+            bars.set(display=False)
             return
         if status is None:
             return
         line.update(sync_line(status, now))
         operation = status.operation
-        bar.display = operation is not None
+        bars.set(display=operation is not None)
         if operation is not None:
+            if bars:
+                bar = bars.first(ProgressBar)
+            else:  # the first operation seen: the bar is made now, not with the screen
+                bar = ProgressBar(show_eta=False, id="memory-progress")
+                self.mount(bar)
             bar.tooltip = operation_words(operation)
             if operation.total > 0:
                 bar.update(total=operation.total, progress=min(operation.done, operation.total))

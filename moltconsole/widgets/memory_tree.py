@@ -69,25 +69,39 @@ Entry = Folder | FileInfo | More
 
 
 def index_files(files: Iterable[FileInfo]) -> Folder:
-    """The folders of a listing, in one pass."""
+    """The folders of a listing: one pass over the files (each to its folder, found by its
+    path), then one over the folders, deepest first, to add up what is under each."""
     top = Folder("")
+    by_path = {"": top}
     for info in files:
-        parts = info.path.split("/")
-        rank = reading_rank(info.path)
-        folder = top
+        path = info.path
+        cut = path.rfind("/")
+        where = path[:cut] if cut > 0 else ""
+        folder = by_path.get(where) or _make_folder(by_path, where)
+        folder.files.append(info)
         folder.count += 1
         folder.size += info.size
-        folder.rank = min(folder.rank, rank)
-        for depth, part in enumerate(parts[:-1]):
-            sub = folder.folders.get(part)
-            if sub is None:
-                sub = folder.folders[part] = Folder("/".join(parts[: depth + 1]))
-            folder = sub
-            folder.count += 1
-            folder.size += info.size
-            folder.rank = min(folder.rank, rank)
-        folder.files.append(info)
+        if path.endswith(".md"):
+            folder.rank = min(folder.rank, reading_rank(path))
+    for where in sorted(by_path, key=lambda p: p.count("/") + (p != ""), reverse=True):
+        if not where:
+            continue
+        folder = by_path[where]
+        cut = where.rfind("/")
+        parent = by_path[where[:cut] if cut > 0 else ""]
+        parent.count += folder.count
+        parent.size += folder.size
+        parent.rank = min(parent.rank, folder.rank)
     return top
+
+
+def _make_folder(by_path: dict[str, Folder], where: str) -> Folder:
+    """The folder at ``where`` and those above it that are not there yet."""
+    cut = where.rfind("/")
+    above = where[:cut] if cut > 0 else ""
+    parent = by_path.get(above) or _make_folder(by_path, above)
+    folder = by_path[where] = parent.folders[where[cut + 1:]] = Folder(where)
+    return folder
 
 
 def file_label(info: FileInfo) -> Text:

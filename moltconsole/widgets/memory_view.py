@@ -13,7 +13,8 @@
 
 A file opened at a line (a search match) shows its text with that line selected and centred.
 The file's text came from the sandbox: each line is made inert before it is shown, and the
-markdown view does not open links.
+markdown view does not open links. Each view is mounted the first time it is needed, so the
+screen's first frame does not wait for widgets it may never show.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical, VerticalScroll
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Markdown, Static, TextArea
 
 from moltconsole.widgets.memory_database import DatabaseRef, database_view
@@ -64,15 +66,23 @@ class FileView(Vertical):
         with ContentSwitcher(initial="memory-note", id="memory-views"):
             with VerticalScroll(id="memory-note"):
                 yield Static(id="memory-note-text")
-            with VerticalScroll(id="memory-markdown"):
-                yield Markdown(open_links=False, id="memory-markdown-body")
-            yield TextArea(read_only=True, show_line_numbers=True, soft_wrap=True, id="memory-text")
-            with VerticalScroll(id="memory-pretty"):
-                yield Static(id="memory-pretty-body")
-            yield Container(id="memory-database")
 
-    def on_mount(self) -> None:
-        self.query_one(TextArea).cursor_blink = False  # read-only: a blinking cursor only distracts
+    async def _view(self, mode: str) -> None:
+        """Mount the view for ``mode`` if it is not there yet."""
+        switcher = self.query_one(ContentSwitcher)
+        if switcher.query(f"#memory-{mode}"):
+            return
+        if mode == "markdown":
+            view: Widget = VerticalScroll(Markdown(open_links=False, id="memory-markdown-body"),
+                                          id="memory-markdown")
+        elif mode == "text":
+            view = TextArea(read_only=True, show_line_numbers=True, soft_wrap=True, id="memory-text")
+            view.cursor_blink = False  # read-only: a blinking cursor only distracts
+        elif mode == "pretty":
+            view = VerticalScroll(Static(id="memory-pretty-body"), id="memory-pretty")
+        else:
+            view = Container(id="memory-database")
+        await switcher.mount(view)
 
     def _switch(self, mode: str) -> None:
         self.mode = mode
@@ -121,6 +131,7 @@ class FileView(Vertical):
             await self._show_pretty(text, kind)
 
     async def _show_text(self, text: str, line: int | None) -> None:
+        await self._view("text")
         area = self.query_one(TextArea)
         area.load_text(inert(text))
         self._switch("text")
@@ -149,6 +160,7 @@ class FileView(Vertical):
             self.border_subtitle = f"{self.border_subtitle} · over {limit}: not rendered"
             await self._show_text(text, None)
             return
+        await self._view("markdown")
         self._switch("markdown")
         await self.query_one(Markdown).update(inert(text))
         self.query_one("#memory-markdown", VerticalScroll).scroll_home(animate=False)
@@ -163,11 +175,13 @@ class FileView(Vertical):
             self.border_subtitle = f"{self.border_subtitle} · not strict JSON: as written"
         syntax = Syntax(inert(pretty if pretty is not None else text), lexer, theme="ansi_dark",
                         background_color="default", word_wrap=True)
+        await self._view("pretty")
         self.query_one("#memory-pretty-body", Static).update(syntax)
         self._switch("pretty")
         self.query_one("#memory-pretty", VerticalScroll).scroll_home(animate=False)
 
     async def _show_database(self, opened: OpenedFile) -> None:
+        await self._view("database")
         slot = self.query_one("#memory-database", Container)
         await slot.remove_children()
         await slot.mount(database_view(DatabaseRef(opened.path, opened.snapshot, opened.size), self.source))

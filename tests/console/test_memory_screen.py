@@ -657,3 +657,74 @@ async def test_the_backend_away_is_said_and_its_return_brings_the_files(tmp_path
             assert screen.file_tree.display  # what was listed stays to be read
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+# --- in the console, against a real backend --------------------------------------------------
+@pytest.fixture(scope="module")
+def real_backend() -> Iterator[Path]:
+    """A real ``moltconsole serve`` (memory on, as by default) whose sandbox has a workspace
+    but no container."""
+    from tests.conftest import free_port
+    from tests.console.test_dashboard import _backend_environ, _serve_fixed
+
+    root = Path(tempfile.mkdtemp(prefix="mc-", dir="/tmp"))
+    workspace = root / "data" / "sandboxes" / "memscreen" / "state" / "workspace"
+    workspace.mkdir(parents=True)
+    (workspace / "MEMORY.md").write_text(MEMORY_NOW)
+    yield from _serve_fixed(
+        root,
+        f'[sandbox]\nname = "memscreen"\ngateway_port = {free_port()}\n'
+        f'[paths]\ndata_dir = "{root}/data"\nruntime_dir = "{root}/run"\n'
+        f'[gateway]\nport = {free_port()}\nbind_address = "127.0.0.1"\n',
+        _backend_environ(ANTHROPIC_API_KEY="sk-ant-memory-screen-not-real-0000"),
+    )
+
+
+async def test_4_shows_memory_in_the_console_and_the_dashboard_line_follows_a_backup(
+    real_backend: Path,
+) -> None:
+    from moltconsole.screens.dashboard import DashboardScreen, SandboxPanel
+    from tests.console.test_dashboard import make_app, wait_for_status
+
+    app = make_app(real_backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        await pilot.press("4")
+        screen = await settled(pilot)
+        assert screen.sandbox == "memscreen"
+        assert [f.path for f in screen.listing.files] == ["workspace/MEMORY.md"]  # type: ignore[union-attr]
+        await pilot.press("b")
+        await asyncio.wait_for(screen.operation_done.wait(), GUARD)
+        await pilot.press("1")
+        dashboard = pilot.app.screen
+        assert isinstance(dashboard, DashboardScreen)
+        dashboard.memory_seen.clear()
+        dashboard.fetch_memory()
+        await asyncio.wait_for(dashboard.memory_seen.wait(), GUARD)
+        await pilot.pause()
+        facts = static_text(dashboard, "#sandbox-panel")
+        assert "snapshots" in facts and "1 file · 113 B" in facts
+        assert isinstance(dashboard.query_one(SandboxPanel), SandboxPanel)
+
+
+async def test_another_sandbox_gets_a_memory_screen_of_its_own(real_backend: Path) -> None:
+    from tests.conftest import free_port
+    from tests.console.test_dashboard import make_app, wait_for_status
+
+    app = make_app(real_backend)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for_status(pilot)
+        await app.client.create_sandbox("second", gateway_port=free_port(), start=False)
+        try:
+            await pilot.press("4")
+            first = await settled(pilot)
+            app.select_sandbox("second")  # as the picker does
+            await pilot.press("4")
+            await pilot.pause()
+            other = memory(pilot)
+            assert other is not first and other.sandbox == "second"
+            await asyncio.wait_for(other.listed.wait(), GUARD)
+            await pilot.pause()
+            assert "the state directory is empty" in static_text(other, "#memory-left-note")
+        finally:
+            await app.client.remove_sandbox("second")

@@ -74,6 +74,13 @@ FLEET = [
 ]
 
 
+class NoMemory:
+    """The memory of a fake backend that has no memory routes (the Dashboard leaves its line out)."""
+
+    async def status(self) -> Any:
+        raise BackendError("this fake has no memory", "backend", 404)
+
+
 class FakeFleet:
     """Answers the console's calls as a backend with ``sandboxes`` does (see the module doc).
 
@@ -193,6 +200,10 @@ class FakeFleet:
     async def action(self, name: str, **_: Any) -> dict[str, Any]:
         self.calls.append((name, self.sandbox, None))
         return self._named(self.sandbox).status.to_json()
+
+    @property
+    def memory(self) -> NoMemory:
+        return NoMemory()
 
     async def aclose(self) -> None:
         return None

@@ -1,0 +1,243 @@
+"""The Memory screen's first frame with a 10,000-file state directory (issue 11: under 200 ms).
+
+Each run opens the screen in a headless app at 160x48 and times, from the moment the screen is
+pushed, until the frame that shows the tree of the files and the first workspace file has been
+drawn (the screen's ``listed`` event, set after that refresh). Three ways, in the same run:
+
+``screen``     the files come from a stand-in memory client that answers at once with the
+               10,000-file listing (the screen's own cost: index, tree, first file, frame);
+``end to end`` the real backend API and keeper over a real state directory of 10,000 files on
+               a unix socket (adds the walk of the directory, the JSON and its validation);
+``eager``      the yardstick: Textual's Tree given all 10,000 nodes at once, as a screen that
+               did not build folders when opened would (its first frame after adding them);
+``empty``      the screen with an empty listing: the floor of mounting and drawing it;
+``bare``       a screen of a status bar, one line of text and the footer: the floor of any
+               screen on this machine now (a loaded machine shows here first).
+
+The shape is a large workspace: the workspace's own markdown, 2,000 daily notes, 100 topics of
+50 notes, 200 skills of 5 files, 1,989 session transcripts and the two SQLite databases.
+
+Usage: .venv/bin/python bench/bench_memory_screen.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.screen import Screen
+from textual.widgets import Static, Tree
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from moltconsole.client import BackendClient
+from moltconsole.resources import styles_dir
+from moltconsole.screens.memory import MemoryScreen
+from moltconsole.widgets.fitting_footer import FittingFooter
+from moltconsole.widgets.status_bar import StatusBar
+from moltconsole_shared.wire.memory import (
+    BackupResult,
+    FileDiff,
+    FileHistory,
+    FileInfo,
+    FileList,
+    MemoryStatus,
+    RestoreResult,
+    SearchResult,
+    SnapshotList,
+)
+from tests.console.memory_world import World, served
+
+SIZE = (160, 48)
+
+
+def large_workspace() -> dict[str, bytes]:
+    """10,000 files shaped like a large OpenClaw state directory."""
+    files: dict[str, bytes] = {}
+    for name in ("AGENTS", "SOUL", "USER", "IDENTITY", "MEMORY", "DREAMS", "TOOLS", "HEARTBEAT"):
+        files[f"workspace/{name}.md"] = f"# {name}\n\nNotes of the agent.\n".encode()
+    for day in range(2000):
+        files[f"workspace/memory/day-{day:04d}.md"] = f"# day {day}\n\n- something remembered\n".encode()
+    for topic in range(100):
+        for note in range(50):
+            note_path = f"workspace/notes/topic-{topic:03d}/note-{note:02d}.md"
+            files[note_path] = f"topic {topic} note {note}\n".encode()
+    for skill in range(200):
+        files[f"workspace/skills/skill-{skill:03d}/SKILL.md"] = f"# skill {skill}\n".encode()
+        for extra in range(4):
+            files[f"workspace/skills/skill-{skill:03d}/part-{extra}.txt"] = b"step\n"
+    for session in range(1989):
+        files[f"agents/main/sessions/session-{session:04d}.jsonl"] = b'{"type": "message"}\n'
+    files["openclaw.json"] = b'{"gateway": {"port": 18789}}\n'
+    files["credentials/oauth.json"] = b"{}\n"
+    assert len(files) == 9_999, len(files)  # and the database the world adds: 10,000
+    return files
+
+
+class InstantMemory:
+    """A memory client that answers at once from a listing in memory (the screen's own cost)."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.contents = files
+        self.listing = FileList(files=[FileInfo(path=p, size=len(c)) for p, c in sorted(files.items())])
+
+    async def status(self) -> MemoryStatus:
+        return MemoryStatus(enabled=True, watching=True)
+
+    async def snapshots(self) -> SnapshotList:
+        return SnapshotList()
+
+    async def files(self, snapshot: str | None = None) -> FileList:
+        return self.listing
+
+    async def read(self, path: str, snapshot: str | None = None) -> bytes:
+        return self.contents[path]
+
+    async def write(self, path: str, content: bytes) -> BackupResult:
+        raise NotImplementedError
+
+    async def log(self, path: str) -> FileHistory:
+        raise NotImplementedError
+
+    async def diff(self, path: str, old: str, new: str = "now") -> FileDiff:
+        raise NotImplementedError
+
+    async def search(self, query: str, snapshot: str | None = None, limit: int = 200) -> SearchResult:
+        raise NotImplementedError
+
+    async def backup(self) -> BackupResult:
+        raise NotImplementedError
+
+    async def restore(self, snapshot: str, path: str | None = None) -> RestoreResult:
+        raise NotImplementedError
+
+
+class Host(App[None]):
+    """The Memory screen alone, with the console's stylesheets, and when it was pushed."""
+
+    CSS_PATH = [str(styles_dir() / "app.tcss"), str(styles_dir() / "memory.tcss")]
+
+    def __init__(self, source: object) -> None:
+        super().__init__()
+        self.source = source
+        self.pushed = 0.0
+
+    def show_memory(self) -> MemoryScreen:
+        """Push the screen, as the console does when 4 is pressed."""
+        screen = MemoryScreen(self.source, clock=time.time, sandbox="bench")  # type: ignore[arg-type]
+        self.pushed = time.perf_counter()
+        self.push_screen(screen)
+        return screen
+
+
+async def first_frame(source: object) -> float:
+    """Milliseconds from the screen pushed to its first frame with the files."""
+    app = Host(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()  # the app is up, as the console is when 4 is pressed
+        screen = app.show_memory()
+        await asyncio.wait_for(screen.listed.wait(), 60)
+        shown = time.perf_counter()
+        assert screen.listing is not None, screen.list_problem
+        await pilot.pause()
+    return (shown - app.pushed) * 1000
+
+
+class Bare(Screen[None]):
+    """The least a screen of the console has."""
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status-bar")
+        yield Static("nothing here")
+        yield FittingFooter(compact=True)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self.app.shown.set)  # type: ignore[attr-defined]
+
+
+class BareHost(App[None]):
+    CSS_PATH = [str(styles_dir() / "app.tcss")]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown = asyncio.Event()
+
+
+async def bare_frame() -> float:
+    app = BareHost()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        started = time.perf_counter()
+        app.push_screen(Bare())
+        await asyncio.wait_for(app.shown.wait(), 60)
+        return (time.perf_counter() - started) * 1000
+
+
+class EagerTree(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Tree("files")
+
+
+async def eager_frame(paths: list[str]) -> float:
+    """The yardstick: every file a node of one Tree, then its first frame."""
+    app = EagerTree()
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one(Tree)
+        started = time.perf_counter()
+        folders: dict[str, object] = {"": tree.root}
+        for path in paths:
+            parent = ""
+            for part in path.split("/")[:-1]:
+                here = f"{parent}/{part}" if parent else part
+                if here not in folders:
+                    folders[here] = folders[parent].add(Text(part), expand=True)  # type: ignore[attr-defined]
+                parent = here
+            folders[parent].add_leaf(Text(path.rsplit("/", 1)[-1]))  # type: ignore[attr-defined]
+        tree.root.expand()
+        await pilot.pause()
+        return (time.perf_counter() - started) * 1000
+
+
+def summary(name: str, values: list[float]) -> str:
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"{name:<12} median {statistics.median(values):7.1f} ms   p95 {p95:7.1f} ms   ({len(values)} runs)"
+
+
+async def main(runs: int) -> None:
+    files = large_workspace()
+    results: dict[str, list[float]] = {"screen": [], "end to end": [], "eager": [], "empty": [], "bare": []}
+    instant = InstantMemory({**files, "state/openclaw.sqlite": b"SQLite format 3\x00"})
+    empty = InstantMemory({})
+    for _ in range(runs):
+        results["screen"].append(await first_frame(instant))
+        results["empty"].append(await first_frame(empty))
+        results["eager"].append(await eager_frame(sorted(instant.contents)))
+        results["bare"].append(await bare_frame())
+    root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
+    try:
+        with served(World(root, files=files)) as world:
+            async with BackendClient(world.socket) as client:
+                assert len((await client.memory.files()).files) == 10_000
+                for _ in range(runs):
+                    results["end to end"].append(await first_frame(client.memory))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"Memory screen, first frame with a 10,000-file state directory at {SIZE[0]}x{SIZE[1]} "
+          "(target: under 200 ms)")
+    for name in ("screen", "end to end", "eager", "empty", "bare"):
+        print(summary(name, results[name]))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=10)
+    asyncio.run(main(parser.parse_args().runs))
