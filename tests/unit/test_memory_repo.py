@@ -270,3 +270,29 @@ def test_an_automatic_snapshot_that_finds_nothing_changed_writes_no_manifest(
     assert again.unchanged and again.snapshot == first
     assert capture.take("manual").snapshot.id != first.id  # asked for by name: always written
     assert len(repo.snapshots("main")) == 2
+
+
+def test_the_excludes_expression_agrees_with_fnmatch_on_every_prefix() -> None:
+    """One compiled expression replaced fnmatch on every prefix of every path (1.2 s of a
+    10,000-file snapshot); it must decide exactly as that did."""
+    import fnmatch
+    import itertools
+
+    from moltconsole_backend.settings import DEFAULT_MEMORY_EXCLUDES
+
+    def reference(path: str, patterns: list[str]) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch.fnmatchcase(p, pattern) for p in prefixes for pattern in patterns)
+
+    names = ["a", "tmp", "cache", "x.lock", "db.sqlite", "db.sqlite-wal", "db.sqlite.reindex-lock.sqlite",
+             "logs", "[x]", "é", "b.tmp", "agent.sqlite.memory-reindex-1"]
+    patterns = [*DEFAULT_MEMORY_EXCLUDES, "a/[xy]", "?", "workspace/private/*"]
+    checked = 0
+    for depth in (1, 2, 3):
+        for parts in itertools.product(names, repeat=depth):
+            path = "/".join(parts)
+            assert excluded(path, patterns) == reference(path, patterns), path
+            assert excluded(path, []) is False
+            checked += 1
+    assert checked > 1000

@@ -22,12 +22,13 @@ never deletes a blob it found already stored before its manifest names it (repo.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import logging
 import os
+import re
 import socket
 import sqlite3
 import stat
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -61,9 +62,17 @@ class CaptureReport:
 def excluded(path: str, patterns: Sequence[str]) -> bool:
     """Whether ``path`` (relative, '/'-separated) matches one of ``patterns`` (fnmatch, where
     ``*`` also crosses '/'), or lies under a directory that does."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    return any(fnmatch.fnmatchcase(p, pattern) for p in prefixes for pattern in patterns)
+    return _excludes(tuple(patterns)).match(path) is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _excludes(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """One expression for all ``patterns``: a pattern matching the path, or the path up to one
+    of its '/' (a directory it lies under)."""
+    if not patterns:
+        return re.compile(r"(?!)")
+    cores = [fnmatch.translate(p).removesuffix(r"\Z") for p in patterns]
+    return re.compile(f"(?:{'|'.join(cores)})(?:/.*)?\\Z", re.DOTALL)
 
 
 def _walk(root: Path, patterns: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
@@ -138,20 +147,21 @@ def _backup_copy(path: Path, how: str) -> bytes:
                 "the last snapshot's copy is kept"
             )
 
-    with tempfile.TemporaryDirectory(prefix="mc-sqlite-") as tmp:
-        copy = Path(tmp) / "copy.sqlite"
-        source = sqlite3.connect(f"{path.absolute().as_uri()}?{how}", uri=True, timeout=SQLITE_BUSY_LIMIT)
+    source = sqlite3.connect(f"{path.absolute().as_uri()}?{how}", uri=True, timeout=SQLITE_BUSY_LIMIT)
+    try:
+        target = sqlite3.connect(":memory:")  # no temporary file written and read back
         try:
-            target = sqlite3.connect(copy)
-            try:
-                source.backup(target, pages=1024, progress=give_up_when_late, sleep=0.05)
-                # The copy may be in WAL mode like its source; fold it into one file.
-                target.execute("PRAGMA journal_mode=DELETE")
-            finally:
-                target.close()
+            source.backup(target, pages=1024, progress=give_up_when_late, sleep=0.05)
+            image = bytearray(target.serialize())
         finally:
-            source.close()
-        return copy.read_bytes()
+            target.close()
+    finally:
+        source.close()
+    if image[18:20] == b"\x02\x02":
+        # The source's WAL mode, in the header: its log is folded in, so the copy is one file in
+        # rollback mode, as PRAGMA journal_mode=DELETE would mark it.
+        image[18:20] = b"\x01\x01"
+    return bytes(image)
 
 
 class Capture:

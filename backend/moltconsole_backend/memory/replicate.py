@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from moltconsole_backend.memory.repo import BLOBS, CONFIG_KEY, Repository, blob_key
-from moltconsole_backend.memory.store import ObjectMissing, ObjectStore, StoreError
+from moltconsole_backend.memory.repo import BLOBS, CONFIG_KEY, SNAPSHOT_ID, SNAPSHOTS, Repository, blob_key
+from moltconsole_backend.memory.store import LocalFirst, ObjectMissing, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class Replica:
         self.remote = remote
         self._known: set[str] | None = None  # blob names in the bucket
         self._manifests: set[str] | None = None  # manifest keys in the bucket
+        self._checked = False  # the bucket's config was found to be this repository's
         self._lock = threading.Lock()
         local.on_blobs_deleted(self.forget_listing)  # a prune deleted blobs from the bucket too
 
@@ -58,7 +59,10 @@ class Replica:
         return True
 
     def check(self) -> None:
-        """Make sure the bucket holds this repository (or none yet: then give it the config)."""
+        """Make sure the bucket holds this repository (or none yet: then give it the config);
+        asked once, and again after a failure or a listing forgotten."""
+        if self._checked:
+            return
         mine = self.local.store.get(CONFIG_KEY)
         try:
             theirs = self.remote.get(CONFIG_KEY)
@@ -71,6 +75,19 @@ class Replica:
                 "point memory.repository at an empty prefix, or move the local repository away to "
                 "take the bucket's"
             )
+        self._checked = True
+
+    def _local_manifests(self) -> list[tuple[str, str, str]]:
+        """(key, sandbox, id) of each manifest in the local storage alone, oldest first (the
+        repository's own listing would list the bucket too)."""
+        store = self.local.store
+        local = store.local if isinstance(store, LocalFirst) else store
+        found = []
+        for key in local.list(SNAPSHOTS + "/"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2].endswith(".json") and SNAPSHOT_ID.fullmatch(parts[2][:-5]):
+                found.append((key, parts[1], parts[2][:-5]))
+        return sorted(found, key=lambda item: item[2])
 
     def _remote_state(self) -> tuple[set[str], set[str]]:
         if self._known is None or self._manifests is None:
@@ -84,8 +101,7 @@ class Replica:
         without ``ask``, from what it held when last listed, or nothing known)."""
         with self._lock:
             manifests = self._remote_state()[1] if ask else (self._manifests or set())
-            local = sorted(f"snapshots/{s}/{i}.json" for s, i in self.local.snapshot_ids())
-            return [key for key in local if key not in manifests]
+            return [key for key, _, _ in self._local_manifests() if key not in manifests]
 
     def push(self) -> int:
         """Copy every snapshot the bucket lacks (blobs first, each manifest last); the number
@@ -96,10 +112,10 @@ class Replica:
             self.check()
             known, manifests = self._remote_state()
             copied = 0
-            for sandbox, snapshot_id in sorted(self.local.snapshot_ids(), key=lambda pair: pair[1]):
+            for key, sandbox, snapshot_id in self._local_manifests():
+                if key in manifests:
+                    continue  # there already: not read again
                 snap = self.local.read_snapshot(sandbox, snapshot_id)
-                if snap.key in manifests:
-                    continue
                 for entry in snap.files:
                     if entry.blob not in known:
                         key = blob_key(entry.blob)
@@ -114,3 +130,4 @@ class Replica:
         """List the bucket again on the next push (after a failure or someone else's change)."""
         with self._lock:
             self._known = self._manifests = None
+            self._checked = False

@@ -15,16 +15,21 @@ half-restored. The caller takes a safety snapshot first and stops the sandbox ar
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
 
 Progress = Callable[[int, int], None]  # bytes done, bytes in all
+FETCHERS = 16
+FETCH_AHEAD = 64  # blobs asked for before their files are written (memory stays bounded)
 
 
 class UnsafePath(Exception):
@@ -56,8 +61,10 @@ def _prepare_parent(root: Path, parts: Sequence[str]) -> Path:
     return current
 
 
-def write_file(root: Path, entry: FileEntry, content: bytes) -> Path:
-    """Write ``content`` as ``entry`` under ``root`` (rename over what is there)."""
+def write_file(root: Path, entry: FileEntry, content: bytes, *, sync: bool = True) -> Path:
+    """Write ``content`` as ``entry`` under ``root`` (rename over what is there); ``sync``
+    makes it durable before the rename (a restore into a staging directory syncs once, at
+    the end, before the swap that makes it count)."""
     parts = safe_parts(entry.path)
     parent = _prepare_parent(root, parts)
     target = parent / parts[-1]
@@ -69,8 +76,9 @@ def write_file(root: Path, entry: FileEntry, content: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, entry.mode & 0o777)
         if entry.mtime_ns:
             os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
@@ -84,16 +92,35 @@ def write_file(root: Path, entry: FileEntry, content: bytes) -> Path:
 
 def restore_files(
     repo: Repository, entries: Sequence[FileEntry], root: Path, progress: Progress | None = None,
+    *, sync: bool = True,
 ) -> int:
-    """Put ``entries`` back under ``root``; the bytes written."""
-    total = sum(e.size for e in entries)
-    done = 0
+    """Put ``entries`` back under ``root``; the bytes written. Blobs are fetched by
+    ``FETCHERS`` threads (a bucket answers each GET in milliseconds to tens of them), at most
+    ``FETCH_AHEAD`` ahead of the files written, in order."""
     for entry in entries:
         safe_parts(entry.path)  # before any read of the bucket
-        write_file(root, entry, repo.get_blob(entry.blob))
-        done += entry.size
-        if progress is not None:
-            progress(done, total)
+    total = sum(e.size for e in entries)
+    done = 0
+    with ThreadPoolExecutor(FETCHERS, thread_name_prefix="mc-restore") as pool:
+        pending: deque[tuple[FileEntry, Future[bytes]]] = deque()
+        queue = iter(entries)
+        for entry in itertools.islice(queue, FETCH_AHEAD):
+            pending.append((entry, pool.submit(repo.get_blob, entry.blob)))
+        while pending:
+            entry, fetched = pending.popleft()
+            following = next(queue, None)
+            if following is not None:
+                pending.append((following, pool.submit(repo.get_blob, following.blob)))
+            try:
+                content = fetched.result()
+            except BaseException:
+                for _, other in pending:
+                    other.cancel()
+                raise
+            write_file(root, entry, content, sync=sync)
+            done += entry.size
+            if progress is not None:
+                progress(done, total)
     return done
 
 
@@ -113,7 +140,8 @@ def restore_snapshot(
     if staging.exists():
         shutil.rmtree(staging)  # an earlier restore cut short
     staging.mkdir(mode=0o700, parents=True)
-    restore_files(repo, snapshot.files, staging, progress)
+    restore_files(repo, snapshot.files, staging, progress, sync=False)
+    os.sync()  # every file durable at once, before the swap makes them the state
     previous: Path | None = None
     if root.exists():
         previous = root.parent / f".{root.name}.before-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
