@@ -20,6 +20,7 @@ from moltconsole.formatting import duration
 from moltconsole_shared.commands import EXIT_OK
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.sandbox import RUNNING_STATES
+from moltconsole_shared.wire.schema import WireFormatError
 from moltconsole_shared.wire.status import GatewayStatus
 
 
@@ -47,11 +48,39 @@ def status_command(args: argparse.Namespace) -> int:
                 lines, spender = [f"sandbox    {sandbox}"], sandbox
             else:
                 lines, spender = await fleet_lines(client)
-            print("\n".join([*lines, format_status(status),
+            print("\n".join([*lines, format_status(status), *memory_lines(status),
                              *await gateway_lines(client, status, spender)]))
         return EXIT_OK
 
     return run(show())
+
+
+def memory_lines(status: dict[str, Any]) -> list[str]:
+    """The memory's last snapshot and bucket, for `status` (nothing from a backend that
+    predates memory); 'moltconsole memory' says the rest."""
+    from moltconsole.cli import memory_format as fmt
+    from moltconsole_shared.wire.memory import MEMORY_STATUS
+
+    if not isinstance(status.get("memory"), dict):
+        return []
+    try:
+        memory = MEMORY_STATUS.read(status["memory"])
+    except WireFormatError:
+        return []
+    now = time.time()
+    if not memory.enabled:
+        return [f"memory     off{': ' + sanitize(memory.problem) if memory.problem else ''}"]
+    last = memory.last_snapshot
+    line = "memory     " + (
+        f"last snapshot {fmt.ago(last.time, now)} ({fmt.count(last.files, 'file')}, {fmt.size(last.size)})"
+        if last is not None else "no snapshot yet"
+    )
+    lines = [line]
+    if memory.bucket is not None:
+        lines.append(f"bucket     {fmt.bucket_line(memory.bucket, now)}")
+    if memory.last_error:
+        lines.append(f"  ! {sanitize(memory.last_error)}")
+    return lines
 
 
 async def fleet_lines(client: BackendClient) -> tuple[list[str], str | None]:

@@ -579,3 +579,25 @@ def test_status_lines_carry_the_memory_warning() -> None:
         "memory_warning": "memory at 92% of 3.0 GiB: raise sandbox.memory_limit\x1b[31m",
     })
     assert text.splitlines()[-1] == "  ~ memory at 92% of 3.0 GiB: raise sandbox.memory_limit␛[31m"
+
+
+def test_status_says_the_last_snapshot_and_an_unreachable_bucket() -> None:
+    import time as clock
+
+    from moltconsole.cli.status import memory_lines
+
+    now = clock.time()
+    lines = memory_lines({"memory": {
+        "enabled": True, "repository": "/data/memory",
+        "last_snapshot": {"id": "20261203T100000000Z-abcdef", "time": now - 125, "reason": "change",
+                          "files": 12, "size": 3 * 2**20},
+        "bucket": {"where": "r2://agent-memory", "reachable": False, "unreachable_since": now - 60,
+                   "last_error": "connection refused"},
+    }})
+    assert lines[0].startswith("memory     last snapshot 2m0")
+    assert lines[0].endswith(" ago (12 files, 3.0 MiB)")
+    assert lines[1].startswith("bucket     r2://agent-memory: UNREACHABLE since ")
+    assert memory_lines({"memory": {"enabled": False, "problem": "memory is off: a wrong passphrase"}}) == [
+        "memory     off: memory is off: a wrong passphrase",
+    ]
+    assert memory_lines({}) == []  # a backend from before memory
