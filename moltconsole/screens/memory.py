@@ -83,6 +83,7 @@ from moltconsole_shared.wire.memory import (
 )
 
 STATUS_POLL_S = 1.0
+NOTICE_OK_S, NOTICE_ERROR_S = 6.0, 15.0  # how long the toasts of an operation that ended stay
 EDITABLE = "workspace/"  # only the workspace's files are edited by hand
 EditorRunner = Callable[[list[str]], int]
 
@@ -139,6 +140,7 @@ class MemoryScreen(Screen[None]):
         self.status_problem: str | None = None
         self.unreachable_since: float | None = None
         self.listing: FileList | None = None
+        self._listed_view: str | None = None  # the view (snapshot id, None: now) last listed
         self.top: Folder | None = None
         self.list_problem: str | None = None
         self.current: FileInfo | None = None  # the file shown on the right
@@ -147,6 +149,7 @@ class MemoryScreen(Screen[None]):
         self._matches: list[SearchMatch] = []
         self._match_shown: int | None = None  # the match whose file is shown
         self._focus_when_shown = False  # enter on a match whose file had not come yet
+        self._placing = False  # a file opened at a line waits for the line to be in the middle
         self.run_editor: EditorRunner = self._run_editor_in_terminal
         # Events tests (and the bench) await: each is set once what it names is on screen.
         self.listed = asyncio.Event()
@@ -209,11 +212,22 @@ class MemoryScreen(Screen[None]):
         note.update(text or "")
         note.display = text is not None
 
+    def _where(self) -> str:
+        """The view in a few words: now, or the snapshot's time (its date when not today)."""
+        if self.snapshot is None:
+            return "now"
+        when = self.snapshot.time
+        same_day = time.localtime(when)[:3] == time.localtime(self.clock())[:3]
+        return f"snapshot {time.strftime('%H:%M' if same_day else '%Y-%m-%d %H:%M', time.localtime(when))}"
+
     def _left_title(self) -> None:
         left = self.query_one("#memory-left")
-        view = "now" if self.snapshot is None else f"snapshot {day_time(self.snapshot.time)}"
+        view = self._where()
         if self.listing is not None:
-            view += f" · {counted(len(self.listing.files), 'file')}"
+            counted_files = f" · {counted(len(self.listing.files), 'file')}"
+            room = left.size.width - 4  # the corners and the spaces around the title
+            if room <= 0 or len(view) + len(counted_files) <= room:  # else the view alone, whole
+                view += counted_files
         left.border_title = view
         left.border_subtitle = "s snapshot · / search"
 
@@ -252,6 +266,8 @@ class MemoryScreen(Screen[None]):
         self.status_problem = None
         self.unreachable_since = None
         was_off = self.status is not None and not self.status.enabled
+        before = self.status.last_snapshot if self.status is not None else None
+        after = event.status.last_snapshot
         self.status = event.status
         sync.show(event.status, now)
         self._show_off(not event.status.enabled)
@@ -259,6 +275,9 @@ class MemoryScreen(Screen[None]):
             self.refresh_bindings()  # the keys go while memory is off, and come back with it
         if event.status.enabled and (was_off or (back and self.listing is None)):
             self._load()  # memory came on, or the backend is back after the listing failed
+        elif (self.snapshot is None and self.listing is not None and before is not None
+              and after is not None and after.id != before.id):
+            self._load()  # the state directory changed (a snapshot says so): now is another now
         self.status_seen.set()
 
     def _show_off(self, off: bool) -> None:
@@ -313,14 +332,20 @@ class MemoryScreen(Screen[None]):
             else:
                 self._left_note(None)
                 tree.display = not self.query_one("#memory-results").display
-                tree.show_files(self.top)
+                tree.show_files(self.top, tree.opened_folders())
                 if self.current is not None and not tree.reveal(self.current.path):
                     self.current = None
                     self.view.note(Text("The file shown before is not in this view.", style="dim"))
                 if self.current is None:
                     self._open_first()
-                if isinstance(tree.chosen, FileInfo):
-                    self._open(tree.chosen)  # again: it may have changed (a restore, another view)
+                chosen = tree.chosen
+                if isinstance(chosen, FileInfo):
+                    # Read again when it changed (a restore, an edit) or the view did; not when
+                    # the listing came again for a change elsewhere (the place read stays).
+                    if chosen != self.current or event.snapshot != self._listed_view:
+                        self._open(chosen)
+                    self.current = chosen
+                self._listed_view = event.snapshot
                 if tree.display and not self.query_one("#memory-search-input").display:
                     tree.focus()
         self.call_after_refresh(self.listed.set)
@@ -378,6 +403,7 @@ class MemoryScreen(Screen[None]):
     def _open(self, info: FileInfo, line: int | None = None) -> None:
         self.current = info
         self.file_shown.clear()
+        self._placing = False
         self._read(info.path, info.size, self.snapshot.id if self.snapshot is not None else None, line)
 
     @work(exclusive=True, group="memory-file", exit_on_error=False)
@@ -394,7 +420,19 @@ class MemoryScreen(Screen[None]):
         else:
             if event.opened.line is not None:
                 self.raw = True  # a line is found in the text
-            await self.view.show(event.opened, self.raw)
+            if await self.view.show(event.opened, self.raw, self._where()):
+                self._placing = True
+                return  # shown once its line is in the middle (FileView.Placed)
+        self._shown_now()
+
+    @on(FileView.Placed)
+    def _placed(self, event: FileView.Placed) -> None:
+        event.stop()
+        if self._placing:
+            self._shown_now()
+
+    def _shown_now(self) -> None:
+        self._placing = False
         if self._focus_when_shown:
             self._focus_when_shown = False
             self._focus_view()
@@ -547,7 +585,7 @@ class MemoryScreen(Screen[None]):
                         "has one way to be shown.", markup=False)
             return
         self.raw = not self.raw
-        await self.view.show(replace(opened, line=None), self.raw)
+        await self.view.show(replace(opened, line=None), self.raw, self._where())  # from the top
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """While memory is off the screen has nothing to act on: its keys leave the footer."""
@@ -716,7 +754,9 @@ class MemoryScreen(Screen[None]):
 
     @on(OperationEnded)
     def _operation_ended(self, event: OperationEnded) -> None:
-        self.notify(sanitize(event.message), title=event.what, markup=False, timeout=10,
+        # Short when it went well: a toast hides part of a small terminal (the app's measure).
+        self.notify(sanitize(event.message), title=event.what, markup=False,
+                    timeout=NOTICE_OK_S if event.ok else NOTICE_ERROR_S,
                     severity="information" if event.ok else "error")
         if event.changed and self.snapshot is None:
             self.file_shown.clear()

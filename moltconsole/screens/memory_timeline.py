@@ -2,10 +2,11 @@
 
 Opened from the Memory screen with ``t`` on a file. The versions come from ``GET memory/log``
 (a new version each time the file's content changed, appeared or went away), newest first,
-under a "now" row for the file as it is. The diff follows the cursor: from the version under
-it to now; with a version marked (space), between the marked one and the one under the
-cursor, older to newer. Each diff is fetched by a worker (a newer one cancels it), so moving
-through a long history never waits on the backend.
+under a "now" row for the file as it is. The diff follows the cursor: what the version under
+it changed (from the version before it; the oldest, which has none, against now; "now" from
+the newest version); with a row marked (space: a version, or now), between the marked one and
+the one under the cursor, older to newer. Each diff is fetched by a worker (a newer one cancels
+it), so moving through a long history never waits on the backend.
 
 ``R`` closes the timeline with the version under the cursor: the Memory screen asks for
 confirmation and restores the file to it there, where the sync line shows the progress.
@@ -117,8 +118,6 @@ class TimelineScreen(Screen[FileVersion | None]):
         self.versions = list(reversed(event.history.versions))
         if not self.versions:
             self._title("no snapshot has it yet")
-            self._show_diff_text(Text("No version to compare: b on the Memory screen takes a snapshot."),
-                                 "diff")
         else:
             self._title(f"{counted(len(self.versions), 'version')} · space marks one to compare")
         self._fill()
@@ -161,11 +160,16 @@ class TimelineScreen(Screen[FileVersion | None]):
     def _pair(self) -> tuple[str, str] | None:
         """The (older, newer) versions to compare now, or None with nothing to compare."""
         cursor = self._cursor_key()
-        if cursor is None:
+        if cursor is None or not self.versions:
             return None
-        other = self.marked if self.marked is not None and self.marked != cursor else NOW
-        if other == cursor:
-            return None
+        if self.marked is not None and self.marked != cursor:
+            other = self.marked
+        elif cursor == NOW:
+            other = self.versions[0].snapshot  # what changed since the newest version
+        else:
+            keys = [v.snapshot for v in self.versions]
+            at = keys.index(cursor)
+            other = keys[at + 1] if at + 1 < len(keys) else NOW  # the one before it; the oldest: now
         first, second = sorted((cursor, other), key=self._when)
         return first, second
 
@@ -178,8 +182,7 @@ class TimelineScreen(Screen[FileVersion | None]):
         pair = self._pair()
         if pair is None:
             self.shown = None
-            self._show_diff_text(Text("This is the file as it is now: move to a version to see what "
-                                      "changed since, or mark one (space) to compare it with now."),
+            self._show_diff_text(Text("No snapshot has this file yet: b on the Memory screen takes one."),
                                  "diff")
             self.diffed.set()
             return

@@ -18,15 +18,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from rich.cells import cell_len
+from rich.style import Style
 from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from moltconsole.widgets.cells import ELLIPSIS
 from moltconsole.widgets.memory_format import reading_rank, size
 from moltconsole_shared.untrusted import sanitize
 from moltconsole_shared.wire.memory import FileInfo
 
 PAGE = 500  # nodes added to a folder at a time
+TOGGLE_STYLE = Style.from_meta({"toggle": True})  # a click on the icon opens or closes, as in Tree
 OPEN_FIRST = "workspace"  # the folder expanded when the tree is shown
 
 
@@ -104,14 +108,26 @@ def _make_folder(by_path: dict[str, Folder], where: str) -> Folder:
     return folder
 
 
-def file_label(info: FileInfo) -> Text:
-    name = sanitize(info.path.rsplit("/", 1)[-1])
-    return Text.assemble(name, (f"  {size(info.size)}", "dim"))
+def label_parts(entry: Entry) -> tuple[str, str, str]:
+    """(name, its style, the facts after it) of a node: a file's size; a folder's file count
+    and the bytes under it."""
+    if isinstance(entry, Folder):
+        return sanitize(entry.name) + "/", "bold", f" ({entry.count:,})  {size(entry.size)}"
+    if isinstance(entry, More):
+        return "", "", ""
+    return sanitize(entry.path.rsplit("/", 1)[-1]), "", f"  {size(entry.size)}"
 
 
-def folder_label(folder: Folder) -> Text:
-    facts = f" ({folder.count:,})  {size(folder.size)}"  # the files under it, and their bytes
-    return Text.assemble((sanitize(folder.name) + "/", "bold"), (facts, "dim"))
+def fitted_label(entry: Entry, room: int) -> Text:
+    """The label in ``room`` cells: a long name loses its middle (its end, which holds the
+    extension, and the facts stay) before anything is cut at the edge."""
+    name, style, facts = label_parts(entry)
+    spare = room - cell_len(facts)
+    if cell_len(name) > spare and spare >= 8:
+        keep_end = min(6, spare // 3)
+        head = spare - keep_end - 1
+        name = name[:head] + ELLIPSIS + name[len(name) - keep_end:]
+    return Text.assemble((name, style), (facts, "dim"))
 
 
 class MemoryTree(Tree[Entry]):
@@ -124,20 +140,32 @@ class MemoryTree(Tree[Entry]):
         self.top: Folder | None = None
         self._shown: dict[int, int] = {}  # node id -> children of its folder added so far
 
-    def show_files(self, top: Folder) -> None:
-        """Show a new listing: its top level, with the workspace open."""
+    def show_files(self, top: Folder, opened: Iterable[str] = ()) -> None:
+        """Show a new listing: its top level, with the workspace open, and the folders of
+        ``opened`` that it has (those open before the listing was loaded again)."""
         self.top = top
         self._shown.clear()
         self.clear()
         self.root.data = top
         self._add_page(self.root, top)
         self.root.expand()
-        for node in self.root.children:
-            if isinstance(node.data, Folder) and node.data.path == OPEN_FIRST:
+        for path in (OPEN_FIRST, *sorted(opened, key=lambda p: p.count("/"))):
+            node = self._node(path)
+            if node is not None and isinstance(node.data, Folder):
                 node.expand()
                 self._fill(node)
-                break
         self.move_cursor_to_line(0)
+
+    def opened_folders(self) -> set[str]:
+        """The paths of the folders open now."""
+        found: set[str] = set()
+        stack = list(self.root.children)
+        while stack:
+            node = stack.pop()
+            if isinstance(node.data, Folder) and node.is_expanded:
+                found.add(node.data.path)
+                stack.extend(node.children)
+        return found
 
     def _fill(self, node: TreeNode[Entry]) -> None:
         """Add a folder's first page of nodes, once."""
@@ -149,10 +177,12 @@ class MemoryTree(Tree[Entry]):
         start = self._shown.get(node.id, 0)
         end = min(start + PAGE, len(children))
         for entry in children[start:end]:
+            # The label is fitted to the width when drawn (render_label); this one is its text.
+            label = fitted_label(entry, 1_000)
             if isinstance(entry, Folder):
-                node.add(folder_label(entry), data=entry, allow_expand=True)
+                node.add(label, data=entry, allow_expand=True)
             else:
-                node.add_leaf(file_label(entry), data=entry)
+                node.add_leaf(label, data=entry)
         self._shown[node.id] = end
         if end < len(children):
             more = Text(f"… {len(children) - end:,} more (enter shows {PAGE} more)", style="italic dim")
@@ -166,6 +196,25 @@ class MemoryTree(Tree[Entry]):
         more_node.remove()
         self._add_page(parent, more_node.data.folder)
         self.move_cursor_to_line(line)
+
+    def render_label(self, node: TreeNode[Entry], base_style: Style, style: Style) -> Text:
+        """A file's or folder's label, fitted to the room its line has."""
+        data = node.data
+        if not isinstance(data, Folder | FileInfo):
+            return super().render_label(node, base_style, style)
+        depth = 0
+        parent = node.parent
+        while parent is not None and parent is not self.root:
+            depth += 1
+            parent = parent.parent
+        icon = cell_len(self.ICON_NODE) if node.allow_expand else 0
+        room = self.scrollable_content_region.width - depth * self.guide_depth - icon
+        label = fitted_label(data, room) if room > 0 else fitted_label(data, 1_000)
+        label.stylize(style)
+        if node.allow_expand:
+            icon_text = self.ICON_NODE_EXPANDED if node.is_expanded else self.ICON_NODE
+            return Text.assemble((icon_text, base_style + TOGGLE_STYLE), label)
+        return label
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[Entry]) -> None:
         """A folder opened for the first time gets its nodes now."""
@@ -186,21 +235,27 @@ class MemoryTree(Tree[Entry]):
 
     def reveal(self, path: str) -> bool:
         """Open the folders down to ``path`` and put the cursor on it; False if it is not listed."""
-        node = self.root
-        parts = path.split("/")
-        for depth in range(len(parts)):
-            here = "/".join(parts[: depth + 1])
-            self._fill(node)
-            found = self._child(node, here)
-            if found is None:
-                return False
-            node = found
-            if depth < len(parts) - 1:
-                node.expand()
+        node = self._node(path)
+        if node is None:
+            return False
         _ = self.last_line  # lays the lines out again, so the nodes just added have theirs
         self.move_cursor(node)
         self.scroll_to_node(node, animate=False)
         return True
+
+    def _node(self, path: str) -> TreeNode[Entry] | None:
+        """The node of ``path``, its folders opened (and filled) on the way; None if not listed."""
+        node = self.root
+        parts = path.split("/")
+        for depth in range(len(parts)):
+            self._fill(node)
+            found = self._child(node, "/".join(parts[: depth + 1]))
+            if found is None:
+                return None
+            node = found
+            if depth < len(parts) - 1:
+                node.expand()
+        return node
 
     def _child(self, node: TreeNode[Entry], path: str) -> TreeNode[Entry] | None:
         """The child of ``node`` for ``path``, adding pages of a long folder until it is there."""

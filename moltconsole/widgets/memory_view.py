@@ -19,13 +19,11 @@ screen's first frame does not wait for widgets it may never show.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Container, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Markdown, Static, TextArea
 
@@ -44,7 +42,6 @@ from moltconsole.widgets.memory_kinds import (
 from moltconsole_shared.untrusted import sanitize
 
 RENDERED = (FileKind.MARKDOWN, FileKind.JSON, FileKind.JSON5)  # the kinds r switches to text and back
-PLACE_GUARD = 2.0  # seconds the view waits to put a line in the middle before it lets go
 
 
 def inert(text: str) -> str:
@@ -54,6 +51,10 @@ def inert(text: str) -> str:
 
 class FileView(Vertical):
     """One file of the memory, by kind; ``source`` is the memory client a database view reads."""
+
+    class Placed(Message):
+        """A file opened at a line has that line in the middle of the view (its size is known
+        only once it is laid out, after :meth:`FileView.show` returned)."""
 
     def __init__(self, source: object, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -95,12 +96,14 @@ class FileView(Vertical):
         self.border_subtitle = subtitle
         self._switch("note")
 
-    async def show(self, opened: OpenedFile, raw: bool) -> None:
-        """Show ``opened`` (its text when ``raw``, or when it was opened at a line)."""
+    async def show(self, opened: OpenedFile, raw: bool, where: str = "") -> bool:
+        """Show ``opened`` (its text when ``raw``, or when it was opened at a line); ``where`` names
+        the view in a few words (default: now, or the snapshot's id). True when its line is still
+        to be put in the middle: :class:`Placed` comes when it is."""
         self.opened = opened
         self.raw = raw
         kind = opened.kind
-        where = "now" if opened.snapshot is None else f"snapshot {sanitize(opened.snapshot)}"
+        where = where or ("now" if opened.snapshot is None else f"snapshot {sanitize(opened.snapshot)}")
         self.border_title = sanitize(opened.path)
         named = kind not in (FileKind.BINARY, FileKind.LARGE)  # a note says what those are
         facts = [kind.value if named else "", size(opened.size), where]
@@ -109,28 +112,29 @@ class FileView(Vertical):
         self.border_subtitle = " · ".join(f for f in facts if f)
         if kind is FileKind.SQLITE:
             await self._show_database(opened)
-            return
+            return False
         content = opened.content
         if kind is FileKind.LARGE or content is None:
             self.note(Text(
                 f"{size(opened.size)}: too large to show here (the console shows files up to "
                 f"{size(READ_LIMIT)}). t shows its versions; R restores it.",
             ), self.border_title, self.border_subtitle)
-            return
+            return False
         if kind is FileKind.BINARY:
             self.note(Text.assemble((binary_name(content), "bold"), f", {size(opened.size)}\n\n",
                                     "Not text, so not shown. t shows its versions; R restores it."),
                       self.border_title, self.border_subtitle)
-            return
+            return False
         text = as_text(content) or ""
         if opened.line is not None or raw or kind is FileKind.TEXT:
-            await self._show_text(text, opened.line)
-        elif kind is FileKind.MARKDOWN:
+            return await self._show_text(text, opened.line)
+        if kind is FileKind.MARKDOWN:
             await self._show_markdown(text, opened)
         else:
             await self._show_pretty(text, kind)
+        return False
 
-    async def _show_text(self, text: str, line: int | None) -> None:
+    async def _show_text(self, text: str, line: int | None) -> bool:
         await self._view("text")
         area = self.query_one(TextArea)
         area.load_text(inert(text))
@@ -138,21 +142,21 @@ class FileView(Vertical):
         if line is None:
             area.move_cursor((0, 0))
             area.scroll_home(animate=False)
-            return
+            return False
         target = max(0, min(line - 1, area.document.line_count - 1))
         area.select_line(target)
-        placed = asyncio.Event()
 
         def centre(again: bool) -> None:
             area.scroll_cursor_visible(center=True, animate=False)
             if again:  # shown just now, its size and wrapping can take one more pass to settle
                 area.call_after_refresh(centre, False)
             else:
-                placed.set()
+                self.post_message(self.Placed())
 
-        area.call_after_refresh(centre, True)  # it needs its size, which it has once laid out
-        with contextlib.suppress(TimeoutError):  # never shown (the screen went): nothing to wait for
-            await asyncio.wait_for(placed.wait(), PLACE_GUARD)
+        # It needs its size, which it has once laid out: after this returns, never awaited here
+        # (the screen lays it out only when its handler is done).
+        area.call_after_refresh(centre, True)
+        return True
 
     async def _show_markdown(self, text: str, opened: OpenedFile) -> None:
         if len(text) > MARKDOWN_RENDER_LIMIT:

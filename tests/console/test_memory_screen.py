@@ -297,6 +297,28 @@ async def test_a_long_folder_comes_a_page_at_a_time_and_a_file_far_down_can_be_r
         assert screen.view.mode == "markdown" and screen.view.border_title == "workspace/memory/2026-1150.md"
 
 
+async def test_now_follows_each_new_snapshot_keeping_open_folders_and_what_is_read(fresh: World) -> None:
+    app = MemoryApp(fresh.socket)
+    counting = CountingMemory(app.client)
+    app.source = counting
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settled(pilot)
+        await cursor_to(pilot, "credentials/oauth.json")  # opens credentials/
+        await cursor_to(pilot, "workspace/MEMORY.md")
+        reads = counting.reads.count("workspace/MEMORY.md")
+        (fresh.state / "workspace" / "notes.md").write_text("# notes\n")
+        screen.listed.clear()
+        async with BackendClient(fresh.socket) as client:
+            await client.memory.backup()  # as the keeper does when the directory changes
+        await asyncio.wait_for(screen.listed.wait(), GUARD)
+        await pilot.pause()
+        assert "workspace/notes.md" in [f.path for f in screen.listing.files]  # type: ignore[union-attr]
+        assert "credentials" in screen.file_tree.opened_folders()
+        chosen = screen.file_tree.chosen
+        assert isinstance(chosen, FileInfo) and chosen.path == "workspace/MEMORY.md"
+        assert counting.reads.count("workspace/MEMORY.md") == reads  # unchanged: not read again
+
+
 # --- a file by its kind -----------------------------------------------------------------------
 class CountingMemory(MemoryClient):
     """The real memory client, recording which files it was asked to read."""
@@ -389,7 +411,7 @@ async def test_a_search_in_a_snapshot_finds_what_was_there_then(shared: World) -
         await pilot.press("down", "down", "enter")  # below now and the newer one: the oldest
         await asyncio.wait_for(screen.listed.wait(), GUARD)
         assert screen.snapshot is not None and screen.snapshot.id == OLDEST
-        assert screen.query_one("#memory-left").border_title == "snapshot 2026-05-28 18:26 · 9 files"
+        assert screen.query_one("#memory-left").border_title == "snapshot 18:26 · 9 files"
         screen.searched.clear()
         await pilot.press("slash", *"likes tea", "enter")
         await asyncio.wait_for(screen.searched.wait(), GUARD)
@@ -405,19 +427,22 @@ async def test_the_timeline_compares_a_version_with_now_or_with_a_marked_one(sha
     async with MemoryApp(shared.socket).run_test(size=(80, 24)) as pilot:
         timeline = await open_timeline(pilot, "workspace/MEMORY.md")
         assert [v.snapshot for v in timeline.versions] == [NEWER, OLDEST]
-        assert timeline.shown == (NEWER, "now")
-        assert "+- Lunch with Ana on Friday at 13:00." in diff_shown(timeline)
-        timeline.diffed.clear()
-        await pilot.press("down")  # the oldest, against now
-        await asyncio.wait_for(timeline.diffed.wait(), GUARD)
-        assert timeline.shown == (OLDEST, "now")
-        timeline.diffed.clear()
-        await pilot.press("space", "up")  # marked the oldest, then the newer one under the cursor
-        await asyncio.wait_for(timeline.diffed.wait(), GUARD)
+        # The newest version, under the cursor: what it changed.
         assert timeline.shown == (OLDEST, NEWER)
         shown = diff_shown(timeline)
         assert "-- The user likes tea." in shown and "+- The user likes green tea." in shown
         assert "Lunch" not in shown
+        timeline.diffed.clear()
+        await pilot.press("up")  # now: what changed since the newest version
+        await asyncio.wait_for(timeline.diffed.wait(), GUARD)
+        assert timeline.shown == (NEWER, "now")
+        assert "+- Lunch with Ana on Friday at 13:00." in diff_shown(timeline)
+        timeline.diffed.clear()
+        await pilot.press("space", "down", "down")  # now marked, the oldest under the cursor
+        await asyncio.wait_for(timeline.diffed.wait(), GUARD)
+        assert timeline.shown == (OLDEST, "now")
+        shown = diff_shown(timeline)
+        assert "-- The user likes tea." in shown and "+- Lunch with Ana on Friday at 13:00." in shown
         await pilot.press("escape")
         assert isinstance(pilot.app.screen, MemoryScreen)
 

@@ -17,7 +17,7 @@ from moltconsole.screens.memory import match_prompt
 from moltconsole.widgets.memory_format import dashboard_words, diff_lines, size, sync_line
 from moltconsole.widgets.memory_kinds import FileKind, binary_name, kind_by_name, kind_of, pretty_json
 from moltconsole.widgets.memory_sync import SyncStatus
-from moltconsole.widgets.memory_tree import index_files
+from moltconsole.widgets.memory_tree import fitted_label, index_files
 from moltconsole_shared.wire.memory import (
     BucketStatus,
     FileInfo,
@@ -177,3 +177,11 @@ async def test_a_progress_bar_comes_while_an_operation_runs_and_goes_after() -> 
         assert not bar.display
         sync.show(None, NOW, "memory: the backend is unreachable since 20:26:40")
         assert "unreachable since" in str(sync.query_one("#memory-sync-line").render())
+
+
+def test_a_long_name_loses_its_middle_so_its_end_and_size_stay_in_view() -> None:
+    info = FileInfo(path="config-journal-fingerprint.key", size=32)
+    assert fitted_label(info, 28).plain == "config-journal-…nt.key  32 B"
+    assert fitted_label(info, 100).plain == "config-journal-fingerprint.key  32 B"
+    folder = index_files([FileInfo(path="a-very-long-folder-name-indeed/x.md", size=2048)]).children()[0]
+    assert fitted_label(folder, 24).plain == "a-very-…ed/ (1)  2.0 KiB"
