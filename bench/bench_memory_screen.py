@@ -12,7 +12,9 @@ drawn (the screen's ``listed`` event, set after that refresh). Three ways, in th
                did not build folders when opened would (its first frame after adding them);
 ``empty``      the screen with an empty listing: the floor of mounting and drawing it;
 ``bare``       a screen of a status bar, one line of text and the footer: the floor of any
-               screen on this machine now (a loaded machine shows here first).
+               screen on this machine now (a loaded machine shows here first);
+``logs``       the yardstick among the console's screens: the Logs screen's first frame with
+               its tests' lines (a screen of about the same weight, already accepted).
 
 The shape is a large workspace: the workspace's own markdown, 2,000 daily notes, 100 topics of
 50 notes, 200 skills of 5 files, 1,989 session transcripts and the two SQLite databases.
@@ -181,6 +183,28 @@ async def bare_frame() -> float:
         return (time.perf_counter() - started) * 1000
 
 
+class LogsHost(App[None]):
+    CSS_PATH = [str(styles_dir() / "app.tcss"), str(styles_dir() / "logs.tcss")]
+
+
+async def logs_frame() -> float:
+    """The Logs screen, pushed the same way, until its first frame with its lines."""
+    from moltconsole.screens.logs import LogsScreen
+    from tests.console.test_logs_screen import FIXED, FakeLogs
+
+    app = LogsHost()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = LogsScreen(FakeLogs(FIXED))
+        started = time.perf_counter()
+        app.push_screen(screen)
+        await asyncio.wait_for(screen.caught_up.wait(), 60)
+        drawn = asyncio.Event()
+        screen.call_after_refresh(drawn.set)
+        await asyncio.wait_for(drawn.wait(), 60)
+        return (time.perf_counter() - started) * 1000
+
+
 class EagerTree(App[None]):
     def compose(self) -> ComposeResult:
         yield Tree("files")
@@ -214,7 +238,9 @@ def summary(name: str, values: list[float]) -> str:
 
 async def main(runs: int) -> None:
     files = large_workspace()
-    results: dict[str, list[float]] = {"screen": [], "end to end": [], "eager": [], "empty": [], "bare": []}
+    results: dict[str, list[float]] = {
+        "screen": [], "end to end": [], "eager": [], "empty": [], "bare": [], "logs": [],
+    }
     instant = InstantMemory({**files, "state/openclaw.sqlite": b"SQLite format 3\x00"})
     empty = InstantMemory({})
     for _ in range(runs):
@@ -222,6 +248,7 @@ async def main(runs: int) -> None:
         results["empty"].append(await first_frame(empty))
         results["eager"].append(await eager_frame(sorted(instant.contents)))
         results["bare"].append(await bare_frame())
+        results["logs"].append(await logs_frame())
     root = Path(tempfile.mkdtemp(prefix="mc-bench-", dir="/tmp"))
     try:
         with served(World(root, files=files)) as world:
@@ -233,7 +260,7 @@ async def main(runs: int) -> None:
         shutil.rmtree(root, ignore_errors=True)
     print(f"Memory screen, first frame with a 10,000-file state directory at {SIZE[0]}x{SIZE[1]} "
           "(target: under 200 ms)")
-    for name in ("screen", "end to end", "eager", "empty", "bare"):
+    for name in ("screen", "end to end", "eager", "empty", "bare", "logs"):
         print(summary(name, results[name]))
 
 
