@@ -12,6 +12,9 @@ Then, for the shared database (``state/openclaw.sqlite``) and the agent's
 every one:
 
 - host: ``sqlite_image(path)`` of memory/capture.py (what moltconsole does), from this process;
+- host one-step (``--methods host1``): the same backup API in one step (``pages=-1``), for
+  comparison: ``sqlite_image`` copies 1,024 pages a step, and SQLite restarts such a backup
+  whenever another process commits between two steps;
 - openclaw: ``docker exec <sandbox> openclaw backup sqlite create --global|--agent main
   --repository /data/state/tmp/... --json`` as the sandbox's user, then the snapshot's
   ``database.sqlite`` read on the host from the mounted state directory (the time is split into
@@ -32,6 +35,7 @@ run it also reads the sandbox's cgroup: the memory peak above what the sandbox u
 the CPU seconds spent in the sandbox.
 
 Usage: .venv/bin/python bench/bench_sqlite_capture.py [--runs N] [--pad-mib N] [--phases a,b,...]
+       [--methods host,host1,openclaw]
 Uses its own sandbox name, ports and directories; removes its container and directories at the end.
 """
 
@@ -75,6 +79,7 @@ from tests.support.fake_llm import FakeServer, Reply  # noqa: E402
 KEY = "sk-ant-bench-sqlite-0123456789"
 MIB = 2**20
 PHASES = ("quiet", "writer", "turns", "lock", "paused", "stopped")
+METHODS = ("host", "host1", "openclaw")  # host1: the backup API in one step, for comparison
 REPO_REL = "tmp/mc-bench-sqlite"  # under the state directory; tmp/* is left out of memory snapshots
 REPO_IN_SANDBOX = f"{STATE_MOUNT}/{REPO_REL}"
 WRITER_TABLE = "bench_capture_writes"
@@ -128,11 +133,36 @@ class Series:
 
 
 # --- the two ways of capturing -----------------------------------------------------------------
-def host_capture(db: Database, state: Path) -> tuple[bytes, Run]:
-    """``sqlite_image`` as the memory keeper calls it."""
+def one_step_image(path: Path) -> bytes:
+    """The online backup API in one step (``pages=-1``): one read transaction from the first
+    page to the last, so a writer in another process cannot make it start over (with WAL it is
+    never blocked by one either). For comparison with ``sqlite_image``, which copies 1,024
+    pages a step and so restarts whenever the agent commits between two steps."""
+    with tempfile.TemporaryDirectory(prefix="mc-sqlite-") as tmp:
+        copy = Path(tmp) / "copy.sqlite"
+        source = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            target = sqlite3.connect(copy)
+            try:
+                source.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                target.close()
+        finally:
+            source.close()
+        return copy.read_bytes()
+
+
+def host_capture(
+    db: Database, state: Path, image_of: Callable[[Path], bytes] = sqlite_image
+) -> tuple[bytes | None, Run]:
+    """``sqlite_image`` as the memory keeper calls it (or another way, ``image_of``)."""
     wall, cpu = time.time(), _own_cpu()
     began = time.perf_counter()
-    image = sqlite_image(db.host_path(state))
+    try:
+        image = image_of(db.host_path(state))
+    except sqlite3.Error as exc:  # the keeper keeps the last snapshot's copy then
+        return None, Run(wall, time.perf_counter() - began, False, f"sqlite_image failed: {exc}")
     seconds = time.perf_counter() - began
     return image, Run(wall, seconds, True, size=len(image), cpu_seconds=_own_cpu() - cpu)
 
@@ -465,6 +495,7 @@ class Bench:
     runs: int
     uid: int
     gid: int
+    methods: tuple[str, ...] = METHODS
     series: list[Series] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -486,9 +517,14 @@ class Bench:
 
     def both(self, phase: str, runs: int, tables_for: Callable[[Database], list[str]]) -> None:
         for db in DATABASES:
-            self.measure(phase, "host", db, runs, partial(host_capture, db, self.state), tables_for(db))
-            exec_capture = partial(openclaw_capture, self.container, self.state, db, self.cgroup)
-            self.measure(phase, "openclaw", db, runs, exec_capture, tables_for(db))
+            if "host" in self.methods:
+                self.measure(phase, "host", db, runs, partial(host_capture, db, self.state), tables_for(db))
+            if "host1" in self.methods:
+                one_step = partial(host_capture, db, self.state, one_step_image)
+                self.measure(phase, "host one-step", db, runs, one_step, tables_for(db))
+            if "openclaw" in self.methods:
+                exec_capture = partial(openclaw_capture, self.container, self.state, db, self.cgroup)
+                self.measure(phase, "openclaw", db, runs, exec_capture, tables_for(db))
 
 
 def writer_effect(bench: Bench, commits: list[tuple[int, float, float | None]], phase: str) -> None:
@@ -533,10 +569,10 @@ def fidelity(bench: Bench) -> None:
     """What OpenClaw's snapshot leaves out or adds: row counts per table against the host's
     image, taken one after the other on the quiet sandbox."""
     for db in DATABASES:
-        host_image, _ = host_capture(db, bench.state)
+        host_image, host_run = host_capture(db, bench.state)
         claw_image, run = openclaw_capture(bench.container, bench.state, db, None)
-        if claw_image is None:
-            bench.notes.append(f"fidelity {db.label}: openclaw failed: {run.note}")
+        if claw_image is None or host_image is None:
+            bench.notes.append(f"fidelity {db.label}: a capture failed: {host_run.note} {run.note}")
             continue
         host, claw = table_counts(host_image, bench.scratch), table_counts(claw_image, bench.scratch)
         diffs = [f"{t} {host.get(t, '-')}->{claw.get(t, '-')}"
@@ -693,6 +729,10 @@ async def run(args: argparse.Namespace, cache_dir: Path) -> None:
     unknown = set(phases) - set(PHASES)
     if unknown:
         raise SystemExit(f"unknown phases {sorted(unknown)}; choose from {','.join(PHASES)}")
+    methods = tuple(m for m in args.methods.split(",") if m)
+    if set(methods) - set(METHODS):
+        wrong = sorted(set(methods) - set(METHODS))
+        raise SystemExit(f"unknown methods {wrong}; choose from {','.join(METHODS)}")
     docker_client = docker.from_env(timeout=300)
     name = f"sqlcap{uuid.uuid4().hex[:6]}"
     with workdir() as root:
@@ -743,7 +783,8 @@ async def run(args: argparse.Namespace, cache_dir: Path) -> None:
                     cgroup = Cgroup(str(container.id))
                     if args.pad_mib:
                         await asyncio.to_thread(pad_databases, state, info.st_uid, info.st_gid, args.pad_mib)
-                    bench = Bench(state, scratch, container, cgroup, args.runs, info.st_uid, info.st_gid)
+                    bench = Bench(state, scratch, container, cgroup, args.runs, info.st_uid, info.st_gid,
+                                  methods=methods)
                     bench.notes.append(
                         "floors (median of 5): " + ", ".join(f"{k} {v:.0f} ms" for k, v in floors.items()))
                     bench.notes.extend(sizes(state))
@@ -753,7 +794,8 @@ async def run(args: argparse.Namespace, cache_dir: Path) -> None:
                         began = time.monotonic()
                         if phase == "quiet":
                             await asyncio.to_thread(bench.both, "quiet", args.runs, markers)
-                            await asyncio.to_thread(fidelity, bench)
+                            if "openclaw" in methods:
+                                await asyncio.to_thread(fidelity, bench)
                         elif phase == "writer":
                             await asyncio.to_thread(phase_writer, bench)
                         elif phase == "turns":
@@ -787,6 +829,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="captures per method, database and phase")
     parser.add_argument("--warm-turns", type=int, default=2, help="agent turns before measuring")
     parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="the quiet, writer and turns phases measure these (host1: one-step backup API)")
     cache_dir = Path("~/.cache/moltconsole").expanduser()  # the prepared image inputs, shared
     asyncio.run(run(parser.parse_args(), cache_dir))
 
