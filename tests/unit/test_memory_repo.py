@@ -296,3 +296,43 @@ def test_the_excludes_expression_agrees_with_fnmatch_on_every_prefix() -> None:
             assert excluded(path, []) is False
             checked += 1
     assert checked > 1000
+
+
+def test_a_large_database_is_captured_while_the_agent_commits_all_the_time(tmp_path: Path) -> None:
+    """A backup in steps starts over whenever another process commits between two steps: a
+    database of more than a few MiB under a busy agent was never copied (the last copy was kept
+    each time). The agent here is another process committing as fast as it can."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "agent.sqlite"
+    setup = sqlite3.connect(db)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT)")
+    setup.executemany("INSERT INTO t (body) VALUES (?)", [("x" * 4000,) for _ in range(5000)])  # ~20 MB
+    setup.commit()
+    setup.close()
+    agent = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys\n"
+            "conn = sqlite3.connect(sys.argv[1])\n"
+            "conn.execute('INSERT INTO t (body) VALUES (\\'turn\\')'); conn.commit()\n"
+            "print('go', flush=True)\n"
+            "while True:\n"
+            "    conn.execute('INSERT INTO t (body) VALUES (\\'turn\\')'); conn.commit()\n"
+        ), str(db)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert agent.stdout is not None and agent.stdout.readline() == "go\n"  # committing now
+        image = sqlite_image(db)
+    finally:
+        agent.kill()
+        agent.wait()
+    copy = tmp_path / "copy.sqlite"
+    copy.write_bytes(image)
+    check = sqlite3.connect(copy)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert check.execute("SELECT count(*) FROM t WHERE body != 'turn'").fetchone() == (5000,)
+    assert check.execute("SELECT count(*) FROM t WHERE body = 'turn'").fetchone()[0] >= 1
+    check.close()

@@ -40,6 +40,7 @@ from moltconsole_backend.settings import DEFAULT_MEMORY_EXCLUDES
 log = logging.getLogger(__name__)
 SQLITE_MAGIC = b"SQLite format 3\x00"
 SQLITE_BUSY_LIMIT = 2.0  # seconds a database held by a writer may delay a snapshot
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6  # a backup step's status when the source is held
 # Automatic snapshots that find nothing changed write no manifest (history is not crowded
 # with copies); one asked for by name (manual, before-stop, safety...) is always written.
 QUIET_REASONS = frozenset({"change", "schedule"})
@@ -138,10 +139,10 @@ def sqlite_image(path: Path) -> bytes:
 def _backup_copy(path: Path, how: str) -> bytes:
     deadline = time.monotonic() + SQLITE_BUSY_LIMIT
 
-    def give_up_when_late(_status: int, _remaining: int, _total: int) -> None:
+    def give_up_when_late(status: int, _remaining: int, _total: int) -> None:
         # Called after every step, busy ones included (the backup API retries a busy source
         # without end): a database a writer holds this long is left for the next snapshot.
-        if time.monotonic() > deadline:
+        if status in (SQLITE_BUSY, SQLITE_LOCKED) and time.monotonic() > deadline:
             raise sqlite3.OperationalError(
                 f"busy for more than {SQLITE_BUSY_LIMIT:g} s (the agent holds it in a write); "
                 "the last snapshot's copy is kept"
@@ -151,7 +152,10 @@ def _backup_copy(path: Path, how: str) -> bytes:
     try:
         target = sqlite3.connect(":memory:")  # no temporary file written and read back
         try:
-            source.backup(target, pages=1024, progress=give_up_when_late, sleep=0.05)
+            # One step: a copy in steps starts over whenever the agent commits between two of
+            # them (a large database under a busy agent was never copied). One step holds a read
+            # lock, which in WAL mode never blocks the agent's writer.
+            source.backup(target, pages=-1, progress=give_up_when_late, sleep=0.05)
             image = bytearray(target.serialize())
         finally:
             target.close()
