@@ -33,6 +33,7 @@ from moltconsole.screens.confirm import ConfirmScreen
 from moltconsole.screens.memory import MemoryScreen
 from moltconsole.screens.memory_snapshots import SnapshotPickerScreen
 from moltconsole.screens.memory_timeline import TimelineScreen
+from moltconsole.widgets.database_view import DatabaseView
 from moltconsole.widgets.memory_tree import PAGE, Folder, More
 from moltconsole_shared.wire.memory import FileInfo
 from tests.console.memory_world import (
@@ -54,7 +55,7 @@ class MemoryApp(App[None]):
     """The smallest app that hosts the Memory screen, as the console's app does: the base and
     Memory stylesheets, a connected backend, the sandbox's name and a frozen clock."""
 
-    CSS_PATH = [str(styles_dir() / "app.tcss"), str(styles_dir() / "memory.tcss")]
+    CSS_PATH = [str(styles_dir() / name) for name in ("app.tcss", "memory.tcss", "database.tcss")]
 
     def __init__(self, socket: Path, source: MemoryClient | None = None) -> None:
         super().__init__()
@@ -352,7 +353,8 @@ async def test_each_kind_of_file_is_shown_its_way_and_a_database_is_never_fetche
         assert "PNG image, 1.0 KiB" in static_text(view, "#memory-note-text")
         await cursor_to(pilot, "state/openclaw.sqlite")
         assert view.mode == "database"
-        assert "SQLite database" in str(view.query_one(".memory-database-placeholder", Static).render())
+        database = view.query_one(DatabaseView)
+        assert (database.path, database.snapshot) == ("state/openclaw.sqlite", None)  # tables read by name
         assert "state/openclaw.sqlite" not in counting.reads
         assert "openclaw.json" in counting.reads
 
