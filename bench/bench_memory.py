@@ -30,13 +30,14 @@ process the whole run, as the gateway keeps them.
 
 The machine's load average is printed before and after each part: the machine has 2 cores and
 other work may share them. ``--profile`` runs one more incremental snapshot and one more restore
-under cProfile and prints where the time went. ``--what-if`` also times a restore whose blob
-reads run on a thread pool (bench-only code built from the product's own functions), to show
-what that change to ``restore.py`` would buy.
+under cProfile and prints where the time went, with the process's CPU seconds beside the wall
+clock: cProfile sees only the calling thread, and a restore fetches its blobs on other threads,
+so the calling thread's waits (its own system calls included, for the lock the fetchers hold
+while they run Python) are the fetchers' work.
 
 Usage: scripts/bench-deps.sh && .venv/bin/python bench/bench_memory.py [--files N] [--db-mb MB]
        [--rounds N] [--samples N] [--restore-mb MB] [--restore-rounds N] [--parts 1,2,3]
-       [--profile] [--what-if]
+       [--profile]
 Starts its own SeaweedFS in a temporary directory under /tmp and removes it all at the end.
 """
 
@@ -58,7 +59,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -70,7 +70,7 @@ from moltconsole_backend.memory.capture import Capture, CaptureReport
 from moltconsole_backend.memory.keeper import MemoryKeeper
 from moltconsole_backend.memory.replicate import Replica
 from moltconsole_backend.memory.repo import Repository, Snapshot
-from moltconsole_backend.memory.restore import restore_snapshot, safe_parts, staging_dir, write_file
+from moltconsole_backend.memory.restore import restore_snapshot
 from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.settings import MemorySettings, Settings
 from tests.support.s3_server import S3Server, running_s3_server
@@ -83,7 +83,6 @@ MOLTWORKER_CRON_S = 30.0  # Moltworker syncs to R2 from a cron every 30 s
 MB = 1_000_000
 CHANGED_PER_ROUND = 10
 EMBEDDING_BYTES = 1536  # 384 float32 values
-WHAT_IF_THREADS = 16  # S3Store's connection pool (memory/s3.py MAX_CONNECTIONS)
 
 WORDS = str.split(
     "the user prefers short answers and dark roast coffee meeting on tuesday with the design team "
@@ -325,13 +324,14 @@ def verdict(ok: bool) -> str:
 def profiled(label: str, call: Callable[[], object], lines: int = 22) -> None:
     """Run ``call`` under cProfile and print the top of the cumulative and own-time tables."""
     profile = cProfile.Profile()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     profile.enable()
     try:
         call()
     finally:
         profile.disable()
-    print(f"\n  profile of {label} ({time.perf_counter() - started:.2f} s under cProfile):")
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"\n  profile of {label} ({wall:.2f} s under cProfile; CPU, all threads: {cpu:.2f} s):")
     for order in ("cumulative", "tottime"):
         out = io.StringIO()
         stats = pstats.Stats(profile, stream=out).strip_dirs().sort_stats(order)
@@ -500,29 +500,9 @@ def grow_to(ws: Workspace, total_mb: int) -> None:
         ws.databases[rel] = make_database(ws.root / rel, min(60, missing // MB), kind, ws.rng)
 
 
-def parallel_restore(repo: Repository, snapshot: Snapshot, root: Path, threads: int) -> None:
-    """What-if (bench only): restore.py's restore with the blob reads and writes on a thread
-    pool, directories made first. Not the product path."""
-    for entry in snapshot.files:
-        safe_parts(entry.path)
-    staging = staging_dir(root)
-    staging.mkdir(mode=0o700, parents=True)
-    for parent in sorted({str(Path(entry.path).parent) for entry in snapshot.files}):
-        if parent != ".":
-            (staging / parent).mkdir(mode=0o700, parents=True, exist_ok=True)
-
-    def one(index: int) -> None:
-        entry = snapshot.files[index]
-        write_file(staging, entry, repo.get_blob(entry.blob))
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, range(len(snapshot.files))))
-    os.replace(staging, root)
-
-
 def part_restore(
     work: Path, server: S3Server, ours: Ours, ws: Workspace, rclone: Rclone, total_mb: int, rounds: int,
-    profile: bool, what_if: bool,
+    profile: bool,
 ) -> None:
     grow_to(ws, total_mb)
     files, size = tree_size(ws.root)
@@ -537,7 +517,6 @@ def part_restore(
     print(f"   before: {load()}")
     ours_rates: list[float] = []
     rclone_rates: list[float] = []
-    what_if_rates: list[float] = []
     for round_no in range(1, rounds + 1):
         # A new server: an empty data directory (so an empty local repository) and state directory.
         here = work / f"restore-{round_no}"
@@ -560,21 +539,11 @@ def part_restore(
             f"rclone copy {rclone_s:6.2f} s = {rclone_rates[-1]:6.1f} MB/s "
             f"({copy_files:,} files, {copy_size / MB:,.0f} MB)"
         )
-        if what_if:
-            other = Ours(here / "data-w", server, "ours", here / "unused")
-            started = time.perf_counter()
-            parallel_restore(other.repo, snap, here / "state-w", WHAT_IF_THREADS)
-            what_if_s = time.perf_counter() - started
-            what_if_rates.append(snap.size / MB / what_if_s)
-            check_restored(ws.root, here / "state-w", snap)
-            line += f"   what-if {WHAT_IF_THREADS} threads {what_if_s:6.2f} s = {what_if_rates[-1]:6.1f} MB/s"
         print(line)
         shutil.rmtree(here)
     print("   MB/s:")
     print(f"     ours (MemoryKeeper.before_start)   {spread(ours_rates)}")
     print(f"     rclone copy                        {spread(rclone_rates)}")
-    if what_if_rates:
-        print(f"     what-if: blob reads on {WHAT_IF_THREADS} threads  {spread(what_if_rates)}")
     print(f"   target >= 100 MB/s: {verdict(statistics.median(ours_rates) >= 100)}")
     if profile:
         # restore_snapshot is what before_start runs in a worker thread; profiled here in this one.
@@ -613,7 +582,6 @@ def main() -> None:
     parser.add_argument("--restore-rounds", type=int, default=3)
     parser.add_argument("--parts", default="1,2,3", help="which parts to run (1 always runs: it sets up)")
     parser.add_argument("--profile", action="store_true", help="cProfile one snapshot and one restore")
-    parser.add_argument("--what-if", action="store_true", help="also time a restore with parallel blob reads")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, also into a file
     parts = {int(p) for p in args.parts.split(",") if p.strip()}
@@ -636,8 +604,7 @@ def main() -> None:
                 part_latency(ours, ws, rclone, args.samples, args.rclone_samples)
             if 3 in parts:
                 part_restore(
-                    work, server, ours, ws, rclone, args.restore_mb, args.restore_rounds, args.profile,
-                    args.what_if,
+                    work, server, ours, ws, rclone, args.restore_mb, args.restore_rounds, args.profile
                 )
     finally:
         if ws is not None:
