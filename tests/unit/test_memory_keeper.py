@@ -77,3 +77,24 @@ async def test_a_change_is_kept_and_copied_and_a_down_bucket_gets_it_later(tmp_p
     restored = await keeper.before_start()
     assert restored is not None and restored.id == final.id
     assert (new_state / "workspace" / "MEMORY.md").read_text() == "The user likes green tea.\n"
+
+
+async def test_a_state_directory_without_a_snapshot_is_kept_at_once(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "workspace").mkdir(parents=True)
+    (state / "workspace" / "MEMORY.md").write_text("from before memory was on\n")
+    keeper = _keeper(tmp_path, Bucket(tmp_path / "bucket"), state)
+    await keeper.start()
+    try:
+        await keeper.wait(lambda k: k.last is not None, 10)
+        assert keeper.last is not None and keeper.last.reason == "first"
+        assert [f.path for f in keeper.last.files] == ["workspace/MEMORY.md"]
+    finally:
+        await keeper.close()
+    again = _keeper(tmp_path, Bucket(tmp_path / "bucket"), state)  # a snapshot there: none taken
+    await again.start()
+    try:
+        assert again.last is not None and again.last.reason == "first"
+        assert len(await again.snapshots()) == 1
+    finally:
+        await again.close()

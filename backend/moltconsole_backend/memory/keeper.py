@@ -129,6 +129,15 @@ class MemoryKeeper:
         if self.replica is not None:
             self._tasks.append(loop.create_task(self._pusher()))
             self._push_wanted.set()  # whatever was queued before the backend stopped
+        if self.last is None:
+            self._tasks.append(loop.create_task(self._first()))
+
+    async def _first(self) -> None:
+        """A state directory with files and no snapshot yet (memory just turned on, or a
+        sandbox that ran before it was): keep it now, not at its first change."""
+        if await asyncio.to_thread(lambda: bool(self.files_now())):
+            with contextlib.suppress(KeeperError):
+                await self.backup("first")
 
     async def close(self) -> None:
         self._stop.set()
