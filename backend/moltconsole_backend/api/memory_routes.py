@@ -317,7 +317,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         return await keeper.read(path, snapshot_id), f"{path} in snapshot {snapshot_id}"
 
     def snapshot_files(keeper: MemoryKeeper, snap: Snapshot) -> SnapshotFiles:
-        return SnapshotFiles({e.path: functools.partial(keeper.repo.get_blob, e.blob) for e in snap.files})
+        return SnapshotFiles({e.path: functools.partial(keeper.repo.read_file, e) for e in snap.files})
 
     async def db_tables(keeper: MemoryKeeper, request: Request) -> Response:
         source, label = await db_source(keeper, request)
@@ -437,13 +437,13 @@ async def _search(
 
         return await asyncio.to_thread(browse.search, paths, read_now, query, limit)
     snap = await keeper.snapshot(snapshot_id)
-    blobs = {f.path: f.blob for f in snap.files}
+    entries = {f.path: f for f in snap.files}
 
     def read_then(path: str) -> bytes | None:
         if snap_sizes[path] > browse.MAX_TEXT:
             return None
         try:
-            return keeper.repo.get_blob(blobs[path])
+            return keeper.repo.read_file(entries[path])
         except (StoreError, ValueError):
             return None
 

@@ -342,7 +342,7 @@ class MemoryKeeper:
                 ) from None
         snap = await self.snapshot(snapshot_id)
         entry = _entry(snap, path)
-        return await asyncio.to_thread(self.repo.get_blob, entry.blob)
+        return await asyncio.to_thread(self.repo.read_file, entry)
 
     @contextlib.contextmanager
     def _running(self, kind: str) -> Iterator[Running]:

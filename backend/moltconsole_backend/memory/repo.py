@@ -417,6 +417,10 @@ class Repository:
             raise CorruptObject(f"{name!r} is not a blob name")
         return self.decode(name, self.store.get(blob_key(name)))
 
+    def read_file(self, entry: FileEntry) -> bytes:
+        """The content of a snapshot's file."""
+        return self.get_blob(entry.blob)
+
     def decode(self, name: str, data: bytes) -> bytes:
         """A blob's stored bytes back to its content, checked against ``name``."""
         if self._cipher is not None:
