@@ -448,7 +448,7 @@ async def _search(
             return None
 
     snap_sizes = {f.path: f.size for f in snap.files}
-    return await asyncio.to_thread(browse.search, list(blobs), read_then, query, limit)
+    return await asyncio.to_thread(browse.search, list(entries), read_then, query, limit)
 
 
 async def _read(request: Request, schema: Any) -> Any:
