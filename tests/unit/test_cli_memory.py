@@ -40,6 +40,7 @@ from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settin
 from moltconsole_shared.commands import EXIT_FAILED, EXIT_NO_BACKEND, EXIT_OK, EXIT_USAGE
 from moltconsole_shared.paths import PathSettings
 from moltconsole_shared.wire import memory as wire
+from tests.support.memory_store import damage_blob
 from tests.unit.test_cost_routes import local_time_utc
 from tests.unit.test_manager_events import StubEngine
 from tests.unit.test_memory_api import Stoppable
@@ -676,7 +677,7 @@ def test_verify_is_whole_then_names_a_damaged_blob_and_exits_1(
     assert out[0].startswith("checked 1 snapshot and 2 blobs (") and out[1] == "all whole"
     assert backend.keeper is not None and backend.keeper.last is not None
     entry = next(f for f in backend.keeper.last.files if f.path == "workspace/MEMORY.md")
-    (backend.root / "repo" / "blobs" / entry.blob[:2] / entry.blob).write_bytes(b"not what was stored")
+    damage_blob(backend.keeper.repo, backend.root / "repo", entry.blob)
     assert moltconsole(backend, "memory", "verify") == EXIT_FAILED
     assert f"  ! blob {entry.blob} is damaged: it holds workspace/MEMORY.md in 1 snapshot ({snap})\n" \
         in capsys.readouterr().out

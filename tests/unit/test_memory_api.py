@@ -25,6 +25,7 @@ from moltconsole_backend.memory.store import LocalStore
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, Settings
 from moltconsole_shared.wire.memory import PruneRequest
+from tests.support.memory_store import damage_blob
 from tests.unit.test_client import serve_asgi
 from tests.unit.test_manager_events import StubContainer, StubEngine, kill_container
 from tests.unit.test_manager_events import settings as settings  # the fixture
@@ -171,8 +172,7 @@ async def test_verify_names_a_damaged_blob_with_the_snapshots_and_files_it_hurts
     assert (await memory.verify()).ok
     repo_root = Path(served.keeper.repo.store.where)
     entry = next(f for f in served.keeper.last.files if f.path == "workspace/MEMORY.md")  # type: ignore[union-attr]
-    blob = repo_root / "blobs" / entry.blob[:2] / entry.blob
-    blob.write_bytes(b"not what was stored")
+    damage_blob(served.keeper.repo, repo_root, entry.blob)
     report = await memory.verify()
     assert not report.ok
     assert [(d.blob, d.problem, d.snapshots, d.paths) for d in report.damaged] == [

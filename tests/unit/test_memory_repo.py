@@ -20,11 +20,11 @@ from moltconsole_backend.memory.repo import (
     Repository,
     RepositoryError,
     Snapshot,
-    blob_key,
     new_snapshot_id,
 )
 from moltconsole_backend.memory.restore import UnsafePath, restore_files, restore_snapshot, staging_dir
 from moltconsole_backend.memory.store import LocalStore, StoreError
+from tests.support.memory_store import damage_blob
 
 
 @pytest.fixture
@@ -128,10 +128,7 @@ def test_an_encrypted_repository_hides_names_and_content_and_wants_its_key(
 def test_a_damaged_blob_is_found_not_restored(state: Path, repo: Repository, tmp_path: Path) -> None:
     snap = Capture(repo, "main", state).take("manual").snapshot
     entry = next(f for f in snap.files if f.path == "openclaw.json")
-    path = tmp_path / "repo" / blob_key(entry.blob)
-    data = bytearray(path.read_bytes())
-    data[-1] ^= 0xFF
-    path.write_bytes(bytes(data))
+    damage_blob(repo, tmp_path / "repo", entry.blob)
     with pytest.raises(CorruptObject, match=entry.blob):
         repo.get_blob(entry.blob)
 

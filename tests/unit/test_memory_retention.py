@@ -178,7 +178,7 @@ def test_prune_removes_only_blobs_no_manifest_of_any_sandbox_names(repo: Reposit
     assert report.bytes_kept == sum((store.root / blob_key(n)).stat().st_size for n in blobs_in(store))
     assert blobs_in(store) == before - {orphan}
     assert every_blob_there(repo)
-    assert seen[-1] == (6, 6) and seen == sorted(seen)  # 2 manifests read, then 4 blobs
+    assert seen[-1] == (4, 4) and seen == sorted(seen)  # 2 manifests read, the listing, 1 delete
     assert not repo.has_blob(orphan)
     assert repo.put_blob(b"a backup cut short")[1] > 0  # known no more: written again
 
@@ -188,7 +188,7 @@ def test_a_manifest_prune_cannot_read_stops_it_before_any_delete(repo: Repositor
     orphan, _ = repo.put_blob(b"unused")
     damaged = snap("2026-12-02T10:00")
     repo.store.put(damaged.key, b"{}")
-    with pytest.raises(RetentionError, match=r"removed nothing: 1 manifest\(s\) cannot be read.*verify"):
+    with pytest.raises(RetentionError, match=r"removed nothing: 1 manifest\(s\) or index\(es\) cannot be read.*verify"):
         prune(repo)
     assert repo.store.exists(blob_key(orphan))
 
@@ -362,7 +362,7 @@ def test_a_bucket_that_goes_away_midway_keeps_every_manifest_whole(
     for gone in old:
         repo.delete_snapshot(gone)
     bucket.deletes_left = 2
-    with pytest.raises(RetentionError, match="prune removed 2 of 4 unused blobs, then stopped: the bucket"):
+    with pytest.raises(RetentionError, match="prune removed 2 of 4 unused objects, then stopped: the bucket"):
         prune(repo)
     bucket.down, bucket.deletes_left = False, None
     bucket_copy = repo.view(bucket)

@@ -15,6 +15,9 @@ with its -wal file's size and time too, since a write may change only the log. S
 taken only while the repository still has it: a prune may have removed it since (the snapshot
 that named it forgotten), and then the file is read again.
 
+New blobs go into packs (``PackWriter``); a file over ``CHUNK_SIZE`` is stored as chunks of
+that size, so a database whose agent changed one row stores the few chunks that changed.
+
 A snapshot holds the repository ``shared()`` from its first blob to its manifest, so a prune
 never deletes a blob it found already stored before its manifest names it (repo.py).
 """
@@ -34,7 +37,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot, new_snapshot_id
+from moltconsole_backend.memory.repo import (
+    CHUNK_SIZE,
+    FileEntry,
+    PackWriter,
+    Repository,
+    Snapshot,
+    new_snapshot_id,
+)
 from moltconsole_backend.settings import DEFAULT_MEMORY_EXCLUDES
 
 log = logging.getLogger(__name__)
@@ -189,6 +199,22 @@ class Capture:
             e.path: ((e.size, e.mtime_ns, _wal_signature(self.root / e.path)), e) for e in snapshot.files
         }
 
+    def _store(
+        self, packer: PackWriter, rel: str, content: bytes, info: os.stat_result, before: FileEntry | None,
+    ) -> FileEntry:
+        """The entry of a file read whole: its content stored (in chunks when large)."""
+        mode, mtime = stat.S_IMODE(info.st_mode), info.st_mtime_ns
+        if len(content) <= CHUNK_SIZE:
+            return FileEntry(rel, packer.add(content), len(content), mode, mtime)
+        name = self.repo.blob_name(content)
+        same = before is not None and before.blob == name and bool(before.chunks)
+        if same and before is not None and self.repo.has_blobs(before.chunks):
+            chunks = before.chunks  # the same content (a database touched, not changed)
+        else:
+            view = memoryview(content)
+            chunks = tuple(packer.add(view[at:at + CHUNK_SIZE]) for at in range(0, len(content), CHUNK_SIZE))
+        return FileEntry(rel, name, len(content), mode, mtime, chunks)
+
     def take(self, reason: str, parent: str | None = None) -> CaptureReport:
         """Snapshot the directory now (blobs first, the manifest last; no prune meanwhile)."""
         with self.repo.shared():
@@ -198,12 +224,13 @@ class Capture:
         started = time.monotonic()
         files: list[FileEntry] = []
         seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
-        read = new = uploaded = 0
+        packer = self.repo.packer()
+        read = 0
         for rel, info in _walk(self.root, self.excludes):
             path = self.root / rel
             signature = (info.st_size, info.st_mtime_ns, _wal_signature(path))
             before = self._seen.get(rel)
-            if before is not None and before[0] == signature and self.repo.has_blob(before[1].blob):
+            if before is not None and before[0] == signature and self.repo.has_blobs(before[1].blobs):
                 entry = before[1]
             else:
                 try:
@@ -212,18 +239,16 @@ class Capture:
                     continue  # removed since the walk saw it
                 except (OSError, sqlite3.Error) as exc:
                     log.warning("memory snapshot could not read %s: %s", rel, exc)
-                    if before is not None and self.repo.has_blob(before[1].blob):  # what the last one had
+                    if before is not None and self.repo.has_blobs(before[1].blobs):  # what the last one had
                         files.append(before[1])
                         seen[rel] = before
                     continue
                 read += 1
-                blob, written = self.repo.put_blob(content)
-                if written:
-                    new += 1
-                    uploaded += written
-                entry = FileEntry(rel, blob, len(content), stat.S_IMODE(info.st_mode), info.st_mtime_ns)
+                entry = self._store(packer, rel, content, info, before[1] if before else None)
             files.append(entry)
             seen[rel] = (signature, entry)
+        packer.finish()  # the packs and their index, before the manifest that needs them
+        new, uploaded = packer.new_blobs, packer.stored_bytes
         last = self._last
         if (
             reason in QUIET_REASONS and last is not None and last.files == files

@@ -1,9 +1,11 @@
 """One sandbox's memory, kept: snapshots when its state changes, on a schedule, on demand and
 after every stop; their copy to the bucket; and restores.
 
-- **Change**: the state directory is watched (inotify, through watchfiles); a snapshot is
-  taken once it has been quiet for ``memory.debounce`` seconds, or after ``max_delay`` while
-  changes go on, then pushed to the bucket at once.
+- **Change**: the state directory is watched (inotify, through watchfiles, in batches of at
+  most half a second); a snapshot is taken once it has been quiet for ``memory.debounce``
+  seconds, or after ``max_delay`` while changes go on, then pushed to the bucket at once. The
+  same batches keep the listing of the files now up to date (listing.py), so a request for it
+  does not walk the directory.
 - **Stop**: the sandbox manager calls ``after_stop`` once the container has stopped, before a
   restart, rebuild or destroy goes on; the operation waits for the snapshot (at most
   ``stop_timeout``), which is local and so does not need the bucket.
@@ -32,7 +34,7 @@ from typing import Any
 from moltconsole_backend.memory.browse import under
 from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded, sqlite_image
 from moltconsole_backend.memory.capture import _is_sqlite as is_sqlite
-from moltconsole_backend.memory.capture import _walk as walk
+from moltconsole_backend.memory.listing import StateListing
 from moltconsole_backend.memory.moltworker import (
     ImportReport,
     MoltworkerBucket,
@@ -56,6 +58,11 @@ from moltconsole_shared.wire.events import EventLevel
 
 log = logging.getLogger(__name__)
 PUSH_BACKOFF_MAX = 10.0  # a bucket that is back is noticed within this
+# The watcher hands over a batch once the directory has been quiet this long, or at the latest
+# after WATCH_BATCH_MS while changes go on: the listing of the files now lags by no more.
+WATCH_STEP_MS = 50
+WATCH_BATCH_MS = 500
+WATCH_READY_MS = 1000  # the watcher answers at least this often, changes or not
 
 Notify = Callable[[str, EventLevel], None]  # (message, level) for the sandbox's event history
 
@@ -115,6 +122,10 @@ class MemoryKeeper:
         self.watching = False
         self.running: Running | None = None  # the long operation under way, for progress bars
         self._manifests: dict[str, Snapshot] = {}  # read once: a manifest never changes
+        self.listing = StateListing(state_dir, settings.excludes)
+        self._changes = asyncio.Event()  # set by the watcher, taken by the change snapshots
+        self._last_change = 0.0
+        self._watch_session: asyncio.Event | None = None  # set: the watcher starts over
 
     # --- life -------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,7 +134,7 @@ class MemoryKeeper:
         if self.last is not None:
             await asyncio.to_thread(self.capture.remember, self.last)
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._watch())]
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._snapshot_changes())]
         if self.settings.interval > 0:
             self._tasks.append(loop.create_task(self._schedule()))
         if self.replica is not None:
@@ -135,7 +146,7 @@ class MemoryKeeper:
     async def _first(self) -> None:
         """A state directory with files and no snapshot yet (memory just turned on, or a
         sandbox that ran before it was): keep it now, not at its first change."""
-        if await asyncio.to_thread(lambda: bool(self.files_now())):
+        if await asyncio.to_thread(lambda: bool(self.listing.files())):
             with contextlib.suppress(KeeperError):
                 await self.backup("first")
 
@@ -163,6 +174,10 @@ class MemoryKeeper:
     async def backup(self, reason: str) -> CaptureReport:
         """Take a snapshot now (then push it)."""
         async with self._lock:
+            if reason == "manual":
+                # Asked for by a person, who may have written a file a moment ago: the listing
+                # is walked again rather than wait for the watcher's batch.
+                self.listing.forget()
             return await self._backup(reason)
 
     async def _backup(self, reason: str) -> CaptureReport:
@@ -229,6 +244,7 @@ class MemoryKeeper:
         return not excluded(rel, self.settings.excludes)
 
     async def _watch(self) -> None:
+        """Hand each batch of changes to the listing, and tell the change snapshots."""
         import watchfiles
 
         while not self._stop.is_set():
@@ -237,19 +253,57 @@ class MemoryKeeper:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 2.0)
                 continue
+            session = self._watch_session = asyncio.Event()
             self.watching = True
+            ready = False
             try:
-                async for _changes in watchfiles.awatch(
-                    self.state_dir, watch_filter=self._interesting, stop_event=self._stop,
-                    debounce=int(self.settings.max_delay * 1000), step=int(self.settings.debounce * 1000),
-                    recursive=True, ignore_permission_denied=True,
+                async for changes in watchfiles.awatch(
+                    self.state_dir, watch_filter=self._interesting, stop_event=_AnyOf(self._stop, session),
+                    debounce=WATCH_BATCH_MS, step=WATCH_STEP_MS, rust_timeout=WATCH_READY_MS,
+                    yield_on_timeout=True, recursive=True, ignore_permission_denied=True,
                 ):
-                    with contextlib.suppress(KeeperError):
-                        await self.backup("change")
+                    if not ready:
+                        # The first answer means inotify is on: from here no change is missed,
+                        # so a listing walked now can be kept (and is, before anyone asks).
+                        ready = True
+                        self.listing.watched(True)
+                        await asyncio.to_thread(self.listing.files)
+                    if not changes:
+                        continue
+                    await asyncio.to_thread(self.listing.changed, [path for _, path in changes])
+                    self._last_change = time.monotonic()
+                    self._changes.set()
             except (FileNotFoundError, RuntimeError, OSError) as exc:  # the directory went away
                 log.info("memory watch on %s ended: %s", self.state_dir, exc)
             finally:
                 self.watching = False
+                self.listing.watched(False)
+
+    def _watch_again(self) -> None:
+        """The state directory was swapped (a whole restore): watch the new one."""
+        if self._watch_session is not None:
+            self._watch_session.set()
+
+    async def _snapshot_changes(self) -> None:
+        """A snapshot once the changes have been quiet for ``debounce``, or ``max_delay`` after
+        the first of them while they go on."""
+        while not self._stop.is_set():
+            await self._changes.wait()
+            first = time.monotonic()
+            while True:
+                self._changes.clear()
+                deadline = min(self._last_change + self.settings.debounce, first + self.settings.max_delay)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(self._changes.wait(), left)
+                except TimeoutError:
+                    break
+            if self._stop.is_set():
+                return
+            with contextlib.suppress(KeeperError):
+                await self.backup("change")
 
     async def _schedule(self) -> None:
         while not self._stop.is_set():
@@ -320,10 +374,9 @@ class MemoryKeeper:
         return snap
 
     def files_now(self) -> list[tuple[str, os.stat_result]]:
-        """(path, lstat) of each file the next snapshot would keep, by path (call in a thread)."""
-        if not self.state_dir.is_dir():
-            return []
-        return sorted(walk(self.state_dir, self.settings.excludes))
+        """(path, lstat) of each file the next snapshot would keep, by path (call in a thread):
+        the listing kept from the watcher's changes, walked only when it is not kept."""
+        return self.listing.files()
 
     async def read(self, path: str, snapshot_id: str | None = None) -> bytes:
         """A file as it is now (a live SQLite database as a consistent copy), or as it was in a
@@ -372,10 +425,12 @@ class MemoryKeeper:
                         restore_files, self.repo, chosen, self.state_dir, running.progress
                     )
                 except (UnsafePath, StoreError, OSError) as exc:
+                    self.listing.forget()
                     raise KeeperError(
                         f"restoring {path} of sandbox {self.name} failed part way: {exc}. What was "
                         f"there before is in the safety snapshot {safety.id}."
                     ) from None
+            self.listing.forget()
             return safety, chosen
 
     async def restore_all(self, snapshot_id: str) -> Snapshot | None:
@@ -396,6 +451,9 @@ class MemoryKeeper:
                     f"restoring sandbox {self.name} to {snapshot_id} failed, its state directory is "
                     f"as it was: {exc}"
                 ) from None
+            finally:
+                self.listing.forget()
+            self._watch_again()  # the watcher may be watching the directory that was swapped out
             if previous is not None:
                 await asyncio.to_thread(shutil.rmtree, previous, True)  # the safety snapshot has it
             await asyncio.to_thread(self.capture.remember, snap)
@@ -420,6 +478,8 @@ class MemoryKeeper:
                 await asyncio.to_thread(write_file, self.state_dir, entry, content)
             except (UnsafePath, OSError) as exc:
                 raise KeeperError(f"cannot write {path}: {exc}") from None
+            finally:
+                self.listing.forget()
             return before
 
     async def verify(self, sample: float | None = None) -> VerifyReport:
@@ -494,3 +554,16 @@ def _entry(snapshot: Snapshot, path: str) -> FileEntry:
         f"{path} is not in snapshot {snapshot.id}; 'moltconsole memory log {path}' lists the "
         "snapshots that have it"
     )
+
+
+class _AnyOf:
+    """Set when either event is (the stop event watchfiles polls); setting it sets the second."""
+
+    def __init__(self, first: asyncio.Event, second: asyncio.Event) -> None:
+        self._first, self._second = first, second
+
+    def is_set(self) -> bool:
+        return self._first.is_set() or self._second.is_set()
+
+    def set(self) -> None:
+        self._second.set()

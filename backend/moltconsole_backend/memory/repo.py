@@ -4,24 +4,40 @@ The format (documented in the README so a user can read a bucket without moltcon
 
     config.json                          what the repository is: format, version, id, and
                                          (when encrypted) the key derivation and a key check
-    blobs/<2 hex>/<64 hex>               one file's content, zlib-compressed; the name is the
-                                         SHA-256 of the content (HMAC-SHA256 under the key when
-                                         encrypted, so names reveal nothing)
+    packs/<2 hex>/<64 hex>               stored blobs one after another (each one compressed
+                                         alone, and sealed alone when encrypted); the name is
+                                         the SHA-256 of the pack's bytes
+    index/<64 hex>                       which blobs each pack of one backup holds, and where:
+                                         {"packs": [{"pack": name, "blobs": [[blob, offset,
+                                         length], ...]}]}, zlib-compressed JSON (sealed when
+                                         encrypted); the name is the SHA-256 of its bytes
+    blobs/<2 hex>/<64 hex>               one blob alone (format 1 wrote every blob so; an
+                                         import from a Moltworker bucket still does)
     snapshots/<sandbox>/<snapshot id>.json   one snapshot: every file's path, blob, size, mode
-                                         and mtime; plain JSON (encrypted when encryption is on)
+                                         and mtime, and for a file over 1 MiB its chunks; plain
+                                         JSON (sealed when encryption is on)
+
+A blob is a piece of content named by its SHA-256 (HMAC-SHA256 under the key when encrypted,
+so names reveal nothing). A file up to 1 MiB is one blob; a larger one is cut into 1 MiB
+chunks, each a blob, listed in order in its manifest entry, while the entry's ``blob`` stays
+the name of the whole content. Fixed-size chunks suit what an agent's state holds: SQLite
+rewrites pages in place and JSONL transcripts grow at the end, so a one-row change to a 50 MB
+database stores a few chunks, not 50 MB again. Small blobs are packed (about 8 MiB a pack)
+so that a restore or a first push is a few large requests, not one per file.
 
 A snapshot id is its UTC time and a random suffix (``20261203T103000123Z-1a2b3c``), so ids
-sort by time. Blobs are written before the manifest that names them, and a blob is never
-rewritten: a crash at any point leaves, at worst, blobs no manifest names (prune removes
-them), never a manifest that names a missing blob. An unchanged file is never uploaded again,
+sort by time. A backup writes its packs, then their index, then its manifest, and nothing is
+ever rewritten: a crash at any point leaves, at worst, packs no manifest needs (prune removes
+them), never a manifest that names a missing blob. A blob is known to other backups only once
+its index is written. An unchanged file is never uploaded again,
 and identical files are stored once.
 
 Prune against backups (one backend per repository): a blob that a backup finds already stored
 is not written again, so a prune that saw no manifest naming it could delete it just before
 the backup's manifest names it. Every writer (a snapshot, a copy to the bucket) holds the
 repository ``shared()`` from its first blob to its manifest; forget and prune hold it
-``exclusive()`` while they delete, and prune takes the names it deleted out of the
-known-blob cache (so the next backup writes them again). That lock lives in this process: one
+``exclusive()`` while they delete, and prune drops the cached catalog of stored blobs (so
+the next backup lists it again and writes what is gone). That lock lives in this process: one
 backend per repository means no other process (a second backend, another server, a tool run
 by hand) writes to the same directory or bucket prefix while this one prunes; the bucket is a
 copy of this backend's repository, never shared by two.
@@ -30,6 +46,10 @@ Encryption (optional): AES-256-GCM from the ``cryptography`` package. The key is
 the user's passphrase with scrypt (its salt in config.json); a blob or manifest is a 12-byte
 nonce followed by the ciphertext and its tag. The passphrase lives in the backend's config or
 environment only, never in the sandbox or the bucket.
+
+Format 1 (every blob alone under ``blobs/``, no chunks) is read as it is; opening it for
+writing marks it format 2, since a moltconsole that reads format 1 alone would not find
+packed blobs.
 """
 
 from __future__ import annotations
@@ -45,7 +65,8 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,10 +74,15 @@ from typing import Any
 from moltconsole_backend.memory.store import LocalFirst, ObjectMissing, ObjectStore, check_key
 
 FORMAT = "moltconsole-memory"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 CONFIG_KEY = "config.json"
 BLOBS = "blobs"
+PACKS = "packs"
+INDEX = "index"
 SNAPSHOTS = "snapshots"
+CHUNK_SIZE = 1024 * 1024  # a file larger than this is stored in chunks of this size
+PACK_SIZE = 8 * 1024 * 1024  # a pack is written once its blobs reach this many stored bytes
 # zlib level 1: twice as fast as 3 on a 50 MB database image for 3% more bytes (measured).
 COMPRESS_LEVEL = 1
 SNAPSHOT_ID = _ID = re.compile(r"\d{8}T\d{9}Z-[0-9a-f]{6}")
@@ -75,14 +101,21 @@ class CorruptObject(RepositoryError):
 
 @dataclass(frozen=True)
 class FileEntry:
-    """One file of a snapshot: its path under the state directory ('/'-separated), its blob,
-    size in bytes, permission bits and modification time (ns)."""
+    """One file of a snapshot: its path under the state directory ('/'-separated), the name
+    of its content, size in bytes, permission bits and modification time (ns); for a file
+    stored in chunks, the chunks' blob names in order (``blob`` names the whole content)."""
 
     path: str
     blob: str
     size: int
     mode: int = 0o600
     mtime_ns: int = 0
+    chunks: tuple[str, ...] = ()
+
+    @property
+    def blobs(self) -> tuple[str, ...]:
+        """The blobs that hold this file's content, in order."""
+        return self.chunks or (self.blob,)
 
 
 @dataclass(frozen=True)
@@ -108,12 +141,16 @@ class Snapshot:
 
     def to_json(self) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies every entry (0.1 s for 10,000 files).
+        files = []
+        for f in self.files:
+            item: dict[str, Any] = {"path": f.path, "blob": f.blob, "size": f.size, "mode": f.mode,
+                                    "mtime_ns": f.mtime_ns}
+            if f.chunks:
+                item["chunks"] = list(f.chunks)
+            files.append(item)
         return {
             "id": self.id, "sandbox": self.sandbox, "time": self.time, "reason": self.reason,
-            "files": [
-                {"path": f.path, "blob": f.blob, "size": f.size, "mode": f.mode, "mtime_ns": f.mtime_ns}
-                for f in self.files
-            ],
+            "files": files,
             "parent": self.parent, "host": self.host, "version": VERSION,
         }
 
@@ -121,7 +158,11 @@ class Snapshot:
     def from_json(cls, data: Any, where: str) -> Snapshot:
         """A manifest read back, checked (it may come from a bucket anyone could write)."""
         try:
-            files = [FileEntry(**entry) for entry in data["files"]]
+            files = [
+                FileEntry(**entry) if "chunks" not in entry
+                else FileEntry(**{**entry, "chunks": tuple(entry["chunks"])})
+                for entry in data["files"]
+            ]
             snap = cls(
                 id=str(data["id"]), sandbox=str(data["sandbox"]), time=float(data["time"]),
                 reason=str(data["reason"]), files=files, parent=data.get("parent"),
@@ -132,6 +173,9 @@ class Snapshot:
         for entry in files:
             if not _BLOB.fullmatch(str(entry.blob)) or not isinstance(entry.size, int):
                 raise CorruptObject(f"{where} names a blob that is not one: {entry.blob!r}")
+            for chunk in entry.chunks:
+                if not isinstance(chunk, str) or not _BLOB.fullmatch(chunk):
+                    raise CorruptObject(f"{where} names a chunk that is not a blob: {chunk!r}")
         return snap
 
 
@@ -155,6 +199,34 @@ def list_every_copy(store: ObjectStore, prefix: str) -> Iterator[str]:
     for key in list_every_copy(store.remote, prefix):
         if key not in seen:
             yield key
+
+
+PackContents = list[tuple[str, int, int]]  # (blob, offset, length) in one pack
+
+
+@dataclass(frozen=True)
+class Where:
+    """Where a blob is stored: the object's key, and the blob's bytes in it (the whole object
+    when ``length`` is None)."""
+
+    key: str
+    offset: int = 0
+    length: int | None = None
+
+
+@dataclass
+class Catalog:
+    """What the store holds, from its listing and its indexes: one place for each stored blob,
+    the blobs of each pack (of the packs that exist), the packs each index lists, the packs no
+    index lists (a backup cut short before its index), the blobs stored alone, and the indexes
+    that cannot be read (their packs' blobs are unknown: a prune must not run)."""
+
+    where: dict[str, Where] = field(default_factory=dict)
+    packs: dict[str, PackContents] = field(default_factory=dict)
+    indexes: dict[str, set[str]] = field(default_factory=dict)
+    orphans: set[str] = field(default_factory=set)
+    loose: set[str] = field(default_factory=set)
+    bad_indexes: list[BadManifest] = field(default_factory=list)
 
 
 def blob_names(keys: Iterable[str]) -> set[str]:
@@ -222,6 +294,97 @@ def blob_key(blob: str) -> str:
     return f"{BLOBS}/{blob[:2]}/{blob}"
 
 
+def pack_key(name: str) -> str:
+    return f"{PACKS}/{name[:2]}/{name}"
+
+
+def index_key(name: str) -> str:
+    return f"{INDEX}/{name}"
+
+
+def _named_keys(keys: Iterable[str], key_of: Callable[[str], str]) -> set[str]:
+    """The keys among ``keys`` that are ``key_of`` a SHA-256 name (others passed over)."""
+    found = set()
+    for key in keys:
+        name = key.rsplit("/", 1)[-1]
+        if _BLOB.fullmatch(name) and key == key_of(name):
+            found.add(key)
+    return found
+
+
+class PackWriter:
+    """The new blobs of one backup, packed. ``add`` stores content unless the repository (or
+    this writer) has it already, and writes a pack whenever ``PACK_SIZE`` stored bytes are
+    waiting; ``finish`` writes the last pack and then one index of all of them: only then are
+    the blobs known to other backups (a backup cut short leaves packs no index names, which
+    nothing uses and prune removes). Thread-safe."""
+
+    def __init__(self, repo: Repository, put: Callable[[str, bytes], None] | None = None) -> None:
+        self.repo = repo
+        self._put = put or repo.store.put
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[str, bytes]] = []
+        self._waiting_bytes = 0
+        self._mine: set[str] = set()
+        self._packs: list[tuple[str, PackContents]] = []
+        self.new_blobs = 0
+        self.stored_bytes = 0
+
+    def add(self, content: bytes | memoryview) -> str:
+        """Store ``content`` (unless stored already); its blob name."""
+        name = self.repo.blob_name(content)
+        if self.repo.has_blob(name):
+            return name
+        with self._lock:
+            if name in self._mine:
+                return name
+            self._mine.add(name)
+        return self._add_stored(name, self.repo.encode(content))
+
+    def add_stored(self, name: str, data: bytes) -> None:
+        """Pack blob ``name`` as stored already (compressed and sealed): a prune's repacking."""
+        with self._lock:
+            if name in self._mine:
+                return
+            self._mine.add(name)
+        self._add_stored(name, data)
+
+    def _add_stored(self, name: str, data: bytes) -> str:
+        with self._lock:
+            self._waiting.append((name, data))
+            self._waiting_bytes += len(data)
+            self.new_blobs += 1
+            self.stored_bytes += len(data)
+            if self._waiting_bytes < PACK_SIZE:
+                return name
+            batch, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        self._write_pack(batch)
+        return name
+
+    def _write_pack(self, batch: list[tuple[str, bytes]]) -> None:
+        contents: PackContents = []
+        offset = 0
+        for name, data in batch:
+            contents.append((name, offset, len(data)))
+            offset += len(data)
+        body = b"".join(data for _, data in batch)
+        name = hashlib.sha256(body).hexdigest()
+        self._put(pack_key(name), body)
+        with self._lock:
+            self._packs.append((name, contents))
+
+    def finish(self) -> None:
+        """Write what waits, then the index of every pack written; the blobs are known after."""
+        with self._lock:
+            batch, self._waiting, self._waiting_bytes = self._waiting, [], 0
+        if batch:
+            self._write_pack(batch)
+        with self._lock:
+            packs, self._packs = self._packs, []
+        if packs:
+            self.repo.write_index(packs, self._put)
+
+
 class _Cipher:
     """AES-256-GCM with keys derived from a passphrase (scrypt, then one key per purpose)."""
 
@@ -254,7 +417,7 @@ class Repository:
         self.store = store
         self._passphrase = passphrase or None
         self._cipher: _Cipher | None = None
-        self._known: set[str] | None = None  # blob names in the store, listed once
+        self._catalog: Catalog | None = None  # what the store holds, listed once, then kept
         self._lock = threading.Lock()
         self.access = _SharedOrExclusive()
         self._on_deleted: list[Callable[[], None]] = []
@@ -282,13 +445,16 @@ class Repository:
                 f"{self.store.where} holds something other than a moltconsole memory repository; "
                 "point memory.repository at an empty place or one moltconsole made"
             )
-        if config.get("version") != VERSION:
+        if config.get("version") not in READABLE_VERSIONS:
             raise RepositoryError(
                 f"the repository at {self.store.where} is format version {config.get('version')}; "
-                f"this moltconsole reads version {VERSION}. Upgrade moltconsole."
+                f"this moltconsole reads versions {', '.join(map(str, READABLE_VERSIONS))}. "
+                "Upgrade moltconsole."
             )
         self.id = str(config.get("id", ""))
         self._setup_cipher(config.get("encryption"))
+        if config["version"] != VERSION:  # packs will be written: an older reader must refuse it
+            self.store.put(CONFIG_KEY, json.dumps({**config, "version": VERSION}, indent=2).encode() + b"\n")
         return self
 
     def _create(self) -> None:
@@ -356,70 +522,160 @@ class Repository:
         return self.access.exclusive()
 
     def on_blobs_deleted(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` after a prune deleted blobs (a cache of what the bucket holds
+        """Call ``callback`` after a prune deleted objects (a cache of what the bucket holds
         must be listed again); it runs while the prune holds ``exclusive()``."""
         self._on_deleted.append(callback)
 
-    def blobs_deleted(self, names: Iterable[str]) -> None:
-        """A prune deleted ``names``: they are no longer known (a backup that needs one writes
-        it again), and the callbacks are told."""
+    def objects_deleted(self) -> None:
+        """A prune deleted packs, indexes or blobs: the catalog is listed again next time (a
+        backup that needs a blob that is gone writes it again), and the callbacks are told."""
         with self._lock:
-            if self._known is not None:
-                self._known.difference_update(names)
+            self._catalog = None
         for callback in self._on_deleted:
             callback()
 
     # --- blobs ------------------------------------------------------------------------------
-    def blob_name(self, content: bytes) -> str:
+    def blob_name(self, content: bytes | memoryview) -> str:
         """The name ``content`` has in this repository."""
         if self._cipher is not None:
             return hmac.new(self._cipher.mac_key, content, hashlib.sha256).hexdigest()
         return hashlib.sha256(content).hexdigest()
 
-    def known_blobs(self) -> set[str]:
-        """The blob names in the store (listed once, then kept up to date by this process)."""
+    def catalog(self, *, every_copy: bool = False) -> Catalog:
+        """What the store holds (listed once, then kept up to date by this process); with
+        ``every_copy``, listed now from every copy (an unreachable bucket raises)."""
+        if every_copy:
+            return self._list_catalog(lambda prefix: list_every_copy(self.store, prefix))
         with self._lock:
-            if self._known is None:
-                self._known = blob_names(self.store.list(BLOBS + "/"))
-            return self._known
+            if self._catalog is None:
+                self._catalog = self._list_catalog(self.store.list)
+            return self._catalog
+
+    def _list_catalog(self, listing: Callable[[str], Iterable[str]]) -> Catalog:
+        found = Catalog(loose=blob_names(listing(BLOBS + "/")))
+        packs = _named_keys(listing(PACKS + "/"), pack_key)
+        indexes = sorted(_named_keys(listing(INDEX + "/"), index_key))
+        for name in found.loose:
+            found.where[name] = Where(blob_key(name))
+        listed: set[str] = set()
+        with ThreadPoolExecutor(8, thread_name_prefix="mc-index") as pool:
+            for key, read in zip(indexes, pool.map(self._try_index, indexes), strict=True):
+                if isinstance(read, BadManifest):
+                    found.bad_indexes.append(read)
+                    continue
+                if read is None:
+                    continue  # pruned since the listing
+                found.indexes[key] = set()
+                for pack, contents in read:
+                    packed = pack_key(pack)
+                    found.indexes[key].add(packed)
+                    if packed not in packs:
+                        continue  # pruned, or not copied here (yet)
+                    listed.add(packed)
+                    found.packs[packed] = contents
+                    for blob, offset, length in contents:
+                        found.where.setdefault(blob, Where(packed, offset, length))
+        found.orphans = packs - listed
+        return found
+
+    def _try_index(self, key: str) -> list[tuple[str, PackContents]] | BadManifest | None:
+        try:
+            return self.read_index(key)
+        except ObjectMissing:
+            return None
+        except CorruptObject as exc:
+            return BadManifest(key, str(exc))
+
+    def read_index(self, key: str) -> list[tuple[str, PackContents]]:
+        """The packs one index lists, and where each blob is in them; checked."""
+        data = self.store.get(key)
+        if hashlib.sha256(data).hexdigest() != key.rsplit("/", 1)[-1]:
+            raise CorruptObject(f"{key} does not match its name: it is damaged")
+        try:
+            parsed = json.loads(zlib.decompress(self._cipher.open(data) if self._cipher else data))
+            packs = []
+            for item in parsed["packs"]:
+                pack = str(item["pack"])
+                contents = [(str(b), int(o), int(n)) for b, o, n in item["blobs"]]
+                if not _BLOB.fullmatch(pack) or any(
+                    not _BLOB.fullmatch(b) or o < 0 or n <= 0 for b, o, n in contents
+                ):
+                    raise ValueError("a name or a place that is not one")
+                packs.append((pack, contents))
+        except CorruptObject:
+            raise
+        except (zlib.error, ValueError, KeyError, TypeError) as exc:
+            raise CorruptObject(f"{key} is not an index ({exc})") from None
+        return packs
+
+    def write_index(
+        self, packs: list[tuple[str, PackContents]], put: Callable[[str, bytes], None] | None = None,
+    ) -> str:
+        """Write the index of ``packs`` (after the packs themselves) and add them to the
+        catalog; its key."""
+        body = json.dumps(
+            {"packs": [{"pack": name, "blobs": [list(c) for c in contents]} for name, contents in packs]},
+            separators=(",", ":"),
+        ).encode()
+        data = zlib.compress(body, COMPRESS_LEVEL)
+        if self._cipher is not None:
+            data = self._cipher.seal(data)
+        key = index_key(hashlib.sha256(data).hexdigest())
+        (put or self.store.put)(key, data)
+        with self._lock:
+            if self._catalog is not None:
+                self._catalog.indexes[key] = {pack_key(name) for name, _ in packs}
+                for name, contents in packs:
+                    self._catalog.packs[pack_key(name)] = contents
+                    for blob, offset, length in contents:
+                        self._catalog.where.setdefault(blob, Where(pack_key(name), offset, length))
+        return key
 
     def has_blob(self, name: str) -> bool:
         """Whether blob ``name`` is in the store, as far as this process knows."""
-        known = self.known_blobs()
+        catalog = self.catalog()
         with self._lock:
-            return name in known
+            return name in catalog.where
 
-    def forget_known(self) -> None:
-        """List the store's blobs again next time (another process may have changed it)."""
+    def has_blobs(self, names: Iterable[str]) -> bool:
+        """Whether every one of ``names`` is in the store, as far as this process knows."""
+        catalog = self.catalog()
         with self._lock:
-            self._known = None
+            return all(name in catalog.where for name in names)
+
+    def where(self, name: str) -> Where:
+        """Where blob ``name`` is stored (alone under ``blobs/`` if the catalog does not say)."""
+        catalog = self.catalog()
+        with self._lock:
+            return catalog.where.get(name) or Where(blob_key(name))
+
+    def forget_catalog(self) -> None:
+        """List the store again next time (another process may have changed it)."""
+        with self._lock:
+            self._catalog = None
+
+    def packer(self, put: Callable[[str, bytes], None] | None = None) -> PackWriter:
+        """A writer of one backup's new blobs (see PackWriter); ``put`` writes its objects
+        (the store's own by default)."""
+        return PackWriter(self, put)
 
     def put_blob(self, content: bytes) -> tuple[str, int]:
-        """Store ``content`` unless it is there already; its name, and the bytes written (0 if
-        it was there)."""
+        """Store ``content`` alone (not packed) unless it is there already; its name, and the
+        bytes written (0 if it was there)."""
         name = self.blob_name(content)
-        known = self.known_blobs()
-        if name in known:
+        if self.has_blob(name):
             return name, 0
         data = self.encode(content)
         self.store.put(blob_key(name), data)
+        catalog = self.catalog()
         with self._lock:
-            known.add(name)
+            catalog.loose.add(name)
+            catalog.where.setdefault(name, Where(blob_key(name)))
         return name, len(data)
 
-    def encode(self, content: bytes) -> bytes:
+    def encode(self, content: bytes | memoryview) -> bytes:
         data = zlib.compress(content, COMPRESS_LEVEL)
         return self._cipher.seal(data) if self._cipher is not None else data
-
-    def get_blob(self, name: str) -> bytes:
-        """The content of blob ``name``, checked against its name."""
-        if not _BLOB.fullmatch(name):
-            raise CorruptObject(f"{name!r} is not a blob name")
-        return self.decode(name, self.store.get(blob_key(name)))
-
-    def read_file(self, entry: FileEntry) -> bytes:
-        """The content of a snapshot's file."""
-        return self.get_blob(entry.blob)
 
     def decode(self, name: str, data: bytes) -> bytes:
         """A blob's stored bytes back to its content, checked against ``name``."""
@@ -431,6 +687,89 @@ class Repository:
             raise CorruptObject(f"blob {name} cannot be decompressed: it is damaged") from None
         if self.blob_name(content) != name:
             raise CorruptObject(f"blob {name} does not match its name: it is damaged")
+        return content
+
+    def get_blob(self, name: str) -> bytes:
+        """The content of blob ``name``, checked against its name."""
+        if not _BLOB.fullmatch(name):
+            raise CorruptObject(f"{name!r} is not a blob name")
+        place = self.where(name)
+        try:
+            return self.fetch(place.key, [(name, place)])[name]
+        except ObjectMissing:
+            self.forget_catalog()  # moved by someone else, or this process's listing is old
+            again = self.where(name)
+            if again == place:
+                raise
+            return self.fetch(again.key, [(name, again)])[name]
+
+    def fetch(self, key: str, blobs: Sequence[tuple[str, Where]]) -> dict[str, bytes]:
+        """The content of ``blobs``, all in the object ``key``, read with one request (the span
+        from the first to the last of them); CorruptObject for the first that is damaged."""
+        found, _ = self.fetch_checked(key, blobs)
+        for value in found.values():
+            if isinstance(value, CorruptObject):
+                raise value
+        return found  # type: ignore[return-value]
+
+    def fetch_checked(
+        self, key: str, blobs: Sequence[tuple[str, Where]],
+    ) -> tuple[dict[str, bytes | CorruptObject], int]:
+        """Like ``fetch``, with each damaged blob's error in place of its content, and the
+        bytes read (verify)."""
+        found: dict[str, bytes | CorruptObject] = {}
+        data, pieces = self._read_spans(key, blobs)
+        for name, piece in pieces:
+            if isinstance(piece, CorruptObject):
+                found[name] = piece
+                continue
+            try:
+                found[name] = self.decode(name, piece)
+            except CorruptObject as exc:
+                found[name] = exc
+        return found, len(data)
+
+    def fetch_stored(self, key: str, blobs: Sequence[tuple[str, Where]]) -> dict[str, bytes]:
+        """The stored bytes (compressed, sealed) of ``blobs`` in the object ``key``, each checked
+        to decode to its name (CorruptObject if not): a prune carries them to a new pack."""
+        _, pieces = self._read_spans(key, blobs)
+        found = {}
+        for name, piece in pieces:
+            if isinstance(piece, CorruptObject):
+                raise piece
+            self.decode(name, piece)
+            found[name] = piece
+        return found
+
+    def _read_spans(
+        self, key: str, blobs: Sequence[tuple[str, Where]],
+    ) -> tuple[bytes, list[tuple[str, bytes | CorruptObject]]]:
+        if len(blobs) == 1 and blobs[0][1].length is None:
+            data = self.store.get(key)
+            return data, [(blobs[0][0], data)]
+        start = min(place.offset for _, place in blobs)
+        end = max(place.offset + (place.length or 0) for _, place in blobs)
+        data = self.store.get_range(key, start, end - start)
+        pieces: list[tuple[str, bytes | CorruptObject]] = []
+        for name, place in blobs:
+            piece = data[place.offset - start:place.offset - start + (place.length or 0)]
+            if len(piece) != place.length:
+                pieces.append((name, CorruptObject(f"blob {name} is cut short in {key}: it is damaged")))
+            else:
+                pieces.append((name, piece))
+        return data, pieces
+
+    def read_file(self, entry: FileEntry) -> bytes:
+        """The content of a snapshot's file (its chunks joined and checked)."""
+        if not entry.chunks:
+            return self.get_blob(entry.blob)
+        return self.join(entry, [self.get_blob(chunk) for chunk in entry.chunks])
+
+    def join(self, entry: FileEntry, chunks: Sequence[bytes]) -> bytes:
+        """A chunked file's content from its chunks, checked against the file's name."""
+        content = b"".join(chunks)
+        if self.blob_name(content) != entry.blob:
+            raise CorruptObject(f"the chunks of {entry.path} do not make its content: a damaged manifest")
         return content
 
     # --- snapshots --------------------------------------------------------------------------

@@ -15,21 +15,21 @@ half-restored. The caller takes a safety snapshot first and stops the sandbox ar
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import shutil
 import stat
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
+from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot, Where
 
 Progress = Callable[[int, int], None]  # bytes done, bytes in all
 FETCHERS = 16
-FETCH_AHEAD = 64  # blobs asked for before their files are written (memory stays bounded)
+FETCH_AHEAD = 64  # objects asked for before their files are written
+AHEAD_BYTES = 64 * 1024 * 1024  # and at most about this many stored bytes (memory stays bounded)
+GUESS_BYTES = 64 * 1024  # a blob stored alone counts as this much (its size is not listed)
 
 
 class UnsafePath(Exception):
@@ -103,36 +103,76 @@ def restore_files(
     *, sync: bool = True,
 ) -> int:
     """Put ``entries`` back under ``root``; the bytes written. ``sync`` False: ``root`` is a
-    staging directory of the backend's own, synced once by the caller. Blobs are fetched by
-    ``FETCHERS`` threads (a bucket answers each GET in milliseconds to tens of them), at most
-    ``FETCH_AHEAD`` ahead of the files written, in order."""
+    staging directory of the backend's own, synced once by the caller.
+
+    The blobs are read one object at a time (a pack's span of needed blobs in one request),
+    by ``FETCHERS`` threads that also decompress and check them, in the order the files need
+    them and at most ``AHEAD_BYTES`` ahead of the files written; each blob is let go once the
+    last file that needs it is written."""
     for entry in entries:
         safe_parts(entry.path)  # before any read of the bucket
     total = sum(e.size for e in entries)
-    done = 0
+    uses: dict[str, int] = {}
+    groups: dict[str, list[tuple[str, Where]]] = {}  # object key -> its blobs to read
+    unit_of: dict[str, int] = {}  # blob -> its object's place in ``order``
+    order: list[str] = []
+    places: dict[str, int] = {}
+    for entry in entries:
+        for blob in entry.blobs:
+            uses[blob] = uses.get(blob, 0) + 1
+            if blob in unit_of:
+                continue
+            place = repo.where(blob)
+            if place.key not in groups:
+                groups[place.key] = []
+                places[place.key] = len(order)
+                order.append(place.key)
+            groups[place.key].append((blob, place))
+            unit_of[blob] = places[place.key]
     # Into a private staging directory the agent cannot reach, a directory checked once stays
     # checked; into the live state directory every file checks its way down again.
     checked: set[Path] | None = None if sync else set()
+    have: dict[str, bytes] = {}
+    done = 0
     with ThreadPoolExecutor(FETCHERS, thread_name_prefix="mc-restore") as pool:
-        pending: deque[tuple[FileEntry, Future[bytes]]] = deque()
-        queue = iter(entries)
-        for entry in itertools.islice(queue, FETCH_AHEAD):
-            pending.append((entry, pool.submit(repo.get_blob, entry.blob)))
-        while pending:
-            entry, fetched = pending.popleft()
-            following = next(queue, None)
-            if following is not None:
-                pending.append((following, pool.submit(repo.get_blob, following.blob)))
-            try:
-                content = fetched.result()
-            except BaseException:
-                for _, other in pending:
-                    other.cancel()
-                raise
-            write_file(root, entry, content, sync=sync, checked=checked)
-            done += entry.size
-            if progress is not None:
-                progress(done, total)
+        inflight: dict[int, tuple[Future[dict[str, bytes]], int]] = {}
+        submitted = 0
+        ahead = 0
+
+        def fill(needed: int) -> None:
+            nonlocal submitted, ahead
+            while submitted < len(order) and (
+                submitted <= needed or (ahead < AHEAD_BYTES and len(inflight) < FETCH_AHEAD)
+            ):
+                key = order[submitted]
+                size = sum(place.length or GUESS_BYTES for _, place in groups[key])
+                inflight[submitted] = (pool.submit(repo.fetch, key, groups[key]), size)
+                ahead += size
+                submitted += 1
+
+        try:
+            for entry in entries:
+                units = sorted({unit_of[blob] for blob in entry.blobs})
+                fill(units[-1])
+                for unit in units:
+                    if unit in inflight:
+                        fetched, size = inflight.pop(unit)
+                        have.update(fetched.result())
+                        ahead -= size
+                parts = [have[blob] for blob in entry.blobs]
+                content = repo.join(entry, parts) if entry.chunks else parts[0]
+                write_file(root, entry, content, sync=sync, checked=checked)
+                for blob in entry.blobs:
+                    uses[blob] -= 1
+                    if not uses[blob]:
+                        del have[blob]
+                done += entry.size
+                if progress is not None:
+                    progress(done, total)
+        except BaseException:
+            for fetched, _ in inflight.values():
+                fetched.cancel()
+            raise
     return done
 
 

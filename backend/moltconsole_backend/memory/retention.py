@@ -11,15 +11,18 @@ push it out). Other safety snapshots, and ``import`` snapshots, count like any o
 
 Forget removes manifests only; the blobs stay until a prune finds no manifest of any sandbox
 naming them. Prune reads every manifest while backups go on, then holds the repository
-exclusively (repo.py), reads the manifests written meanwhile, and deletes; a backup waits for
-it, and no blob a backup found stored is deleted under it. A manifest that cannot be read
-stops a prune before anything is deleted (what it names is unknown).
+exclusively (repo.py), reads the manifests written meanwhile, lists what is stored, and
+deletes; a backup waits for it, and no blob a backup found stored is deleted under it. A
+manifest or an index that cannot be read stops a prune before anything is deleted (what it
+names is unknown). A pack is deleted when none of its blobs is named (and so is a pack no
+index lists, left by a backup cut short); a pack some of whose blobs are still named is kept
+whole (no repacking), and an index goes once every pack it lists is gone.
 
 With a bucket behind the local repository, both copies are listed (an unreachable bucket
 stops forget and prune before anything is deleted) and a delete removes the bucket's copy
 first, then the local one: a bucket that goes away midway leaves only objects nothing needs
 (prune again when it is back), never a manifest whose blob is gone. The bytes a prune reports
-are the blobs' stored sizes on the local disk; a blob that is only in the bucket is counted
+are the packs' and blobs' stored sizes on the local disk; one only in the bucket is counted
 in ``unmeasured`` (measuring it would mean reading it).
 
 All of these block (storage calls): call them from a thread (``asyncio.to_thread``).
@@ -36,14 +39,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from moltconsole_backend.memory.repo import (
-    BLOBS,
     BadManifest,
+    Catalog,
+    CorruptObject,
     Repository,
     RepositoryError,
     Snapshot,
+    Where,
     blob_key,
-    blob_names,
-    list_every_copy,
 )
 from moltconsole_backend.memory.store import LocalFirst, LocalStore, ObjectStore, StoreError
 from moltconsole_backend.settings import MemorySettings
@@ -199,13 +202,87 @@ def _local_root(store: ObjectStore) -> Path | None:
     return None
 
 
-def _stored_size(root: Path | None, name: str) -> int | None:
+def _stored_size(root: Path | None, key: str) -> int | None:
     if root is None:
         return None
     try:
-        return os.stat(root.joinpath(*blob_key(name).split("/"))).st_size
+        return os.stat(root.joinpath(*key.split("/"))).st_size
     except OSError:
         return None
+
+
+REPACK_SHARE = 0.2  # a pack whose unneeded blobs are this share of its bytes is repacked
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a prune does: the packs to repack (their needed blobs carried to new packs), the
+    objects to delete (packs, blobs stored alone, then indexes), the blobs removed and kept,
+    and the stored bytes the repacked packs free."""
+
+    repack: dict[str, list[tuple[str, Where]]]
+    objects: list[str]
+    indexes: list[str]
+    removed: set[str]
+    kept: set[str]
+    repack_freed: int
+
+
+def _plan(catalog: Catalog, named: set[str]) -> _Plan:
+    unused_loose = catalog.loose - named
+    dead = {
+        pack for pack, contents in catalog.packs.items() if named.isdisjoint(b for b, _, _ in contents)
+    } | catalog.orphans
+    removed = set(unused_loose)
+    for pack in dead:
+        removed.update(b for b, _, _ in catalog.packs.get(pack, ()))
+    repack: dict[str, list[tuple[str, Where]]] = {}
+    freed = 0
+    for pack, contents in catalog.packs.items():
+        unneeded = sum(length for blob, _, length in contents if blob not in named)
+        if pack in dead or not unneeded or unneeded < REPACK_SHARE * sum(n for _, _, n in contents):
+            continue
+        repack[pack] = [(blob, Where(pack, offset, n)) for blob, offset, n in contents if blob in named]
+        removed.update(blob for blob, _, _ in contents if blob not in named)
+        freed += unneeded
+    kept = named & set(catalog.where)
+    removed -= kept  # a blob in a dead pack and a kept one too
+    gone = dead | set(repack)
+    indexes = sorted(
+        index for index, packs in catalog.indexes.items()
+        if all(pack in gone or pack not in catalog.packs for pack in packs)  # deleted, or gone already
+    )
+    objects = sorted(gone) + sorted(blob_key(name) for name in unused_loose)
+    return _Plan(repack, objects, indexes, removed, kept, freed)
+
+
+def _everywhere(store: ObjectStore) -> Callable[[str, bytes], None]:
+    """A put into every copy of the repository: a repacked pack must be in the bucket before
+    the pack it replaces is deleted from both."""
+    if not isinstance(store, LocalFirst):
+        return store.put
+
+    def put(key: str, data: bytes) -> None:
+        store.remote.put(key, data)
+        store.local.put(key, data)
+
+    return put
+
+
+def _repack(repo: Repository, plan: _Plan) -> None:
+    """Carry the needed blobs of the packs ``plan`` repacks into new packs, with their index,
+    written to every copy before anything is deleted."""
+    writer = repo.packer(_everywhere(repo.store))
+    for pack, blobs in plan.repack.items():
+        try:
+            for name, data in repo.fetch_stored(pack, blobs).items():
+                writer.add_stored(name, data)
+        except CorruptObject as exc:
+            raise RetentionError(
+                f"prune removed nothing: a blob a snapshot needs is damaged ({exc}). Run verify to "
+                "see what it hurts"
+            ) from None
+    writer.finish()
 
 
 def prune(
@@ -223,58 +300,68 @@ def prune(
     gone = {(snap.sandbox, snap.id) for snap in forgotten}
     try:
         ids = set(repo.snapshot_ids(every_copy=True)) - gone
-        stored = blob_names(list_every_copy(repo.store, BLOBS + "/"))
     except StoreError as exc:
         raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
-    total = len(ids) + len(stored)
+    total = len(ids) + 1
     tell(0, total)
     snapshots, bad = _read(repo, ids, lambda done: tell(done, total))
     with contextlib.nullcontext() if dry_run else repo.exclusive():
         try:
-            # Manifests written since the first listing (by backups that went on meanwhile).
+            # Manifests written since the first listing (by backups that went on meanwhile),
+            # and what is stored, listed now that no backup is between its packs and manifest.
             newer = set(repo.snapshot_ids(every_copy=True)) - ids - gone
+            catalog = repo.catalog(every_copy=True)
         except StoreError as exc:
             raise RetentionError(f"prune removed nothing: cannot list the repository: {exc}") from None
         more, more_bad = _read(repo, newer, None)
-        bad += more_bad
+        bad += more_bad + catalog.bad_indexes
         if bad:
             first = bad[0]
             raise RetentionError(
-                f"prune removed nothing: {len(bad)} manifest(s) cannot be read, so what they name is "
-                f"unknown ({first.key}: {first.reason}). Run verify to see them all; restore or "
-                "remove them before pruning"
+                f"prune removed nothing: {len(bad)} manifest(s) or index(es) cannot be read, so what "
+                f"they name is unknown ({first.key}: {first.reason}). Run verify to see them all; "
+                "restore or remove them before pruning"
             )
-        named = {entry.blob for snap in snapshots + more for entry in snap.files}
-        unused = sorted(stored - named)
-        kept = stored & named
+        named = {blob for snap in snapshots + more for entry in snap.files for blob in entry.blobs}
+        plan = _plan(catalog, named)
         root = _local_root(repo.store)
-        sizes = {name: _stored_size(root, name) for name in stored}
-        done = len(ids) + len(kept)
-        tell(done, total)
-        deleted: list[str] = []
+        doomed = plan.objects + plan.indexes
+        kept_objects = [key for key in catalog.packs if key not in set(plan.objects)] + list(plan.repack)
+        kept_objects += [blob_key(name) for name in catalog.loose & named]
+        sizes = {key: _stored_size(root, key) for key in doomed + kept_objects}
+        total = len(ids) + len(doomed) + 1
+        tell(len(ids) + 1, total)
+        deleted = 0
         try:
-            for name in [] if dry_run else unused:
+            if plan.repack and not dry_run:
                 try:
-                    repo.store.delete(blob_key(name))
+                    _repack(repo, plan)
                 except StoreError as exc:
                     raise RetentionError(
-                        f"prune removed {len(deleted)} of {len(unused)} unused blobs, then stopped: {exc}. "
+                        f"prune removed nothing: cannot write a repacked pack: {exc}"
+                    ) from None
+            for key in [] if dry_run else doomed:
+                try:
+                    repo.store.delete(key)
+                except StoreError as exc:
+                    raise RetentionError(
+                        f"prune removed {deleted} of {len(doomed)} unused objects, then stopped: {exc}. "
                         "Nothing a snapshot needs was removed; run prune again once the storage is reachable"
                     ) from None
-                deleted.append(name)
-                tell(done + len(deleted), total)
+                deleted += 1
+                tell(len(ids) + 1 + deleted, total)
         finally:
-            if deleted:
-                repo.blobs_deleted(deleted)
+            if deleted or (plan.repack and not dry_run):
+                repo.objects_deleted()
     if dry_run:
         tell(total, total)
     return PruneReport(
         dry_run=dry_run,
         manifests=len(snapshots) + len(more),
-        blobs_removed=len(unused),
-        bytes_removed=sum(sizes[name] or 0 for name in unused),
-        blobs_kept=len(kept),
-        bytes_kept=sum(sizes[name] or 0 for name in kept),
+        blobs_removed=len(plan.removed),
+        bytes_removed=sum(sizes[key] or 0 for key in doomed if key not in plan.repack) + plan.repack_freed,
+        blobs_kept=len(plan.kept),
+        bytes_kept=sum(sizes[key] or 0 for key in kept_objects) - plan.repack_freed,
         unmeasured=sum(1 for size in sizes.values() if size is None),
         seconds=time.monotonic() - started,
     )

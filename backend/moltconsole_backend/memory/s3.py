@@ -319,6 +319,19 @@ class S3Store:
             raise self._error(exc, "read", key) from None
         return body
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        full = self._full(key)
+        if length <= 0:
+            return b""
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=full, Range=f"bytes={start}-{start + length - 1}",
+            )
+            body: bytes = response["Body"].read()
+        except Exception as exc:
+            raise self._error(exc, "read", key) from None
+        return body
+
     def exists(self, key: str) -> bool:
         full = self._full(key)
         try:

@@ -54,6 +54,9 @@ class ObjectStore(Protocol):
     def get(self, key: str) -> bytes:
         """The object under ``key``; ObjectMissing if there is none."""
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object under ``key`` from ``start`` (fewer at its end)."""
+
     def exists(self, key: str) -> bool:
         """Whether there is an object under ``key``."""
 
@@ -89,6 +92,17 @@ class LocalStore:
         path = self._path(key)
         try:
             return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectMissing(f"{key} is not in {self.root}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(start)
+                return fh.read(length)
         except FileNotFoundError:
             raise ObjectMissing(f"{key} is not in {self.root}") from None
         except OSError as exc:
@@ -137,6 +151,12 @@ class LocalFirst:
             return self.local.get(key)
         except ObjectMissing:
             return self.remote.get(key)
+
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        try:
+            return self.local.get_range(key, start, length)
+        except ObjectMissing:
+            return self.remote.get_range(key, start, length)
 
     def exists(self, key: str) -> bool:
         return self.local.exists(key) or self.remote.exists(key)

@@ -1,5 +1,6 @@
 """Checking a memory repository, like ``restic check``: every manifest is read, every blob a
-manifest names must be in the store, and all blobs (or a random sample) are read back and
+manifest names must be in the store (every index must be readable, since it says where they
+are), and all blobs (or a random sample) are read back, a pack's chosen blobs in one read, and
 checked against their names (a blob's name is its content's hash, so damage cannot hide).
 
 The findings name what they hurt: each missing or damaged blob with the snapshots (sandbox,
@@ -25,13 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from moltconsole_backend.memory.repo import (
-    BLOBS,
     BadManifest,
     CorruptObject,
     Repository,
-    blob_key,
-    blob_names,
-    list_every_copy,
+    Where,
 )
 from moltconsole_backend.memory.store import LocalFirst, ObjectMissing
 
@@ -130,30 +128,43 @@ def verify(
     users: dict[str, list[tuple[SnapshotRef, str]]] = {}
     for snap in snapshots:
         for entry in snap.files:
-            users.setdefault(entry.blob, []).append((SnapshotRef(snap.sandbox, snap.id), entry.path))
-    stored = blob_names(list_every_copy(target.store, BLOBS + "/"))
-    missing = {name: "not in the repository" for name in users if name not in stored}
-    present = sorted(name for name in users if name in stored)
+            for blob in entry.blobs:
+                users.setdefault(blob, []).append((SnapshotRef(snap.sandbox, snap.id), entry.path))
+    catalog = target.catalog(every_copy=True)
+    bad = bad + catalog.bad_indexes
+    missing = {name: "not in the repository" for name in users if name not in catalog.where}
+    present = sorted(name for name in users if name in catalog.where)
     chosen = random.sample(present, how_many(sample, len(present)))
+    groups: dict[str, list[tuple[str, Where]]] = {}
+    for name in chosen:
+        place = catalog.where[name]
+        groups.setdefault(place.key, []).append((name, place))
     total = len(ids) + len(chosen)
     damaged: dict[str, str] = {}
     read = 0
-    for done, name in enumerate(chosen, len(ids) + 1):
+    done = len(ids)
+    for key, blobs in groups.items():
+        found: dict[str, bytes | Exception]
         try:
-            data = target.store.get(blob_key(name))
-            target.decode(name, data)
-            read += len(data)
+            checked, size = target.fetch_checked(key, blobs)
+            found = dict(checked)
+            read += size
         except ObjectMissing:
-            missing[name] = "not in the repository"
-        except CorruptObject as exc:
-            damaged[name] = str(exc)
+            found = {name: ObjectMissing(key) for name, _ in blobs}
+        for name, value in found.items():
+            if isinstance(value, ObjectMissing):
+                missing[name] = "not in the repository"
+            elif isinstance(value, CorruptObject):
+                damaged[name] = str(value)
+        done += len(blobs)
         tell(done, total)
 
     if missing:  # again, now: a prune beside us may have removed it with its snapshot
         still = set(target.snapshot_ids(sandbox, every_copy=True))
+        stored = target.catalog(every_copy=True).where
         for name in list(missing):
             users[name] = [(ref, path) for ref, path in users[name] if (ref.sandbox, ref.id) in still]
-            if not users[name] or target.store.exists(blob_key(name)):
+            if not users[name] or name in stored:
                 del missing[name]
     return VerifyReport(
         where=target.store.where,
