@@ -226,7 +226,7 @@ async def test_a_memory_the_agent_writes_is_in_the_bucket_within_5_s_with_its_tr
     after = await asyncio.to_thread(world.bucket.latest)
     found = entry(after, AGENT_DB)
     assert found is not None, sorted(e.path for e in after.files)
-    image = await asyncio.to_thread(world.bucket.repo.get_blob, found.blob)
+    image = await asyncio.to_thread(world.bucket.repo.read_file, found)
     tables = await asyncio.to_thread(sqlite_tables_with, image, plan.marker)
     assert tables, f"the marker of the turn is in no table of {AGENT_DB} in snapshot {after.id}"
     databases = {e.path: e.blob for e in after.files if e.path.endswith(".sqlite")}
@@ -282,9 +282,9 @@ async def test_while_the_bucket_is_down_snapshots_wait_locally_and_go_up_when_it
     in_bucket_now = await asyncio.to_thread(world.bucket.snapshots)
     missing = local_ids - {s.id for s in in_bucket_now}
     assert not missing, f"{len(missing)} of {len(local_ids)} local snapshots never reached the bucket"
-    store = world.bucket.repo.store
-    blobs = {e.blob for s in in_bucket_now for e in s.files}
-    absent = [b for b in blobs if not await asyncio.to_thread(store.exists, f"blobs/{b[:2]}/{b}")]
+    stored = await asyncio.to_thread(lambda: world.bucket.repo.catalog(every_copy=True).where)
+    blobs = {b for s in in_bucket_now for e in s.files for b in e.blobs}
+    absent = [b for b in blobs if b not in stored]
     assert not absent, f"{len(absent)} blobs named by manifests in the bucket are not there"
 
 
@@ -304,7 +304,7 @@ async def test_a_stop_waits_for_its_snapshot(world: World) -> None:
     stop_snaps = [s for s in snapshots if s.reason == "before-stop" and s.time >= asked]
     assert stop_snaps, [(s.reason, s.time - asked) for s in snapshots[-3:]]
     found = entry(stop_snaps[-1], path)
-    assert found is not None and local.get_blob(found.blob) == content
+    assert found is not None and local.read_file(found) == content
     print(f"stop took {stopped - asked:.2f} s including its snapshot {stop_snaps[-1].id}")
     listed = (await world.client.memory.snapshots()).snapshots
     assert listed[0].id == stop_snaps[-1].id and listed[0].reason == "before-stop", listed[:3]

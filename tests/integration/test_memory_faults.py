@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from moltconsole_backend.memory.capture import Capture
-from moltconsole_backend.memory.repo import BLOBS, SNAPSHOTS, Repository
+from moltconsole_backend.memory.repo import INDEX, SNAPSHOTS, Repository
 from moltconsole_backend.memory.retention import prune
 from moltconsole_backend.memory.s3 import S3Location, S3Store, s3_store_from
 from moltconsole_backend.memory.verify import verify
@@ -24,6 +24,7 @@ from tests.support.s3_server import S3Server
 s3_server = memory_conftest_fixtures.s3_server  # the session's SeaweedFS, shared with other memory tests
 
 FILES = 400
+FILE_SIZE = 128 * 1024  # incompressible: the backup writes about six 8 MiB packs
 
 BACKUP = textwrap.dedent("""
     import sys
@@ -58,7 +59,7 @@ def test_a_backup_killed_part_way_leaves_nothing_dangling_and_the_next_completes
     state = tmp_path / "state"
     (state / "workspace" / "memory").mkdir(parents=True)
     for n in range(FILES):
-        (state / "workspace" / "memory" / f"note-{n:04}.md").write_text(f"note {n}\n" + "x" * 2000)
+        (state / "workspace" / "memory" / f"note-{n:04}.md").write_bytes(os.urandom(FILE_SIZE))
     store = _store(s3_server, prefix)
     Repository(store).open()  # the repository exists before the backup starts
 
@@ -68,7 +69,7 @@ def test_a_backup_killed_part_way_leaves_nothing_dangling_and_the_next_completes
     )
     try:
         deadline = time.monotonic() + 60
-        while sum(1 for _ in store.list(BLOBS + "/")) < FILES // 4:  # part way through its blobs
+        while sum(1 for _ in store.list(INDEX + "/")) < 2:  # part way: two packs and their indexes
             assert child.poll() is None, child.stderr.read() if child.stderr else ""
             assert time.monotonic() < deadline, "the backup uploaded nothing in 60 s"
             time.sleep(0.02)  # polling the bucket: S3 sends no event when an object lands
@@ -76,11 +77,10 @@ def test_a_backup_killed_part_way_leaves_nothing_dangling_and_the_next_completes
     finally:
         child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
-    left = sum(1 for _ in store.list(BLOBS + "/"))
-    assert 0 < left < FILES
     assert list(store.list(SNAPSHOTS + "/")) == []  # no manifest: nothing names a missing blob
-
     repo = Repository(store).open()
+    left = len(repo.catalog().where)  # the blobs of the packs whose index was written
+    assert 0 < left < FILES
     report = Capture(repo, "main", state).take("manual")
     assert len(report.snapshot.files) == FILES
     assert report.new_blobs == FILES - left  # what the killed one stored is used, not sent again

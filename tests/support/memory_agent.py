@@ -224,7 +224,7 @@ def snapshots_holding(repo: Repository, sandbox: str, path: str, content: bytes)
     held = []
     for snap in repo.snapshots(sandbox):
         found = entry(snap, path)
-        if found is not None and found.size == len(content) and repo.get_blob(found.blob) == content:
+        if found is not None and found.size == len(content) and repo.read_file(found) == content:
             held.append(snap)
     return held
 
@@ -290,7 +290,9 @@ class BucketReader:
         name = self.repo.blob_name(content)
         held = [s for s in self.snapshots() if (e := entry(s, path)) is not None and e.blob == name]
         if held:
-            assert self.repo.get_blob(name) == content, f"the bucket's blob for {path} differs"
+            found = entry(held[0], path)
+            assert found is not None and self.repo.read_file(found) == content, \
+                f"the bucket's blob for {path} differs"
         return held
 
     def latest(self) -> Snapshot:

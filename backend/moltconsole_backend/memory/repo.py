@@ -7,7 +7,7 @@ The format (documented in the README so a user can read a bucket without moltcon
     packs/<2 hex>/<64 hex>               stored blobs one after another (each one compressed
                                          alone, and sealed alone when encrypted); the name is
                                          the SHA-256 of the pack's bytes
-    index/<64 hex>                       which blobs each pack of one backup holds, and where:
+    index/<64 hex>                       which blobs a pack holds (one index a pack), and where:
                                          {"packs": [{"pack": name, "blobs": [[blob, offset,
                                          length], ...]}]}, zlib-compressed JSON (sealed when
                                          encrypted); the name is the SHA-256 of its bytes
@@ -26,11 +26,11 @@ database stores a few chunks, not 50 MB again. Small blobs are packed (about 8 M
 so that a restore or a first push is a few large requests, not one per file.
 
 A snapshot id is its UTC time and a random suffix (``20261203T103000123Z-1a2b3c``), so ids
-sort by time. A backup writes its packs, then their index, then its manifest, and nothing is
-ever rewritten: a crash at any point leaves, at worst, packs no manifest needs (prune removes
-them), never a manifest that names a missing blob. A blob is known to other backups only once
-its index is written. An unchanged file is never uploaded again,
-and identical files are stored once.
+sort by time. A backup writes each pack and then its index, and its manifest last; nothing is
+ever rewritten: a crash at any point leaves, at worst, packs no manifest needs (the next
+backup uses them, prune removes them if none does), never a manifest that names a missing
+blob. A blob is known to other backups only once its pack's index is written. An unchanged
+file is never uploaded again, and identical files are stored once.
 
 Prune against backups (one backend per repository): a blob that a backup finds already stored
 is not written again, so a prune that saw no manifest naming it could delete it just before
@@ -315,9 +315,10 @@ def _named_keys(keys: Iterable[str], key_of: Callable[[str], str]) -> set[str]:
 class PackWriter:
     """The new blobs of one backup, packed. ``add`` stores content unless the repository (or
     this writer) has it already, and writes a pack whenever ``PACK_SIZE`` stored bytes are
-    waiting; ``finish`` writes the last pack and then one index of all of them: only then are
-    the blobs known to other backups (a backup cut short leaves packs no index names, which
-    nothing uses and prune removes). Thread-safe."""
+    waiting, then that pack's index: only then are its blobs known to other backups (a blob
+    still waiting in memory is never named by another backup's manifest). ``finish`` writes
+    what waits. A backup cut short leaves whole packs with their indexes, which the next
+    backup uses and prune removes if no snapshot comes to need them. Thread-safe."""
 
     def __init__(self, repo: Repository, put: Callable[[str, bytes], None] | None = None) -> None:
         self.repo = repo
@@ -326,7 +327,6 @@ class PackWriter:
         self._waiting: list[tuple[str, bytes]] = []
         self._waiting_bytes = 0
         self._mine: set[str] = set()
-        self._packs: list[tuple[str, PackContents]] = []
         self.new_blobs = 0
         self.stored_bytes = 0
 
@@ -370,19 +370,14 @@ class PackWriter:
         body = b"".join(data for _, data in batch)
         name = hashlib.sha256(body).hexdigest()
         self._put(pack_key(name), body)
-        with self._lock:
-            self._packs.append((name, contents))
+        self.repo.write_index([(name, contents)], self._put)
 
     def finish(self) -> None:
-        """Write what waits, then the index of every pack written; the blobs are known after."""
+        """Write the blobs that wait (a pack and its index); all are known after."""
         with self._lock:
             batch, self._waiting, self._waiting_bytes = self._waiting, [], 0
         if batch:
             self._write_pack(batch)
-        with self._lock:
-            packs, self._packs = self._packs, []
-        if packs:
-            self.repo.write_index(packs, self._put)
 
 
 class _Cipher:
