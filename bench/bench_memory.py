@@ -517,6 +517,7 @@ def part_restore(
     print(f"   before: {load()}")
     ours_rates: list[float] = []
     rclone_rates: list[float] = []
+    cp_rates: list[float] = []
     for round_no in range(1, rounds + 1):
         # A new server: an empty data directory (so an empty local repository) and state directory.
         here = work / f"restore-{round_no}"
@@ -532,18 +533,26 @@ def part_restore(
         copy_dir = here / "rclone"
         rclone_s = rclone.run("copy", rclone.remote("rclone"), str(copy_dir))
         copy_files, copy_size = tree_size(copy_dir)
+        # The disk's own ceiling for writing this many files: a local copy, no network, no
+        # decompression (cp -a of what rclone wrote, then a sync, as our restore ends with).
+        started = time.perf_counter()
+        subprocess.run(["cp", "-a", str(copy_dir), str(here / "cp")], check=True)
+        os.sync()
+        cp_s = time.perf_counter() - started
         ours_rates.append(snap.size / MB / ours_s)
         rclone_rates.append(copy_size / MB / rclone_s)
+        cp_rates.append(copy_size / MB / cp_s)
         line = (
             f"   round {round_no}: ours {ours_s:6.2f} s = {ours_rates[-1]:6.1f} MB/s   "
             f"rclone copy {rclone_s:6.2f} s = {rclone_rates[-1]:6.1f} MB/s "
-            f"({copy_files:,} files, {copy_size / MB:,.0f} MB)"
+            f"({copy_files:,} files, {copy_size / MB:,.0f} MB)   cp -a on this disk {cp_rates[-1]:6.1f} MB/s"
         )
         print(line)
         shutil.rmtree(here)
     print("   MB/s:")
     print(f"     ours (MemoryKeeper.before_start)   {spread(ours_rates)}")
     print(f"     rclone copy                        {spread(rclone_rates)}")
+    print(f"     cp -a, local disk to local disk    {spread(cp_rates)}   (the disk's ceiling)")
     print(f"   target >= 100 MB/s: {verdict(statistics.median(ours_rates) >= 100)}")
     if profile:
         # restore_snapshot is what before_start runs in a worker thread; profiled here in this one.

@@ -24,7 +24,7 @@ from moltconsole_backend.memory.repo import (
     blob_key,
     new_snapshot_id,
 )
-from moltconsole_backend.memory.restore import restore_files, restore_snapshot
+from moltconsole_backend.memory.restore import UnsafePath, restore_files, restore_snapshot
 from moltconsole_backend.memory.retention import Policy, RetentionError, forget, prune
 from moltconsole_backend.memory.store import LocalFirst, LocalStore
 from moltconsole_backend.memory.verify import verify
@@ -217,3 +217,17 @@ def test_a_damaged_index_stops_prune_and_is_reported_by_verify(repo: Repository,
         prune(repo)
     assert len(keys(store, PACKS)) == 1  # its pack is not taken for an orphan
     assert [bad.key for bad in verify(repo).bad_manifests] == [index]
+
+
+def test_a_manifest_naming_a_path_twice_is_refused_and_the_state_is_left_as_it_was(
+    repo: Repository, tmp_path: Path,
+) -> None:
+    name, _ = repo.put_blob(b"one")
+    twice = [FileEntry("MEMORY.md", name, 3), FileEntry("MEMORY.md", name, 3)]
+    snap = Snapshot(id=new_snapshot_id(), sandbox="main", time=1.0, reason="manual", files=twice)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "MEMORY.md").write_text("as it was\n")
+    with pytest.raises(UnsafePath, match="names it twice"):
+        restore_snapshot(repo, snap, state)
+    assert tree(state) == {"MEMORY.md": b"as it was\n"}

@@ -70,32 +70,50 @@ def _prepare_parent(root: Path, parts: Sequence[str], checked: set[Path] | None 
 def write_file(
     root: Path, entry: FileEntry, content: bytes, *, sync: bool = True, checked: set[Path] | None = None,
 ) -> Path:
-    """Write ``content`` as ``entry`` under ``root`` (rename over what is there); ``sync``
-    makes it durable before the rename (a restore into a staging directory syncs once, at
-    the end, before the swap that makes it count)."""
+    """Write ``content`` as ``entry`` under ``root``. Into the live state directory (``sync``)
+    the file is written and synced beside its place and renamed over it, so a reader sees the
+    old or the new content. Into a staging directory of the backend's own (``checked`` given,
+    ``sync`` False: synced once, at the end, before the swap that makes it count) it is
+    written in its place at once, a rename less a file; a name written before (a manifest
+    naming a path twice) is refused."""
     parts = safe_parts(entry.path)
     parent = _prepare_parent(root, parts, checked)
     target = parent / parts[-1]
+    if checked is not None and not sync:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except FileExistsError:
+            raise UnsafePath(f"refusing the path {entry.path!r}: the snapshot names it twice") from None
+        _fill(fd, entry, content, sync=False)
+        return target
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(target.lstat().st_mode):
             raise UnsafePath(f"refusing to replace the directory {target} with a file")
     tmp = parent / f".restore-{os.getpid()}-{parts[-1][:40]}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            if sync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.chmod(tmp, entry.mode & 0o777)
-        if entry.mtime_ns:
-            os.utime(tmp, ns=(entry.mtime_ns, entry.mtime_ns))
+        _fill(fd, entry, content, sync=sync)
         os.replace(tmp, target)  # a link at target is replaced, not followed
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return target
+
+
+def _fill(fd: int, entry: FileEntry, content: bytes, *, sync: bool) -> None:
+    """Write ``content`` into the open file ``fd`` with ``entry``'s mode and time; close it."""
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+        os.fchmod(fd, entry.mode & 0o777)
+        if entry.mtime_ns:
+            os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+    finally:
+        os.close(fd)
 
 
 def restore_files(
