@@ -288,6 +288,10 @@ class Bucket(LocalStore):
         self._check()
         return super().get(key)
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._check()
+        return super().get_range(key, start, length)
+
     def exists(self, key: str) -> bool:
         self._check()
         return super().exists(key)
