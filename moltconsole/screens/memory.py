@@ -6,7 +6,10 @@ Data flow: the screen's workers ask the backend through the sandbox's memory cli
 and never touch widgets; the handlers here apply what arrives. A timer polls the sync status
 every :data:`STATUS_POLL_S` while the screen is shown (paused while another screen is), one
 fetch at a time; its answers also tell when the backend went away and came back, and then the
-listing that failed is asked for again.
+listing that failed is asked for again. The files now, and the first file to read, are asked for
+as the screen is made (before it is composed), and its body stays hidden until they are there
+(:data:`FIRST_WAIT_S` at most): the first frame draws the tree and the file at once, instead of
+"asking" and then everything again.
 
 Left: the files of the view (now, or the snapshot chosen with ``s``) as a tree built a folder
 at a time (:mod:`moltconsole.widgets.memory_tree`), workspace markdown first; ``/`` searches
@@ -83,6 +86,9 @@ from moltconsole_shared.wire.memory import (
 )
 
 STATUS_POLL_S = 1.0
+# The files and the file are drawn for the first time when they are there, not first as "asking"
+# and then again (two layouts of the whole body); only a backend slower than this shows "asking".
+FIRST_WAIT_S = 0.25
 NOTICE_OK_S, NOTICE_ERROR_S = 6.0, 15.0  # how long the toasts of an operation that ended stay
 EDITABLE = "workspace/"  # only the workspace's files are edited by hand
 EditorRunner = Callable[[list[str]], int]
@@ -160,6 +166,15 @@ class MemoryScreen(Screen[None]):
         self.operation_done = asyncio.Event()
         self._poll_timer: Timer | None = None
         self._polling = False
+        self._preread: FileOpened | None = None  # the first file, read with the listing
+        self._body_waits = True  # the body is hidden until the first listing (FIRST_WAIT_S at most)
+        # The files now are asked for at once, before the screen is even composed: the answer
+        # comes while the screen lays itself out, and its first frame can show them.
+        self._early: asyncio.Task[FilesListed] | None = None
+        try:
+            self._early = asyncio.get_running_loop().create_task(list_files(source, None, read_first=True))
+        except RuntimeError:  # made outside a running app (nothing to ask yet)
+            self._early = None
 
     # --- layout ------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -193,6 +208,8 @@ class MemoryScreen(Screen[None]):
         self._left_note(Text("asking the backend for the files…", style="dim"))
         self._left_title()
         self.view.note(Text("The file under the cursor shows here.", style="dim"))
+        self.query_one("#memory-body").display = False
+        self.set_timer(FIRST_WAIT_S, self._body_shown)
         self._poll_timer = self.set_interval(STATUS_POLL_S, self._poll, pause=True)
         self._poll()
         self._load()
@@ -202,6 +219,10 @@ class MemoryScreen(Screen[None]):
         if self._poll_timer is not None:
             self._poll_timer.resume()
             self._poll()
+
+    def on_unmount(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
 
     def on_screen_suspend(self, _: events.ScreenSuspend) -> None:
         if self._poll_timer is not None:
@@ -280,8 +301,14 @@ class MemoryScreen(Screen[None]):
             self._load()  # the state directory changed (a snapshot says so): now is another now
         self.status_seen.set()
 
+    def _body_shown(self) -> None:
+        """The first listing is there, or long in coming: the body shows (unless memory is off)."""
+        self._body_waits = False
+        self.query_one("#memory-body").display = not (self.status is not None and not self.status.enabled)
+
     def _show_off(self, off: bool) -> None:
-        self.query_one("#memory-body").display = not off
+        if not self._body_waits or off:
+            self.query_one("#memory-body").display = not off
         self.query_one("#memory-off").display = off
         if not off:
             return
@@ -298,17 +325,25 @@ class MemoryScreen(Screen[None]):
     # --- the files ---------------------------------------------------------------------------
     def _load(self) -> None:
         self.listed.clear()
-        self._list(self.snapshot.id if self.snapshot is not None else None)
+        self._list(self.snapshot.id if self.snapshot is not None else None, self.current is None)
 
     @work(exclusive=True, group="memory-files", exit_on_error=False)
-    async def _list(self, snapshot: str | None) -> None:
-        self.post_message(await list_files(self.source, snapshot))
+    async def _list(self, snapshot: str | None, read_first: bool) -> None:
+        early, self._early = self._early, None
+        if early is not None and snapshot is None:
+            self.post_message(await early)  # asked for when the screen was made
+            return
+        if early is not None:
+            early.cancel()
+        self.post_message(await list_files(self.source, snapshot, read_first))
 
     @on(FilesListed)
     def _files_listed(self, event: FilesListed) -> None:
         if event.snapshot != (self.snapshot.id if self.snapshot is not None else None):
             return  # the view changed meanwhile; its listing is on its way
         tree = self.file_tree
+        if self._body_waits:
+            self._body_shown()
         if event.listing is None:
             self.listing = None
             self.list_problem = event.problem
@@ -320,8 +355,9 @@ class MemoryScreen(Screen[None]):
             return
         self.list_problem = None
         self.listing = event.listing
+        self._preread = event.first
         with self.app.batch_update():
-            self.top = index_files(event.listing.files)
+            self.top = event.top if event.top is not None else index_files(event.listing.files)
             self._left_title()
             if not event.listing.files:
                 tree.display = False
@@ -404,7 +440,13 @@ class MemoryScreen(Screen[None]):
         self.current = info
         self.file_shown.clear()
         self._placing = False
-        self._read(info.path, info.size, self.snapshot.id if self.snapshot is not None else None, line)
+        snapshot = self.snapshot.id if self.snapshot is not None else None
+        preread, self._preread = self._preread, None
+        if preread is not None and (preread.path, preread.snapshot, line) == (info.path, snapshot, None):
+            self.workers.cancel_group(self, "memory-file")  # a read of another file still on its way
+            self.post_message(preread)  # read with the listing
+            return
+        self._read(info.path, info.size, snapshot, line)
 
     @work(exclusive=True, group="memory-file", exit_on_error=False)
     async def _read(self, path: str, size_: int, snapshot: str | None, line: int | None) -> None:

@@ -15,6 +15,7 @@ from textual.message import Message
 
 from moltconsole.client import BackendError, BackendUnreachable
 from moltconsole.widgets.memory_kinds import OpenedFile, kind_by_name, kind_of
+from moltconsole.widgets.memory_tree import Folder, first_to_read, index_files
 from moltconsole_shared.wire.memory import (
     BackupResult,
     FileDiff,
@@ -71,13 +72,19 @@ class StatusPolled(Message):
 
 
 class FilesListed(Message):
-    """The files of a view (``snapshot`` None: now), or why not."""
+    """The files of a view (``snapshot`` None: now), or why not; ``top`` the listing indexed
+    into folders, and ``first`` the first file to read, already read (one frame shows both)."""
 
-    def __init__(self, snapshot: str | None, listing: FileList | None, problem: str | None = None) -> None:
+    def __init__(
+        self, snapshot: str | None, listing: FileList | None, problem: str | None = None, *,
+        top: Folder | None = None, first: FileOpened | None = None,
+    ) -> None:
         super().__init__()
         self.snapshot = snapshot
         self.listing = listing
         self.problem = problem
+        self.top = top
+        self.first = first
 
 
 class FileOpened(Message):
@@ -127,12 +134,18 @@ async def poll_status(source: MemorySource) -> StatusPolled:
         return StatusPolled(None, f"the memory status could not be read: {exc}")
 
 
-async def list_files(source: MemorySource, snapshot: str | None) -> FilesListed:
-    """Every file of the state directory now, or of ``snapshot``."""
+async def list_files(source: MemorySource, snapshot: str | None, read_first: bool = False) -> FilesListed:
+    """Every file of the state directory now, or of ``snapshot``, indexed into folders; with
+    ``read_first`` the first file the screen opens is read too, so the frame that shows the
+    tree shows it (no second trip to the backend after the tree is drawn)."""
     try:
-        return FilesListed(snapshot, await source.files(snapshot))
+        listing = await source.files(snapshot)
     except BackendError as exc:
         return FilesListed(snapshot, None, str(exc))
+    top = index_files(listing.files)
+    first = first_to_read(top) if read_first else None
+    opened = await open_file(source, first.path, first.size, snapshot) if first is not None else None
+    return FilesListed(snapshot, listing, top=top, first=opened)
 
 
 async def open_file(

@@ -99,6 +99,19 @@ def index_files(files: Iterable[FileInfo]) -> Folder:
     return top
 
 
+def first_to_read(top: Folder) -> FileInfo | None:
+    """The file the tree's cursor goes to first: the first file on its lines when it is shown
+    (the top level, with the workspace open), so it can be read before the tree is drawn."""
+    for entry in top.children():
+        if isinstance(entry, FileInfo):
+            return entry
+        if entry.path == OPEN_FIRST:
+            inside = next((e for e in entry.children()[:PAGE] if isinstance(e, FileInfo)), None)
+            if inside is not None:
+                return inside
+    return None
+
+
 def _make_folder(by_path: dict[str, Folder], where: str) -> Folder:
     """The folder at ``where`` and those above it that are not there yet."""
     cut = where.rfind("/")

@@ -99,6 +99,7 @@ class World:
     root: Path
     files: dict[str, bytes] = field(default_factory=lambda: dict(FILES_NOW))
     memory_on: bool = True
+    keeper: MemoryKeeper | None = None  # once served with memory on (its loop is the server's thread)
 
     @property
     def state(self) -> Path:
@@ -173,6 +174,7 @@ def served(world: World) -> Iterator[World]:
             quiet = MemorySettings(enabled=True, interval=0, debounce=60, max_delay=600)
             keeper = MemoryKeeper(SANDBOX, world.state, repo, None, quiet)
             await keeper.start()
+            world.keeper = keeper
             manager.memory = keeper
             app.fleet.default.memory = keeper
         else:

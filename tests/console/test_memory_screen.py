@@ -333,6 +333,26 @@ class CountingMemory(MemoryClient):
         return await super().read(path, snapshot)
 
 
+async def test_the_first_frame_asks_once_for_the_files_and_once_for_the_first_file(shared: World) -> None:
+    # Both asked for as the screen is made, so the frame that draws the tree draws the file too.
+    app = MemoryApp(shared.socket)
+    counting = CountingMemory(app.client)
+    listings: list[str | None] = []
+    files = counting.files
+
+    async def counted_files(snapshot: str | None = None) -> Any:
+        listings.append(snapshot)
+        return await files(snapshot)
+
+    counting.files = counted_files  # type: ignore[method-assign]
+    app.source = counting
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await settled(pilot)
+        assert listings == [None] and counting.reads == ["workspace/AGENTS.md"]
+        assert screen.view.mode == "markdown" and screen.view.border_title == "workspace/AGENTS.md"
+        assert screen.query_one("#memory-body").display
+
+
 async def test_each_kind_of_file_is_shown_its_way_and_a_database_is_never_fetched(shared: World) -> None:
     app = MemoryApp(shared.socket)
     counting = CountingMemory(app.client)

@@ -118,7 +118,8 @@ class MemoryKeeper:
         self._push_wanted = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._changed = asyncio.Condition()  # notified after each snapshot and push attempt
+        self._changed = asyncio.Condition()  # notified after each snapshot and push attempt, and
+        # once the watcher is on (its listing walked)
         self.watching = False
         self.running: Running | None = None  # the long operation under way, for progress bars
         self._manifests: dict[str, Snapshot] = {}  # read once: a manifest never changes
@@ -268,6 +269,7 @@ class MemoryKeeper:
                         ready = True
                         self.listing.watched(True)
                         await asyncio.to_thread(self.listing.files)
+                        await self._tell()
                     if not changes:
                         continue
                     await asyncio.to_thread(self.listing.changed, [path for _, path in changes])

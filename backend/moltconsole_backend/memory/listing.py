@@ -126,6 +126,12 @@ class StateListing:
                 files[path] = found
 
     # --- the readers' side ------------------------------------------------------------------
+    @property
+    def kept(self) -> bool:
+        """Whether the next call answers from the kept listing (no walk)."""
+        with self._lock:
+            return self._watched and self._files is not None
+
     def files(self) -> Found:
         """(path, lstat) of each file, by path. Call in a thread: it may walk the directory."""
         return self.current()[1]
