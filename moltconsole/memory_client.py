@@ -151,6 +151,12 @@ class MemoryClient:
         data = await self._get("/moltworker", {"location": location, "endpoint_url": endpoint_url}, None)
         return self._client._read(MOLTWORKER_LISTING, "a Moltworker listing", data)
 
+    async def moltworker_file(self, location: str, key: str, endpoint_url: str | None = None) -> bytes:
+        """One file of a Moltworker bucket, as the bucket holds it (``key`` from the listing's
+        ``keys``); read-only, at most 8 MiB."""
+        params = {"location": location, "key": key, "endpoint_url": endpoint_url}
+        return await self._client._bytes(self._base + "/moltworker/file", params)
+
     async def import_moltworker(
         self, location: str, endpoint_url: str | None = None, restore: bool = True,
     ) -> ImportResult:

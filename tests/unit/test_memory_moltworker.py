@@ -29,6 +29,8 @@ from moltconsole_backend.memory.moltworker import (
     S3Objects,
     StoredObject,
     StoreObjects,
+    TooLarge,
+    UnsafeKey,
     bucket_objects,
     import_snapshot,
     shown_key,
@@ -296,7 +298,7 @@ def test_a_plain_object_store_is_read_through_its_own_keys(tmp_path: Path) -> No
             self.inner = inner
             self.where = inner.where
             self.put, self.get, self.exists = inner.put, inner.get, inner.exists
-            self.list, self.delete = inner.list, inner.delete
+            self.list, self.delete, self.get_range = inner.list, inner.delete, inner.get_range
 
     root = tmp_path / "b"
     put(root, "openclaw/openclaw.json", "{}")
@@ -596,3 +598,36 @@ def test_a_prefix_on_the_store_is_where_moltworkers_layout_starts(scripted: Scri
     assert sorted(s.query["prefix"][0] for s in scripted.seen) == [
         f"shared/moltworker/{p}" for p in ("clawdbot/", "openclaw/", "skills/", "workspace/")
     ]
+
+
+# --- one file read to be shown ------------------------------------------------------------------
+
+
+def test_one_file_of_a_copied_bucket_is_read_capped_and_never_through_a_link(tmp_path: Path) -> None:
+    root = tmp_path / "bucket"
+    (root / "workspace" / "memory").mkdir(parents=True)
+    (root / "workspace" / "MEMORY.md").write_bytes(b"# Memory\n")
+    (root / "workspace" / "memory" / "big.md").write_bytes(b"x" * 100)
+    (root / "workspace" / "link.md").symlink_to(tmp_path / "outside.md")
+    (tmp_path / "outside.md").write_bytes(b"outside\n")
+    os.mkfifo(root / "workspace" / "pipe.md")
+    bucket = MoltworkerBucket(LocalStore(root))
+    assert bucket.read("workspace/MEMORY.md", 64) == b"# Memory\n"
+    with pytest.raises(TooLarge) as too_large:
+        bucket.read("workspace/memory/big.md", 64)
+    assert too_large.value.size == 100
+    with pytest.raises(StoreError):
+        bucket.read("workspace/link.md", 64)  # O_NOFOLLOW: a link is not followed out
+    with pytest.raises(StoreError, match="not a regular file"):
+        bucket.read("workspace/pipe.md", 64)  # answered at once, never waited on
+    with pytest.raises(ObjectMissing):
+        bucket.read("workspace/gone.md", 64)
+    with pytest.raises(UnsafeKey, match="not under one of Moltworker's prefixes"):
+        bucket.read("../outside.md", 64)
+
+
+def test_a_bucket_without_a_capped_read_is_capped_after_reading() -> None:
+    bucket = MoltworkerBucket(MemoryBucket({"workspace/MEMORY.md": b"x" * 10}))
+    assert bucket.read("workspace/MEMORY.md", 10) == b"x" * 10
+    with pytest.raises(TooLarge):
+        bucket.read("workspace/MEMORY.md", 9)

@@ -25,12 +25,18 @@ from moltconsole_backend.api.answers import answer, error, guarded, json_body
 from moltconsole_backend.fleet import Sandbox
 from moltconsole_backend.memory import browse, sqlite_view, transcripts
 from moltconsole_backend.memory.keeper import KeeperError, MemoryKeeper
-from moltconsole_backend.memory.moltworker import MoltworkerBucket, MoltworkerError
+from moltconsole_backend.memory.moltworker import (
+    MoltworkerBucket,
+    MoltworkerError,
+    TooLarge,
+    UnsafeKey,
+    shown_key,
+)
 from moltconsole_backend.memory.repo import Snapshot
 from moltconsole_backend.memory.restore import UnsafePath, safe_parts
 from moltconsole_backend.memory.retention import Policy
 from moltconsole_backend.memory.service import MemoryService, moltworker_store
-from moltconsole_backend.memory.store import StoreError
+from moltconsole_backend.memory.store import ObjectMissing, StoreError, StoreUnreachable
 from moltconsole_backend.memory.transcripts import SnapshotFiles, state_path
 from moltconsole_backend.memory.verify import BlobProblem, VerifyReport
 from moltconsole_shared.wire import memory as wire
@@ -42,6 +48,7 @@ SEARCH_LIMIT_MAX = 1000
 # crosses in a couple of reads instead of a dozen (each a turn of the console's busy loop).
 GZIP_FROM = 64 * 1024
 EDIT_MAX = 16 * 2**20  # a workspace file edited by hand
+MOLTWORKER_READ_MAX = 8 * 2**20  # a bucket's file read to be shown (the console shows up to this)
 _KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
@@ -275,17 +282,25 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             raise KeeperError(f"cannot read the Moltworker bucket {asked.location!r}: {exc}") from None
         return MoltworkerBucket(store, settings.memory.excludes)
 
-    async def moltworker(keeper: MemoryKeeper, request: Request) -> Response:
+    def asked_bucket(request: Request) -> wire.MoltworkerRequest | Response:
         asked = wire.MoltworkerRequest(
             location=request.query_params.get("location", ""),
             endpoint_url=request.query_params.get("endpoint_url") or None,
         )
         if not asked.location:
             return error("request", "say which bucket: ?location=r2://BUCKET or s3://BUCKET/PREFIX", 400)
+        return asked
+
+    async def moltworker(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = asked_bucket(request)
+        if isinstance(asked, Response):
+            return asked
         try:
             scan = await asyncio.to_thread(bucket(asked).scan)
         except MoltworkerError as exc:
             raise KeeperError(str(exc)) from None
+        except StoreError as exc:
+            return _bucket_error(asked.location, exc)
         layout = scan.layout
         return answer(wire.MOLTWORKER_LISTING, wire.MoltworkerListing(
             location=asked.location,
@@ -293,13 +308,47 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
             files=[wire.FileInfo(path=f.path, size=f.size or 0, mtime=(f.mtime_ns or 0) / 1e9)
                    for f in scan.files],
             skipped=[f"{o.key}: {o.reason}" for o in scan.left_out],
+            keys={f.path: f.key for f in scan.files},
+            notes=list(layout.notes),
         ))
+
+    async def moltworker_file(keeper: MemoryKeeper, request: Request) -> Response:
+        asked = asked_bucket(request)
+        if isinstance(asked, Response):
+            return asked
+        key = request.query_params.get("key", "")
+        if not key:
+            return error("request", "say which file: ?key=workspace/MEMORY.md (a key the listing gives)", 400)
+        try:
+            content = await asyncio.to_thread(bucket(asked).read, key, MOLTWORKER_READ_MAX)
+        except UnsafeKey as exc:
+            return error("request", str(exc), 400)
+        except TooLarge as exc:
+            return error("request", (
+                f"{exc}: the bucket is read here up to {_amount(MOLTWORKER_READ_MAX)} a file; import "
+                "it ('moltconsole memory import-moltworker', or i on the Memory screen) and read the "
+                "file in the snapshot it becomes"
+            ), 413)
+        except ObjectMissing:
+            return error("not_found", (
+                f"{shown_key(key)} is no longer in {asked.location} (Moltworker may have synced since "
+                "it was listed); list the bucket again"
+            ), 404)
+        except StoreError as exc:
+            return _bucket_error(asked.location, exc)
+        return Response(content, media_type="application/octet-stream")
 
     async def import_moltworker(keeper: MemoryKeeper, request: Request) -> Response:
         asked = await _read(request, wire.MOLTWORKER_REQUEST)
         if isinstance(asked, Response):
             return asked
-        report, restored = await keeper.import_moltworker(bucket(asked), asked.restore)
+        try:
+            report, restored = await keeper.import_moltworker(bucket(asked), asked.restore)
+        except StoreError as exc:  # the bucket, or the repository, failed part way: nothing kept
+            status = 503 if isinstance(exc, StoreUnreachable) else 409
+            return error("operation", (
+                f"importing the Moltworker bucket {asked.location} failed and nothing was imported: {exc}"
+            ), status)
         if restored:
             await sandbox.manager.give_state_to_sandbox()
             message = f"imported and restored into the empty state directory of sandbox {sandbox.name}"
@@ -390,6 +439,7 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         Route("/v1/memory/sessions", with_keeper(sessions)),
         Route("/v1/memory/conversation", with_keeper(conversation)),
         Route("/v1/memory/moltworker", with_keeper(moltworker)),
+        Route("/v1/memory/moltworker/file", with_keeper(moltworker_file)),
         Route("/v1/memory/import-moltworker", with_keeper(import_moltworker), methods=["POST"]),
         Route("/v1/memory/verify", with_keeper(verify), methods=["POST"]),
         Route("/v1/memory/prune", with_keeper(prune), methods=["POST"]),
@@ -403,6 +453,19 @@ def memory_routes(sandbox: Sandbox, service: MemoryService | None) -> list[BaseR
         Route("/v1/memory/backup", with_keeper(backup), methods=["POST"]),
         Route("/v1/memory/restore", with_keeper(restore), methods=["POST"]),
     ]
+
+
+def _amount(size: int) -> str:
+    """``size`` bytes in words: whole MiB, or bytes below one."""
+    return f"{size // 2**20:,} MiB" if size >= 2**20 else f"{size:,} bytes"
+
+
+def _bucket_error(location: str, exc: StoreError) -> Response:
+    """A Moltworker bucket that failed: unreachable (503, worth trying again) or refusing (the
+    credentials, the bucket's name: 409); the store's words say which and what to set."""
+    if isinstance(exc, StoreUnreachable):
+        return error("operation", f"the Moltworker bucket {location} cannot be read now: {exc}", 503)
+    return error("operation", f"the Moltworker bucket {location} cannot be read: {exc}", 409)
 
 
 def _json_answer(request: Request, body: bytes, packed: bytes) -> Response:

@@ -113,6 +113,19 @@ class NotMoltworkerData(MoltworkerError):
     """None of Moltworker's prefixes holds anything in the bucket."""
 
 
+class UnsafeKey(MoltworkerError):
+    """A key asked for that is not one of Moltworker's files (outside its prefixes, not a plain
+    path): it is not read."""
+
+
+class TooLarge(MoltworkerError):
+    """A file larger than may be read whole to be shown; ``size`` is its size."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 # --- reading a bucket as it is ----------------------------------------------------------------
 @dataclass(frozen=True)
 class BucketObject:
@@ -206,6 +219,28 @@ class S3Objects:
         metadata = response.get("Metadata") or {}
         return StoredObject(data, _rclone_mtime(metadata.get("mtime")))
 
+    def read_at_most(self, key: str, limit: int) -> bytes:
+        """The object under ``key`` if it is at most ``limit`` bytes (TooLarge otherwise, its
+        body left unread: the size comes with the answer's headers)."""
+        try:
+            response = self._client.get_object(Bucket=self._store.bucket, Key=self._base + key)
+        except Exception as exc:
+            raise self._store.error_for(exc, "read", shown_key(key)) from None
+        body = response["Body"]
+        size = response.get("ContentLength")
+        if isinstance(size, int) and size > limit:
+            body.close()
+            raise TooLarge(f"{shown_key(key)} is {size:,} bytes", size)
+        try:
+            data: bytes = body.read(limit + 1)
+        except Exception as exc:
+            raise self._store.error_for(exc, "read", shown_key(key)) from None
+        finally:
+            body.close()
+        if len(data) > limit:
+            raise TooLarge(f"{shown_key(key)} is more than {limit:,} bytes", len(data))
+        return data
+
     def has(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self._store.bucket, Key=self._base + key)
@@ -271,6 +306,26 @@ class DirectoryObjects:
             info = os.fstat(fh.fileno())
             return StoredObject(fh.read(), info.st_mtime_ns)
 
+    def read_at_most(self, key: str, limit: int) -> bytes:
+        """The file of ``key`` if it is a regular file of at most ``limit`` bytes."""
+        path = self._path(key)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            raise ObjectMissing(f"{shown_key(key)} is not in {self.root}") from None
+        except OSError as exc:
+            raise StoreError(f"cannot read {shown_key(key)} in {self.root}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise StoreError(f"refusing to read {shown_key(key)} in {self.root}: not a regular file")
+            if info.st_size > limit:
+                raise TooLarge(f"{shown_key(key)} is {info.st_size:,} bytes", info.st_size)
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise TooLarge(f"{shown_key(key)} is more than {limit:,} bytes", len(data))
+        return data
+
     def has(self, key: str) -> bool:
         try:
             return self._path(key).is_file()
@@ -299,6 +354,31 @@ class StoreObjects:
 
     def has(self, key: str) -> bool:
         return self._store.exists(key)
+
+
+def read_at_most(objects: BucketObjects, key: str, limit: int) -> bytes:
+    """The object under ``key`` if it is at most ``limit`` bytes, else TooLarge; a kind of
+    bucket that can tell the size first is not read past it."""
+    capped = getattr(objects, "read_at_most", None)
+    if capped is not None:
+        data: bytes = capped(key, limit)
+        return data
+    data = objects.read(key).data
+    if len(data) > limit:
+        raise TooLarge(f"{shown_key(key)} is {len(data):,} bytes", len(data))
+    return data
+
+
+def key_problem(key: str) -> str | None:
+    """Why ``key`` (untrusted, from a request) is not one of the files Moltworker keeps: not
+    under one of its prefixes, a folder, or not a plain path; None when it is one."""
+    prefix = next((p for p in PREFIXES if key.startswith(p)), None)
+    if prefix is None:
+        return f"it is not under one of Moltworker's prefixes ({', '.join(PREFIXES)})"
+    rest = key[len(prefix):]
+    if not rest or rest.endswith("/"):
+        return "it names a folder, not a file"
+    return unsafe_reason(rest)
 
 
 def bucket_objects(store: ObjectStore | BucketObjects) -> BucketObjects:
@@ -434,6 +514,15 @@ class MoltworkerBucket:
 
     def __repr__(self) -> str:
         return f"MoltworkerBucket({self.where!r})"
+
+    def read(self, key: str, limit: int) -> bytes:
+        """One file's bytes as the bucket holds them (``key`` from the listing, checked here as
+        the untrusted input it is), if it is at most ``limit`` bytes. UnsafeKey for a key that
+        is not one of Moltworker's files, TooLarge, ObjectMissing, or the bucket's StoreError."""
+        problem = key_problem(key)
+        if problem is not None:
+            raise UnsafeKey(f"refusing to read {shown_key(key)} from {self.where}: {problem}")
+        return read_at_most(self.objects, key, limit)
 
     # --- layout -----------------------------------------------------------------------------
     def detect(self) -> Layout:

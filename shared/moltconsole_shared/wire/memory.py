@@ -22,6 +22,8 @@ the default sandbox):
     GET  memory/sessions?snapshot=ID     memory_db.SessionList: OpenClaw's sessions, newest first
     GET  memory/conversation?session=REF&snapshot=ID   memory_db.Conversation: one transcript
     GET  memory/moltworker?location=r2://bucket   MoltworkerListing: a Moltworker bucket, read-only
+    GET  memory/moltworker/file?location=L&key=K  one of its files' bytes, as the bucket holds
+                                     them (``key`` from the listing's ``keys``; at most 8 MiB)
     POST memory/import-moltworker    MoltworkerRequest -> ImportResult: it becomes a snapshot
 
 Times are Unix seconds (float); sizes are bytes of the files as they are in the state directory
@@ -270,12 +272,15 @@ class MoltworkerRequest:
 @dataclass(frozen=True)
 class MoltworkerListing:
     """The files of a Moltworker bucket, read-only, at the paths they would have in the state
-    directory; ``skipped`` lists keys left out and why."""
+    directory; ``keys`` gives each path's key in the bucket (what ``memory/moltworker/file``
+    reads); ``skipped`` lists keys left out and why; ``notes`` say how the layout was read."""
 
     location: StrictStr
     layout: StrictStr  # e.g. "openclaw" or "clawdbot (legacy)"
     files: list[FileInfo] = field(default_factory=list)
     skipped: list[StrictStr] = field(default_factory=list)
+    keys: dict[StrictStr, StrictStr] = field(default_factory=dict)
+    notes: list[StrictStr] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
