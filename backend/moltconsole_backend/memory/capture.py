@@ -86,16 +86,44 @@ def _excludes(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(f"(?:{'|'.join(cores)})(?:/.*)?\\Z", re.DOTALL)
 
 
-def _walk(root: Path, patterns: Sequence[str]) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of each regular file under ``root``, not following links."""
-    stack = [""]
-    while stack:
-        rel_dir = stack.pop()
-        try:
-            with os.scandir(root / rel_dir if rel_dir else root) as entries:
-                items = sorted(entries, key=lambda e: e.name)
-        except FileNotFoundError:
-            continue  # removed while we walked
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+MAX_DEPTH = 64  # directories deeper than this are left out (and said so)
+
+
+class FileChanged(Exception):
+    """A walked file is no longer the regular file the walk saw (replaced, or now a link)."""
+
+
+@dataclass(frozen=True)
+class Walked:
+    """A regular file found by ``_walk``: its path, its lstat, and the open directory that
+    holds it (valid until the walk goes on)."""
+
+    rel: str
+    info: os.stat_result
+    dir_fd: int
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+
+def _walk(root: Path, patterns: Sequence[str]) -> Iterator[Walked]:
+    """Each regular file under ``root``, not following links. Every directory is opened by
+    name inside the one above it, never through a link: a link the agent puts in place of a
+    directory, even while the walk runs, leads nowhere outside the state directory."""
+    try:
+        top = os.open(root, _DIR_FLAGS)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    yield from _walk_dir(top, "", patterns, 0)
+
+
+def _walk_dir(fd: int, rel_dir: str, patterns: Sequence[str], depth: int) -> Iterator[Walked]:
+    try:
+        with os.scandir(fd) as entries:
+            items = sorted(entries, key=lambda e: e.name)
         for entry in items:
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
             if excluded(rel, patterns):
@@ -105,11 +133,72 @@ def _walk(root: Path, patterns: Sequence[str]) -> Iterator[tuple[str, os.stat_re
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(info.st_mode):
-                stack.append(rel)
+                if depth >= MAX_DEPTH:
+                    log.warning("memory snapshot leaves out %s: deeper than %d directories", rel, MAX_DEPTH)
+                    continue
+                try:
+                    sub = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue  # removed, or replaced by a link, since it was listed
+                yield from _walk_dir(sub, rel, patterns, depth + 1)
             elif stat.S_ISREG(info.st_mode):
-                yield rel, info
+                yield Walked(rel, info, fd)
             elif stat.S_ISLNK(info.st_mode):
                 log.debug("memory snapshot leaves out the symbolic link %s", rel)
+    finally:
+        os.close(fd)
+
+
+def _open_walked(found: Walked) -> int:
+    """The walked file, opened without following a link, and checked to be the very file the
+    walk saw (FileChanged if not: replaced since, by a link or another file)."""
+    try:
+        fd = os.open(found.name, _FILE_FLAGS, dir_fd=found.dir_fd)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise FileChanged(f"{found.rel} is no longer a regular file ({exc.strerror})") from None
+    now = os.fstat(fd)
+    if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (found.info.st_dev, found.info.st_ino):
+        os.close(fd)
+        raise FileChanged(f"{found.rel} was replaced while the snapshot read it")
+    return fd
+
+
+def _read_walked(found: Walked) -> tuple[bytes, bool]:
+    """The content of a walked file, and whether it is a SQLite database (then its content is
+    not used: the database is copied by ``sqlite_image``)."""
+    fd = _open_walked(found)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+            if head == SQLITE_MAGIC:
+                return b"", True
+            return head + fh.read(), False
+    finally:
+        os.close(fd)
+
+
+def _database_image(root: Path, found: Walked) -> bytes:
+    """A consistent copy of a walked SQLite database. SQLite opens it by path (the backup API
+    has no other way), so the path is checked before and after: every directory on the way a
+    real directory, and the file the one the walk saw; a link swapped in meanwhile makes the
+    copy refused (FileChanged), not kept."""
+    _check_path(root, found)
+    image = sqlite_image(root / found.rel)
+    _check_path(root, found)
+    return image
+
+
+def _check_path(root: Path, found: Walked) -> None:
+    current = root
+    for part in found.rel.split("/")[:-1]:
+        current = current / part
+        if not stat.S_ISDIR(os.lstat(current).st_mode):
+            raise FileChanged(f"{found.rel}: {current} is no longer a directory")
+    info = os.lstat(root / found.rel)
+    if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) != (found.info.st_dev, found.info.st_ino):
+        raise FileChanged(f"{found.rel} was replaced while the snapshot read it")
 
 
 def _is_sqlite(path: Path) -> bool:
@@ -120,9 +209,9 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
-def _wal_signature(path: Path) -> tuple[int, int]:
+def _wal_signature(path: Path, dir_fd: int | None = None) -> tuple[int, int]:
     try:
-        info = os.stat(f"{path}-wal")
+        info = os.stat(f"{path}-wal", dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return (0, 0)
     return (info.st_size, info.st_mtime_ns)
@@ -226,18 +315,20 @@ class Capture:
         seen: dict[str, tuple[tuple[int, int, tuple[int, int]], FileEntry]] = {}
         packer = self.repo.packer()
         read = 0
-        for rel, info in _walk(self.root, self.excludes):
-            path = self.root / rel
-            signature = (info.st_size, info.st_mtime_ns, _wal_signature(path))
+        for found in _walk(self.root, self.excludes):
+            rel, info = found.rel, found.info
+            signature = (info.st_size, info.st_mtime_ns, _wal_signature(Path(found.name), found.dir_fd))
             before = self._seen.get(rel)
             if before is not None and before[0] == signature and self.repo.has_blobs(before[1].blobs):
                 entry = before[1]
             else:
                 try:
-                    content = sqlite_image(path) if _is_sqlite(path) else path.read_bytes()
+                    content, database = _read_walked(found)
+                    if database:
+                        content = _database_image(self.root, found)
                 except FileNotFoundError:
                     continue  # removed since the walk saw it
-                except (OSError, sqlite3.Error) as exc:
+                except (OSError, sqlite3.Error, FileChanged) as exc:
                     log.warning("memory snapshot could not read %s: %s", rel, exc)
                     if before is not None and self.repo.has_blobs(before[1].blobs):  # what the last one had
                         files.append(before[1])
