@@ -162,6 +162,14 @@ class MemorySettings(Section):
     keep_weekly: int = Field(default=8, ge=0)
     keep_monthly: int = Field(default=12, ge=0)
 
+    @field_validator("excludes", mode="before")
+    @classmethod
+    def _excludes(cls, value: object) -> object:
+        # From the environment (MOLTCONSOLE_MEMORY__EXCLUDES) a list is one string: comma-separated.
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("repository")
     @classmethod
     def _repository(cls, value: str) -> str:

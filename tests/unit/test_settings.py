@@ -218,3 +218,8 @@ def test_heartbeat_is_a_whole_number_of_units_as_openclaw_reads_it(tmp_path: Pat
     assert load_settings(write(tmp_path, '[sandbox]\nheartbeat = "30m"\n'), env={}).sandbox.heartbeat == "30m"
     with pytest.raises(ConfigError, match=r"sandbox\.heartbeat = '0\.5h'"):
         load_settings(write(tmp_path, '[sandbox]\nheartbeat = "0.5h"\n'), env={})
+
+
+def test_memory_excludes_from_the_environment_are_comma_separated(tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "MOLTCONSOLE_MEMORY__EXCLUDES": "*.lock, cache/* ,,tmp/*"}
+    assert load_settings(None, env=env).memory.excludes == ["*.lock", "cache/*", "tmp/*"]
