@@ -53,6 +53,7 @@ from textual.worker import Worker, WorkerState
 
 from moltconsole.client import BackendError
 from moltconsole.screens.confirm import ConfirmScreen
+from moltconsole.screens.memory_bucket import BucketOpenScreen, BucketPlace
 from moltconsole.screens.memory_feeds import (
     FileOpened,
     FilesListed,
@@ -60,7 +61,9 @@ from moltconsole.screens.memory_feeds import (
     OperationEnded,
     SearchDone,
     StatusPolled,
+    list_bucket,
     list_files,
+    open_bucket_file,
     open_file,
     poll_status,
     search,
@@ -70,7 +73,7 @@ from moltconsole.screens.memory_timeline import TimelineScreen
 from moltconsole.widgets.cells import ELLIPSIS, fit, shorten_path
 from moltconsole.widgets.fitting_footer import SCREEN_SWITCHES, FittingFooter
 from moltconsole.widgets.memory_format import MEMORY_OFF, clock_time, counted, day_time, size
-from moltconsole.widgets.memory_kinds import as_text
+from moltconsole.widgets.memory_kinds import FileKind, as_text
 from moltconsole.widgets.memory_sync import SyncStatus
 from moltconsole.widgets.memory_tree import Entry, Folder, MemoryTree, index_files
 from moltconsole.widgets.memory_view import RENDERED, FileView
@@ -81,11 +84,15 @@ from moltconsole_shared.wire.memory import (
     FileList,
     FileVersion,
     MemoryStatus,
+    MoltworkerListing,
     SearchMatch,
     SnapshotSummary,
 )
 
 STATUS_POLL_S = 1.0
+# The keys that act on the sandbox's own files (now or a snapshot), not offered on a bucket.
+SANDBOX_ONLY = frozenset({"search", "timeline", "restore", "restore_all", "edit"})
+BUCKET_HINT = "Import the bucket (i) to keep it as a snapshot."  # under a file not shown
 # The files and the file are drawn for the first time when they are there, not first as "asking"
 # and then again (two layouts of the whole body); only a backend slower than this shows "asking".
 FIRST_WAIT_S = 0.25
@@ -128,6 +135,8 @@ class MemoryScreen(Screen[None]):
         Binding("r", "toggle_raw", "Raw", id="memory.raw"),
         Binding("b", "backup", "Back up", id="memory.backup"),
         Binding("R", "restore", "Restore", id="memory.restore"),
+        Binding("m", "open_bucket", "Moltworker", id="memory.moltworker"),
+        Binding("i", "import_bucket", "Import", id="memory.import"),
         Binding("e", "edit", "Edit", id="memory.edit", show=False),
         Binding("W", "restore_all", "Restore sandbox", id="memory.restore_all", show=False),
         Binding("escape", "back", "Back", id="memory.back", show=False),
@@ -142,6 +151,9 @@ class MemoryScreen(Screen[None]):
         self.clock = clock
         self.sandbox = sandbox
         self.snapshot: SnapshotSummary | None = None  # the view: None is now
+        self.bucket: BucketPlace | None = None  # a Moltworker bucket shown instead (read-only)
+        self.bucket_listing: MoltworkerListing | None = None
+        self._last_bucket: BucketPlace | None = None  # offered again when m is pressed
         self.status: MemoryStatus | None = None
         self.status_problem: str | None = None
         self.unreachable_since: float | None = None
@@ -233,8 +245,17 @@ class MemoryScreen(Screen[None]):
         note.update(text or "")
         note.display = text is not None
 
+    def _view(self) -> str | None:
+        """The view in the messages: None for now, a snapshot's id, or a bucket's place."""
+        if self.bucket is not None:
+            return self.bucket.view
+        return self.snapshot.id if self.snapshot is not None else None
+
     def _where(self) -> str:
-        """The view in a few words: now, or the snapshot's time (its date when not today)."""
+        """The view in a few words: now, the snapshot's time (its date when not today), or the
+        Moltworker bucket."""
+        if self.bucket is not None:
+            return f"bucket {sanitize(self.bucket.location)}"
         if self.snapshot is None:
             return "now"
         when = self.snapshot.time
@@ -250,7 +271,7 @@ class MemoryScreen(Screen[None]):
             if room <= 0 or len(view) + len(counted_files) <= room:  # else the view alone, whole
                 view += counted_files
         left.border_title = view
-        left.border_subtitle = "s snapshot · / search"
+        left.border_subtitle = "i import · esc back" if self.bucket is not None else "s snapshot · / search"
 
     # --- the sync status ---------------------------------------------------------------------
     def _poll(self) -> None:
@@ -296,8 +317,8 @@ class MemoryScreen(Screen[None]):
             self.refresh_bindings()  # the keys go while memory is off, and come back with it
         if event.status.enabled and (was_off or (back and self.listing is None)):
             self._load()  # memory came on, or the backend is back after the listing failed
-        elif (self.snapshot is None and self.listing is not None and before is not None
-              and after is not None and after.id != before.id):
+        elif (self.snapshot is None and self.bucket is None and self.listing is not None
+              and before is not None and after is not None and after.id != before.id):
             self._load()  # the state directory changed (a snapshot says so): now is another now
         self.status_seen.set()
 
@@ -325,7 +346,17 @@ class MemoryScreen(Screen[None]):
     # --- the files ---------------------------------------------------------------------------
     def _load(self) -> None:
         self.listed.clear()
+        if self.bucket is not None:
+            self._list_bucket(self.bucket, self.current is None)
+            return
         self._list(self.snapshot.id if self.snapshot is not None else None, self.current is None)
+
+    @work(exclusive=True, group="memory-files", exit_on_error=False)
+    async def _list_bucket(self, place: BucketPlace, read_first: bool) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.cancel()
+        self.post_message(await list_bucket(self.source, place, read_first))
 
     @work(exclusive=True, group="memory-files", exit_on_error=False)
     async def _list(self, snapshot: str | None, read_first: bool) -> None:
@@ -339,7 +370,7 @@ class MemoryScreen(Screen[None]):
 
     @on(FilesListed)
     def _files_listed(self, event: FilesListed) -> None:
-        if event.snapshot != (self.snapshot.id if self.snapshot is not None else None):
+        if event.snapshot != self._view():
             return  # the view changed meanwhile; its listing is on its way
         tree = self.file_tree
         if self._body_waits:
@@ -355,6 +386,7 @@ class MemoryScreen(Screen[None]):
             return
         self.list_problem = None
         self.listing = event.listing
+        self.bucket_listing = event.bucket
         self._preread = event.first
         with self.app.batch_update():
             self.top = event.top if event.top is not None else index_files(event.listing.files)
@@ -362,11 +394,12 @@ class MemoryScreen(Screen[None]):
             if not event.listing.files:
                 tree.display = False
                 self._left_note(Text(
+                    "This bucket holds no file that would be kept." if self.bucket is not None else
                     "No files yet: the state directory is empty (the sandbox has not run yet)."
                     if self.snapshot is None else "This snapshot holds no files."))
                 self.view.note(Text(""))
             else:
-                self._left_note(None)
+                self._left_note(self._bucket_note())
                 tree.display = not self.query_one("#memory-results").display
                 tree.show_files(self.top, tree.opened_folders())
                 if self.current is not None and not tree.reveal(self.current.path):
@@ -385,6 +418,17 @@ class MemoryScreen(Screen[None]):
                 if tree.display and not self.query_one("#memory-search-input").display:
                     tree.focus()
         self.call_after_refresh(self.listed.set)
+
+    def _bucket_note(self) -> Text | None:
+        """Above a bucket's tree: whose files these are (not the sandbox's), and what to do."""
+        listing = self.bucket_listing
+        if self.bucket is None or listing is None:
+            return None
+        left_out = f", {counted(len(listing.skipped), 'key')} left out" if listing.skipped else ""
+        return Text.assemble(
+            ("read-only", "bold"), f": a Moltworker bucket ({sanitize(listing.layout)}{left_out}), ",
+            "not the sandbox. ", ("i", "bold"), " imports it", style="dim",
+        )
 
     def _open_first(self) -> None:
         """Put the cursor on the first file to read (the workspace's markdown) and show it."""
@@ -440,13 +484,21 @@ class MemoryScreen(Screen[None]):
         self.current = info
         self.file_shown.clear()
         self._placing = False
-        snapshot = self.snapshot.id if self.snapshot is not None else None
+        view = self._view()
         preread, self._preread = self._preread, None
-        if preread is not None and (preread.path, preread.snapshot, line) == (info.path, snapshot, None):
+        if preread is not None and (preread.path, preread.snapshot, line) == (info.path, view, None):
             self.workers.cancel_group(self, "memory-file")  # a read of another file still on its way
             self.post_message(preread)  # read with the listing
             return
-        self._read(info.path, info.size, snapshot, line)
+        if self.bucket is not None:
+            key = self.bucket_listing.keys.get(info.path, "") if self.bucket_listing is not None else ""
+            self._read_bucket(self.bucket, info.path, info.size, key)
+            return
+        self._read(info.path, info.size, view, line)
+
+    @work(exclusive=True, group="memory-file", exit_on_error=False)
+    async def _read_bucket(self, place: BucketPlace, path: str, size_: int, key: str) -> None:
+        self.post_message(await open_bucket_file(self.source, place, path, size_, key))
 
     @work(exclusive=True, group="memory-file", exit_on_error=False)
     async def _read(self, path: str, size_: int, snapshot: str | None, line: int | None) -> None:
@@ -454,15 +506,22 @@ class MemoryScreen(Screen[None]):
 
     @on(FileOpened)
     async def _file_opened(self, event: FileOpened) -> None:
-        shown = self.snapshot.id if self.snapshot is not None else None
-        if self.current is None or event.path != self.current.path or event.snapshot != shown:
+        if self.current is None or event.path != self.current.path or event.snapshot != self._view():
             return  # another file (or view) was chosen meanwhile
         if event.opened is None:
             self.view.note(Text(sanitize(event.problem or ""), style="bold red"), sanitize(event.path))
+        elif self.bucket is not None and event.opened.kind is FileKind.SQLITE:
+            # Its tables are read by the backend from the sandbox or a snapshot, not a bucket.
+            self.view.note(Text.assemble(
+                ("SQLite database", "bold"), f", {size(event.opened.size)}\n\n",
+                "The bucket view does not open databases: import the bucket (i), then open it in "
+                "the snapshot it becomes (s).",
+            ), sanitize(event.path), f"{size(event.opened.size)} · {self._where()}")
         else:
             if event.opened.line is not None:
                 self.raw = True  # a line is found in the text
-            if await self.view.show(event.opened, self.raw, self._where()):
+            hint = BUCKET_HINT if self.bucket is not None else None
+            if await self.view.show(event.opened, self.raw, self._where(), hint):
                 self._placing = True
                 return  # shown once its line is in the middle (FileView.Placed)
         self._shown_now()
@@ -590,6 +649,8 @@ class MemoryScreen(Screen[None]):
             if self.current is not None:
                 self.file_tree.reveal(self.current.path)
             self.file_tree.focus()
+        elif self.bucket is not None:
+            self._show_view(fresh=self._leave_bucket())
 
     # --- the view: now or a snapshot --------------------------------------------------------
     def action_pick_snapshot(self) -> None:
@@ -601,19 +662,99 @@ class MemoryScreen(Screen[None]):
             if choice is None:
                 return
             self.snapshot = None if choice == NOW else choice if isinstance(choice, SnapshotSummary) else None
-            self._close_search()
-            self.listing = None
-            self.file_shown.clear()
-            self.file_tree.clear()
-            self._left_note(Text("asking the backend for the files…", style="dim"))
-            self._left_title()
-            self._load()
+            self._show_view(fresh=self._leave_bucket())
 
         self.app.clear_notifications()
         self.app.push_screen(SnapshotPickerScreen(
             self.source, "Show the files as they are, or as they were at a snapshot",
             current=self.snapshot.id if self.snapshot is not None else None,
         ), chosen)
+
+    def _show_view(self, fresh: bool = False) -> None:
+        """Show the view chosen (now, a snapshot or a bucket): asked for again. The file shown
+        stays shown if the new view has it, unless ``fresh`` (to or from a bucket, whose files
+        are another's)."""
+        self._close_search()
+        self.listing = None
+        self.bucket_listing = None
+        self._preread = None
+        self.file_shown.clear()
+        self.file_tree.clear()
+        if fresh:
+            self.current = None
+            self.file_tree.display = False
+            self.view.note(Text("The file under the cursor shows here.", style="dim"))
+        self._left_note(Text("asking the backend for the files…" if self.bucket is None else
+                             "asking the backend to list the bucket…", style="dim"))
+        self._left_title()
+        self.refresh_bindings()
+        self._load()
+
+    def _leave_bucket(self) -> bool:
+        """Back from a bucket to the sandbox's files (True if a bucket was shown)."""
+        was = self.bucket is not None
+        self.bucket = None
+        self.remove_class("-bucket")
+        return was
+
+    # --- a Moltworker bucket ------------------------------------------------------------------
+    def action_open_bucket(self) -> None:
+        """Browse a Moltworker bucket, read-only, with the same tree and file view."""
+        if not self._memory_on():
+            return
+
+        def opened(place: BucketPlace | None) -> None:
+            if place is None:
+                return
+            self._last_bucket = place
+            self.bucket = place
+            self.add_class("-bucket")
+            self._show_view(fresh=True)
+
+        self.app.clear_notifications()
+        self.app.push_screen(BucketOpenScreen(self._last_bucket), opened)
+
+    def action_import_bucket(self) -> None:
+        """Import the bucket shown as the sandbox's newest snapshot, after a confirmation."""
+        place = self.bucket
+        if place is None:
+            self.notify("i imports a Moltworker bucket: open one with m first.", markup=False)
+            return
+        who = f"sandbox {sanitize(self.sandbox)}" if self.sandbox else "this sandbox"
+        listing = self.bucket_listing
+        what = (f" ({counted(len(listing.files), 'file')}, {size(sum(f.size for f in listing.files))})"
+                if listing is not None else "")
+        question = (
+            f"Import the Moltworker bucket {sanitize(place.location)}{what} into {who}?\n\n"
+            "It becomes the sandbox's newest snapshot. Kept: the sandbox's current state stays in its "
+            "own snapshots, and its state directory is not touched unless it is empty (then the "
+            "import is put in place at once); to put it in place later, restore that snapshot (W). "
+            "The bucket is only read."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.operation_done.clear()
+                self._import(place)
+                self._poll()
+
+        self.app.clear_notifications()
+        self.app.push_screen(ConfirmScreen(question, "import"), answered)
+
+    @work(group="memory-operation", exit_on_error=False)
+    async def _import(self, place: BucketPlace) -> None:
+        try:
+            result = await self.source.import_moltworker(place.location, place.endpoint_url, True)
+        except BackendError as exc:
+            self.post_message(OperationEnded(
+                "import", f"importing {place.location} failed: {exc}", False, False))
+            return
+        snap = result.snapshot
+        left_out = f" {counted(len(result.skipped), 'key')} left out." if result.skipped else ""
+        self.post_message(OperationEnded(
+            "import", f"{place.location} imported as snapshot {snap.id}: {counted(snap.files, 'file')}, "
+            f"{size(snap.size)}.{left_out} {result.message}".rstrip(), True, result.restored,
+        ))
 
     def _close_search(self) -> None:
         self.query_one("#memory-search-input").display = False
@@ -630,9 +771,14 @@ class MemoryScreen(Screen[None]):
         await self.view.show(replace(opened, line=None), self.raw, self._where())  # from the top
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While memory is off the screen has nothing to act on: its keys leave the footer."""
+        """While memory is off the screen has nothing to act on: its keys leave the footer. A
+        bucket is only read and imported: the keys that act on the sandbox's files leave."""
         off = self.status is not None and not self.status.enabled
-        return not off or action == "back"
+        if off:
+            return action == "back"
+        if self.bucket is not None:
+            return action not in SANDBOX_ONLY
+        return action != "import_bucket"
 
     def _memory_on(self) -> bool:
         if self.status is not None and not self.status.enabled:
@@ -800,7 +946,7 @@ class MemoryScreen(Screen[None]):
         self.notify(sanitize(event.message), title=event.what, markup=False,
                     timeout=NOTICE_OK_S if event.ok else NOTICE_ERROR_S,
                     severity="information" if event.ok else "error")
-        if event.changed and self.snapshot is None:
+        if event.changed and self.snapshot is None and self.bucket is None:
             self.file_shown.clear()
             self._load()
         self._poll()

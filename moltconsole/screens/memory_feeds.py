@@ -14,6 +14,7 @@ from typing import Protocol
 from textual.message import Message
 
 from moltconsole.client import BackendError, BackendUnreachable
+from moltconsole.screens.memory_bucket import BucketPlace
 from moltconsole.widgets.memory_kinds import OpenedFile, kind_by_name, kind_of
 from moltconsole.widgets.memory_tree import Folder, first_to_read, index_files
 from moltconsole_shared.wire.memory import (
@@ -21,7 +22,9 @@ from moltconsole_shared.wire.memory import (
     FileDiff,
     FileHistory,
     FileList,
+    ImportResult,
     MemoryStatus,
+    MoltworkerListing,
     RestoreResult,
     SearchResult,
     SnapshotList,
@@ -53,6 +56,14 @@ class MemorySource(Protocol):
 
     async def restore(self, snapshot: str, path: str | None = None) -> RestoreResult: ...
 
+    async def moltworker(self, location: str, endpoint_url: str | None = None) -> MoltworkerListing: ...
+
+    async def moltworker_file(self, location: str, key: str, endpoint_url: str | None = None) -> bytes: ...
+
+    async def import_moltworker(
+        self, location: str, endpoint_url: str | None = None, restore: bool = True,
+    ) -> ImportResult: ...
+
 
 class StatusPolled(Message):
     """The memory's sync status (``status``), or why it could not be had (``problem``;
@@ -77,7 +88,7 @@ class FilesListed(Message):
 
     def __init__(
         self, snapshot: str | None, listing: FileList | None, problem: str | None = None, *,
-        top: Folder | None = None, first: FileOpened | None = None,
+        top: Folder | None = None, first: FileOpened | None = None, bucket: MoltworkerListing | None = None,
     ) -> None:
         super().__init__()
         self.snapshot = snapshot
@@ -85,6 +96,7 @@ class FilesListed(Message):
         self.problem = problem
         self.top = top
         self.first = first
+        self.bucket = bucket  # a Moltworker bucket's listing (its keys, layout, what it leaves out)
 
 
 class FileOpened(Message):
@@ -162,6 +174,41 @@ async def open_file(
         return FileOpened(path, snapshot, None, str(exc))
     return FileOpened(path, snapshot, OpenedFile(path, snapshot, len(content), kind_of(path, content),
                                                  content, line))
+
+
+async def list_bucket(source: MemorySource, place: BucketPlace, read_first: bool = False) -> FilesListed:
+    """A Moltworker bucket's files where they would go in the state directory (the view is
+    ``place.view``), indexed into folders, and with ``read_first`` its first file read."""
+    try:
+        found = await source.moltworker(place.location, place.endpoint_url)
+    except BackendError as exc:
+        return FilesListed(place.view, None, str(exc))
+    listing = FileList(snapshot=None, files=sorted(found.files, key=lambda f: f.path))
+    top = index_files(listing.files)
+    first = first_to_read(top) if read_first else None
+    opened = None
+    if first is not None:
+        opened = await open_bucket_file(source, place, first.path, first.size, found.keys.get(first.path, ""))
+    return FilesListed(place.view, listing, top=top, first=opened, bucket=found)
+
+
+async def open_bucket_file(
+    source: MemorySource, place: BucketPlace, path: str, size: int, key: str,
+) -> FileOpened:
+    """One file of a Moltworker bucket to show, read by its key; a database or a file too large
+    to show is not read."""
+    view = place.view
+    known = kind_by_name(path, size)
+    if known is not None:
+        return FileOpened(path, view, OpenedFile(path, view, size, known))
+    if not key:
+        return FileOpened(path, view, None, f"{path} has no key in the bucket's listing; open the bucket "
+                                            "again (m)")
+    try:
+        content = await source.moltworker_file(place.location, key, place.endpoint_url)
+    except BackendError as exc:
+        return FileOpened(path, view, None, str(exc))
+    return FileOpened(path, view, OpenedFile(path, view, len(content), kind_of(path, content), content))
 
 
 async def search(source: MemorySource, query: str, snapshot: str | None) -> SearchDone:

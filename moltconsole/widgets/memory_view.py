@@ -96,10 +96,12 @@ class FileView(Vertical):
         self.border_subtitle = subtitle
         self._switch("note")
 
-    async def show(self, opened: OpenedFile, raw: bool, where: str = "") -> bool:
+    async def show(self, opened: OpenedFile, raw: bool, where: str = "", hint: str | None = None) -> bool:
         """Show ``opened`` (its text when ``raw``, or when it was opened at a line); ``where`` names
-        the view in a few words (default: now, or the snapshot's id). True when its line is still
-        to be put in the middle: :class:`Placed` comes when it is."""
+        the view in a few words (default: now, or the snapshot's id); ``hint`` says what to do
+        with a file that is not shown (default: its versions, or restore it). True when its line
+        is still to be put in the middle: :class:`Placed` comes when it is."""
+        hint = hint or "t shows its versions; R restores it."
         self.opened = opened
         self.raw = raw
         kind = opened.kind
@@ -117,12 +119,12 @@ class FileView(Vertical):
         if kind is FileKind.LARGE or content is None:
             self.note(Text(
                 f"{size(opened.size)}: too large to show here (the console shows files up to "
-                f"{size(READ_LIMIT)}). t shows its versions; R restores it.",
+                f"{size(READ_LIMIT)}). {hint}",
             ), self.border_title, self.border_subtitle)
             return False
         if kind is FileKind.BINARY:
             self.note(Text.assemble((binary_name(content), "bold"), f", {size(opened.size)}\n\n",
-                                    "Not text, so not shown. t shows its versions; R restores it."),
+                                    f"Not text, so not shown. {hint}"),
                       self.border_title, self.border_subtitle)
             return False
         text = as_text(content) or ""

@@ -27,6 +27,7 @@ import uvicorn
 from moltconsole_backend.api.service import create_app
 from moltconsole_backend.memory.keeper import MemoryKeeper
 from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot
+from moltconsole_backend.memory.service import MemoryService
 from moltconsole_backend.memory.store import LocalStore
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settings
@@ -100,6 +101,7 @@ class World:
     files: dict[str, bytes] = field(default_factory=lambda: dict(FILES_NOW))
     memory_on: bool = True
     keeper: MemoryKeeper | None = None  # once served with memory on (its loop is the server's thread)
+    env: dict[str, str] = field(default_factory=dict)  # the backend's keys (a Moltworker bucket's)
 
     @property
     def state(self) -> Path:
@@ -169,6 +171,8 @@ def served(world: World) -> Iterator[World]:
         engine.container = Stoppable(engine)
         manager = SandboxManager(settings_for(world.root), client_factory=lambda: engine)  # type: ignore[arg-type,return-value]
         app: Any = create_app(manager)
+        if world.env:  # what reads a Moltworker bucket takes its credentials from the service
+            app.fleet.memory = MemoryService(settings_for(world.root), world.env)
         if world.memory_on:
             # No snapshot of its own while a test runs (a restore changes files): the times stay fixed.
             quiet = MemorySettings(enabled=True, interval=0, debounce=60, max_delay=600)

@@ -34,6 +34,9 @@ class MoltworkerBucket:
     secret_key: str = "mw-secret-key"
     endpoint_url: str = ""
     requests: list[str] = field(default_factory=list)  # "METHOD path" of each request
+    # When given, reads of objects (not listings) wait for it to be set: an import held part
+    # way, to be seen running.
+    gate: threading.Event | None = None
 
     @property
     def location(self) -> str:
@@ -58,6 +61,8 @@ class MoltworkerBucket:
         key = unquote(parts[1])
         if key not in self.objects:
             return 404, error_xml("NoSuchKey")
+        if self.gate is not None:
+            self.gate.wait(30)
         return 200, self.objects[key]
 
     def _list(self, query: dict[str, list[str]]) -> bytes:
