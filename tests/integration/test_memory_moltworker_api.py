@@ -15,9 +15,10 @@ import pytest
 from moltconsole.client import BackendClient, BackendError
 from moltconsole_backend.api.service import create_app
 from moltconsole_backend.memory.keeper import MemoryKeeper
+from moltconsole_backend.memory.moltworker import MoltworkerBucket
 from moltconsole_backend.memory.repo import Repository
-from moltconsole_backend.memory.service import MemoryService
-from moltconsole_backend.memory.store import LocalStore
+from moltconsole_backend.memory.service import MemoryService, moltworker_store
+from moltconsole_backend.memory.store import LocalStore, StoreError
 from moltconsole_backend.sandbox.manager import SandboxManager
 from moltconsole_backend.settings import MemorySettings, SandboxSettings, Settings
 from moltconsole_shared.paths import PathSettings
@@ -106,3 +107,29 @@ async def test_a_bucket_without_moltworker_data_or_keys_says_so(
     with pytest.raises(BackendError, match="cannot read the Moltworker bucket") as caught:
         await client.memory.moltworker("ftp://somewhere")
     assert caught.value.status == 409
+
+
+async def test_one_file_of_the_bucket_is_read_by_its_key_and_wrong_keys_are_said(
+    served: tuple[BackendClient, Path, str], s3_server: S3Server,
+) -> None:
+    client, state, location = served
+    listing = await client.memory.moltworker(location)
+    assert listing.keys["workspace/skills/weather/SKILL.md"] == "skills/weather/SKILL.md"
+    for path, key in listing.keys.items():
+        assert await client.memory.moltworker_file(location, key) == TREE[key], path
+    with pytest.raises(BackendError, match="not under one of Moltworker's prefixes") as caught:
+        await client.memory.moltworker_file(location, "elsewhere/x")
+    assert caught.value.status == 400
+    with pytest.raises(BackendError, match="no longer in") as caught:
+        await client.memory.moltworker_file(location, "workspace/gone.md")
+    assert caught.value.status == 404
+    assert not state.exists()  # reading wrote nothing
+
+    # The same bucket read with a key pair SeaweedFS does not know: said, the secret not shown.
+    settings = Settings(memory=MemorySettings(endpoint_url=s3_server.endpoint_url, path_style=True))
+    wrong = MoltworkerBucket(moltworker_store(
+        settings, {"R2_ACCESS_KEY_ID": "unknown-key", "R2_SECRET_ACCESS_KEY": "wrong-secret"}, location,
+    ))
+    with pytest.raises(StoreError, match="access key") as refused:
+        wrong.read("workspace/MEMORY.md", 1024)
+    assert "wrong-secret" not in str(refused.value)
