@@ -23,6 +23,12 @@ workspace file in ``$EDITOR``: the console steps aside for the editor, then the 
 back through the backend (``PUT memory/file``, which takes a snapshot of what was there first),
 and only if nobody changed it meanwhile (else the edit is kept aside and the user told where).
 
+``m`` opens a Moltworker bucket (:mod:`moltconsole.screens.memory_bucket` asks for its
+location) in place of the sandbox's files: the same tree and file view over the files it would
+become, read-only, its files read by their keys in the bucket; the left side says it is the
+bucket, the keys that act on the sandbox's files leave, ``esc`` goes back, and ``i`` imports it
+as the sandbox's newest snapshot after a confirmation (its progress shows in the sync status).
+
 Memory off (or failed to start) puts the reason, and how to turn it on, in place of it all.
 """
 
