@@ -525,16 +525,19 @@ def part_restore(
         target = here / "state"
         keeper = fresh.service.keeper(SANDBOX, target)
         assert keeper is not None
+        os.sync()  # each measure pays for its own writes only, not the round before's
         started = time.perf_counter()
         restored = asyncio.run(keeper.before_start())
         ours_s = time.perf_counter() - started
         assert restored is not None and restored.id == snap.id, "the newest snapshot was not restored"
         check_restored(ws.root, target, snap)
         copy_dir = here / "rclone"
+        os.sync()
         rclone_s = rclone.run("copy", rclone.remote("rclone"), str(copy_dir))
         copy_files, copy_size = tree_size(copy_dir)
         # The disk's own ceiling for writing this many files: a local copy, no network, no
         # decompression (cp -a of what rclone wrote, then a sync, as our restore ends with).
+        os.sync()
         started = time.perf_counter()
         subprocess.run(["cp", "-a", str(copy_dir), str(here / "cp")], check=True)
         os.sync()
