@@ -293,15 +293,12 @@ class Capture:
     ) -> FileEntry:
         """The entry of a file read whole: its content stored (in chunks when large)."""
         mode, mtime = stat.S_IMODE(info.st_mode), info.st_mtime_ns
-        if len(content) <= CHUNK_SIZE:
-            return FileEntry(rel, packer.add(content), len(content), mode, mtime)
-        name = self.repo.blob_name(content)
-        same = before is not None and before.blob == name and bool(before.chunks)
-        if same and before is not None and self.repo.has_blobs(before.chunks):
-            chunks = before.chunks  # the same content (a database touched, not changed)
-        else:
-            view = memoryview(content)
-            chunks = tuple(packer.add(view[at:at + CHUNK_SIZE]) for at in range(0, len(content), CHUNK_SIZE))
+        name = None
+        if len(content) > CHUNK_SIZE and before is not None and before.chunks:
+            name = self.repo.blob_name(content)
+            if before.blob == name and self.repo.has_blobs(before.chunks):  # a database touched, not changed
+                return FileEntry(rel, name, len(content), mode, mtime, before.chunks)
+        name, chunks = packer.add_file(content, name)
         return FileEntry(rel, name, len(content), mode, mtime, chunks)
 
     def take(self, reason: str, parent: str | None = None) -> CaptureReport:

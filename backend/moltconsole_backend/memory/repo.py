@@ -341,6 +341,16 @@ class PackWriter:
             self._mine.add(name)
         return self._add_stored(name, self.repo.encode(content))
 
+    def add_file(self, content: bytes, name: str | None = None) -> tuple[str, tuple[str, ...]]:
+        """Store a file's content: one blob up to ``CHUNK_SIZE``, else its chunks. The name of
+        the whole content (``name`` if the caller has it), and the chunks' names in order
+        (none for one blob)."""
+        if len(content) <= CHUNK_SIZE:
+            return self.add(content), ()
+        view = memoryview(content)
+        chunks = tuple(self.add(view[at:at + CHUNK_SIZE]) for at in range(0, len(content), CHUNK_SIZE))
+        return name or self.repo.blob_name(content), chunks
+
     def add_stored(self, name: str, data: bytes) -> None:
         """Pack blob ``name`` as stored already (compressed and sealed): a prune's repacking."""
         with self._lock:
