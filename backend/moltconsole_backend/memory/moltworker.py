@@ -60,7 +60,6 @@ import socket
 import sqlite3
 import stat
 import tempfile
-import threading
 import time
 import unicodedata
 from collections import deque
@@ -72,7 +71,14 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from moltconsole_backend.memory.capture import DEFAULT_EXCLUDES, SQLITE_MAGIC, excluded
-from moltconsole_backend.memory.repo import FileEntry, Repository, Snapshot, new_snapshot_id, snapshot_key
+from moltconsole_backend.memory.repo import (
+    FileEntry,
+    PackWriter,
+    Repository,
+    Snapshot,
+    new_snapshot_id,
+    snapshot_key,
+)
 from moltconsole_backend.memory.restore import Progress, UnsafePath, safe_parts
 from moltconsole_backend.memory.s3 import S3Store
 from moltconsole_backend.memory.store import LocalStore, ObjectMissing, ObjectStore, StoreError
@@ -814,23 +820,29 @@ def import_snapshot(
     changes = [f"{f.key} -> {f.path}: {f.note}" for f in scan.files if f.note]
     warnings: list[str] = []
     total = scan.size
-    done = read_bytes = new_blobs = uploaded = 0
+    done = read_bytes = 0
     entries: list[FileEntry] = []
     with repo.shared():  # from the first blob to the manifest: no prune deletes a blob meanwhile
-        for item, stored in _in_order(_Storing(repo, bucket.objects), scan.files):
-            if stored is None:
-                left_out.append(LeftOut(shown_key(item.key), "gone from the bucket since it was listed "
-                                        "(is Moltworker still syncing?)", item.path))
-                continue
-            entries += stored.entries
-            changes += stored.changes
-            warnings += stored.warnings
-            read_bytes += stored.read_bytes
-            new_blobs += stored.new_blobs
-            uploaded += stored.uploaded
-            done += stored.read_bytes
-            if progress is not None:
-                progress(done, max(total, done))
+        packer = repo.packer()
+        try:
+            for item, stored in _in_order(_Storing(repo, packer, bucket.objects), scan.files):
+                if stored is None:
+                    left_out.append(LeftOut(shown_key(item.key), "gone from the bucket since it was "
+                                            "listed (is Moltworker still syncing?)", item.path))
+                    continue
+                entries += stored.entries
+                changes += stored.changes
+                warnings += stored.warnings
+                read_bytes += stored.read_bytes
+                done += stored.read_bytes
+                if progress is not None:
+                    progress(done, max(total, done))
+        except BaseException:
+            with contextlib.suppress(StoreError):
+                packer.finish()  # what was read is stored: an import tried again does not store it again
+            raise
+        packer.finish()  # the last pack and its index, before the manifest
+        new_blobs, uploaded = packer.new_blobs, packer.stored_bytes
         snapshot = Snapshot(
             id=snapshot_id, sandbox=sandbox, time=time.time(), reason="import",
             files=sorted(entries, key=lambda e: e.path), parent=None, host=socket.gethostname(),
@@ -847,22 +859,19 @@ class _Stored:
 
     entries: list[FileEntry]
     read_bytes: int
-    new_blobs: int = 0
-    uploaded: int = 0
     changes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
 class _Storing:
-    """Reads one bucket file (and its SQLite logs), makes it what the snapshot holds, and stores
-    its blob; several run at once, each claiming a blob name first so that identical files
-    read at the same moment are written once."""
+    """Reads one bucket file (and its SQLite logs), makes it what the snapshot holds, and packs
+    its blobs (whole, or in chunks when large); several run at once, and the pack writer
+    stores identical content once."""
 
-    def __init__(self, repo: Repository, objects: BucketObjects) -> None:
+    def __init__(self, repo: Repository, packer: PackWriter, objects: BucketObjects) -> None:
         self.repo = repo
+        self.packer = packer
         self.objects = objects
-        self._claimed: set[str] = set()
-        self._lock = threading.Lock()
 
     def __call__(self, item: BucketFile) -> _Stored | None:
         try:
@@ -876,15 +885,8 @@ class _Storing:
         content, extra = _content(item, parts, stored.changes, stored.warnings)
         mtime = parts[item.key].mtime_ns or item.mtime_ns or 0
         for path, data in [(item.path, content), *extra]:
-            name = self.repo.blob_name(data)
-            with self._lock:
-                first = name not in self._claimed
-                self._claimed.add(name)
-            if first:
-                name, written = self.repo.put_blob(data)
-                stored.new_blobs += 1 if written else 0
-                stored.uploaded += written
-            stored.entries.append(FileEntry(path, name, len(data), _mode(data), mtime))
+            name, chunks = self.packer.add_file(data)
+            stored.entries.append(FileEntry(path, name, len(data), _mode(data), mtime, chunks))
         return stored
 
 
