@@ -11,8 +11,8 @@ The format (documented in the README so a user can read a bucket without moltcon
                                          {"packs": [{"pack": name, "blobs": [[blob, offset,
                                          length], ...]}]}, zlib-compressed JSON (sealed when
                                          encrypted); the name is the SHA-256 of its bytes
-    blobs/<2 hex>/<64 hex>               one blob alone (format 1 wrote every blob so; an
-                                         import from a Moltworker bucket still does)
+    blobs/<2 hex>/<64 hex>               one blob alone, as format 1 wrote every blob (read;
+                                         format 2 packs them)
     snapshots/<sandbox>/<snapshot id>.json   one snapshot: every file's path, blob, size, mode
                                          and mtime, and for a file over 1 MiB its chunks; plain
                                          JSON (sealed when encryption is on)
@@ -665,8 +665,9 @@ class Repository:
         return PackWriter(self, put)
 
     def put_blob(self, content: bytes) -> tuple[str, int]:
-        """Store ``content`` alone (not packed) unless it is there already; its name, and the
-        bytes written (0 if it was there)."""
+        """Store ``content`` alone under ``blobs/``, as format 1 did (backups pack theirs; this
+        is for a blob on its own, and tests of format 1), unless it is there already; its name,
+        and the bytes written (0 if it was there)."""
         name = self.blob_name(content)
         if self.has_blob(name):
             return name, 0
