@@ -102,9 +102,10 @@ class SnapshotList:
     snapshots: list[SnapshotSummary] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileInfo:
-    """One file of the state directory (now or in a snapshot)."""
+    """One file of the state directory (now or in a snapshot). Slotted: a listing holds tens of
+    thousands, and each one's dict would be another object for the garbage collector to walk."""
 
     path: StrictStr
     size: StrictInt
