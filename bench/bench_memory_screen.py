@@ -19,7 +19,9 @@ drawn (the screen's ``listed`` event, set after that refresh). Each way, in the 
 ``bare``       a screen of a status bar, one line of text and the footer: the floor of any
                screen on this machine now (a loaded machine shows here first);
 ``logs``       the yardstick among the console's screens: the Logs screen's first frame with
-               its tests' lines (a screen of about the same weight, already accepted).
+               its tests' lines (a screen of about the same weight, already accepted);
+``GET files``  the listing alone through the client (request, JSON, validation), as kept, and
+``GET walked`` with the listing forgotten before it (a walk, as every request did before).
 
 The shape is a large workspace: the workspace's own markdown, 2,000 daily notes, 100 topics of
 50 notes, 200 skills of 5 files, 1,989 session transcripts and the two SQLite databases.
@@ -301,6 +303,7 @@ async def main(runs: int, verbose: bool = False) -> None:
     files = large_workspace()
     results: dict[str, list[float]] = {
         "screen": [], "end to end": [], "walked": [], "eager": [], "empty": [], "bare": [], "logs": [],
+        "GET files": [], "GET walked": [],
     }
     instant = InstantMemory({**files, "state/openclaw.sqlite": b"SQLite format 3\x00"})
     empty = InstantMemory({})
@@ -323,11 +326,19 @@ async def main(runs: int, verbose: bool = False) -> None:
                 for _ in range(runs):
                     await first_frame(client.memory)
                 kept = ask("walks") == walks_before
+                for _ in range(runs):  # the listing alone, through the client, kept and walked
+                    started = time.perf_counter()
+                    await client.memory.files()
+                    results["GET files"].append((time.perf_counter() - started) * 1000)
+                    ask("forget")
+                    started = time.perf_counter()
+                    await client.memory.files()
+                    results["GET walked"].append((time.perf_counter() - started) * 1000)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"Memory screen, first frame with a 10,000-file state directory at {SIZE[0]}x{SIZE[1]} "
           f"(target: under 200 ms){'; the heap frozen once the app is up' if FREEZE_GC else ''}")
-    for name in ("screen", "end to end", "walked", "eager", "empty", "bare", "logs"):
+    for name in results:
         print(summary(name, results[name]))
     if verbose:
         for name, values in results.items():
