@@ -24,7 +24,7 @@ import pytest
 from rich.console import Console
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import OptionList, Static
+from textual.widgets import Markdown, OptionList, Static
 
 from moltconsole.client import BackendClient
 from moltconsole.memory_client import MemoryClient
@@ -284,11 +284,11 @@ async def test_a_long_folder_comes_a_page_at_a_time_and_a_file_far_down_can_be_r
     async with MemoryApp(long_folder.socket).run_test(size=(80, 24)) as pilot:
         screen = await settled(pilot)
         tree = screen.file_tree
-        days = next(n for n in tree.root.children[0].children if n.label.plain.startswith("memory/"))
+        days = next(n for n in tree.root.children[0].children if str(n.label).startswith("memory/"))
         days.expand()
         await pilot.pause()
         assert len(days.children) == PAGE + 1 and isinstance(days.children[-1].data, More)
-        assert "701 more" in days.children[-1].label.plain  # 1,201 files with the day note
+        assert "701 more" in str(days.children[-1].label)  # 1,201 files with the day note
         tree.move_cursor(days.children[-1])
         await pilot.press("enter")
         await pilot.pause()
@@ -578,7 +578,7 @@ async def test_back_up_now_takes_a_snapshot_and_says_what_it_cost(fresh: World) 
     async with MemoryApp(fresh.socket).run_test(size=(80, 24)) as pilot:
         screen = await settled(pilot)
         notices: list[str] = []
-        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[assignment,method-assign]
+        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[method-assign]
         await pilot.press("b")
         await asyncio.wait_for(screen.operation_done.wait(), GUARD)
         assert notices and "taken: 10 files" in notices[0] and "read" in notices[0]
@@ -610,11 +610,11 @@ async def test_edit_writes_the_edited_file_back_with_a_snapshot_of_it_before(
     monkeypatch.setenv("EDITOR", editor_script(fresh.root, "sed -i 's/no sugar/one sugar/' \"$1\""))
     notices: list[str] = []
     async with MemoryApp(fresh.socket).run_test(size=(80, 24)) as pilot:
-        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[assignment,method-assign]
+        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[method-assign]
         screen = await edit_memory_file(pilot)
         await asyncio.wait_for(screen.operation_done.wait(), GUARD)
         await asyncio.wait_for(screen.file_shown.wait(), GUARD)
-        assert "one sugar" in screen.view.query_one("#memory-markdown-body").source  # read again
+        assert "one sugar" in screen.view.query_one("#memory-markdown-body", Markdown).source  # read again
     edited = MEMORY_NOW.replace("no sugar", "one sugar")
     assert (fresh.state / "workspace" / "MEMORY.md").read_text() == edited
     before = next(s for s in await snapshots_of(fresh) if s.reason == "before-edit")
@@ -632,7 +632,7 @@ async def test_an_edit_of_a_file_the_agent_changed_meanwhile_is_kept_aside_not_w
         fresh.root, f"sed -i 's/no sugar/one sugar/' \"$1\"\necho '- the agent wrote this' >> '{target}'"))
     notices: list[str] = []
     async with MemoryApp(fresh.socket).run_test(size=(80, 24)) as pilot:
-        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[assignment,method-assign]
+        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[method-assign]
         screen = await edit_memory_file(pilot)
         await asyncio.wait_for(screen.operation_done.wait(), GUARD)
     assert target.read_text() == MEMORY_NOW + "- the agent wrote this\n"
@@ -651,7 +651,7 @@ async def test_edit_says_what_it_needs_and_changes_nothing_without_it(
     monkeypatch.setenv("EDITOR", editor_script(fresh.root, "exit 0"))
     notices: list[str] = []
     async with MemoryApp(fresh.socket).run_test(size=(80, 24)) as pilot:
-        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[assignment,method-assign]
+        pilot.app.notify = lambda message, **kwargs: notices.append(message)  # type: ignore[method-assign]
         await edit_memory_file(pilot)
         assert notices[-1] == "workspace/MEMORY.md unchanged; nothing was written."
         await edit_memory_file(pilot, "openclaw.json")
