@@ -132,3 +132,16 @@ def test_a_database_swapped_for_a_link_is_not_copied_through_it(
     snap = Capture(repo, "main", state).take("manual").snapshot
     assert all(b"host database row" not in content for content in contents(repo, snap.files))
     assert snap.files == []
+
+
+def test_a_file_now_is_not_read_through_a_link_on_its_way(outside: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "workspace").symlink_to(outside, target_is_directory=True)
+    (state / "MEMORY.md").symlink_to(outside / "MEMORY.md")
+    (state / "notes.md").write_text("the agent's own\n")
+    assert capture.read_state_file(state, "notes.md") == b"the agent's own\n"
+    with pytest.raises(OSError, match=r"workspace/MEMORY\.md lies under a symbolic link"):
+        capture.read_state_file(state, "workspace/MEMORY.md")
+    with pytest.raises(OSError, match=r"MEMORY\.md is a symbolic link"):
+        capture.read_state_file(state, "MEMORY.md")

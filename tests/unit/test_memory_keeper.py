@@ -31,6 +31,10 @@ class Bucket(LocalStore):
         self._check()
         return super().get(key)
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        self._check()
+        return super().get_range(key, start, length)
+
     def list(self, prefix: str) -> Iterator[str]:
         self._check()
         return super().list(prefix)

@@ -24,6 +24,7 @@ never deletes a blob it found already stored before its manifest names it (repo.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import logging
@@ -201,12 +202,38 @@ def _check_path(root: Path, found: Walked) -> None:
         raise FileChanged(f"{found.rel} was replaced while the snapshot read it")
 
 
-def _is_sqlite(path: Path) -> bool:
+def read_state_file(root: Path, rel: str) -> bytes:
+    """A file of the state directory as it is now (a database as a consistent copy), reached
+    without following a link on the way or at the end: the agent may have put one there.
+    OSError when it cannot be read, with a message that says why."""
+    parts = rel.split("/")
+    fd = os.open(root, _DIR_FLAGS)
     try:
-        with open(path, "rb") as fh:
-            return fh.read(16) == SQLITE_MAGIC
-    except OSError:
-        return False
+        for part in parts[:-1]:
+            try:
+                sub = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                raise _not_followed(exc, rel) from None
+            os.close(fd)
+            fd = sub
+        info = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symbolic link (not followed)" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            raise OSError(errno.EINVAL, f"{rel} is {kind}")
+        found = Walked(rel, info, fd)
+        try:
+            content, database = _read_walked(found)
+            return _database_image(root, found) if database else content
+        except FileChanged as exc:
+            raise OSError(errno.EAGAIN, f"{exc}; try again") from None
+    finally:
+        os.close(fd)
+
+
+def _not_followed(exc: OSError, rel: str) -> OSError:
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return OSError(exc.errno, f"{rel} lies under a symbolic link or a file (links are not followed)")
+    return exc
 
 
 def _wal_signature(path: Path, dir_fd: int | None = None) -> tuple[int, int]:

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from moltconsole_backend.memory.browse import under
-from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded, sqlite_image
-from moltconsole_backend.memory.capture import _is_sqlite as is_sqlite
+from moltconsole_backend.memory.capture import Capture, CaptureReport, excluded, read_state_file
 from moltconsole_backend.memory.listing import StateListing
 from moltconsole_backend.memory.moltworker import (
     ImportReport,
@@ -388,9 +387,8 @@ class MemoryKeeper:
         except UnsafePath as exc:
             raise KeeperError(str(exc)) from None
         if snapshot_id is None:
-            target = self.state_dir.joinpath(*parts)
             try:
-                return await asyncio.to_thread(_read_now, target)
+                return await asyncio.to_thread(read_state_file, self.state_dir, "/".join(parts))
             except OSError as exc:
                 raise KeeperError(
                     f"cannot read {path} in sandbox {self.name}: {exc.strerror or exc}"
@@ -540,12 +538,6 @@ class MemoryKeeper:
         )
         await self.restore_all(latest.id)
         return latest
-
-
-def _read_now(path: Path) -> bytes:
-    if is_sqlite(path):
-        return sqlite_image(path)  # the live file may lag its write-ahead log
-    return path.read_bytes()
 
 
 def _entry(snapshot: Snapshot, path: str) -> FileEntry:
