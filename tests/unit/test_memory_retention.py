@@ -188,7 +188,8 @@ def test_a_manifest_prune_cannot_read_stops_it_before_any_delete(repo: Repositor
     orphan, _ = repo.put_blob(b"unused")
     damaged = snap("2026-12-02T10:00")
     repo.store.put(damaged.key, b"{}")
-    with pytest.raises(RetentionError, match=r"removed nothing: 1 manifest\(s\) or index\(es\) cannot be read.*verify"):
+    unreadable = r"removed nothing: 1 manifest\(s\) or index\(es\) cannot be read.*verify"
+    with pytest.raises(RetentionError, match=unreadable):
         prune(repo)
     assert repo.store.exists(blob_key(orphan))
 
