@@ -28,8 +28,8 @@ SANDBOX_HTTP = {
       for name in ("start", "stop", "restart", "destroy", "rebuild", "rotate-token")),
     ("/v1/memory", "GET"),
     *((f"/v1/memory/{name}", "GET")
-      for name in ("snapshots", "files", "file", "log", "diff", "search", "moltworker", "db/tables",
-                   "db/rows", "sessions", "conversation")),
+      for name in ("snapshots", "files", "file", "log", "diff", "search", "moltworker", "moltworker/file",
+                   "db/tables", "db/rows", "sessions", "conversation")),
     ("/v1/memory/file", "PUT"),
     *((f"/v1/memory/{name}", "POST")
       for name in ("backup", "restore", "verify", "prune", "import-moltworker")),
