@@ -231,12 +231,7 @@ class Catalog:
 
 def blob_names(keys: Iterable[str]) -> set[str]:
     """The blob names among the keys of a listing of ``blobs/`` (other keys passed over)."""
-    found = set()
-    for key in keys:
-        name = key.rsplit("/", 1)[-1]
-        if _BLOB.fullmatch(name) and key == blob_key(name):
-            found.add(name)
-    return found
+    return {key.rsplit("/", 1)[-1] for key in _named_keys(keys, blob_key)}
 
 
 class _SharedOrExclusive:
