@@ -22,7 +22,6 @@ its stream is refused or a list lacks it: the console says so and goes back to t
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Literal
@@ -193,10 +192,6 @@ class MoltConsole(App[None]):
         )
         self.switch_mode("dashboard")
         self.follow_events()
-        # What start-up made (modules, styles, the first screen) lives as long as the console:
-        # frozen out of the collector, a full collection in a later screen's first frame walks
-        # only what came after (bench_memory_screen --freeze-gc: p95 346 ms against 706-812).
-        self.call_after_refresh(gc.freeze)
         if self._notices:  # the launcher's whole text is long for a toast: the banner has the fix
             self.notify(KEYS_TOAST, title="backend", severity="error", markup=False, timeout=KEYS_NOTICE_S)
 
