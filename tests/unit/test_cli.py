@@ -478,8 +478,13 @@ async def test_destroy_prompt_in_a_terminal_exits_at_once_on_sigint(
         async with in_terminal("--config", str(config_file), "destroy") as (process, master):
             await asyncio.wait_for(_read_until(master, b"[y/N] "), GUARD)
             await asyncio.wait_for(_asleep(process.pid), GUARD)
+            # What it writes after the signal is read, so a full terminal never holds its exit up.
+            draining = asyncio.ensure_future(_read_until(master, b"\x00never\x00"))
             process.send_signal(signal.SIGINT)
             code = await asyncio.wait_for(process.wait(), GUARD)
+            draining.cancel()
+            with contextlib.suppress(asyncio.CancelledError, AssertionError):
+                await draining
     assert code == EXIT_INTERRUPTED
 
 
