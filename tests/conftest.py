@@ -8,12 +8,20 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+
+# Started as a background job without job control (`cmd &` in a script), the run inherits
+# SIGINT ignored, and so would every CLI child the tests interrupt with it (Python installs
+# no KeyboardInterrupt handler then): the tests run as from a terminal, with SIGINT as usual.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 import docker
 import pytest
